@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export MPLBACKEND := Agg
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name torchgrad-magic --display-name "Python (torchgrad-magic)" >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/run_demo.py
+
+test: $(STAMP) lint
+	$(PY) -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build examples/*.executed.ipynb .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,51 @@
+"""torchgrad_magic: see PyTorch autograd at work in IPython and Jupyter.
+
+    %load_ext torchgrad_magic
+
+    %%grad --wrt x=3
+    y = 3 * x ** 2
+
+The same engine works without IPython::
+
+    from torchgrad_magic import grad
+    result = grad("y = 3 * x ** 2", wrt="x=3")
+    result.grads["x"]  # tensor(18.)
+
+Importing this package is cheap: torch is imported when the first cell runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["grad", "GradResult", "GradError", "load_ipython_extension", "unload_ipython_extension"]
+
+_LAZY = {"grad": "engine", "GradResult": "result", "GradError": "spec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext torchgrad_magic``: register the ``%%grad`` cell magic."""
+    from .magic import GradMagic
+
+    magics = GradMagic(ipython)
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext torchgrad_magic``: remove ``%%grad`` again."""
+    manager = ipython.magics_manager
+    manager.magics["cell"].pop("grad", None)
+    instance = manager.registry.pop("GradMagic", None)
+    if instance in ipython.configurables:
+        ipython.configurables.remove(instance)

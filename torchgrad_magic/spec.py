@@ -1,0 +1,209 @@
+"""Reading the magic line: bracket-aware splitting and ``--wrt`` specs.
+
+Nothing here imports torch: parsing a line must stay cheap and must work
+before any tensor exists.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass
+from typing import Any
+
+_OPEN = "([{"
+_CLOSE = ")]}"
+_QUOTES = "'\""
+_MISSING: Any = object()
+
+
+class GradError(Exception):
+    """A problem the user can fix: bad flags, bad values, no output to differentiate.
+
+    The message is meant to be shown as it is, without a traceback.
+    """
+
+
+def split_line(line: str) -> list[str]:
+    """Split a magic line on spaces that are outside brackets and quotes.
+
+    ``--wrt x=torch.linspace(-20, 20, 20)`` stays one token, so users need no
+    quoting. A token wholly wrapped in quotes loses them (``"x=[1, 2]"``), and
+    ``x = 3`` / ``x =3`` / ``x= 3`` are joined back into ``x=3``.
+    """
+    tokens: list[str] = []
+    buf: list[str] = []
+    depth = 0
+    quote = ""
+    escaped = False
+    for ch in line:
+        if quote:
+            buf.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+            continue
+        if ch in _QUOTES:
+            quote = ch
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise GradError(
+                    f"unbalanced brackets: a closing '{ch}' has no opening bracket in: {line.strip()}"
+                )
+        if ch.isspace() and depth == 0:
+            if buf:
+                tokens.append("".join(buf))
+                buf = []
+            continue
+        buf.append(ch)
+    if quote:
+        raise GradError(f"unclosed quote ({quote}) in: {line.strip()}")
+    if depth:
+        raise GradError(f"unbalanced brackets: {depth} bracket(s) never closed in: {line.strip()}")
+    if buf:
+        tokens.append("".join(buf))
+    return _join_equals([_unquote(t) for t in tokens])
+
+
+def _unquote(token: str) -> str:
+    if len(token) >= 2 and token[0] in _QUOTES and token[-1] == token[0]:
+        return token[1:-1]
+    return token
+
+
+def _join_equals(tokens: list[str]) -> list[str]:
+    """Join ``x``, ``=``, ``3`` (and ``x=`` ``3``, ``x`` ``=3``) into ``x=3``."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if nxt is not None and not tok.startswith("-") and "=" not in tok and nxt.startswith("="):
+            # "x" followed by "=3" or "=" (then the value)
+            if nxt == "=" and i + 2 < len(tokens) and not tokens[i + 2].startswith("-"):
+                out.append(tok + "=" + tokens[i + 2])
+                i += 3
+            else:
+                out.append(tok + nxt)
+                i += 2
+            continue
+        if (
+            nxt is not None
+            and tok.endswith("=")
+            and tok.count("=") == 1
+            and not tok.startswith("-")
+            and (not nxt.startswith("-") or _is_negative_number(nxt))
+            and "=" not in nxt
+        ):
+            out.append(tok + nxt)
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def _is_negative_number(token: str) -> bool:
+    return len(token) > 1 and token[0] == "-" and (token[1].isdigit() or token[1] == ".")
+
+
+@dataclass(frozen=True)
+class WrtSpec:
+    """One ``--wrt`` item: ``name=expr``, a bare ``name``, or a ready value."""
+
+    name: str
+    expr: str | None = None
+    value: Any = _MISSING
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not _MISSING
+
+    def __str__(self) -> str:
+        return self.name if self.expr is None else f"{self.name}={self.expr}"
+
+
+def check_name(name: str, what: str) -> None:
+    """Raise GradError unless *name* can be a Python variable."""
+    if not name:
+        raise GradError(f"{what}: the variable name is missing")
+    if keyword.iskeyword(name):
+        raise GradError(f"{what}: '{name}' is a Python keyword, not a variable name")
+    if not name.isidentifier():
+        raise GradError(
+            f"{what}: '{name}' is not a valid variable name "
+            "(use letters, digits and _, not starting with a digit)"
+        )
+
+
+def parse_wrt_item(item: str) -> WrtSpec:
+    """Parse ``name=expr`` or a bare ``name``."""
+    text = item.strip()
+    name, sep, expr = text.partition("=")
+    name = name.strip()
+    where = f"--wrt {text}"
+    if not name:
+        raise GradError(f"{where}: the name before '=' is missing; write e.g. --wrt x=3")
+    if not name.isidentifier() and not keyword.iskeyword(name):
+        hint = ""
+        if sep and expr.strip().isidentifier():
+            hint = f"; did you mean --wrt {expr.strip()}={name}?"
+        raise GradError(
+            f"{where}: '{name}' is not a valid variable name "
+            f"(use letters, digits and _, not starting with a digit){hint}"
+        )
+    check_name(name, where)
+    if name == "torch":
+        raise GradError(f"{where}: a tensor named 'torch' would hide the torch module; pick another name")
+    if not sep:
+        return WrtSpec(name)
+    expr = expr.strip()
+    if not expr:
+        raise GradError(
+            f"{where}: the value after '=' is empty; write e.g. --wrt {name}=3, "
+            f"or --wrt {name} to start from the existing {name}"
+        )
+    if expr.endswith(","):
+        raise GradError(f"{where}: separate --wrt items with spaces, not commas (--wrt u=3 v=4)")
+    return WrtSpec(name, expr)
+
+
+def parse_wrt(wrt: Any) -> list[WrtSpec]:
+    """Normalise what users may pass as ``wrt`` into a list of specs.
+
+    Accepts ``None``, a string (``"u=3 v=4"``), a list of such strings, or a
+    mapping ``{"x": 3}`` whose values are used directly (not evaluated).
+    """
+    if wrt is None:
+        return []
+    if isinstance(wrt, str):
+        items: list[Any] = split_line(wrt)
+    elif isinstance(wrt, dict):
+        specs = []
+        for name, value in wrt.items():
+            check_name(str(name), f"wrt {name!r}")
+            specs.append(WrtSpec(str(name), None, value))
+        return _no_duplicates(specs)
+    else:
+        items = []
+        for item in wrt:
+            if not isinstance(item, str):
+                raise GradError(f"wrt: expected 'name=value' strings, got {type(item).__name__}")
+            items.extend(split_line(item) if item.strip() else [item])
+    if not items:
+        raise GradError("--wrt needs at least one name, e.g. --wrt x=3")
+    return _no_duplicates([parse_wrt_item(item) for item in items])
+
+
+def _no_duplicates(specs: list[WrtSpec]) -> list[WrtSpec]:
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise GradError(f"--wrt: '{spec.name}' is given twice; give each variable once")
+        seen.add(spec.name)
+    return specs
