@@ -39,7 +39,10 @@ def execute(path: Path, timeout: int = 300) -> nbformat.NotebookNode:
     os.environ.setdefault("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name=ensure_kernelspec(), resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name=ensure_kernelspec(),
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
     return nb

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["grad", "GradResult", "GradError", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["GradError", "GradResult", "grad", "load_ipython_extension", "unload_ipython_extension"]
 
 _LAZY = {"grad": "engine", "GradResult": "result", "GradError": "spec"}
 

@@ -29,7 +29,7 @@ from . import format as fmt
 from .result import GradResult, TensorRow
 from .spec import GradError, WrtSpec, check_name, parse_wrt
 
-__all__ = ["grad", "GradError", "CellError", "GradResult"]
+__all__ = ["CellError", "GradError", "GradResult", "grad"]
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 DTYPES = {
@@ -222,7 +222,9 @@ def _evaluate(spec: WrtSpec, namespace: dict[str, Any], made: dict[str, Any]) ->
         raise GradError(f"--wrt {spec}: computing the value raised {type(e).__name__}: {e}") from None
 
 
-def _to_leaf(spec: WrtSpec, value: Any, dtype: torch.dtype | None, device: torch.device | None) -> torch.Tensor:
+def _to_leaf(
+    spec: WrtSpec, value: Any, dtype: torch.dtype | None, device: torch.device | None
+) -> torch.Tensor:
     where = f"--wrt {spec}"
     if isinstance(value, torch.Tensor):
         t = value.detach().clone()
@@ -233,14 +235,20 @@ def _to_leaf(spec: WrtSpec, value: Any, dtype: torch.dtype | None, device: torch
             )
     else:
         if isinstance(value, bool) or type(value).__name__ == "bool_":
-            raise GradError(f"{where}: {spec.name} is a boolean; gradients need numbers, e.g. --wrt {spec.name}=1.0")
+            raise GradError(
+                f"{where}: {spec.name} is a boolean; gradients need numbers, e.g. --wrt {spec.name}=1.0"
+            )
         if value is None or isinstance(value, (str, bytes, dict, set)):
             raise GradError(
                 f"{where}: {spec.name} is {type(value).__name__}, not a number, list or tensor; "
                 f"e.g. --wrt {spec.name}=3 or --wrt {spec.name}=torch.linspace(-20, 20, 20)"
             )
         try:
-            t = torch.as_tensor(value).clone() if not isinstance(value, numbers.Number) else torch.tensor(value)
+            t = (
+                torch.as_tensor(value).clone()
+                if not isinstance(value, numbers.Number)
+                else torch.tensor(value)
+            )
         except (TypeError, ValueError, RuntimeError) as e:
             raise GradError(f"{where}: can't make a tensor from {type(value).__name__}: {e}") from None
         if t.dtype == torch.bool:
@@ -466,7 +474,9 @@ def _differentiate(
         if calls == 1:
             notes.append("the cell called backward() itself, so %%grad did not call it again.")
         else:
-            notes.append(f"the cell called backward() {calls} times; PyTorch adds each call's grads into .grad.")
+            notes.append(
+                f"the cell called backward() {calls} times; PyTorch adds each call's grads into .grad."
+            )
     else:
         if output.is_complex():
             raise GradError(
@@ -502,7 +512,9 @@ def _differentiate(
         if g is None:
             notes.append(f"{out_name} does not depend on {name}, so its grad is None.")
 
-    rows = [TensorRow.of(name, "input" if wrt_leaves else "leaf", t, grads[name]) for name, t in leaves.items()]
+    rows = [
+        TensorRow.of(name, "input" if wrt_leaves else "leaf", t, grads[name]) for name, t in leaves.items()
+    ]
     rows += [TensorRow.of(name, "intermediate", t, inter_grads[name]) for name, t in intermediates.items()]
     if all(output is not t for t in leaves.values()):
         own = output.grad if output.is_leaf or output.retains_grad else None
@@ -598,9 +610,11 @@ def _find_output(
         raise no_dependence(*tensors[0])
     if last_value is not None:
         kind = type(last_value).__name__
-        extra = " (.item() and float() give a plain number, which has no graph)" if isinstance(
-            last_value, numbers.Number
-        ) else ""
+        extra = (
+            " (.item() and float() give a plain number, which has no graph)"
+            if isinstance(last_value, numbers.Number)
+            else ""
+        )
         raise GradError(
             f"the cell's last value is a {kind}, not a tensor{extra}; assign the tensor to "
             f"differentiate (y = ...) or name it with --of"

@@ -132,7 +132,9 @@ class GradResult:
         header, body = self.table()
         head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
         rows = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'><code>{esc(c)}</code></td>" for c in cells) + "</tr>"
+            "<tr>"
+            + "".join(f"<td style='text-align:left'><code>{esc(c)}</code></td>" for c in cells)
+            + "</tr>"
             for cells in body
         )
         notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
