@@ -384,7 +384,7 @@ def grad(
     ns = runner.namespace
     tree = _parse(runner.python_source(source))
     if tree is not None and not tree.body:
-        raise GradError("the cell has no code: write the function under the %%grad line, e.g. y = 3 * x ** 2")
+        raise GradError("the cell is empty: write the function under the %%grad line, e.g. y = 3 * x ** 2")
     ns.setdefault("torch", torch)
 
     originals: dict[str, Any] = {}
@@ -395,17 +395,33 @@ def grad(
             originals = {s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value}
             ns.update(leaves)
             recorder = _Recorder(retain_grad)
+            before = {name: id(value) for name, value in ns.items()}
             with recorder:
                 last_value = runner.run(source)
-            if tree is None:  # the shell could run what ast could not parse
-                tree = _parse(runner.python_source(source)) or ast.Module(body=[], type_ignores=[])
             return _differentiate(
-                ns, leaves, recorder, last_value, assigned_names(tree), of, retain_grad, digits, max_items
+                ns,
+                leaves,
+                recorder,
+                last_value,
+                _assigned(tree, ns, before),
+                of,
+                retain_grad,
+                digits,
+                max_items,
             )
     finally:
         for name, original in originals.items():
             if ns.get(name) is leaves.get(name):
                 ns[name] = original
+
+
+def _assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int]) -> list[str]:
+    """Names the cell assigned, in order. Assignments hidden from the syntax
+    tree (``%time y = ...``) are found by what changed in the namespace and
+    come first, since their position is unknown."""
+    seen = assigned_names(tree) if tree is not None else []
+    changed = [n for n, v in ns.items() if before.get(n) != id(v) and not n.startswith("_")]
+    return [n for n in changed if n not in seen] + [n for n in seen if n in ns]
 
 
 def _parse(code: str) -> ast.Module | None:
@@ -609,14 +625,19 @@ def _find_output(
     if tensors:
         raise no_dependence(*tensors[0])
     if last_value is not None:
-        kind = type(last_value).__name__
+        what, value = "the cell's last value", last_value
+    elif assigned and assigned[-1] in ns:
+        what, value = assigned[-1], ns[assigned[-1]]
+    else:
+        what, value = None, None
+    if what is not None and isinstance(value, (numbers.Number, list, tuple, dict)):
         extra = (
             " (.item() and float() give a plain number, which has no graph)"
-            if isinstance(last_value, numbers.Number)
+            if isinstance(value, numbers.Number)
             else ""
         )
         raise GradError(
-            f"the cell's last value is a {kind}, not a tensor{extra}; assign the tensor to "
+            f"{what} is a {type(value).__name__}, not a tensor{extra}; assign the tensor to "
             f"differentiate (y = ...) or name it with --of"
         )
     target = f" from {wrt_text}" if wrt_leaves else ""

@@ -1,0 +1,140 @@
+"""Bad input: a short message naming the problem and the fix, then everything still works."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+import torch
+from conftest import Failure
+
+BAD = [
+    # (line, cell, words the message must contain)
+    ("--wrt x=", "y = x", ["--wrt x=", "empty", "--wrt x=3"]),
+    ("--wrt 3=x", "y = x", ["'3' is not a valid variable name", "did you mean --wrt x=3"]),
+    ("--wrt x=nosuchthing", "y = x", ["name 'nosuchthing' is not defined"]),
+    ("--wrt =3", "y = 3", ["name before '=' is missing"]),
+    ("--wrt for=3", "y = 3", ["'for' is a Python keyword"]),
+    ("--wrt x=1 x=2", "y = x", ["'x' is given twice"]),
+    ("--wrt x=3, y=4", "z = x", ["spaces, not commas"]),
+    ("--wrt x=torch.linspace(-20, 20", "y = x", ["unbalanced brackets"]),
+    ("--wrt x=(1+", "y = x", ["unbalanced brackets"]),
+    ("--wrt x=1)", "y = x", ["unbalanced brackets"]),
+    ("--wrt x=1+*2", "y = x", ["not a valid Python expression"]),
+    ("--wrt x=1/0", "y = x", ["ZeroDivisionError"]),
+    ("--wrt x='abc'", "y = x", ["x is str, not a number, list or tensor"]),
+    ("--wrt x=None", "y = x", ["NoneType"]),
+    ("--wrt x=True", "y = x", ["boolean"]),
+    ("--wrt x=torch.tensor([True, False])", "y = x", ["integer or boolean tensor", "bool"]),
+    ("--wrt x=torch.arange(3)", "y = x * 2", ["integer or boolean tensor", "int64", "floating-point"]),
+    ("--wrt x=[[1, 2], [3]]", "y = x", ["can't make a tensor"]),
+    ("--wrt nothere", "y = 1", ["no variable 'nothere' yet", "--wrt nothere=3"]),
+    ("--wrt torch=3", "y = 1", ["would hide the torch module"]),
+    ("--wrt x=3", "print('hi')", ["made no tensor output from x", "y = 3 * x ** 2"]),
+    ("--wrt x=3", "y = torch.tensor(5.0) * 2", ["y does not depend on x", "torch.tensor"]),
+    ("--wrt x=3", "y = x.detach() * 2", ["y does not depend on x"]),
+    ("--wrt x=3", "with torch.no_grad():\n    y = x * 2", ["y does not depend on x", "no_grad"]),
+    ("--wrt x=3", "y = (3 * x ** 2).item()", ["y is a float, not a tensor", ".item()"]),
+    ("--wrt x=3", "[3 * x, x]", ["last value is a list"]),
+    ("--wrt x=3", "", ["empty"]),
+    ("--wrt x=3", "# only a comment\n", ["empty"]),
+    ("--wrt x=3 --of nope", "y = x * 2", ["--of nope", "no variable 'nope'"]),
+    ("--wrt x=3 --of k", "k = 4\ny = x * 2", ["--of k", "k is int, not a tensor"]),
+    ("--wrt x=3 --of c", "c = torch.ones(2)\ny = x * 2", ["c does not depend on x"]),
+    ("--wrt x=3 --of 2y", "y = x * 2", ["'2y' is not a valid variable name"]),
+    ("--wrt x=3 --dtype int8", "y = x", ["argument --dtype: invalid choice: 'int8'"]),
+    ("--wrt x=3 --device nowhere", "y = x", ["--device nowhere", "not a device name"]),
+    ("--wrt x=3 --bogus", "y = x", ["unrecognized arguments: --bogus"]),
+    ("--wrt", "y = 1", ["expected at least one argument"]),
+    ("", "y = torch.tensor(3.0) * 2", ["does not depend on any leaf tensor", "requires_grad=True"]),
+    ("", "x = torch.tensor(3.0, requires_grad=True)", ["x is a leaf and the cell computed nothing from it"]),
+    ("--wrt x=3", "y = x * 1j", ["y is complex", ".abs()"]),
+]
+
+
+@pytest.mark.parametrize(("line", "cell", "words"), BAD, ids=[f"{b[0]}|{b[1][:20]}" for b in BAD])
+def test_bad_input_message(run, line, cell, words):
+    with pytest.raises(Failure) as info:
+        run(line, cell)
+    message = str(info.value)
+    for word in words:
+        assert word in message, message
+    assert "Traceback" not in message
+    # nothing is broken afterwards
+    assert run("--wrt x=3", "y = 3 * x ** 2").grads["x"].item() == 18
+
+
+def _torch_state():
+    return (
+        torch.is_grad_enabled(),
+        torch.is_anomaly_enabled(),
+        torch.get_default_dtype(),
+        list(warnings.filters),
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "cell"),
+    [
+        ("--wrt x=3 --dtype float64", "torch.set_grad_enabled(True)\nraise ValueError('boom')"),
+        ("--wrt x=3 --dtype float64", "torch.set_default_dtype(torch.float16)\ny = x * 2"),
+        (
+            "--wrt x=3",
+            "torch.autograd.set_detect_anomaly(True)\nimport warnings\nwarnings.simplefilter('error')\ny = x",
+        ),
+        ("--wrt x=3", "raise KeyboardInterrupt"),
+        ("--wrt x=", "y = x"),
+    ],
+)
+def test_global_state_is_restored(shell, line, cell):
+    torch.set_grad_enabled(False)
+    try:
+        before = _torch_state()
+        shell.run_cell(f"%%grad {line}\n{cell}")
+        assert _torch_state() == before
+    finally:
+        torch.set_grad_enabled(True)
+    assert shell.run_cell("1 + 1").result == 2
+
+
+def test_state_restored_for_the_function_on_keyboard_interrupt():
+    from torchgrad_magic import grad
+
+    before = _torch_state()
+    with pytest.raises(KeyboardInterrupt):
+        grad("raise KeyboardInterrupt", wrt="x=3", dtype="float64")
+    assert _torch_state() == before
+
+
+def test_users_own_exception_keeps_its_traceback(shell, capsys):
+    outcome = shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2\nraise ValueError('my own mistake')")
+    out = capsys.readouterr()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", out.out + out.err)
+    assert "ValueError" in shown and "my own mistake" in shown
+    assert "raise ValueError('my own mistake')" in shown  # the user's line, in the user's traceback
+    assert "torchgrad_magic" not in shown  # no internal frames
+    assert "the cell raised ValueError (traceback above)" in str(outcome.error_in_exec)
+    assert shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2").success
+
+
+def test_users_exception_propagates_from_the_function():
+    from torchgrad_magic import grad
+
+    with pytest.raises(ValueError, match="my own mistake"):
+        grad("raise ValueError('my own mistake')", wrt="x=3")
+
+
+def test_syntax_error_in_the_cell(shell, capsys):
+    outcome = shell.run_cell("%%grad --wrt x=3\ny = = 3")
+    assert "SyntaxError" in capsys.readouterr().out
+    assert "SyntaxError" in str(outcome.error_in_exec)
+    assert shell.run_cell("%%grad --wrt x=3\ny = x * 2").success
+
+
+def test_user_tensor_is_unchanged_after_a_failure(shell):
+    x = torch.tensor([1.0, 2.0])
+    shell.user_ns["x"] = x
+    shell.run_cell("%%grad --wrt x\nraise RuntimeError('fail')")
+    assert shell.user_ns["x"] is x and not x.requires_grad and x.grad is None
+    torch.testing.assert_close(x, torch.tensor([1.0, 2.0]))

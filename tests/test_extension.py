@@ -1,0 +1,91 @@
+"""Loading, unloading, help and flags of the %%grad magic in a real InteractiveShell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+
+def test_import_and_load_ext_are_light():
+    code = (
+        "import sys\n"
+        "import torchgrad_magic\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'torchgrad_magic')\n"
+        "assert 'grad' in ip.magics_manager.magics['cell']\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'sympy', 'graphviz') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unload_and_reload(shell):
+    assert shell.run_cell("%unload_ext torchgrad_magic").success
+    assert "grad" not in shell.magics_manager.magics["cell"]
+    assert not shell.run_cell("%%grad --wrt x=3\ny = x").success  # no such magic now
+    assert shell.run_cell("%load_ext torchgrad_magic").success
+    assert shell.run_cell("%reload_ext torchgrad_magic").success
+    assert shell.run_cell("%%grad --wrt x=3 --out r -q\ny = 3 * x ** 2").success
+    assert shell.user_ns["r"].grads["x"].item() == 18
+
+
+def test_help_is_real(shell, capsys):
+    shell.run_cell("%%grad?")
+    text = capsys.readouterr().out
+    for flag in ("--wrt", "--of", "--retain-grad", "--dtype", "--device", "--out", "--quiet"):
+        assert flag in text
+    assert "%%grad --wrt x=3" in text and "y = 3 * x ** 2" in text
+
+
+def test_report_is_displayed(shell, capsys):
+    assert shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2").success
+    out = capsys.readouterr().out
+    assert "y = 27, dy/dx = 18 (at x = 3)" in out
+    assert "MulBackward0" in out and "Out[" not in out
+
+
+@pytest.mark.parametrize("line", ["--wrt x=3 -q", "--wrt x=3 --quiet", "--wrt x=3;", "--wrt x=3 --out r;"])
+def test_quiet_and_semicolon_print_nothing(shell, capsys, line):
+    assert shell.run_cell(f"%%grad {line}\ny = 3 * x ** 2").success
+    assert capsys.readouterr().out == ""
+    assert shell.user_ns["x"].grad.item() == 18
+
+
+def test_out_stores_the_result(shell):
+    shell.run_cell("%%grad --wrt u=3 v=4 --out res -q\nf = u**3 + v**2 + 4*u*v")
+    res = shell.user_ns["res"]
+    assert {k: v.item() for k, v in res.grads.items()} == {"u": 43, "v": 20}
+    assert res.output.item() == 91 and res["u"].item() == 43
+
+
+def test_bad_out_name(shell):
+    outcome = shell.run_cell("%%grad --wrt x=3 --out 1r\ny = x")
+    assert "--out 1r" in str(outcome.error_in_exec)
+
+
+def test_magics_in_the_cell_work(shell, capsys):
+    assert shell.run_cell("%%grad --wrt x=3\n%time y = 3 * x ** 2").success
+    out = capsys.readouterr().out
+    assert "Wall time" in out and "dy/dx = 18" in out
+
+
+def test_cell_can_use_earlier_variables(shell):
+    shell.run_cell("a = 6\nimport torch")
+    shell.run_cell("%%grad --wrt x=3 --out r -q\ny = a * x ** 2 + 2 * x + 4")
+    assert shell.user_ns["r"].grads["x"].item() == 38
+
+
+def test_torch_is_available_without_import(shell):
+    shell.user_ns.pop("torch", None)
+    assert shell.run_cell("%%grad --wrt x=0 --out r -q\ny = torch.sin(x)").success
+    assert shell.user_ns["r"].grads["x"].item() == pytest.approx(1.0)
+
+
+def test_last_expression_is_not_echoed_or_kept(shell, capsys):
+    shell.run_cell("%%grad --wrt x=3 -q\n3 * x ** 2")
+    assert capsys.readouterr().out == ""
+    assert not isinstance(shell.user_ns.get("_"), torch.Tensor)

@@ -1,0 +1,114 @@
+"""The same behaviour in a real Jupyter kernel (jupyter_client), and the example notebook (nbclient)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import run_demo
+
+EXAMPLES = sorted(
+    p for p in (Path(__file__).parents[1] / "examples").glob("*.ipynb") if ".executed." not in p.name
+)
+
+TUTORIAL = [
+    ("--wrt x=3", "y = 3 * x ** 2", "y = 27, dy/dx = 18 (at x = 3)", "MulBackward0"),
+    ("--wrt x=3", "y = 6 * x ** 2 + 2 * x + 4", "y = 64, dy/dx = 38 (at x = 3)", "AddBackward0"),
+    (
+        "--wrt u=3 v=4",
+        "f = u**3 + v**2 + 4*u*v",
+        "f = 91, ∂f/∂u = 43, ∂f/∂v = 20 (at u = 3, v = 4)",
+        "AddBackward0",
+    ),
+    ("--wrt x=torch.linspace(-20, 20, 20)", "Y = x ** 2", "d(sum(Y))/dx = [-40, -35.79", "PowBackward0"),
+]
+
+
+@pytest.mark.parametrize(("line", "cell", "headline", "grad_fn"), TUTORIAL)
+def test_tutorial_examples_in_a_kernel(kernel, line, cell, headline, grad_fn):
+    reply = kernel.run(f"%%grad {line}\n{cell}")
+    assert reply.status == "ok", reply.text()
+    (shown,) = reply.of_type("display_data")  # one report, no Out[] echo
+    assert not reply.of_type("execute_result")
+    assert headline in shown["data"]["text/plain"]
+    html = shown["data"]["text/html"]
+    assert "<table>" in html and grad_fn in html and "requires_grad" in html
+    assert headline.replace("∂", "&#x2202;") in html or headline in html
+
+
+def test_grads_match_autograd_in_the_kernel(kernel):
+    kernel.run("%%grad --wrt u=3 v=4 --out r -q\nf = u**3 + v**2 + 4*u*v")
+    oracle = kernel.value(
+        "_u = torch.tensor(3., requires_grad=True); _v = torch.tensor(4., requires_grad=True)\n"
+        "[g.item() for g in torch.autograd.grad(_u**3 + _v**2 + 4*_u*_v, [_u, _v])]"
+    )
+    assert kernel.value("[r.grads['u'].item(), r.grads['v'].item()]") == oracle == "[43.0, 20.0]"
+
+
+def test_nonleaf_note_replaces_the_warning_in_a_kernel(kernel):
+    reply = kernel.run(
+        "%%grad\nx = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()\nprint(y.grad)"
+    )
+    assert reply.status == "ok"
+    assert "UserWarning" not in reply.text()
+    assert "the cell read y.grad, which is None: y is not a leaf" in reply.text()
+    assert kernel.value("x.grad.item()") == "18.0"
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("%%grad --wrt x=\ny = x", "the value after '=' is empty"),
+        ("%%grad --wrt 3=x\ny = x", "'3' is not a valid variable name"),
+        ("%%grad --wrt x=nosuchthing\ny = x", "name 'nosuchthing' is not defined"),
+        ("%%grad --wrt x=3 --nonsense\ny = x", "unrecognized arguments: --nonsense"),
+        ("%%grad --wrt x=3\nprint('no output')", "made no tensor output"),
+        ("%%grad --wrt x=3\ny = torch.tensor(2.0) * 3", "y does not depend on x"),
+        ("%%grad --wrt x=torch.arange(3)\ny = x", "only floating-point tensors can require grad"),
+    ],
+)
+def test_errors_in_a_kernel(kernel, cell, message):
+    reply = kernel.run(cell)
+    assert reply.status == "error" and reply.ename == "UsageError"
+    assert message in reply.evalue
+    assert "UsageError: %%grad: " in reply.text() or "UsageError: unrecognized" in reply.text()
+    assert "Traceback" not in reply.text()
+    assert kernel.value("1 + 1") == "2"
+    assert kernel.value("(torch.is_grad_enabled(), torch.get_default_dtype())") == "(True, torch.float32)"
+
+
+def test_users_error_in_a_kernel(kernel):
+    reply = kernel.run("%%grad --wrt x=3 --dtype float64\ny = 3 * x ** 2\nraise ValueError('oops')")
+    assert reply.status == "error"
+    (error,) = reply.of_type("error")  # the user's own traceback
+    assert error["ename"] == "ValueError" and "oops" in error["evalue"]
+    traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert "raise ValueError('oops')" in traceback and "torchgrad_magic" not in traceback
+    assert reply.ename == "UsageError" and "the cell raised ValueError" in reply.evalue
+    assert kernel.value("torch.get_default_dtype()") == "torch.float32"
+    assert kernel.run("%%grad --wrt x=3\ny = 3 * x ** 2").status == "ok"
+
+
+def test_unload_reload_in_a_kernel(kernel):
+    assert kernel.run("%unload_ext torchgrad_magic").status == "ok"
+    assert kernel.run("%%grad --wrt x=3\ny = x").status == "error"
+    assert kernel.run("%load_ext torchgrad_magic").status == "ok"
+    assert kernel.run("%reload_ext torchgrad_magic").status == "ok"
+    assert kernel.run("%%grad --wrt x=3\ny = 3 * x ** 2").status == "ok"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_notebook_runs(path):
+    nb = run_demo.execute(path)
+    texts = [run_demo.cell_text(c) for c in nb.cells if c.cell_type == "code"]
+    joined = "\n".join(texts)
+    for expected in (
+        "dy/dx = 18",
+        "dy/dx = 38",
+        "∂f/∂u = 43, ∂f/∂v = 20",
+        "d(sum(Y))/dx = [-40",
+        "dy/dx = 24",
+    ):
+        assert expected in joined
+    assert "Error" not in joined

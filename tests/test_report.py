@@ -1,0 +1,85 @@
+"""The report: what it shows, how big it gets, and that building it has no side effects."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from torchgrad_magic import format as fmt
+from torchgrad_magic import grad
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(18.0, "18"), (1 / 3, "0.3333"), (-0.0, "0"), (float("nan"), "nan"), (1e-12, "1e-12"), (2.5, "2.5")],
+)
+def test_numbers(value, text):
+    assert fmt.number(value) == text
+
+
+def test_values_are_summarised_whatever_the_size():
+    small = fmt.values(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert small == "[[1, 2], [3, 4]]"
+    big = fmt.values(torch.arange(10_000_000, dtype=torch.float32))
+    assert big == "[0, 1, 2, …, 1e+07, 1e+07, 1e+07]"
+    assert fmt.values(torch.arange(7.0), max_items=4) == "[0, 1, …, 5, 6]"
+
+
+def test_report_of_a_big_tensor_stays_small():
+    result = grad("y = torch.sin(x) * 2", wrt="x=torch.linspace(0, 1, 1_000_000)")
+    text, html = str(result), result._repr_html_()
+    assert len(text) < 2_000 and len(html) < 4_000
+    assert "(1000000,)" in text
+    torch.testing.assert_close(result.grads["x"], 2 * torch.cos(torch.linspace(0, 1, 1_000_000)))
+
+
+def test_rendering_never_warns_and_changes_nothing():
+    result = grad("z = 2 * x\ny = z ** 2", wrt="x=3")
+    y = result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch's non-leaf .grad warning would raise here
+        first = (str(result), result._repr_html_(), repr(result))
+        second = (str(result), result._repr_html_(), repr(result))
+    assert first == second
+    assert y.grad_fn is not None and not y.retains_grad
+
+
+def test_html_table_and_escaping():
+    result = grad("y = 3 * x ** 2", wrt="x=3")
+    result.notes.append("<script>alert(1)</script>")
+    html = result._repr_html_()
+    assert html.count("<tr>") == 3  # header, x, y
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    for column in ("data", "grad", "grad_fn", "is_leaf", "requires_grad"):
+        assert f">{column}</th>" in html
+
+
+def test_pretty_text_equals_str():
+    from IPython.lib.pretty import pretty
+
+    result = grad("y = 3 * x ** 2", wrt="x=3")
+    assert pretty(result) == str(result)
+    assert repr(result) == "<GradResult: y = 27, dy/dx = 18 (at x = 3)>"
+
+
+def test_shape_and_dtype_columns_appear_only_when_useful():
+    assert "shape" not in str(grad("y = 3 * x ** 2", wrt="x=3"))
+    text = str(grad("y = 3 * x ** 2", wrt="x=3", dtype="float64"))
+    assert "shape" in text and "float64" in text
+
+
+def test_getitem_and_grads_mapping():
+    result = grad("f = u * v", wrt={"u": 2.0, "v": 5.0})
+    assert result["u"].item() == 5 and result.grads["v"].item() == 2
+
+
+def test_readme_shows_what_users_see():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for line in str(grad("y = 3 * x ** 2", wrt="x=3")).splitlines():
+        assert line in readme
+    assert str(grad("f = u ** 3 + v ** 2 + 4 * u * v", wrt="u=3 v=4")).splitlines()[0] in readme
+    assert str(grad("Y = x ** 2", wrt="x=torch.linspace(-20, 20, 20)")).splitlines()[0] in readme
