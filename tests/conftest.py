@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["LC_ALL"] = "C.UTF-8"  # English unless a test asks for Chinese: "auto" follows the locale
 
 import pytest
 
@@ -66,11 +67,10 @@ class Entry:
         from IPython.core.error import UsageError
 
         from torchgrad_magic import GradError, grad
-        from torchgrad_magic.magic import GradMagic
-        from torchgrad_magic.spec import split_line
+        from torchgrad_magic.magic import GradMagic, _parse
 
         try:
-            args = GradMagic.grad.parser.parse_args(split_line(line))
+            args = _parse(GradMagic.grad.parser, line)
             return grad(
                 cell,
                 args.wrt,
@@ -78,6 +78,7 @@ class Entry:
                 retain_grad=args.retain_grad,
                 dtype=args.dtype,
                 device=args.device,
+                lang=args.lang,
                 namespace=self.ns,
             )
         except (GradError, UsageError) as e:
@@ -88,7 +89,7 @@ class Entry:
         outcome = self.shell.run_cell(f"%%grad {line} --out _result_ -q\n{cell}")
         if outcome.error_in_exec is not None or outcome.error_before_exec is not None:
             error = outcome.error_in_exec or outcome.error_before_exec
-            raise Failure(str(error).removeprefix("%%grad: "))
+            raise Failure(str(error).removeprefix("%%grad: ").removeprefix("%%grad："))
         return self.shell.user_ns.pop("_result_")
 
 

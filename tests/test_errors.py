@@ -46,7 +46,7 @@ BAD = [
     ("--wrt x=3 --dtype int8", "y = x", ["argument --dtype: invalid choice: 'int8'"]),
     ("--wrt x=3 --device nowhere", "y = x", ["--device nowhere", "not a device name"]),
     ("--wrt x=3 --bogus", "y = x", ["unrecognized arguments: --bogus"]),
-    ("--wrt", "y = 1", ["expected at least one argument"]),
+    ("--wrt", "y = 1", ["argument --wrt: expected a value"]),
     ("", "y = torch.tensor(3.0) * 2", ["does not depend on any leaf tensor", "requires_grad=True"]),
     ("", "x = torch.tensor(3.0, requires_grad=True)", ["x is a leaf and the cell computed nothing from it"]),
     ("--wrt x=3", "y = x * 1j", ["y is complex", ".abs()"]),

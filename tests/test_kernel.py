@@ -103,12 +103,37 @@ def test_example_notebook_runs(path):
     nb = run_demo.execute(path)
     texts = [run_demo.cell_text(c) for c in nb.cells if c.cell_type == "code"]
     joined = "\n".join(texts)
+    chinese = ".zh." in path.name
+    sep = "，" if chinese else ", "
     for expected in (
         "dy/dx = 18",
         "dy/dx = 38",
-        "∂f/∂u = 43, ∂f/∂v = 20",
+        f"∂f/∂u = 43{sep}∂f/∂v = 20",
         "d(sum(Y))/dx = [-40",
         "dy/dx = 24",
     ):
         assert expected in joined
     assert "Error" not in joined
+    if chinese:
+        assert "张量" in joined and "提示" in joined and "note:" not in joined
+
+
+def test_chinese_in_a_kernel(kernel):
+    assert kernel.run("%config GradMagic.language = 'zh'").status == "ok"
+    try:
+        for line, cell, _, grad_fn in TUTORIAL:
+            reply = kernel.run(f"%%grad {line}\n{cell}")
+            (shown,) = reply.of_type("display_data")
+            for text in (shown["data"]["text/plain"], shown["data"]["text/html"]):
+                assert "张量" in text and "角色" in text and "提示" in text and grad_fn in text
+        reply = kernel.run("%%grad --wrt u=3 v=4\nf = u**3 + v**2 + 4*u*v")
+        assert "f = 91，∂f/∂u = 43，∂f/∂v = 20（在 u = 3，v = 4 处）" in reply.text()
+        reply = kernel.run(
+            "%%grad\nx = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()\ny.grad"
+        )
+        assert "单元格读取了 y.grad" in reply.text() and "UserWarning" not in reply.text()
+        reply = kernel.run("%%grad --wrt x=3\ny = torch.tensor(2.0) * 3")
+        assert reply.ename == "UsageError" and "y 与 x 无关" in reply.evalue
+        assert "tensor" in kernel.run("%%grad --wrt x=3 --lang en\ny = 3 * x ** 2").text()
+    finally:
+        kernel.run("%config GradMagic.language = 'auto'")

@@ -26,6 +26,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import format as fmt
+from .messages import t, using
 from .result import GradResult, TensorRow
 from .spec import GradError, WrtSpec, check_name, parse_wrt
 
@@ -48,8 +49,10 @@ class CellError(GradError):
 
     def __init__(self, error: BaseException):
         self.error = error
-        what = "was interrupted" if isinstance(error, KeyboardInterrupt) else f"raised {type(error).__name__}"
-        super().__init__(f"the cell {what} (traceback above); no gradients were computed")
+        if isinstance(error, KeyboardInterrupt):
+            super().__init__(t("err.cell_interrupted"))
+        else:
+            super().__init__(t("err.cell_raised", ename=type(error).__name__))
 
 
 # ---------------------------------------------------------------------------
@@ -135,9 +138,9 @@ class _Recorder(TorchFunctionMode):
             if isinstance(target, torch.Tensor):
                 self.backward_targets.append(target)
         elif getattr(func, "__self__", None) is torch.Tensor.grad and args:
-            t = args[0]
-            if isinstance(t, torch.Tensor) and not t.is_leaf and not t.retains_grad:
-                self.nonleaf_reads.setdefault(id(t), t)
+            tensor = args[0]
+            if isinstance(tensor, torch.Tensor) and not tensor.is_leaf and not tensor.retains_grad:
+                self.nonleaf_reads.setdefault(id(tensor), tensor)
         out = func(*args, **kwargs)
         if self.retain:
             _retain(out)
@@ -183,7 +186,7 @@ def _dtype(dtype: Any) -> torch.dtype | None:
     try:
         return DTYPES[str(dtype).removeprefix("torch.")]
     except KeyError:
-        raise GradError(f"--dtype {dtype}: use one of float16, bfloat16, float32, float64") from None
+        raise GradError(t("err.dtype", value=dtype)) from None
 
 
 def _device(device: Any) -> torch.device | None:
@@ -192,9 +195,9 @@ def _device(device: Any) -> torch.device | None:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise GradError(f"--device {device}: not a device name (try cpu or cuda)") from None
+        raise GradError(t("err.device", value=device)) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GradError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        raise GradError(t("err.no_cuda", value=device))
     return dev
 
 
@@ -205,21 +208,19 @@ def _evaluate(spec: WrtSpec, namespace: dict[str, Any], made: dict[str, Any]) ->
         if spec.name in made:
             return made[spec.name]
         if spec.name not in namespace:
-            raise GradError(
-                f"--wrt {spec.name}: there is no variable '{spec.name}' yet; "
-                f"give a starting value, e.g. --wrt {spec.name}=3"
-            )
+            raise GradError(t("err.wrt_undefined", name=spec.name))
         return namespace[spec.name]
     try:
         code = compile(spec.expr, "<--wrt>", "eval")
     except SyntaxError:
-        raise GradError(f"--wrt {spec}: '{spec.expr}' is not a valid Python expression") from None
+        raise GradError(t("err.wrt_syntax", where=f"--wrt {spec}", expr=spec.expr)) from None
     try:
         return eval(code, namespace, dict(made))
     except NameError as e:
-        raise GradError(f"--wrt {spec}: {e}") from None
+        missing = getattr(e, "name", None) or str(e)
+        raise GradError(t("err.wrt_name_error", where=f"--wrt {spec}", missing=missing)) from None
     except Exception as e:
-        raise GradError(f"--wrt {spec}: computing the value raised {type(e).__name__}: {e}") from None
+        raise GradError(t("err.wrt_raised", where=f"--wrt {spec}", ename=type(e).__name__, error=e)) from None
 
 
 def _to_leaf(
@@ -227,39 +228,31 @@ def _to_leaf(
 ) -> torch.Tensor:
     where = f"--wrt {spec}"
     if isinstance(value, torch.Tensor):
-        t = value.detach().clone()
-        if t.dtype == torch.bool or not (t.is_floating_point() or t.is_complex()):
-            raise GradError(
-                f"{where}: {spec.name} would be an integer or boolean tensor ({fmt.dtype(t)}), and only floating-point "
-                f"tensors can require grad; make it float (e.g. torch.arange(5.0) or .float())"
-            )
+        leaf = value.detach().clone()
+        if leaf.dtype == torch.bool or not (leaf.is_floating_point() or leaf.is_complex()):
+            raise GradError(t("err.wrt_int_tensor", where=where, name=spec.name, dtype=fmt.dtype(leaf)))
     else:
         if isinstance(value, bool) or type(value).__name__ == "bool_":
-            raise GradError(
-                f"{where}: {spec.name} is a boolean; gradients need numbers, e.g. --wrt {spec.name}=1.0"
-            )
+            raise GradError(t("err.wrt_bool", where=where, name=spec.name))
         if value is None or isinstance(value, (str, bytes, dict, set)):
-            raise GradError(
-                f"{where}: {spec.name} is {type(value).__name__}, not a number, list or tensor; "
-                f"e.g. --wrt {spec.name}=3 or --wrt {spec.name}=torch.linspace(-20, 20, 20)"
-            )
+            raise GradError(t("err.wrt_type", where=where, name=spec.name, kind=type(value).__name__))
         try:
-            t = (
+            leaf = (
                 torch.as_tensor(value).clone()
                 if not isinstance(value, numbers.Number)
                 else torch.tensor(value)
             )
         except (TypeError, ValueError, RuntimeError) as e:
-            raise GradError(f"{where}: can't make a tensor from {type(value).__name__}: {e}") from None
-        if t.dtype == torch.bool:
-            raise GradError(f"{where}: {spec.name} holds booleans; gradients need numbers (use 0.0 and 1.0)")
-        if not (t.is_floating_point() or t.is_complex()):
-            t = t.to(dtype or torch.get_default_dtype())
-    if dtype is not None and t.is_floating_point():
-        t = t.to(dtype)
+            raise GradError(t("err.wrt_convert", where=where, kind=type(value).__name__, error=e)) from None
+        if leaf.dtype == torch.bool:
+            raise GradError(t("err.wrt_bool_values", where=where, name=spec.name))
+        if not (leaf.is_floating_point() or leaf.is_complex()):
+            leaf = leaf.to(dtype or torch.get_default_dtype())
+    if dtype is not None and leaf.is_floating_point():
+        leaf = leaf.to(dtype)
     if device is not None:
-        t = t.to(device)
-    return t.requires_grad_(True)
+        leaf = leaf.to(device)
+    return leaf.requires_grad_(True)
 
 
 def _make_leaves(specs: list[WrtSpec], namespace: dict[str, Any], dtype, device) -> dict[str, torch.Tensor]:
@@ -280,13 +273,13 @@ class _Graph:
     leaves: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, t: torch.Tensor) -> _Graph:
+    def of(cls, tensor: torch.Tensor) -> _Graph:
         graph = cls()
-        if t.grad_fn is None:
-            if t.requires_grad:
-                graph.leaves[id(t)] = t
+        if tensor.grad_fn is None:
+            if tensor.requires_grad:
+                graph.leaves[id(tensor)] = tensor
             return graph
-        stack = [t.grad_fn]
+        stack = [tensor.grad_fn]
         while stack:
             fn = stack.pop()
             if id(fn) in graph.nodes:
@@ -314,8 +307,8 @@ class _Names:
         if isinstance(value, torch.Tensor):
             self.by_id.setdefault(id(value), name)
 
-    def get(self, t: torch.Tensor, default: str | None = None) -> str | None:
-        return self.by_id.get(id(t), default)
+    def get(self, tensor: torch.Tensor, default: str | None = None) -> str | None:
+        return self.by_id.get(id(tensor), default)
 
 
 def assigned_names(tree: ast.AST) -> list[str]:
@@ -355,6 +348,7 @@ def grad(
     shell: Any = None,
     digits: int = 4,
     max_items: int = 6,
+    lang: str | None = None,
 ) -> GradResult:
     """Run *source*, differentiate its output and return a :class:`GradResult`.
 
@@ -371,11 +365,24 @@ def grad(
         keep and report the grads of the cell's named intermediate tensors.
     dtype, device
         for the ``wrt`` leaves (Python numbers become the default float dtype).
+    digits, max_items
+        significant digits of numbers, and how many values of a long tensor
+        the report shows.
+    lang
+        ``"en"`` or ``"zh"`` for every message and the report; by default
+        the locale's language.
 
     Raises :class:`GradError` with a message meant for the user when the input
     cannot be used; exceptions from the code itself propagate (with ``shell=``
     they are shown as a traceback and reported as :class:`CellError`).
     """
+    with using(lang) as language:
+        return _run(
+            source, wrt, of, retain_grad, dtype, device, namespace, shell, digits, max_items, language
+        )
+
+
+def _run(source, wrt, of, retain_grad, dtype, device, namespace, shell, digits, max_items, language):
     specs = parse_wrt(wrt)
     if of is not None:
         check_name(of, f"--of {of}")
@@ -384,7 +391,7 @@ def grad(
     ns = runner.namespace
     tree = _parse(runner.python_source(source))
     if tree is not None and not tree.body:
-        raise GradError("the cell is empty: write the function under the %%grad line, e.g. y = 3 * x ** 2")
+        raise GradError(t("err.cell_empty"))
     ns.setdefault("torch", torch)
 
     originals: dict[str, Any] = {}
@@ -398,21 +405,15 @@ def grad(
             before = {name: id(value) for name, value in ns.items()}
             with recorder:
                 last_value = runner.run(source)
-            return _differentiate(
-                ns,
-                leaves,
-                recorder,
-                last_value,
-                _assigned(tree, ns, before),
-                of,
-                retain_grad,
-                digits,
-                max_items,
+            result = _differentiate(
+                ns, leaves, recorder, last_value, _assigned(tree, ns, before), of, retain_grad
             )
     finally:
         for name, original in originals.items():
             if ns.get(name) is leaves.get(name):
                 ns[name] = original
+    result.digits, result.max_items, result.language = digits, max_items, language
+    return result
 
 
 def _assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int]) -> list[str]:
@@ -439,23 +440,21 @@ def _differentiate(
     assigned: list[str],
     of: str | None,
     retain_grad: bool,
-    digits: int,
-    max_items: int,
 ) -> GradResult:
     names = _Names(ns, [*wrt_leaves, *assigned])
     graphs: dict[int, _Graph] = {}
 
-    def graph(t: torch.Tensor) -> _Graph:
-        if id(t) not in graphs:
-            graphs[id(t)] = _Graph.of(t)
-        return graphs[id(t)]
+    def graph(tensor: torch.Tensor) -> _Graph:
+        if id(tensor) not in graphs:
+            graphs[id(tensor)] = _Graph.of(tensor)
+        return graphs[id(tensor)]
 
-    wrt_ids = {id(t) for t in wrt_leaves.values()}
+    wrt_ids = {id(tensor) for tensor in wrt_leaves.values()}
 
-    def depends(t: torch.Tensor) -> bool:
+    def depends(tensor: torch.Tensor) -> bool:
         if wrt_ids:
-            return bool(wrt_ids & graph(t).leaves.keys())
-        return t.grad_fn is not None and any(names.get(v) for v in graph(t).leaves.values())
+            return bool(wrt_ids & graph(tensor).leaves.keys())
+        return tensor.grad_fn is not None and any(names.get(v) for v in graph(tensor).leaves.values())
 
     out_name, output = _find_output(ns, names, recorder, last_value, assigned, of, depends, wrt_leaves)
     notes: list[str] = []
@@ -472,67 +471,61 @@ def _differentiate(
     intermediates: dict[str, torch.Tensor] = {}
     if retain_grad:
         for name in assigned:
-            t = ns.get(name)
+            tensor = ns.get(name)
             if (
-                isinstance(t, torch.Tensor)
-                and t is not output
-                and t.grad_fn is not None
-                and id(t.grad_fn) in nodes
-                and names.get(t) == name
+                isinstance(tensor, torch.Tensor)
+                and tensor is not output
+                and tensor.grad_fn is not None
+                and id(tensor.grad_fn) in nodes
+                and names.get(tensor) == name
             ):
-                intermediates[name] = t
+                intermediates[name] = tensor
 
     summed = False
     calls = len(recorder.backward_targets)
     if calls:
         grads = {name: leaf.grad for name, leaf in leaves.items()}
-        inter_grads = {n: t.grad if t.retains_grad else None for n, t in intermediates.items()}
+        inter_grads = {n: tensor.grad if tensor.retains_grad else None for n, tensor in intermediates.items()}
         if calls == 1:
-            notes.append("the cell called backward() itself, so %%grad did not call it again.")
+            notes.append(t("note.backward_once"))
         else:
-            notes.append(
-                f"the cell called backward() {calls} times; PyTorch adds each call's grads into .grad."
-            )
+            notes.append(t("note.backward_many", count=calls))
     else:
         if output.is_complex():
-            raise GradError(
-                f"{out_name} is complex; backward() needs a real number: differentiate {out_name}.abs() "
-                f"or {out_name}.real instead (--of)"
-            )
+            raise GradError(t("err.complex", out=out_name))
         target = output
         if output.numel() != 1:
             target, summed = output.sum(), True
-            notes.append(
-                f"{out_name} has {output.numel()} elements and backward() needs one number, "
-                f"so the grads are of {out_name}.sum() (as in {out_name}.sum().backward())."
-            )
+            notes.append(t("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         try:
             computed = torch.autograd.grad(target, inputs, allow_unused=True)
         except RuntimeError as e:
-            raise GradError(f"backward through {out_name} failed: {e}") from None
+            raise GradError(t("err.backward_failed", out=out_name, error=e)) from None
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         for name, leaf in leaves.items():
             if leaf.grad is not None and id(leaf) not in wrt_ids:
-                notes.append(
-                    f"{name}.grad held {fmt.values(leaf.grad, digits, max_items)} from earlier code; "
-                    f"%%grad replaced it with this cell's grad (backward() would have added the two)."
-                )
+                old = fmt.values(leaf.grad)
+                notes.append(t("note.replaced", name=name, old=old))
             leaf.grad = grads[name]
-        for name, t in intermediates.items():
-            if t.retains_grad:
-                t.grad = inter_grads[name]
+        for name, tensor in intermediates.items():
+            if tensor.retains_grad:
+                tensor.grad = inter_grads[name]
 
     for name, g in grads.items():
         if g is None:
-            notes.append(f"{out_name} does not depend on {name}, so its grad is None.")
+            notes.append(t("note.unused", out=out_name, name=name))
 
     rows = [
-        TensorRow.of(name, "input" if wrt_leaves else "leaf", t, grads[name]) for name, t in leaves.items()
+        TensorRow.of(name, "input" if wrt_leaves else "leaf", tensor, grads[name])
+        for name, tensor in leaves.items()
     ]
-    rows += [TensorRow.of(name, "intermediate", t, inter_grads[name]) for name, t in intermediates.items()]
-    if all(output is not t for t in leaves.values()):
+    rows += [
+        TensorRow.of(name, "intermediate", tensor, inter_grads[name])
+        for name, tensor in intermediates.items()
+    ]
+    if all(output is not tensor for tensor in leaves.values()):
         own = output.grad if output.is_leaf or output.retains_grad else None
         rows.append(TensorRow.of(out_name, "output", output, own))
     notes += _nonleaf_notes(recorder, names, rows, leaves)
@@ -546,29 +539,21 @@ def _differentiate(
         summed=summed,
         backward_calls=calls,
         notes=notes,
-        digits=digits,
-        max_items=max_items,
     )
 
 
 def _nonleaf_notes(recorder: _Recorder, names: _Names, rows: list[TensorRow], leaves: dict) -> list[str]:
     notes = []
-    leaf_names = ", ".join(leaves) or "the leaves"
+    leaf_names = ", ".join(leaves) or t("word.the_leaves")
     read: set[str] = set()
-    for t in recorder.nonleaf_reads.values():
-        name = names.get(t, "a tensor")
+    for tensor in recorder.nonleaf_reads.values():
+        name = names.get(tensor, t("word.a_tensor"))
         read.add(name)
-        fn = type(t.grad_fn).__name__ if t.grad_fn is not None else "an operation"
-        notes.append(
-            f"the cell read {name}.grad, which is None: {name} is not a leaf (it was computed by {fn}), "
-            f"and backward() fills .grad only for leaf tensors ({leaf_names}). To keep it, use "
-            f"--retain-grad or call {name}.retain_grad() before backward()."
-        )
+        fn = type(tensor.grad_fn).__name__ if tensor.grad_fn is not None else t("word.an_operation")
+        notes.append(t("note.nonleaf_read", name=name, fn=fn, leaves=leaf_names))
     quiet = [r.name for r in rows if not r.is_leaf and r.grad is None and r.name not in read]
     if quiet:
-        who = ", ".join(quiet)
-        verb = "is not a leaf" if len(quiet) == 1 else "are not leaves"
-        notes.append(f"{who} {verb}, so PyTorch keeps no .grad for it (None); --retain-grad keeps it.")
+        notes.append(t("note.nonleaf_quiet", names=", ".join(quiet)))
     return notes
 
 
@@ -583,29 +568,24 @@ def _find_output(
     wrt_leaves: dict[str, torch.Tensor],
 ) -> tuple[str, torch.Tensor]:
     wrt_text = ", ".join(wrt_leaves)
-    hint = (
-        "was it made with torch.tensor(...), .detach(), .item() or under torch.no_grad()?"
-        if wrt_leaves
-        else "create the input with requires_grad=True, or use --wrt x=3."
-    )
 
     def no_dependence(name: str, value: torch.Tensor) -> GradError:
         if value.is_leaf and value.requires_grad:
-            return GradError(
-                f"{name} is a leaf and the cell computed nothing from it; add the function, "
-                f"e.g. y = 3 * {name} ** 2"
-            )
+            return GradError(t("err.leaf_only", name=name))
         if wrt_leaves:
-            return GradError(f"{name} does not depend on {wrt_text}: there is no path back to it; {hint}")
-        return GradError(f"{name} does not depend on any leaf tensor that requires grad; {hint}")
+            return GradError(t("err.no_path", name=name, wrt=wrt_text))
+        return GradError(t("err.no_leaf", name=name))
+
+    def is_wrt_leaf(value: torch.Tensor) -> bool:
+        return any(value is leaf for leaf in wrt_leaves.values())
 
     if of is not None:
         if of not in ns:
-            raise GradError(f"--of {of}: there is no variable '{of}' after the cell ran")
+            raise GradError(t("err.of_missing", name=of))
         value = ns[of]
         if not isinstance(value, torch.Tensor):
-            raise GradError(f"--of {of}: {of} is {type(value).__name__}, not a tensor")
-        if not (depends(value) or any(value is t for t in wrt_leaves.values())):
+            raise GradError(t("err.of_not_tensor", name=of, kind=type(value).__name__))
+        if not (depends(value) or is_wrt_leaf(value)):
             raise no_dependence(of, value)
         return of, value
 
@@ -617,7 +597,7 @@ def _find_output(
         tensors.append((names.get(last_value, "out"), last_value))
     for name in reversed(assigned):
         value = ns.get(name)
-        if isinstance(value, torch.Tensor) and all(value is not t for t in wrt_leaves.values()):
+        if isinstance(value, torch.Tensor) and not is_wrt_leaf(value):
             tensors.append((name, value))
     for name, value in tensors:
         if depends(value):
@@ -625,23 +605,14 @@ def _find_output(
     if tensors:
         raise no_dependence(*tensors[0])
     if last_value is not None:
-        what, value = "the cell's last value", last_value
+        what, value = t("word.last_value"), last_value
     elif assigned and assigned[-1] in ns:
         what, value = assigned[-1], ns[assigned[-1]]
     else:
         what, value = None, None
     if what is not None and isinstance(value, (numbers.Number, list, tuple, dict)):
-        extra = (
-            " (.item() and float() give a plain number, which has no graph)"
-            if isinstance(value, numbers.Number)
-            else ""
-        )
-        raise GradError(
-            f"{what} is a {type(value).__name__}, not a tensor{extra}; assign the tensor to "
-            f"differentiate (y = ...) or name it with --of"
-        )
-    target = f" from {wrt_text}" if wrt_leaves else ""
-    raise GradError(
-        f"the cell made no tensor output{target}: assign one (y = 3 * x ** 2) or end with an "
-        "expression, or name it with --of"
-    )
+        message = "err.not_tensor_number" if isinstance(value, numbers.Number) else "err.not_tensor"
+        raise GradError(t(message, what=what, kind=type(value).__name__))
+    if wrt_leaves:
+        raise GradError(t("err.no_output_from", wrt=wrt_text))
+    raise GradError(t("err.no_output"))

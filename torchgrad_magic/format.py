@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import torch
 
@@ -60,3 +61,12 @@ def shape(t: torch.Tensor) -> str:
 def dtype(t: torch.Tensor) -> str:
     name = str(t.dtype).removeprefix("torch.")
     return name if t.device.type == "cpu" else f"{name} {t.device}"
+
+
+def width(text: str) -> int:
+    """Columns *text* takes in a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def pad(text: str, columns: int) -> str:
+    return text + " " * (columns - width(text))

@@ -2,20 +2,47 @@
 
 This module must stay light: loading the extension imports neither torch nor
 matplotlib. The engine (and torch) is imported the first time a cell runs.
+
+Defaults are traitlets on :class:`GradMagic`, so ``%config GradMagic`` lists
+them, ``%config GradMagic.language = 'zh'`` sets one, and ``ipython_config.py``
+can set them with ``c.GradMagic.digits = 6``.
 """
 
 from __future__ import annotations
 
+import re
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import CaselessStrEnum, Enum, Int
 
+from .messages import t, using
 from .spec import GradError, check_name, split_line
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
 
 @magics_class
 class GradMagic(Magics):
     """Show PyTorch autograd at work: ``%%grad --wrt x=3``."""
+
+    language = CaselessStrEnum(
+        ["auto", "en", "zh"],
+        default_value="auto",
+        help="Language of the report, notes and errors: 'en', 'zh', or 'auto' (from the locale: zh* gives "
+        "Chinese). A cell's --lang wins.",
+    ).tag(config=True)
+    dtype = Enum(
+        DTYPES,
+        default_value=None,
+        allow_none=True,
+        help="dtype of --wrt leaves when a cell gives no --dtype (None: PyTorch's default dtype).",
+    ).tag(config=True)
+    digits = Int(4, min=1, max=17, help="Significant digits of the numbers in the report.").tag(config=True)
+    max_items = Int(
+        6, min=2, help="How many values of a long tensor the report shows (first and last ones)."
+    ).tag(config=True)
 
     @magic_arguments("%grad")  # shown as %%grad in the help
     @argument(
@@ -36,10 +63,14 @@ class GradMagic(Magics):
     )
     @argument(
         "--dtype",
-        choices=["float16", "bfloat16", "float32", "float64"],
-        help="dtype of the --wrt leaves and the default dtype inside the cell (default: float32)",
+        choices=DTYPES,
+        help="dtype of the --wrt leaves and the default dtype inside the cell "
+        "(default: GradMagic.dtype, else PyTorch's default, float32)",
     )
     @argument("--device", metavar="DEV", help="device of the --wrt leaves, e.g. cpu or cuda")
+    @argument(
+        "--lang", choices=["en", "zh"], help="language of this cell's report (default: GradMagic.language)"
+    )
     @argument("--out", metavar="NAME", help="store the result object (.grads, .output, ...) in NAME")
     @argument("-q", "--quiet", action="store_true", help="show nothing (use with --out)")
     @cell_magic
@@ -62,20 +93,23 @@ class GradMagic(Magics):
         --wrt NAME leaves your own NAME untouched. A trailing ';' on the
         magic line works like -q. Torch's grad mode, anomaly mode and default
         dtype, and the warning filters, are restored after the cell.
+        Defaults: %config GradMagic (language, dtype, digits, max_items).
         """
         from .engine import grad
 
         line, silenced = _strip_semicolon(line)
-        try:
-            args = self.grad.parser.parse_args(split_line(line))
-            if args.out is not None:
-                check_name(args.out, f"--out {args.out}")
-            result = grad(
-                cell, args.wrt, of=args.of, retain_grad=args.retain_grad,
-                dtype=args.dtype, device=args.device, shell=self.shell,
-            )  # fmt: skip
-        except GradError as e:
-            raise UsageError(f"%%grad: {e}") from None
+        with using(self.language) as language:
+            try:
+                args = _parse(self.grad.parser, line)
+                if args.out is not None:
+                    check_name(args.out, f"--out {args.out}")
+                result = grad(
+                    cell, args.wrt, of=args.of, retain_grad=args.retain_grad,
+                    dtype=args.dtype or self.dtype, device=args.device, shell=self.shell,
+                    digits=self.digits, max_items=self.max_items, lang=args.lang or language,
+                )  # fmt: skip
+            except GradError as e:
+                raise UsageError(t("err.prefix", message=e)) from None
         if args.out is not None:
             self.shell.user_ns[args.out] = result
         if not (args.quiet or silenced):
@@ -89,3 +123,28 @@ def _strip_semicolon(line: str) -> tuple[str, bool]:
     if stripped.endswith(";"):
         return stripped[:-1], True
     return line, False
+
+
+_ARGPARSE = [
+    (re.compile(r"unrecognized arguments: (?P<args>.*)"), "err.unrecognized"),
+    (re.compile(r"argument (?P<flag>\S+): invalid choice: (?P<value>\S+) \(choose from (?P<choices>.*)\)"), "err.invalid_choice"),
+    (re.compile(r"argument (?P<flag>\S+): expected (?:at least )?one argument"), "err.expected_value"),
+]  # fmt: skip
+
+
+_LANG_FLAG = re.compile(r"--lang(?:\s+|=)(en|zh)\b")
+
+
+def _parse(parser, line: str):
+    """Parse the magic line; errors come in the user's language (a --lang on
+    the same line counts even when the rest of the line cannot be parsed)."""
+    flag = _LANG_FLAG.search(line)
+    with using(flag.group(1) if flag else None):
+        try:
+            return parser.parse_args(split_line(line))
+        except UsageError as e:
+            for pattern, message_id in _ARGPARSE:
+                match = pattern.search(str(e))
+                if match:
+                    raise GradError(t(message_id, **match.groupdict())) from None
+            raise

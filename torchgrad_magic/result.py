@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import torch
 
 from . import format as fmt
+from .messages import t, using
 
-COLUMNS = ("tensor", "role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
+# Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
+COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
 EXTRA_COLUMNS = ("shape", "dtype")
 
 
@@ -48,7 +50,7 @@ class TensorRow:
     def cells(self, digits: int, max_items: int, extra: bool) -> list[str]:
         cells = [
             self.name,
-            self.role,
+            t(f"role.{self.role}"),
             fmt.values(self.data, digits, max_items),
             "None" if self.grad is None else fmt.values(self.grad, digits, max_items),
             str(self.grad_fn),
@@ -80,6 +82,7 @@ class GradResult:
     notes: list[str] = field(default_factory=list)
     digits: int = 4
     max_items: int = 6
+    language: str = "en"
 
     def __getitem__(self, name: str) -> torch.Tensor | None:
         """``result['x']`` is the gradient of the output with respect to ``x``."""
@@ -96,10 +99,12 @@ class GradResult:
         parts = [f"{out} = {self._values(value)}"]
         for name, g in self.grads.items():
             parts.append(f"{frac}{name} = {'None' if g is None else self._values(g)}")
-        text = ", ".join(parts)
-        points = [f"{n} = {self._values(t)}" for n, t in self.leaves.items() if t.dim() == 0]
-        if points and len(points) == len(self.leaves):
-            text += f" (at {', '.join(points)})"
+        with using(self.language):
+            sep = t("headline.sep")
+            text = sep.join(parts)
+            points = [f"{n} = {self._values(leaf)}" for n, leaf in self.leaves.items() if leaf.dim() == 0]
+            if points and len(points) == len(self.leaves):
+                text = t("headline.at", text=text, points=sep.join(points))
         return text
 
     def _values(self, t: torch.Tensor) -> str:
@@ -108,18 +113,22 @@ class GradResult:
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Column names and the cells of each row, as text."""
         extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self.rows)
-        header = list(COLUMNS + EXTRA_COLUMNS if extra else COLUMNS)
-        return header, [row.cells(self.digits, self.max_items, extra) for row in self.rows]
+        with using(self.language):
+            header = [t(c) if c.startswith("col.") else c for c in COLUMNS + (EXTRA_COLUMNS if extra else ())]
+            return header, [row.cells(self.digits, self.max_items, extra) for row in self.rows]
+
+    def _notes(self) -> list[str]:
+        with using(self.language):
+            return [t("note.prefix", note=note) for note in self.notes]
 
     # ---- views ---------------------------------------------------------
     def __str__(self) -> str:
         header, body = self.table()
-        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        widths = [max(fmt.width(r[i]) for r in [header, *body]) for i in range(len(header))]
         lines = [self.headline, ""]
         for cells in [header, *body]:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines)
+            lines.append("  ".join(fmt.pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        return "\n".join(lines + self._notes())
 
     def __repr__(self) -> str:
         return f"<GradResult: {self.headline}>"
@@ -137,7 +146,7 @@ class GradResult:
             + "</tr>"
             for cells in body
         )
-        notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
+        notes = "".join(f"<li>{esc(n)}</li>" for n in self._notes())
         return (
             "<div class='torchgrad-magic'>"
             f"<p><b>{esc(self.headline)}</b></p>"

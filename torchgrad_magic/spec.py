@@ -10,6 +10,8 @@ import keyword
 from dataclasses import dataclass
 from typing import Any
 
+from .messages import t
+
 _OPEN = "([{"
 _CLOSE = ")]}"
 _QUOTES = "'\""
@@ -52,9 +54,7 @@ def split_line(line: str) -> list[str]:
         elif ch in _CLOSE:
             depth -= 1
             if depth < 0:
-                raise GradError(
-                    f"unbalanced brackets: a closing '{ch}' has no opening bracket in: {line.strip()}"
-                )
+                raise GradError(t("err.close_bracket", ch=ch, line=line.strip()))
         if ch.isspace() and depth == 0:
             if buf:
                 tokens.append("".join(buf))
@@ -62,9 +62,9 @@ def split_line(line: str) -> list[str]:
             continue
         buf.append(ch)
     if quote:
-        raise GradError(f"unclosed quote ({quote}) in: {line.strip()}")
+        raise GradError(t("err.quote", quote=quote, line=line.strip()))
     if depth:
-        raise GradError(f"unbalanced brackets: {depth} bracket(s) never closed in: {line.strip()}")
+        raise GradError(t("err.open_bracket", count=depth, line=line.strip()))
     if buf:
         tokens.append("".join(buf))
     return _join_equals([_unquote(t) for t in tokens])
@@ -131,14 +131,11 @@ class WrtSpec:
 def check_name(name: str, what: str) -> None:
     """Raise GradError unless *name* can be a Python variable."""
     if not name:
-        raise GradError(f"{what}: the variable name is missing")
+        raise GradError(t("err.name_missing", where=what))
     if keyword.iskeyword(name):
-        raise GradError(f"{what}: '{name}' is a Python keyword, not a variable name")
+        raise GradError(t("err.keyword", where=what, name=name))
     if not name.isidentifier():
-        raise GradError(
-            f"{what}: '{name}' is not a valid variable name "
-            "(use letters, digits and _, not starting with a digit)"
-        )
+        raise GradError(t("err.bad_name", where=what, name=name))
 
 
 def parse_wrt_item(item: str) -> WrtSpec:
@@ -148,28 +145,22 @@ def parse_wrt_item(item: str) -> WrtSpec:
     name = name.strip()
     where = f"--wrt {text}"
     if not name:
-        raise GradError(f"{where}: the name before '=' is missing; write e.g. --wrt x=3")
+        raise GradError(t("err.wrt_name_missing", where=where))
     if not name.isidentifier() and not keyword.iskeyword(name):
-        hint = ""
+        message = t("err.bad_name", where=where, name=name)
         if sep and expr.strip().isidentifier():
-            hint = f"; did you mean --wrt {expr.strip()}={name}?"
-        raise GradError(
-            f"{where}: '{name}' is not a valid variable name "
-            f"(use letters, digits and _, not starting with a digit){hint}"
-        )
+            message = t("err.did_you_mean", message=message, expr=expr.strip(), name=name)
+        raise GradError(message)
     check_name(name, where)
     if name == "torch":
-        raise GradError(f"{where}: a tensor named 'torch' would hide the torch module; pick another name")
+        raise GradError(t("err.wrt_torch", where=where))
     if not sep:
         return WrtSpec(name)
     expr = expr.strip()
     if not expr:
-        raise GradError(
-            f"{where}: the value after '=' is empty; write e.g. --wrt {name}=3, "
-            f"or --wrt {name} to start from the existing {name}"
-        )
+        raise GradError(t("err.wrt_empty", where=where, name=name))
     if expr.endswith(","):
-        raise GradError(f"{where}: separate --wrt items with spaces, not commas (--wrt u=3 v=4)")
+        raise GradError(t("err.wrt_commas", where=where))
     return WrtSpec(name, expr)
 
 
@@ -193,10 +184,10 @@ def parse_wrt(wrt: Any) -> list[WrtSpec]:
         items = []
         for item in wrt:
             if not isinstance(item, str):
-                raise GradError(f"wrt: expected 'name=value' strings, got {type(item).__name__}")
+                raise GradError(t("err.wrt_not_string", kind=type(item).__name__))
             items.extend(split_line(item) if item.strip() else [item])
     if not items:
-        raise GradError("--wrt needs at least one name, e.g. --wrt x=3")
+        raise GradError(t("err.wrt_nothing"))
     return _no_duplicates([parse_wrt_item(item) for item in items])
 
 
@@ -204,6 +195,6 @@ def _no_duplicates(specs: list[WrtSpec]) -> list[WrtSpec]:
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
-            raise GradError(f"--wrt: '{spec.name}' is given twice; give each variable once")
+            raise GradError(t("err.wrt_twice", name=spec.name))
         seen.add(spec.name)
     return specs

@@ -1,0 +1,301 @@
+"""Every sentence a user can see, in English and Chinese, keyed by message id.
+
+Code never builds user-facing sentences inline: it calls ``t("id", **fields)``.
+The language is ``en`` or ``zh``; ``auto`` follows the locale (``zh*`` gives
+Chinese). Technical names (grad, grad_fn, is_leaf, requires_grad,
+MulBackward0, backward(), --flags) stay as PyTorch and the magic spell them,
+so what a learner reads matches what PyTorch prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import locale
+import os
+from collections.abc import Iterator
+
+LANGUAGES = ("en", "zh")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    # ---- the report ----------------------------------------------------
+    "col.tensor": {"en": "tensor", "zh": "张量"},
+    "col.role": {"en": "role", "zh": "角色"},
+    "role.input": {"en": "input", "zh": "输入"},
+    "role.leaf": {"en": "leaf", "zh": "叶子"},
+    "role.intermediate": {"en": "intermediate", "zh": "中间量"},
+    "role.output": {"en": "output", "zh": "输出"},
+    "headline.at": {"en": "{text} (at {points})", "zh": "{text}（在 {points} 处）"},
+    "headline.sep": {"en": ", ", "zh": "，"},
+    "note.prefix": {"en": "note: {note}", "zh": "提示：{note}"},
+    # ---- notes ---------------------------------------------------------
+    "note.backward_once": {
+        "en": "the cell called backward() itself, so %%grad did not call it again.",
+        "zh": "单元格自己调用了 backward()，所以 %%grad 没有再调用一次。",
+    },
+    "note.backward_many": {
+        "en": "the cell called backward() {count} times; PyTorch adds each call's grads into .grad.",
+        "zh": "单元格调用了 {count} 次 backward()；每次的梯度都会累加到 .grad 里。",
+    },
+    "note.summed": {
+        "en": "{out} has {count} elements and backward() needs one number, "
+        "so the grads are of {out}.sum() (as in {out}.sum().backward()).",
+        "zh": "{out} 有 {count} 个元素，而 backward() 需要一个标量，"
+        "所以这里求的是 {out}.sum() 的梯度（等同于 {out}.sum().backward()）。",
+    },
+    "note.replaced": {
+        "en": "{name}.grad held {old} from earlier code; %%grad replaced it with this cell's grad "
+        "(backward() would have added the two).",
+        "zh": "{name}.grad 里原有之前留下的 {old}；%%grad 换成了本单元格的梯度"
+        "（直接调用 backward() 会把两者相加）。",
+    },
+    "note.unused": {
+        "en": "{out} does not depend on {name}, so its grad is None.",
+        "zh": "{out} 与 {name} 无关，所以 {name} 的 grad 是 None。",
+    },
+    "note.nonleaf_read": {
+        "en": "the cell read {name}.grad, which is None: {name} is not a leaf (it was computed by {fn}), "
+        "and backward() fills .grad only for leaf tensors ({leaves}). To keep it, use --retain-grad "
+        "or call {name}.retain_grad() before backward().",
+        "zh": "单元格读取了 {name}.grad，它是 None：{name} 不是叶子张量（由 {fn} 计算得到），"
+        "backward() 只为叶子张量（{leaves}）填写 .grad。想保留它，请加 --retain-grad，"
+        "或在 backward() 之前调用 {name}.retain_grad()。",
+    },
+    "note.nonleaf_quiet": {
+        "en": "{names}: not a leaf, so PyTorch keeps no .grad (shown as None); --retain-grad keeps it.",
+        "zh": "{names} 不是叶子张量，PyTorch 不保存它的 .grad（显示为 None）；加 --retain-grad 可保留。",
+    },
+    "word.a_tensor": {"en": "a tensor", "zh": "某个张量"},
+    "word.an_operation": {"en": "an operation", "zh": "某个运算"},
+    "word.the_leaves": {"en": "the leaves", "zh": "叶子张量"},
+    "word.last_value": {"en": "the cell's last value", "zh": "单元格的最后一个值"},
+    # ---- errors: the magic line -----------------------------------------
+    "err.prefix": {"en": "%%grad: {message}", "zh": "%%grad：{message}"},
+    "err.close_bracket": {
+        "en": "unbalanced brackets: a closing '{ch}' has no opening bracket in: {line}",
+        "zh": "括号不配对：右括号 '{ch}' 没有对应的左括号：{line}",
+    },
+    "err.open_bracket": {
+        "en": "unbalanced brackets: {count} bracket(s) never closed in: {line}",
+        "zh": "括号不配对：有 {count} 个括号没有闭合：{line}",
+    },
+    "err.quote": {
+        "en": "unclosed quote ({quote}) in: {line}",
+        "zh": "引号 {quote} 没有闭合：{line}",
+    },
+    "err.name_missing": {
+        "en": "{where}: the variable name is missing",
+        "zh": "{where}：缺少变量名",
+    },
+    "err.keyword": {
+        "en": "{where}: '{name}' is a Python keyword, not a variable name",
+        "zh": "{where}：'{name}' 是 Python 关键字，不能用作变量名",
+    },
+    "err.bad_name": {
+        "en": "{where}: '{name}' is not a valid variable name (use letters, digits and _, not starting with a digit)",
+        "zh": "{where}：'{name}' 不是合法的变量名（只能用字母、数字和 _，且不能以数字开头）",
+    },
+    "err.did_you_mean": {
+        "en": "{message}; did you mean --wrt {expr}={name}?",
+        "zh": "{message}；是不是想写 --wrt {expr}={name}？",
+    },
+    "err.wrt_name_missing": {
+        "en": "{where}: the name before '=' is missing; write e.g. --wrt x=3",
+        "zh": "{where}：'=' 前面缺少变量名；例如写成 --wrt x=3",
+    },
+    "err.wrt_torch": {
+        "en": "{where}: a tensor named 'torch' would hide the torch module; pick another name",
+        "zh": "{where}：名为 'torch' 的张量会遮住 torch 模块，请换个名字",
+    },
+    "err.wrt_empty": {
+        "en": "{where}: the value after '=' is empty; write e.g. --wrt {name}=3, "
+        "or --wrt {name} to start from the existing {name}",
+        "zh": "{where}：'=' 后面没有值；例如写成 --wrt {name}=3，或写 --wrt {name} 使用已有的 {name}",
+    },
+    "err.wrt_commas": {
+        "en": "{where}: separate --wrt items with spaces, not commas (--wrt u=3 v=4)",
+        "zh": "{where}：多个 --wrt 变量之间用空格分隔，不要用逗号（--wrt u=3 v=4）",
+    },
+    "err.wrt_not_string": {
+        "en": "wrt: expected 'name=value' strings, got {kind}",
+        "zh": "wrt：需要 'name=value' 形式的字符串，收到的是 {kind}",
+    },
+    "err.wrt_nothing": {
+        "en": "--wrt needs at least one name, e.g. --wrt x=3",
+        "zh": "--wrt 后面至少要有一个变量，例如 --wrt x=3",
+    },
+    "err.wrt_twice": {
+        "en": "--wrt: '{name}' is given twice; give each variable once",
+        "zh": "--wrt：'{name}' 出现了两次；每个变量只写一次",
+    },
+    "err.unrecognized": {
+        "en": "unrecognized arguments: {args} (see %%grad? for the flags)",
+        "zh": "无法识别的参数：{args}（用 %%grad? 查看所有选项）",
+    },
+    "err.invalid_choice": {
+        "en": "argument {flag}: invalid choice: {value} (choose from {choices})",
+        "zh": "参数 {flag} 的值 {value} 无效（可选：{choices}）",
+    },
+    "err.expected_value": {
+        "en": "argument {flag}: expected a value after it",
+        "zh": "参数 {flag} 后面需要一个值",
+    },
+    # ---- errors: values and settings ------------------------------------
+    "err.dtype": {
+        "en": "--dtype {value}: use one of float16, bfloat16, float32, float64",
+        "zh": "--dtype {value}：请用 float16、bfloat16、float32 或 float64",
+    },
+    "err.device": {
+        "en": "--device {value}: not a device name (try cpu or cuda)",
+        "zh": "--device {value}：不是设备名（可以试试 cpu 或 cuda）",
+    },
+    "err.no_cuda": {
+        "en": "--device {value}: CUDA is not available on this machine; use --device cpu",
+        "zh": "--device {value}：这台机器上没有可用的 CUDA；请用 --device cpu",
+    },
+    "err.wrt_undefined": {
+        "en": "--wrt {name}: there is no variable '{name}' yet; give a starting value, e.g. --wrt {name}=3",
+        "zh": "--wrt {name}：还没有名为 '{name}' 的变量；请给一个初始值，例如 --wrt {name}=3",
+    },
+    "err.wrt_syntax": {
+        "en": "{where}: '{expr}' is not a valid Python expression",
+        "zh": "{where}：'{expr}' 不是合法的 Python 表达式",
+    },
+    "err.wrt_name_error": {
+        "en": "{where}: name '{missing}' is not defined",
+        "zh": "{where}：名字 '{missing}' 未定义",
+    },
+    "err.wrt_raised": {
+        "en": "{where}: computing the value raised {ename}: {error}",
+        "zh": "{where}：计算这个值时出错 {ename}：{error}",
+    },
+    "err.wrt_int_tensor": {
+        "en": "{where}: {name} would be an integer or boolean tensor ({dtype}), and only floating-point "
+        "tensors can require grad; make it float (e.g. torch.arange(5.0) or .float())",
+        "zh": "{where}：{name} 会是整数或布尔张量（{dtype}），只有浮点张量才能 requires_grad；"
+        "请改成浮点数（例如 torch.arange(5.0) 或 .float()）",
+    },
+    "err.wrt_bool": {
+        "en": "{where}: {name} is a boolean; gradients need numbers, e.g. --wrt {name}=1.0",
+        "zh": "{where}：{name} 是布尔值；求梯度需要数值，例如 --wrt {name}=1.0",
+    },
+    "err.wrt_bool_values": {
+        "en": "{where}: {name} holds booleans; gradients need numbers (use 0.0 and 1.0)",
+        "zh": "{where}：{name} 里是布尔值；求梯度需要数值（请用 0.0 和 1.0）",
+    },
+    "err.wrt_type": {
+        "en": "{where}: {name} is {kind}, not a number, list or tensor; "
+        "e.g. --wrt {name}=3 or --wrt {name}=torch.linspace(-20, 20, 20)",
+        "zh": "{where}：{name} 是 {kind}，不是数字、列表或张量；"
+        "例如 --wrt {name}=3 或 --wrt {name}=torch.linspace(-20, 20, 20)",
+    },
+    "err.wrt_convert": {
+        "en": "{where}: can't make a tensor from {kind}: {error}",
+        "zh": "{where}：无法把 {kind} 变成张量：{error}",
+    },
+    # ---- errors: the cell and its output --------------------------------
+    "err.cell_empty": {
+        "en": "the cell is empty: write the function under the %%grad line, e.g. y = 3 * x ** 2",
+        "zh": "单元格是空的：请在 %%grad 这一行下面写函数，例如 y = 3 * x ** 2",
+    },
+    "err.cell_raised": {
+        "en": "the cell raised {ename} (traceback above); no gradients were computed",
+        "zh": "单元格出错 {ename}（见上面的 traceback）；没有计算梯度",
+    },
+    "err.cell_interrupted": {
+        "en": "the cell was interrupted; no gradients were computed",
+        "zh": "单元格被中断；没有计算梯度",
+    },
+    "err.complex": {
+        "en": "{out} is complex; backward() needs a real number: differentiate {out}.abs() or {out}.real instead (--of)",
+        "zh": "{out} 是复数；backward() 需要实数：请改为对 {out}.abs() 或 {out}.real 求导（--of）",
+    },
+    "err.backward_failed": {
+        "en": "backward through {out} failed: {error}",
+        "zh": "对 {out} 做 backward 失败：{error}",
+    },
+    "err.of_missing": {
+        "en": "--of {name}: there is no variable '{name}' after the cell ran",
+        "zh": "--of {name}：单元格运行后没有名为 '{name}' 的变量",
+    },
+    "err.of_not_tensor": {
+        "en": "--of {name}: {name} is {kind}, not a tensor",
+        "zh": "--of {name}：{name} 是 {kind}，不是张量",
+    },
+    "err.leaf_only": {
+        "en": "{name} is a leaf and the cell computed nothing from it; add the function, e.g. y = 3 * {name} ** 2",
+        "zh": "{name} 是叶子张量，但单元格没有用它计算任何东西；请加上函数，例如 y = 3 * {name} ** 2",
+    },
+    "err.no_path": {
+        "en": "{name} does not depend on {wrt}: there is no path back to it; "
+        "was it made with torch.tensor(...), .detach(), .item() or under torch.no_grad()?",
+        "zh": "{name} 与 {wrt} 无关：计算图里没有通向它的路径；"
+        "是不是用了 torch.tensor(...)、.detach()、.item()，或在 torch.no_grad() 里计算的？",
+    },
+    "err.no_leaf": {
+        "en": "{name} does not depend on any leaf tensor that requires grad; "
+        "create the input with requires_grad=True, or use --wrt x=3.",
+        "zh": "{name} 不依赖任何 requires_grad 的叶子张量；请用 requires_grad=True 创建输入，或使用 --wrt x=3。",
+    },
+    "err.not_tensor": {
+        "en": "{what} is a {kind}, not a tensor; assign the tensor to differentiate (y = ...) or name it with --of",
+        "zh": "{what} 是 {kind}，不是张量；请把要求导的张量赋给变量（y = ...）或用 --of 指定",
+    },
+    "err.not_tensor_number": {
+        "en": "{what} is a {kind}, not a tensor (.item() and float() give a plain number, which has no graph); "
+        "assign the tensor to differentiate (y = ...) or name it with --of",
+        "zh": "{what} 是 {kind}，不是张量（.item() 和 float() 得到的是普通数字，没有计算图）；"
+        "请把要求导的张量赋给变量（y = ...）或用 --of 指定",
+    },
+    "err.no_output": {
+        "en": "the cell made no tensor output: assign one (y = 3 * x ** 2) or end with an expression, "
+        "or name it with --of",
+        "zh": "单元格没有产生张量输出：请赋值一个（y = 3 * x ** 2），或以表达式结尾，或用 --of 指定",
+    },
+    "err.no_output_from": {
+        "en": "the cell made no tensor output from {wrt}: assign one (y = 3 * x ** 2) or end with an "
+        "expression, or name it with --of",
+        "zh": "单元格没有用 {wrt} 算出任何张量：请赋值一个（y = 3 * x ** 2），或以表达式结尾，或用 --of 指定",
+    },
+}
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "torchgrad_magic_language", default=None
+)
+
+
+def locale_language() -> str:
+    """``zh`` when the locale is Chinese (``zh_CN.UTF-8``, ``zh_TW`` ...), else ``en``."""
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        value = os.environ.get(var)
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    try:
+        code = locale.getlocale()[0] or ""
+    except ValueError:
+        code = ""
+    return "zh" if code.lower().startswith("zh") else "en"
+
+
+def resolve(language: str | None) -> str:
+    """``en``/``zh`` as given; ``auto``/``None``: the language in use, else the locale's."""
+    if language in LANGUAGES:
+        return language
+    if language in (None, "auto"):
+        return _current.get() or locale_language()
+    raise ValueError(f"language must be one of auto, {', '.join(LANGUAGES)}; got {language!r}")
+
+
+@contextlib.contextmanager
+def using(language: str | None) -> Iterator[str]:
+    """Make every ``t()`` inside use *language* (``None``/``auto``: keep/derive it)."""
+    token = _current.set(resolve(language))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def t(message_id: str, **fields: object) -> str:
+    """The message *message_id* in the current language, with *fields* filled in."""
+    return MESSAGES[message_id][resolve(None)].format(**fields)
