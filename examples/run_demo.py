@@ -56,10 +56,10 @@ def cell_text(cell: nbformat.NotebookNode) -> str:
             parts.append(out.text.rstrip("\n"))
         elif out.output_type in ("display_data", "execute_result"):
             data = out.get("data", {})
-            if "text/plain" in data:
-                parts.append(data["text/plain"])
             if "image/png" in data:
-                parts.append("[figure]")
+                parts.append(f"[figure, {len(data['image/png']) * 3 // 4:,} bytes of PNG]")
+            elif "text/plain" in data:
+                parts.append(data["text/plain"])
         elif out.output_type == "error":
             parts.append(f"{out.ename}: {out.evalue}")
     return "\n".join(parts)

@@ -79,6 +79,9 @@ class Entry:
                 dtype=args.dtype,
                 device=args.device,
                 lang=args.lang,
+                plot=bool(args.plot),
+                plot_range=args.range,
+                save=args.save,
                 namespace=self.ns,
             )
         except (GradError, UsageError) as e:
@@ -87,6 +90,7 @@ class Entry:
     def _magic(self, line: str, cell: str):
         self.shell.user_ns.pop("_result_", None)
         outcome = self.shell.run_cell(f"%%grad {line} --out _result_ -q\n{cell}")
+        self.outcome = outcome
         if outcome.error_in_exec is not None or outcome.error_before_exec is not None:
             error = outcome.error_in_exec or outcome.error_before_exec
             raise Failure(str(error).removeprefix("%%grad: ").removeprefix("%%grad："))

@@ -137,3 +137,28 @@ def test_chinese_in_a_kernel(kernel):
         assert "tensor" in kernel.run("%%grad --wrt x=3 --lang en\ny = 3 * x ** 2").text()
     finally:
         kernel.run("%config GradMagic.language = 'auto'")
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%%grad --wrt x=torch.linspace(-20, 20, 20) --plot\nY = x ** 2",
+        "%%grad --wrt x=3 --plot\ny = 3 * x ** 2",
+        "%%grad --wrt u=3 v=4 --plot\nf = u**3 + v**2 + 4*u*v",
+    ],
+)
+def test_plot_arrives_as_one_image(kernel, cell):
+    assert kernel.run("%matplotlib inline").status == "ok"
+    reply = kernel.run(cell)
+    assert reply.status == "ok", reply.text()
+    images = [o for o in reply.outputs if "image/png" in o["content"].get("data", {})]
+    assert len(images) == 1
+    assert images[0]["content"]["data"]["image/png"]  # base64 text
+    assert kernel.value("import matplotlib.pyplot as plt; plt.get_fignums()") == "[]"
+    assert kernel.value("1 + 1") == "2"
+
+
+def test_plot_figure_on_the_result_in_a_kernel(kernel):
+    kernel.run("%%grad --wrt x=3 --plot --out r -q\ny = 3 * x ** 2")
+    assert kernel.value("type(r.figure).__name__") == "'Figure'"
+    assert kernel.value("[c.label for c in r.curves]") == "['y', 'dy/dx', 'tangent']"

@@ -16,6 +16,7 @@ import ast
 import contextlib
 import linecache
 import numbers
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -349,6 +350,9 @@ def grad(
     digits: int = 4,
     max_items: int = 6,
     lang: str | None = None,
+    plot: bool = False,
+    plot_range: Any = None,
+    save: str | None = None,
 ) -> GradResult:
     """Run *source*, differentiate its output and return a :class:`GradResult`.
 
@@ -371,25 +375,54 @@ def grad(
     lang
         ``"en"`` or ``"zh"`` for every message and the report; by default
         the locale's language.
+    plot, plot_range, save
+        draw the function and its derivative (``result.figure``): against a
+        1-D input, or around scalar points over ``plot_range`` (``"a:b"`` or
+        ``(a, b)``); ``save`` writes the figure to a ``.png`` or ``.svg`` file
+        (and implies ``plot``).
 
     Raises :class:`GradError` with a message meant for the user when the input
     cannot be used; exceptions from the code itself propagate (with ``shell=``
     they are shown as a traceback and reported as :class:`CellError`).
     """
+    options = _Options(
+        wrt, of, retain_grad, dtype, device, digits, max_items, plot or save is not None, plot_range, save
+    )
     with using(lang) as language:
-        return _run(
-            source, wrt, of, retain_grad, dtype, device, namespace, shell, digits, max_items, language
-        )
+        options.language = language
+        return _run(source, options, namespace, shell)
 
 
-def _run(source, wrt, of, retain_grad, dtype, device, namespace, shell, digits, max_items, language):
-    specs = parse_wrt(wrt)
-    if of is not None:
-        check_name(of, f"--of {of}")
-    torch_dtype, torch_device = _dtype(dtype), _device(device)
+@dataclass
+class _Options:
+    wrt: Any
+    of: str | None
+    retain_grad: bool
+    dtype: Any
+    device: Any
+    digits: int
+    max_items: int
+    plot: bool
+    plot_range: Any
+    save: str | None
+    language: str = "en"
+
+
+def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: Any) -> GradResult:
+    specs = parse_wrt(opts.wrt)
+    if opts.of is not None:
+        check_name(opts.of, f"--of {opts.of}")
+    torch_dtype, torch_device = _dtype(opts.dtype), _device(opts.device)
+    window = None
+    if opts.plot:
+        from . import plot
+
+        window = opts.plot_range if isinstance(opts.plot_range, tuple) else plot.parse_range(opts.plot_range)
+        plot.check_save_path(opts.save)
     runner = ShellRunner(shell) if shell is not None else PlainRunner({} if namespace is None else namespace)
     ns = runner.namespace
-    tree = _parse(runner.python_source(source))
+    code = runner.python_source(source)
+    tree = _parse(code)
     if tree is not None and not tree.body:
         raise GradError(t("err.cell_empty"))
     ns.setdefault("torch", torch)
@@ -401,19 +434,68 @@ def _run(source, wrt, of, retain_grad, dtype, device, namespace, shell, digits, 
             leaves = _make_leaves(specs, ns, torch_dtype, torch_device)
             originals = {s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value}
             ns.update(leaves)
-            recorder = _Recorder(retain_grad)
+            recorder = _Recorder(opts.retain_grad)
             before = {name: id(value) for name, value in ns.items()}
             with recorder:
                 last_value = runner.run(source)
-            result = _differentiate(
-                ns, leaves, recorder, last_value, _assigned(tree, ns, before), of, retain_grad
-            )
+            assigned = _assigned(tree, ns, before)
+            result = _differentiate(ns, leaves, recorder, last_value, assigned, opts.of, opts.retain_grad)
+            result.digits, result.max_items, result.language = opts.digits, opts.max_items, opts.language
+            if opts.plot:
+                _draw(result, code, ns, last_value, assigned, window, opts.save)
     finally:
         for name, original in originals.items():
             if ns.get(name) is leaves.get(name):
                 ns[name] = original
-    result.digits, result.max_items, result.language = digits, max_items, language
     return result
+
+
+def _draw(
+    result: GradResult, code: str, ns: dict, last_value: Any, assigned: list[str], window, save
+) -> None:
+    from . import plot
+
+    evaluate = None
+    resets = [name for name in result.leaves if name in assigned]
+    if resets:
+        result.notes.append(t("plot.sets_input", name=resets[0]))
+    elif ns.get(result.output_name) is result.output or last_value is result.output:
+        evaluate = _evaluator(code, ns, result, by_name=ns.get(result.output_name) is result.output)
+    figure, curves, notes = plot.make_figure(result, evaluate, window, result.language)
+    result.figure, result.curves = figure, curves
+    result.notes.extend(notes)
+    if figure is not None and save is not None:
+        plot.save(figure, save)
+
+
+def _evaluator(code: str, ns: dict, result: GradResult, by_name: bool):
+    """``evaluate(name, grid) -> (values, slopes)``: the cell re-run under
+    ``torch.func.vmap`` with *name* set to each grid point (the other inputs
+    held at their values), in a copy of the namespace, with its output hidden."""
+    base = {name: leaf.detach() for name, leaf in result.leaves.items()}
+    out_name, summed = result.output_name, result.summed
+
+    def function(name: str, value: torch.Tensor) -> torch.Tensor:
+        scope = dict(ns)
+        scope.update(base)
+        scope[name] = value
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            last = PlainRunner(scope).run(code)
+        out = scope[out_name] if by_name else last
+        return out.sum() if summed else out
+
+    def evaluate(name: str, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        points = grid.to(base[name].dtype).to(base[name].device)
+        slopes, values = torch.func.vmap(torch.func.grad_and_value(lambda v: function(name, v)))(points)
+        return values.detach().cpu(), slopes.detach().cpu()
+
+    return evaluate
 
 
 def _assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int]) -> list[str]:

@@ -10,12 +10,13 @@ can set them with ``c.GradMagic.digits = 6``.
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import CaselessStrEnum, Enum, Int
+from traitlets import Bool, CaselessStrEnum, Enum, Int
 
 from .messages import t, using
 from .spec import GradError, check_name, split_line
@@ -43,6 +44,9 @@ class GradMagic(Magics):
     max_items = Int(
         6, min=2, help="How many values of a long tensor the report shows (first and last ones)."
     ).tag(config=True)
+    plot = Bool(
+        False, help="Draw the function and its derivative under every cell (a cell's --no-plot wins)."
+    ).tag(config=True)
 
     @magic_arguments("%grad")  # shown as %%grad in the help
     @argument(
@@ -69,6 +73,14 @@ class GradMagic(Magics):
     )
     @argument("--device", metavar="DEV", help="device of the --wrt leaves, e.g. cpu or cuda")
     @argument(
+        "--plot",
+        action=argparse.BooleanOptionalAction,
+        help="draw the output and its derivative: against a 1-D input, or around scalar points with "
+        "the tangent (default: GradMagic.plot)",
+    )
+    @argument("--range", metavar="A:B", help="the window of --plot around scalar points, e.g. --range -2:5")
+    @argument("--save", metavar="FILE", help="write the figure to FILE (.png or .svg); implies --plot")
+    @argument(
         "--lang", choices=["en", "zh"], help="language of this cell's report (default: GradMagic.language)"
     )
     @argument("--out", metavar="NAME", help="store the result object (.grads, .output, ...) in NAME")
@@ -93,7 +105,9 @@ class GradMagic(Magics):
         --wrt NAME leaves your own NAME untouched. A trailing ';' on the
         magic line works like -q. Torch's grad mode, anomaly mode and default
         dtype, and the warning filters, are restored after the cell.
-        Defaults: %config GradMagic (language, dtype, digits, max_items).
+        --plot draws the output and its derivative (a 1-D input, or f and
+        f' around scalar points with the tangent); in a terminal use --save.
+        Defaults: %config GradMagic (language, dtype, digits, max_items, plot).
         """
         from .engine import grad
 
@@ -107,6 +121,7 @@ class GradMagic(Magics):
                     cell, args.wrt, of=args.of, retain_grad=args.retain_grad,
                     dtype=args.dtype or self.dtype, device=args.device, shell=self.shell,
                     digits=self.digits, max_items=self.max_items, lang=args.lang or language,
+                    plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=args.save,
                 )  # fmt: skip
             except GradError as e:
                 raise UsageError(t("err.prefix", message=e)) from None
@@ -116,6 +131,8 @@ class GradMagic(Magics):
             from IPython.display import display
 
             display(result)
+            if result.figure is not None:
+                display(result.figure_bundle(), raw=True)
 
 
 def _strip_semicolon(line: str) -> tuple[str, bool]:
@@ -141,7 +158,12 @@ def _parse(parser, line: str):
     flag = _LANG_FLAG.search(line)
     with using(flag.group(1) if flag else None):
         try:
-            return parser.parse_args(split_line(line))
+            tokens = split_line(line)
+            for i, token in enumerate(tokens[:-1]):  # --range -2:5: a value that starts with '-'
+                if token == "--range":
+                    tokens[i : i + 2] = [f"--range={tokens[i + 1]}"]
+                    break
+            return parser.parse_args(tokens)
         except UsageError as e:
             for pattern, message_id in _ARGPARSE:
                 match = pattern.search(str(e))

@@ -257,6 +257,65 @@ MESSAGES: dict[str, dict[str, str]] = {
         "expression, or name it with --of",
         "zh": "单元格没有用 {wrt} 算出任何张量：请赋值一个（y = 3 * x ** 2），或以表达式结尾，或用 --of 指定",
     },
+    # ---- plots -----------------------------------------------------------
+    "plot.tangent": {
+        "en": "tangent at {name} = {point} (slope {slope})",
+        "zh": "{name} = {point} 处的切线（斜率 {slope}）",
+    },
+    "plot.figure_text": {
+        "en": "<figure: {names}; in a terminal, --save FILE writes it>",
+        "zh": "<图：{names}；在终端里可用 --save FILE 保存>",
+    },
+    "plot.slope": {"en": "slope = {slope}", "zh": "斜率 = {slope}"},
+    "plot.no_cjk_font": {
+        "en": "no Chinese font is installed, so plot labels are in English (install e.g. fonts-noto-cjk).",
+        "zh": "没有安装中文字体，图中文字改用英文（可安装 fonts-noto-cjk 等字体）。",
+    },
+    "plot.complex": {
+        "en": "--plot draws real values only; this cell has complex tensors, so there is no plot.",
+        "zh": "--plot 只能画实数；本单元格含有复数张量，所以不画图。",
+    },
+    "plot.empty": {
+        "en": "--plot has nothing to draw: the input is empty.",
+        "zh": "--plot 没有可画的内容：输入是空的。",
+    },
+    "plot.shape": {
+        "en": "--plot draws one 1-D input, or scalar inputs (one panel each); here: {shapes}. The table is above.",
+        "zh": "--plot 只能画一个一维输入，或若干标量输入（每个一幅）；这里是 {shapes}。数值见上表。",
+    },
+    "plot.no_grad": {
+        "en": "{out} does not depend on {name}, so no derivative is drawn.",
+        "zh": "{out} 与 {name} 无关，所以不画导数。",
+    },
+    "plot.not_elementwise": {
+        "en": "{out} has shape {shape}, not the shape of {name}, so only the derivative is drawn against {name}.",
+        "zh": "{out} 的形状是 {shape}，与 {name} 不同，所以只画导数随 {name} 的变化。",
+    },
+    "plot.non_finite": {
+        "en": "{count} point(s) with nan or inf values are left out of the plot.",
+        "zh": "有 {count} 个点的值是 nan 或 inf，没有画出。",
+    },
+    "plot.no_vmap": {
+        "en": "the cell could not be evaluated over a range of {name} ({error}); the plot shows only the point "
+        "and its tangent.",
+        "zh": "无法在一段 {name} 取值上运行这个单元格（{error}）；图中只画出该点和切线。",
+    },
+    "plot.sets_input": {
+        "en": "the cell sets {name} itself, so it cannot be evaluated over a range; use --wrt {name}=... to get the curve.",
+        "zh": "单元格自己给 {name} 赋值，无法在一段取值上计算；请用 --wrt {name}=... 画出曲线。",
+    },
+    "plot.bad_range": {
+        "en": "--range {value}: write it as low:high with low < high, e.g. --range -2:5",
+        "zh": "--range {value}：请写成 下限:上限，且下限小于上限，例如 --range -2:5",
+    },
+    "plot.bad_save": {
+        "en": "--save {path}: the file name must end in .png or .svg",
+        "zh": "--save {path}：文件名必须以 .png 或 .svg 结尾",
+    },
+    "plot.save_failed": {
+        "en": "--save {path}: could not write the file: {error}",
+        "zh": "--save {path}：无法写入文件：{error}",
+    },
 }
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(

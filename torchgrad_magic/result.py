@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -83,6 +84,8 @@ class GradResult:
     digits: int = 4
     max_items: int = 6
     language: str = "en"
+    figure: Any = None  # a matplotlib Figure with --plot
+    curves: list[Any] = field(default_factory=list)  # the plotted lines as data (plot.Curve)
 
     def __getitem__(self, name: str) -> torch.Tensor | None:
         """``result['x']`` is the gradient of the output with respect to ``x``."""
@@ -135,6 +138,17 @@ class GradResult:
 
     def _repr_pretty_(self, p, cycle: bool) -> None:
         p.text(repr(self) if cycle else str(self))
+
+    def figure_bundle(self) -> dict[str, Any]:
+        """The figure as a display bundle: one ``image/png`` (and a text stand-in)."""
+        from .plot import png
+
+        with using(self.language):
+            labels = dict.fromkeys(
+                c.label.split("|")[0] for c in self.curves if not c.label.startswith("tangent")
+            )
+            text = t("plot.figure_text", names=", ".join(labels) or self.output_name)
+        return {"image/png": png(self.figure), "text/plain": text}
 
     def _repr_html_(self) -> str:
         esc = html.escape

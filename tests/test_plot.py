@@ -1,0 +1,224 @@
+"""--plot: the figure's data against analytic derivatives, its labels, and what it leaves behind."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from conftest import Failure
+
+from torchgrad_magic import plot
+
+
+def curves(result) -> dict:
+    return {c.label: c for c in result.curves}
+
+
+def test_vector_input_plots_function_and_derivative(run):
+    result = run("--wrt x=torch.linspace(-20, 20, 20) --plot", "Y = x ** 2")
+    x = torch.linspace(-20, 20, 20)
+    lines = curves(result)
+    assert set(lines) == {"Y", "dY/dx"}
+    torch.testing.assert_close(lines["Y"].x, x)
+    torch.testing.assert_close(lines["Y"].y, x**2)
+    torch.testing.assert_close(lines["dY/dx"].y, 2 * x)
+    (ax,) = result.figure.axes
+    assert ax.get_xlabel() == "x"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Y", "dY/dx"]
+    colors = {line.get_color() for line in ax.get_lines()[:2]}
+    assert len(colors) == 2
+
+
+def test_sin_against_cos(run):
+    result = run("--wrt t=torch.linspace(-3, 3, 101) --plot", "s = torch.sin(t)")
+    lines = curves(result)
+    grid = torch.linspace(-3, 3, 101)
+    torch.testing.assert_close(lines["s"].y, torch.sin(grid))
+    torch.testing.assert_close(lines["ds/dt"].y, torch.cos(grid))
+
+
+def test_scalar_point_window_tangent_and_labels(run):
+    result = run("--wrt x=3 --plot", "y = 3 * x ** 2")
+    lines = curves(result)
+    assert set(lines) == {"y", "dy/dx", "tangent"}
+    grid = lines["y"].x
+    assert grid.min() <= 3 <= grid.max()
+    torch.testing.assert_close(lines["y"].y, 3 * grid**2, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(lines["dy/dx"].y, 6 * grid, rtol=1e-5, atol=1e-4)
+    tx, ty = lines["tangent"].x, lines["tangent"].y
+    slope = (ty[1] - ty[0]) / (tx[1] - tx[0])
+    assert slope.item() == pytest.approx(result.grads["x"].item()) == pytest.approx(18)
+    ax = result.figure.axes[0]
+    texts = [t.get_text() for t in ax.texts] + [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "slope = 18" in texts and "tangent at x = 3 (slope 18)" in texts
+    assert ax.get_xlabel() == "x"
+
+
+def test_range_sets_the_window(run):
+    result = run("--wrt x=3 --plot --range -2:5", "y = torch.sin(x)")
+    grid = curves(result)["y"].x
+    assert grid[0].item() == pytest.approx(-2) and grid[-1].item() == pytest.approx(5)
+    torch.testing.assert_close(curves(result)["dy/dx"].y, torch.cos(grid), rtol=1e-4, atol=1e-5)
+
+
+def test_partials_one_panel_per_variable(run):
+    result = run("--wrt u=3 v=4 --plot", "f = u**3 + v**2 + 4*u*v")
+    assert len(result.figure.axes) == 2
+    lines = curves(result)
+    u = lines["f|u"].x
+    torch.testing.assert_close(lines["f|u"].y, u**3 + 16 + 16 * u, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(lines["∂f/∂u|u"].y, 3 * u**2 + 16, rtol=1e-5, atol=1e-3)
+    v = lines["f|v"].x
+    torch.testing.assert_close(lines["∂f/∂v|v"].y, 2 * v + 12, rtol=1e-5, atol=1e-3)
+    for name, expected in (("u", 43), ("v", 20)):
+        tx, ty = lines[f"tangent|{name}"].x, lines[f"tangent|{name}"].y
+        assert ((ty[1] - ty[0]) / (tx[1] - tx[0])).item() == pytest.approx(expected)
+    titles = [ax.get_title() for ax in result.figure.axes]
+    assert titles == ["v = 4", "u = 3"]
+
+
+def test_cell_that_cannot_be_vectorised_still_shows_the_point(run):
+    result = run("--wrt x=3 --plot", "y = x * float(x.item())")
+    assert result.grads["x"].item() == 3  # .item() is a constant to autograd
+    lines = curves(result)
+    assert set(lines) == {"tangent"}
+    assert any("could not be evaluated over a range of x" in n for n in result.notes)
+
+
+def test_plot_of_a_cell_that_sets_its_own_leaf(run):
+    result = run("--plot", "x = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2")
+    assert set(curves(result)) == {"tangent"}
+    assert any("sets x itself" in n and "--wrt x=" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "words"),
+    [
+        ("--wrt x=torch.ones(2, 3) --plot", "y = x * 2", "x (2, 3)"),
+        ("--wrt a=[1.0, 2.0] b=[3.0, 4.0] --plot", "y = a * b", "one 1-D input"),
+        ("--wrt x=3 --plot", "y = x * (1 + 1j)\ny = y.abs()", None),
+        ("--wrt x=torch.tensor([1.0, 2.0], dtype=torch.complex64) --plot", "y = (x * x).abs()", "complex"),
+    ],
+)
+def test_what_cannot_be_plotted_is_said_and_the_table_stays(run, line, cell, words):
+    result = run(line, cell)
+    assert result.rows
+    if words is None:
+        assert result.figure is not None
+    else:
+        assert result.figure is None and any(words in n for n in result.notes)
+
+
+def test_non_finite_values_are_left_out(run):
+    result = run("--wrt x=torch.linspace(-1, 1, 11) --plot", "y = torch.log(x)")
+    assert any("left out of the plot" in n for n in result.notes)
+    assert all(torch.isfinite(c.y).all() for c in result.curves)
+
+
+def test_reduce_points_keeps_spikes_and_extremes():
+    x = torch.linspace(0, 1, 1_000_003)
+    y = torch.sin(40 * x)
+    y[123_457] = 50.0
+    y[900_001] = -50.0
+    px, py = plot.reduce_points(x, y, columns=500)
+    assert px.numel() <= 4 * 500 + 4
+    assert py.max().item() == 50 and py.min().item() == -50
+    assert px[0] == x[0] and px[-1] == x[-1] and bool((px[1:] >= px[:-1]).all())
+
+
+def _pixels(figure) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(plot.png(figure)))
+
+
+def test_reduced_picture_equals_the_full_picture():
+    from matplotlib.figure import Figure
+
+    x = torch.linspace(-20, 20, 200_000)
+    y = torch.sin(x) * x
+    y[77_777] = 30.0  # a one-point spike must survive
+
+    def draw(px, py):
+        figure = Figure(figsize=(plot.WIDTH_IN, plot.HEIGHT_IN), dpi=plot.DPI)
+        ax = figure.add_subplot()
+        ax.plot(px.numpy(), py.numpy(), color="tab:red")
+        ax.set_xlim(-20, 20)
+        ax.set_ylim(-25, 35)
+        return _pixels(figure)
+
+    full, reduced = draw(x, y), draw(*plot.reduce_points(x, y))
+    differing = np.abs(full - reduced).max(axis=-1) > 0.25
+    assert differing.mean() < 0.002, differing.sum()
+
+
+def test_save_png_and_svg(run, tmp_path):
+    for suffix, magic in (("png", b"\x89PNG"), ("svg", b"<?xml")):
+        path = tmp_path / f"fig.{suffix}"
+        result = run(f"--wrt x=3 --save {path}", "y = 3 * x ** 2")
+        assert result.figure is not None
+        assert path.read_bytes().startswith(magic)
+
+
+def test_bad_save_and_range(run, tmp_path):
+    with pytest.raises(Failure, match=r"must end in \.png or \.svg"):
+        run(f"--wrt x=3 --save {tmp_path / 'fig.jpg'}", "y = x")
+    with pytest.raises(Failure, match="low:high"):
+        run("--wrt x=3 --plot --range 5:1", "y = x")
+    with pytest.raises(Failure, match="low:high"):
+        run("--wrt x=3 --plot --range abc", "y = x")
+
+
+def test_plotting_leaves_no_state_behind(run):
+    import matplotlib.pyplot as plt
+
+    before = (dict(matplotlib.rcParams), plt.get_fignums())
+    run("--wrt x=3 --plot --lang zh", "y = 3 * x ** 2")
+    run("--wrt x=torch.linspace(0, 1, 50) --plot", "y = x ** 3")
+    assert (dict(matplotlib.rcParams), plt.get_fignums()) == before
+
+
+def test_chinese_labels_fall_back_to_english_without_a_cjk_font(run, monkeypatch):
+    monkeypatch.setattr(plot, "cjk_font", lambda: None)
+    monkeypatch.setattr(plot, "_warned_no_cjk", False)
+    result = run("--wrt x=3 --plot --lang zh", "y = 3 * x ** 2")
+    texts = [t.get_text() for t in result.figure.axes[0].get_legend().get_texts()]
+    assert "tangent at x = 3 (slope 18)" in texts
+    assert any("没有安装中文字体" in n for n in result.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph would warn here
+        plot.png(result.figure)
+    again = run("--wrt x=3 --plot --lang zh", "y = 3 * x ** 2")  # said once
+    assert not any("没有安装中文字体" in n for n in again.notes)
+
+
+def test_chinese_labels_use_an_installed_cjk_font(run, monkeypatch):
+    real = plot.cjk_font()
+    monkeypatch.setattr(plot, "cjk_font", lambda: real or "DejaVu Sans")
+    result = run("--wrt x=3 --plot --lang zh", "y = 3 * x ** 2")
+    legend = result.figure.axes[0].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "x = 3 处的切线（斜率 18）" in texts
+    assert legend.get_texts()[-1].get_fontfamily()[0] in ("sans-serif", real or "DejaVu Sans")
+    if real:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plot.png(result.figure)
+
+
+def test_matplotlib_is_imported_only_for_plots():
+    code = (
+        "import sys\n"
+        "from torchgrad_magic import grad\n"
+        "grad('y = 3 * x ** 2', wrt='x=3')\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "grad('y = 3 * x ** 2', wrt='x=3', plot=True)\n"
+        "assert 'matplotlib' in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
