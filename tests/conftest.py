@@ -71,19 +71,7 @@ class Entry:
 
         try:
             args = _parse(GradMagic.grad.parser, line)
-            return grad(
-                cell,
-                args.wrt,
-                of=args.of,
-                retain_grad=args.retain_grad,
-                dtype=args.dtype,
-                device=args.device,
-                lang=args.lang,
-                plot=bool(args.plot),
-                plot_range=args.range,
-                save=args.save,
-                namespace=self.ns,
-            )
+            return grad(cell, namespace=self.ns, **GradMagic()._options(args))
         except (GradError, UsageError) as e:
             raise Failure(str(e)) from None
 

@@ -162,3 +162,45 @@ def test_plot_figure_on_the_result_in_a_kernel(kernel):
     kernel.run("%%grad --wrt x=3 --plot --out r -q\ny = 3 * x ** 2")
     assert kernel.value("type(r.figure).__name__") == "'Figure'"
     assert kernel.value("[c.label for c in r.curves]") == "['y', 'dy/dx', 'tangent']"
+
+
+FLAGS = [
+    ("%%grad --wrt x=3 --order 2\ny = 6 * x ** 2 + 2 * x + 4", "dy/dx = 38, d²y/dx² = 12"),
+    ("%%grad --wrt u=3 v=4 --hessian\nf = u**3 + v**2 + 4*u*v", "Hessian of f"),
+    ("%%grad --wrt x=torch.linspace(-1, 1, 3) --jacobian\nY = x ** 2", "Jacobian of Y (3×3"),
+    ("%%grad --wrt x=0 --check\ny = torch.abs(x)", "not differentiable at x = 0"),
+    ("%%grad --wrt x=3 --symbolic\ny = 6 * x ** 2 + 2 * x + 4", "dy/dx = 12*x + 2 = 38 at x = 3"),
+    ("%%grad --wrt inp=[1.0, 2.0] --times-input\ny = (inp ** 2).sum()", "grad×input"),
+]
+
+
+@pytest.mark.parametrize(("cell", "expected"), FLAGS, ids=[c.split("\n")[0] for c, _ in FLAGS])
+def test_each_flag_in_a_kernel(kernel, cell, expected):
+    reply = kernel.run(cell)
+    assert reply.status == "ok", reply.text()
+    (shown,) = reply.of_type("display_data")
+    assert expected in shown["data"]["text/plain"]
+    assert "<table>" in shown["data"]["text/html"]
+
+
+def test_symbolic_is_latex_in_the_notebook(kernel):
+    reply = kernel.run("%%grad --wrt x=3 --symbolic\ny = 6 * x ** 2 + 2 * x + 4")
+    (shown,) = reply.of_type("display_data")
+    assert r"$$\frac{d y}{d x} = 12 x + 2 = 38" in shown["data"]["text/html"]
+
+
+def test_expect_in_a_kernel(kernel):
+    ok = kernel.run("%%grad --wrt x=3 --expect 38\ny = 6 * x ** 2 + 2 * x + 4")
+    assert ok.status == "ok" and ok.text().strip() == "as expected: dy/dx = 38"
+    wrong = kernel.run("%%grad --wrt x=3 --expect 36\ny = 6 * x ** 2 + 2 * x + 4")
+    assert wrong.status == "error" and wrong.ename == "UsageError"
+    assert "expected 36, got 38" in wrong.evalue
+    assert kernel.value("1 + 1") == "2"
+
+
+def test_autograd_error_help_in_a_kernel(kernel):
+    reply = kernel.run("%%grad --wrt x=3\ny = x * torch.ones(3)\ny.backward()")
+    assert reply.status == "error"
+    (error,) = reply.of_type("error")
+    assert "grad can be implicitly created only for scalar outputs" in error["evalue"]
+    assert "what it means:" in reply.evalue and "y.sum().backward()" in reply.evalue

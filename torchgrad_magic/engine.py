@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import linecache
 import numbers
-import os
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,8 +24,10 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import format as fmt
+from .hints import with_hint
 from .messages import t, using
 from .result import GradResult, TensorRow
+from .runner import CellError, PlainRunner, Rerun, ShellRunner
 from .spec import GradError, WrtSpec, check_name, parse_wrt
 
 __all__ = ["CellError", "GradError", "GradResult", "grad"]
@@ -45,81 +44,9 @@ DTYPES = {
 }
 
 
-class CellError(GradError):
-    """The cell's own code raised; its traceback was already shown to the user."""
-
-    def __init__(self, error: BaseException):
-        self.error = error
-        if isinstance(error, KeyboardInterrupt):
-            super().__init__(t("err.cell_interrupted"))
-        else:
-            super().__init__(t("err.cell_raised", ename=type(error).__name__))
-
-
 # ---------------------------------------------------------------------------
 # running the cell
 # ---------------------------------------------------------------------------
-class PlainRunner:
-    """Runs code with ``exec`` in a dict; the last expression's value is kept."""
-
-    _count = 0
-
-    def __init__(self, namespace: dict[str, Any]):
-        self.namespace = namespace
-        self.namespace.setdefault("__builtins__", __builtins__)
-
-    def python_source(self, cell: str) -> str:
-        return cell
-
-    def run(self, cell: str) -> Any:
-        PlainRunner._count += 1
-        filename = f"<grad-cell-{PlainRunner._count}>"
-        lines = cell.splitlines(keepends=True)
-        linecache.cache[filename] = (len(cell), None, lines, filename)
-        tree = ast.parse(cell, filename)
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, filename, "exec"), self.namespace)
-        if last is None:
-            return None
-        return eval(compile(last, filename, "eval"), self.namespace)
-
-
-class ShellRunner:
-    """Runs the cell through ``shell.run_cell`` so magics and tracebacks work as usual.
-
-    The value of the cell's last expression is caught instead of being shown
-    as ``Out[n]`` (the report shows it), and it is not kept in ``_``/``Out``.
-    """
-
-    def __init__(self, shell: Any):
-        self.shell = shell
-        self.namespace = shell.user_ns
-
-    def python_source(self, cell: str) -> str:
-        return self.shell.transform_cell(cell)
-
-    def run(self, cell: str) -> Any:
-        caught: list[Any] = []
-
-        def hook(value: Any) -> None:
-            if value is not None:
-                caught.append(value)
-
-        trap = self.shell.display_trap
-        saved = sys.displayhook, trap.hook
-        sys.displayhook = trap.hook = hook
-        try:
-            outcome = self.shell.run_cell(cell, store_history=False)
-        finally:
-            sys.displayhook, trap.hook = saved
-        error = outcome.error_before_exec or outcome.error_in_exec
-        if error is not None:
-            raise CellError(error)
-        return caught[-1] if caught else None
-
-
 class _Recorder(TorchFunctionMode):
     """Watches the cell's torch calls: backward() calls, non-leaf ``.grad`` reads,
     and (with ``retain``) keeps the grad of every non-leaf tensor it makes."""
@@ -353,6 +280,13 @@ def grad(
     plot: bool = False,
     plot_range: Any = None,
     save: str | None = None,
+    order: int = 1,
+    hessian: bool = False,
+    jacobian: bool = False,
+    check: bool = False,
+    symbolic: bool = False,
+    expect: Any = None,
+    times_input: bool = False,
 ) -> GradResult:
     """Run *source*, differentiate its output and return a :class:`GradResult`.
 
@@ -380,15 +314,34 @@ def grad(
         1-D input, or around scalar points over ``plot_range`` (``"a:b"`` or
         ``(a, b)``); ``save`` writes the figure to a ``.png`` or ``.svg`` file
         (and implies ``plot``).
+    order
+        also the derivatives of order 2..N (``result.orders``).
+    hessian, jacobian
+        the matrix of second partials (scalar inputs) / every d out[i] / d in[j]
+        (``result.matrices``).
+    check
+        compare with central differences in float64 (``result.checks``).
+    symbolic
+        SymPy's derivative beside autograd's (``result.symbolic``).
+    expect
+        ``"38"`` or ``"u=43 v=20"`` (or a list of such items): raise
+        :class:`GradError` when a grad differs; ``result.expect_line`` otherwise.
+    times_input
+        add a grad×input column (a simple input-sensitivity score).
 
     Raises :class:`GradError` with a message meant for the user when the input
     cannot be used; exceptions from the code itself propagate (with ``shell=``
     they are shown as a traceback and reported as :class:`CellError`).
     """
     options = _Options(
-        wrt, of, retain_grad, dtype, device, digits, max_items, plot or save is not None, plot_range, save
-    )
+        wrt=wrt, of=of, retain_grad=retain_grad, dtype=dtype, device=device, digits=digits,
+        max_items=max_items, plot=plot or save is not None, plot_range=plot_range, save=save, order=order,
+        hessian=hessian, jacobian=jacobian, check=check, symbolic=symbolic, expect=expect,
+        times_input=times_input,
+    )  # fmt: skip
     with using(lang) as language:
+        if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 10:
+            raise GradError(t("calc.bad_order", order=order))
         options.language = language
         return _run(source, options, namespace, shell)
 
@@ -405,6 +358,13 @@ class _Options:
     plot: bool
     plot_range: Any
     save: str | None
+    order: int = 1
+    hessian: bool = False
+    jacobian: bool = False
+    check: bool = False
+    symbolic: bool = False
+    expect: Any = None
+    times_input: bool = False
     language: str = "en"
 
 
@@ -439,10 +399,20 @@ def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: A
             with recorder:
                 last_value = runner.run(source)
             assigned = _assigned(tree, ns, before)
-            result = _differentiate(ns, leaves, recorder, last_value, assigned, opts.of, opts.retain_grad)
+            keep = opts.order > 1 or opts.hessian or opts.jacobian
+            result, first = _differentiate(
+                ns, leaves, recorder, last_value, assigned, opts.of, opts.retain_grad, keep_graph=keep
+            )
             result.digits, result.max_items, result.language = opts.digits, opts.max_items, opts.language
-            if opts.plot:
-                _draw(result, code, ns, last_value, assigned, window, opts.save)
+            result.times_input = opts.times_input
+            _beyond(result, first, opts)
+            if opts.check or opts.symbolic or opts.plot:
+                rerun = Rerun.of(result, code, ns, last_value, assigned)
+                _recompute(result, rerun, opts)
+                if opts.plot:
+                    _draw(result, rerun, window, opts.save)
+            if opts.expect is not None:
+                _expect(result, opts.expect, ns)
     finally:
         for name, original in originals.items():
             if ns.get(name) is leaves.get(name):
@@ -450,52 +420,84 @@ def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: A
     return result
 
 
-def _draw(
-    result: GradResult, code: str, ns: dict, last_value: Any, assigned: list[str], window, save
-) -> None:
+def _beyond(result: GradResult, first: list[torch.Tensor | None], opts: _Options) -> None:
+    """--order, --hessian and --jacobian, on the graph the cell built."""
+    if not (opts.order > 1 or opts.hessian or opts.jacobian):
+        return
+    from . import calculus
+
+    if result.backward_calls:
+        flag = "--order" if opts.order > 1 else "--hessian" if opts.hessian else "--jacobian"
+        raise GradError(t("calc.needs_graph", flag=flag))
+    if opts.order > 1:
+        result.orders = calculus.higher_orders(result.leaves, first, opts.order)
+        if any(leaf.dim() for leaf in result.leaves.values()):
+            result.notes.append(t("calc.order_vector"))
+    if opts.hessian:
+        out = f"sum({result.output_name})" if result.summed else result.output_name
+        names = list(result.leaves)
+        title = t("calc.hessian_title", out=out)
+        result.matrices.append(calculus.Matrix(title, calculus.hessian(result.leaves, first), names, names))
+    if opts.jacobian:
+        result.matrices.append(calculus.jacobian(result.output, result.output_name, result.leaves))
+        result.notes = [
+            n
+            for n in result.notes
+            if n != t("note.summed", out=result.output_name, count=result.output.numel())
+        ]
+        result.notes.append(t("calc.jacobian_note", out=result.output_name, inputs=", ".join(result.leaves)))
+
+
+def _recompute(result: GradResult, rerun: Rerun | str, opts: _Options) -> None:
+    """--check and --symbolic: re-run the cell in float64 / with SymPy symbols."""
+    if isinstance(rerun, str):
+        if opts.check or opts.symbolic:
+            result.notes.append(rerun)
+        return
+    if opts.check:
+        from . import calculus
+
+        try:
+            result.checks, notes, result.check_step = calculus.check(rerun, result)
+            result.notes.extend(notes)
+        except Exception as e:
+            result.notes.append(t("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
+    if opts.symbolic:
+        from .symbolic import symbolic
+
+        result.symbolic, notes = symbolic(rerun, result)
+        result.notes.extend(notes)
+
+
+def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> None:
+    from . import calculus
+
+    ok, lines = calculus.compare_expected(calculus.parse_expect(expect, list(result.leaves)), result, ns)
+    if not ok:
+        raise GradError(t("expect.failed", lines="; ".join(lines)))
+    result.expect_line = t("expect.ok", lines="; ".join(lines))
+
+
+def _draw(result: GradResult, rerun: Rerun | str, window, save) -> None:
     from . import plot
 
     evaluate = None
-    resets = [name for name in result.leaves if name in assigned]
-    if resets:
-        result.notes.append(t("plot.sets_input", name=resets[0]))
-    elif ns.get(result.output_name) is result.output or last_value is result.output:
-        evaluate = _evaluator(code, ns, result, by_name=ns.get(result.output_name) is result.output)
+    if isinstance(rerun, str):
+        result.notes.append(rerun)
+    else:
+
+        def evaluate(name: str, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            point = result.leaves[name]
+            values = grid.to(point.dtype).to(point.device)
+            function = torch.func.grad_and_value(lambda v: rerun.scalar({name: v}))
+            slopes, values = torch.func.vmap(function)(values)
+            return values.detach().cpu(), slopes.detach().cpu()
+
     figure, curves, notes = plot.make_figure(result, evaluate, window, result.language)
     result.figure, result.curves = figure, curves
     result.notes.extend(notes)
     if figure is not None and save is not None:
         plot.save(figure, save)
-
-
-def _evaluator(code: str, ns: dict, result: GradResult, by_name: bool):
-    """``evaluate(name, grid) -> (values, slopes)``: the cell re-run under
-    ``torch.func.vmap`` with *name* set to each grid point (the other inputs
-    held at their values), in a copy of the namespace, with its output hidden."""
-    base = {name: leaf.detach() for name, leaf in result.leaves.items()}
-    out_name, summed = result.output_name, result.summed
-
-    def function(name: str, value: torch.Tensor) -> torch.Tensor:
-        scope = dict(ns)
-        scope.update(base)
-        scope[name] = value
-        with (
-            open(os.devnull, "w") as sink,
-            contextlib.redirect_stdout(sink),
-            contextlib.redirect_stderr(sink),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            last = PlainRunner(scope).run(code)
-        out = scope[out_name] if by_name else last
-        return out.sum() if summed else out
-
-    def evaluate(name: str, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        points = grid.to(base[name].dtype).to(base[name].device)
-        slopes, values = torch.func.vmap(torch.func.grad_and_value(lambda v: function(name, v)))(points)
-        return values.detach().cpu(), slopes.detach().cpu()
-
-    return evaluate
 
 
 def _assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int]) -> list[str]:
@@ -522,7 +524,10 @@ def _differentiate(
     assigned: list[str],
     of: str | None,
     retain_grad: bool,
-) -> GradResult:
+    keep_graph: bool = False,
+) -> tuple[GradResult, list[torch.Tensor | None]]:
+    """First derivatives. With *keep_graph*, also returns them with their graph
+    (for higher orders); the output's graph is then kept too (for Jacobians)."""
     names = _Names(ns, [*wrt_leaves, *assigned])
     graphs: dict[int, _Graph] = {}
 
@@ -564,6 +569,7 @@ def _differentiate(
                 intermediates[name] = tensor
 
     summed = False
+    first: list[torch.Tensor | None] = []
     calls = len(recorder.backward_targets)
     if calls:
         grads = {name: leaf.grad for name, leaf in leaves.items()}
@@ -581,9 +587,12 @@ def _differentiate(
             notes.append(t("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         try:
-            computed = torch.autograd.grad(target, inputs, allow_unused=True)
+            computed = torch.autograd.grad(target, inputs, allow_unused=True, create_graph=keep_graph)
         except RuntimeError as e:
-            raise GradError(t("err.backward_failed", out=out_name, error=e)) from None
+            message = with_hint(t("err.backward_failed", out=out_name, error=e), e)
+            raise GradError(message) from None
+        first = list(computed[: len(leaves)])
+        computed = tuple(None if g is None else g.detach() for g in computed)
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         for name, leaf in leaves.items():
@@ -612,7 +621,7 @@ def _differentiate(
         rows.append(TensorRow.of(out_name, "output", output, own))
     notes += _nonleaf_notes(recorder, names, rows, leaves)
 
-    return GradResult(
+    result = GradResult(
         output=output,
         output_name=out_name,
         leaves=leaves,
@@ -622,6 +631,7 @@ def _differentiate(
         backward_calls=calls,
         notes=notes,
     )
+    return result, first
 
 
 def _nonleaf_notes(recorder: _Recorder, names: _Names, rows: list[TensorRow], leaves: dict) -> list[str]:
@@ -679,8 +689,8 @@ def _find_output(
         tensors.append((names.get(last_value, "out"), last_value))
     for name in reversed(assigned):
         value = ns.get(name)
-        if isinstance(value, torch.Tensor) and not is_wrt_leaf(value):
-            tensors.append((name, value))
+        if isinstance(value, torch.Tensor) and not (name in wrt_leaves and is_wrt_leaf(value)):
+            tensors.append((name, value))  # (y = x makes y the leaf x itself: dy/dx = 1)
     for name, value in tensors:
         if depends(value):
             return name, value

@@ -81,6 +81,25 @@ class GradMagic(Magics):
     @argument("--range", metavar="A:B", help="the window of --plot around scalar points, e.g. --range -2:5")
     @argument("--save", metavar="FILE", help="write the figure to FILE (.png or .svg); implies --plot")
     @argument(
+        "--order", type=int, default=1, metavar="N", help="also show derivatives up to order N (d²y/dx² ...)"
+    )
+    @argument("--hessian", action="store_true", help="the matrix of second partials (scalar --wrt inputs)")
+    @argument(
+        "--jacobian", action="store_true", help="every d out[i]/d in[j] of a vector output, not just the sum"
+    )
+    @argument("--check", action="store_true", help="compare with central differences in float64: pass/fail")
+    @argument("--symbolic", action="store_true", help="SymPy's derivative beside autograd's number")
+    @argument(
+        "--expect",
+        nargs="+",
+        metavar="VALUE",
+        help="the grads you expect: --expect 38, or --expect u=43 v=20; a mismatch is an error "
+        "(so a notebook run in CI fails), a match prints one line instead of the report",
+    )
+    @argument(
+        "--times-input", action="store_true", help="add a grad×input column (an input-sensitivity score)"
+    )
+    @argument(
         "--lang", choices=["en", "zh"], help="language of this cell's report (default: GradMagic.language)"
     )
     @argument("--out", metavar="NAME", help="store the result object (.grads, .output, ...) in NAME")
@@ -112,27 +131,40 @@ class GradMagic(Magics):
         from .engine import grad
 
         line, silenced = _strip_semicolon(line)
-        with using(self.language) as language:
+        with using(self.language):
             try:
                 args = _parse(self.grad.parser, line)
-                if args.out is not None:
-                    check_name(args.out, f"--out {args.out}")
-                result = grad(
-                    cell, args.wrt, of=args.of, retain_grad=args.retain_grad,
-                    dtype=args.dtype or self.dtype, device=args.device, shell=self.shell,
-                    digits=self.digits, max_items=self.max_items, lang=args.lang or language,
-                    plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=args.save,
-                )  # fmt: skip
+                result = grad(cell, shell=self.shell, **self._options(args))
             except GradError as e:
                 raise UsageError(t("err.prefix", message=e)) from None
         if args.out is not None:
             self.shell.user_ns[args.out] = result
         if not (args.quiet or silenced):
-            from IPython.display import display
+            _show(result)
 
-            display(result)
-            if result.figure is not None:
-                display(result.figure_bundle(), raw=True)
+    def _options(self, args: argparse.Namespace) -> dict:
+        """The engine's keyword arguments: the cell's flags over the configured defaults."""
+        if args.out is not None:
+            check_name(args.out, f"--out {args.out}")
+        return dict(
+            wrt=args.wrt, of=args.of, retain_grad=args.retain_grad, dtype=args.dtype or self.dtype,
+            device=args.device, digits=self.digits, max_items=self.max_items, lang=args.lang or self.language,
+            plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=args.save,
+            order=args.order, hessian=args.hessian, jacobian=args.jacobian, check=args.check,
+            symbolic=args.symbolic, expect=args.expect, times_input=args.times_input,
+        )  # fmt: skip
+
+
+def _show(result) -> None:
+    """The report (or, with --expect, its one line), then the figure as one image/png."""
+    from IPython.display import display
+
+    if result.expect_line is not None:
+        print(result.expect_line)
+        return
+    display(result)
+    if result.figure is not None:
+        display(result.figure_bundle(), raw=True)
 
 
 def _strip_semicolon(line: str) -> tuple[str, bool]:

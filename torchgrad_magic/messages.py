@@ -257,6 +257,139 @@ MESSAGES: dict[str, dict[str, str]] = {
         "expression, or name it with --of",
         "zh": "单元格没有用 {wrt} 算出任何张量：请赋值一个（y = 3 * x ** 2），或以表达式结尾，或用 --of 指定",
     },
+    # ---- beyond first derivatives --------------------------------------
+    "calc.needs_graph": {
+        "en": "{flag} needs the graph, but the cell called backward() itself, which frees it; "
+        "remove the backward() call (%%grad does it for you)",
+        "zh": "{flag} 需要计算图，但单元格自己调用了 backward()，计算图已被释放；"
+        "请去掉 backward() 调用（%%grad 会替你调用）",
+    },
+    "calc.bad_order": {
+        "en": "--order {order}: use a whole number from 1 to 10",
+        "zh": "--order {order}：请用 1 到 10 之间的整数",
+    },
+    "calc.order_vector": {
+        "en": "for a non-scalar input, order k is the grad of the sum of order k-1: the elementwise "
+        "derivative when the function is elementwise.",
+        "zh": "对非标量输入，第 k 阶是第 k-1 阶结果求和后再求梯度；函数逐元素时就是逐元素的导数。",
+    },
+    "calc.hessian_scalars": {
+        "en": "--hessian needs scalar inputs; {names} not a scalar (use torch.func.hessian for tensors)",
+        "zh": "--hessian 需要标量输入；{names} 不是标量（张量请用 torch.func.hessian）",
+    },
+    "calc.hessian_title": {"en": "Hessian of {out}", "zh": "{out} 的 Hessian 矩阵"},
+    "calc.jacobian_title": {
+        "en": "Jacobian of {out} ({rows}×{cols}: rows are the elements of {out}, columns the elements of {inputs})",
+        "zh": "{out} 的 Jacobian 矩阵（{rows}×{cols}：行是 {out} 的元素，列是 {inputs} 的元素）",
+    },
+    "calc.jacobian_note": {
+        "en": "--jacobian shows every d{out}[i]/d{inputs}[j]; the grad column is what {out}.sum().backward() "
+        "gives, the sum of each column.",
+        "zh": "--jacobian 给出每个 d{out}[i]/d{inputs}[j]；表中 grad 列是 {out}.sum().backward() 的结果，即每列之和。",
+    },
+    "calc.jacobian_too_big": {
+        "en": "--jacobian: {rows}×{cols} is too big to show ({limit} entries at most); use fewer points",
+        "zh": "--jacobian：{rows}×{cols} 太大，无法显示（最多 {limit} 个元素）；请减少点数",
+    },
+    "check.title": {
+        "en": "check against central differences in float64 (step {step})",
+        "zh": "用 float64 中心差分检验（步长 {step}）",
+    },
+    "check.col.numeric": {"en": "numeric", "zh": "数值差分"},
+    "check.col.error": {"en": "max error", "zh": "最大误差"},
+    "check.col.result": {"en": "result", "zh": "结果"},
+    "check.pass": {"en": "pass", "zh": "通过"},
+    "check.fail": {"en": "FAIL", "zh": "不通过"},
+    "check.kink": {
+        "en": "{out} is not differentiable at {name} = {point}: the slope is {right} from the right and {left} "
+        "from the left. autograd reports {auto}, PyTorch's convention at such a point.",
+        "zh": "{out} 在 {name} = {point} 处不可导：右侧斜率是 {right}，左侧斜率是 {left}。"
+        "autograd 给出 {auto}，这是 PyTorch 在这种点上的约定。",
+    },
+    "check.sampled": {
+        "en": "{name} has {count} elements; the check used {used} of them.",
+        "zh": "{name} 有 {count} 个元素；检验只用了其中 {used} 个。",
+    },
+    "check.cannot": {
+        "en": "--check could not re-run the cell in float64 ({error}).",
+        "zh": "--check 无法用 float64 重新运行单元格（{error}）。",
+    },
+    "expect.bad": {
+        "en": "--expect {value}: write --expect 38 (one input) or --expect u=43 v=20",
+        "zh": "--expect {value}：请写成 --expect 38（一个输入）或 --expect u=43 v=20",
+    },
+    "expect.unknown": {
+        "en": "--expect {name}=...: {name} is not one of the inputs ({inputs})",
+        "zh": "--expect {name}=...：{name} 不是输入变量之一（{inputs}）",
+    },
+    "expect.one_input": {
+        "en": "--expect {value}: there are {count} inputs; name them: --expect {example}",
+        "zh": "--expect {value}：有 {count} 个输入，请写明变量名：--expect {example}",
+    },
+    "expect.failed": {
+        "en": "not as expected: {lines}",
+        "zh": "与预期不符：{lines}",
+    },
+    "expect.line": {
+        "en": "{d}{out}/{d}{name}: expected {expected}, got {got}",
+        "zh": "{d}{out}/{d}{name}：预期 {expected}，实际 {got}",
+    },
+    "expect.ok": {"en": "as expected: {lines}", "zh": "符合预期：{lines}"},
+    "sym.cannot": {
+        "en": "no symbolic answer: the cell is not plain arithmetic with elementwise torch functions ({error}).",
+        "zh": "无法给出符号解：单元格不是由算术和逐元素 torch 函数组成的（{error}）。",
+    },
+    "sym.line": {
+        "en": "{d}{out}/{d}{name} = {expr} = {value} at {point}",
+        "zh": "{d}{out}/{d}{name} = {expr} = {value}（在 {point} 处）",
+    },
+    "sym.mismatch": {
+        "en": "SymPy gives {symbolic} for {d}{out}/{d}{name} but autograd gives {auto}.",
+        "zh": "SymPy 算出 {d}{out}/{d}{name} = {symbolic}，autograd 给出 {auto}，两者不一致。",
+    },
+    # ---- plain-language help for PyTorch's autograd errors ----------------
+    "hint.prefix": {"en": "what it means: {hint}", "zh": "这是什么意思：{hint}"},
+    "hint.scalar_outputs": {
+        "en": "backward() without an argument needs a single number. Use y.sum().backward(), or "
+        "y.backward(torch.ones_like(y)); or drop the call and let %%grad sum it.",
+        "zh": "不带参数的 backward() 只能用于标量。请用 y.sum().backward() 或 y.backward(torch.ones_like(y))；"
+        "也可以去掉这个调用，让 %%grad 自动求和。",
+    },
+    "hint.second_time": {
+        "en": "the first backward() freed the values the graph saved. Recompute the output before calling "
+        "backward() again, or pass retain_graph=True to the first call.",
+        "zh": "第一次 backward() 已经释放了计算图保存的中间值。再次调用前请重新计算输出，"
+        "或在第一次调用时传入 retain_graph=True。",
+    },
+    "hint.float_only": {
+        "en": "only floating-point tensors can require grad: write torch.tensor(3.0, requires_grad=True), "
+        "not torch.tensor(3, ...).",
+        "zh": "只有浮点张量才能 requires_grad：请写 torch.tensor(3.0, requires_grad=True)，"
+        "而不是 torch.tensor(3, ...)。",
+    },
+    "hint.leaf_inplace": {
+        "en": "a leaf that requires grad cannot be changed in place (x += 1, x[0] = 0). Write x2 = x + 1, "
+        "or change it under torch.no_grad().",
+        "zh": "requires_grad 的叶子张量不能原地修改（x += 1、x[0] = 0）。请写 x2 = x + 1，"
+        "或在 torch.no_grad() 里修改。",
+    },
+    "hint.modified_inplace": {
+        "en": "a tensor that backward() needs was changed in place after it was used. Use out-of-place "
+        "operations (y = y * 2 instead of y *= 2), or .clone() it first.",
+        "zh": "backward() 需要的某个张量在使用后被原地修改了。请改用非原地运算（y = y * 2 而不是 y *= 2），"
+        "或先 .clone()。",
+    },
+    "hint.no_grad_fn": {
+        "en": "the output is not connected to any tensor with requires_grad=True. Set requires_grad=True on "
+        "the input (or use --wrt x=3), and avoid .detach(), .item() and torch.no_grad() on the way.",
+        "zh": "输出没有连到任何 requires_grad=True 的张量。请给输入设置 requires_grad=True（或用 --wrt x=3），"
+        "计算过程中不要用 .detach()、.item() 或 torch.no_grad()。",
+    },
+    "hint.numpy": {
+        "en": "a tensor that requires grad cannot become a NumPy array directly: call .detach().numpy(), "
+        "as the tutorial does before plotting.",
+        "zh": "requires_grad 的张量不能直接转成 NumPy 数组：请调用 .detach().numpy()，教程画图前就是这样做的。",
+    },
     # ---- plots -----------------------------------------------------------
     "plot.tangent": {
         "en": "tangent at {name} = {point} (slope {slope})",
@@ -303,6 +436,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "plot.sets_input": {
         "en": "the cell sets {name} itself, so it cannot be evaluated over a range; use --wrt {name}=... to get the curve.",
         "zh": "单元格自己给 {name} 赋值，无法在一段取值上计算；请用 --wrt {name}=... 画出曲线。",
+    },
+    "rerun.unnamed": {
+        "en": "the output is not a named variable or the cell's last expression, so the cell cannot be re-run "
+        "for it; assign it (y = ...) to get curves and checks.",
+        "zh": "输出既不是有名字的变量，也不是单元格的最后一个表达式，无法重新计算；请把它赋给变量（y = ...）。",
     },
     "plot.bad_range": {
         "en": "--range {value}: write it as low:high with low < high, e.g. --range -2:5",

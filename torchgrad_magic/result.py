@@ -18,6 +18,9 @@ from .messages import t, using
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
 COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
 EXTRA_COLUMNS = ("shape", "dtype")
+TIMES_INPUT = "grad×input"
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+MATRIX_ITEMS = 6  # rows and columns of a matrix shown before "…"
 
 
 @dataclass
@@ -33,22 +36,22 @@ class TensorRow:
     requires_grad: bool
 
     @classmethod
-    def of(cls, name: str, role: str, t: torch.Tensor, grad: torch.Tensor | None) -> TensorRow:
+    def of(cls, name: str, role: str, tensor: torch.Tensor, grad: torch.Tensor | None) -> TensorRow:
         return cls(
             name=name,
             role=role,
-            data=t.detach(),
+            data=tensor.detach(),
             grad=None if grad is None else grad.detach(),
-            grad_fn=None if t.grad_fn is None else type(t.grad_fn).__name__,
-            is_leaf=t.is_leaf,
-            requires_grad=t.requires_grad,
+            grad_fn=None if tensor.grad_fn is None else type(tensor.grad_fn).__name__,
+            is_leaf=tensor.is_leaf,
+            requires_grad=tensor.requires_grad,
         )
 
     @property
     def is_scalar(self) -> bool:
         return self.data.dim() == 0
 
-    def cells(self, digits: int, max_items: int, extra: bool) -> list[str]:
+    def cells(self, digits: int, max_items: int, extra: bool, times_input: bool) -> list[str]:
         cells = [
             self.name,
             t(f"role.{self.role}"),
@@ -60,7 +63,20 @@ class TensorRow:
         ]
         if extra:
             cells += [fmt.shape(self.data), fmt.dtype(self.data)]
+        if times_input:
+            show = self.role in ("input", "leaf") and self.grad is not None
+            cells.append(fmt.values(self.grad * self.data, digits, max_items) if show else "")
         return cells
+
+
+@dataclass
+class Block:
+    """A titled part of the report under the main table: a small table or lines."""
+
+    title: str
+    header: list[str] | None
+    rows: list[list[str]]
+    latex: list[str] | None = None  # the same lines as LaTeX, for notebooks
 
 
 @dataclass
@@ -71,6 +87,10 @@ class GradResult:
     output does not depend on it); ``output`` is the tensor that was
     differentiated (before any summing). ``str(result)`` is the text report;
     in a notebook the result shows as an HTML table.
+
+    Optional parts: ``orders`` (``--order``: name -> [d1, d2, ...]),
+    ``matrices`` (``--hessian``/``--jacobian``), ``checks`` (``--check``),
+    ``symbolic`` (``--symbolic``), ``figure``/``curves`` (``--plot``).
     """
 
     output: torch.Tensor
@@ -84,6 +104,13 @@ class GradResult:
     digits: int = 4
     max_items: int = 6
     language: str = "en"
+    times_input: bool = False
+    orders: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)
+    matrices: list[Any] = field(default_factory=list)  # calculus.Matrix
+    checks: list[Any] = field(default_factory=list)  # calculus.CheckRow
+    check_step: float = 0.0
+    symbolic: list[Any] = field(default_factory=list)  # symbolic.SymbolicLine
+    expect_line: str | None = None
     figure: Any = None  # a matplotlib Figure with --plot
     curves: list[Any] = field(default_factory=list)  # the plotted lines as data (plot.Curve)
 
@@ -94,14 +121,18 @@ class GradResult:
     # ---- derived text -------------------------------------------------
     @property
     def headline(self) -> str:
-        """``y = 27, dy/dx = 18 (at x = 3)``."""
+        """``y = 27, dy/dx = 18 (at x = 3)``; higher orders follow the first."""
         out = f"sum({self.output_name})" if self.summed else self.output_name
         value = self.output.detach().sum() if self.summed else self.output.detach()
         d = "d" if len(self.grads) == 1 else "∂"
-        frac = f"{d}({out})/{d}" if self.summed else f"{d}{out}/{d}"
+        top = f"({out})" if self.summed else out
         parts = [f"{out} = {self._values(value)}"]
         for name, g in self.grads.items():
-            parts.append(f"{frac}{name} = {'None' if g is None else self._values(g)}")
+            parts.append(f"{d}{top}/{d}{name} = {'None' if g is None else self._values(g)}")
+        for name, found in self.orders.items():
+            for k, g in enumerate(found[1:], start=2):
+                power = str(k).translate(SUPERSCRIPTS)
+                parts.append(f"{d}{power}{top}/{d}{name}{power} = {'None' if g is None else self._values(g)}")
         with using(self.language):
             sep = t("headline.sep")
             text = sep.join(parts)
@@ -110,15 +141,55 @@ class GradResult:
                 text = t("headline.at", text=text, points=sep.join(points))
         return text
 
-    def _values(self, t: torch.Tensor) -> str:
-        return fmt.values(t, self.digits, self.max_items)
+    def _values(self, tensor: torch.Tensor) -> str:
+        return fmt.values(tensor, self.digits, self.max_items)
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Column names and the cells of each row, as text."""
         extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self.rows)
         with using(self.language):
             header = [t(c) if c.startswith("col.") else c for c in COLUMNS + (EXTRA_COLUMNS if extra else ())]
-            return header, [row.cells(self.digits, self.max_items, extra) for row in self.rows]
+            if self.times_input:
+                header.append(TIMES_INPUT)
+            rows = [row.cells(self.digits, self.max_items, extra, self.times_input) for row in self.rows]
+            return header, rows
+
+    def blocks(self) -> list[Block]:
+        """The parts under the main table: matrices, checks, symbolic answers."""
+        blocks = []
+        with using(self.language):
+            for matrix in self.matrices:
+                blocks.append(self._matrix_block(matrix))
+            if self.checks:
+                header = [
+                    t("col.tensor"), "autograd", t("check.col.numeric"), t("check.col.error"), t("check.col.result")
+                ]  # fmt: skip
+                rows = [
+                    [c.name, self._values(c.autograd), self._values(c.numeric), f"{c.max_error:.2e}",
+                     t("check.pass") if c.ok else t("check.fail")]
+                    for c in self.checks
+                ]  # fmt: skip
+                blocks.append(Block(t("check.title", step=f"{self.check_step:g}"), header, rows))
+            if self.symbolic:
+                blocks.append(
+                    Block("SymPy", None, [[s.text] for s in self.symbolic], [s.latex for s in self.symbolic])
+                )
+        return blocks
+
+    def _matrix_block(self, matrix: Any) -> Block:
+        n_rows, n_cols = matrix.values.shape
+        rows_shown, cols_shown = _corner(n_rows), _corner(n_cols)
+        header = [""] + [matrix.cols[j] if j >= 0 else "…" for j in cols_shown]
+        rows = []
+        for i in rows_shown:
+            if i < 0:
+                rows.append(["…"] * len(header))
+                continue
+            cells = [
+                fmt.number(matrix.values[i, j].item(), self.digits) if j >= 0 else "…" for j in cols_shown
+            ]
+            rows.append([matrix.rows[i], *cells])
+        return Block(matrix.title, header, rows)
 
     def _notes(self) -> list[str]:
         with using(self.language):
@@ -127,10 +198,10 @@ class GradResult:
     # ---- views ---------------------------------------------------------
     def __str__(self) -> str:
         header, body = self.table()
-        widths = [max(fmt.width(r[i]) for r in [header, *body]) for i in range(len(header))]
-        lines = [self.headline, ""]
-        for cells in [header, *body]:
-            lines.append("  ".join(fmt.pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        lines = [self.headline, "", *_text_table(header, body)]
+        for block in self.blocks():
+            lines += ["", block.title]
+            lines += _text_table(block.header, block.rows) if block.header else [r[0] for r in block.rows]
         return "\n".join(lines + self._notes())
 
     def __repr__(self) -> str:
@@ -153,18 +224,42 @@ class GradResult:
     def _repr_html_(self) -> str:
         esc = html.escape
         header, body = self.table()
-        head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-        rows = "".join(
-            "<tr>"
-            + "".join(f"<td style='text-align:left'><code>{esc(c)}</code></td>" for c in cells)
-            + "</tr>"
-            for cells in body
-        )
+        parts = [f"<p><b>{esc(self.headline)}</b></p>", _html_table(header, body)]
+        for block in self.blocks():
+            parts.append(f"<p>{esc(block.title)}</p>")
+            if block.header:
+                parts.append(_html_table(block.header, block.rows))
+            elif block.latex:
+                parts += [f"<p>$${esc(line)}$$</p>" for line in block.latex]
+            else:
+                parts += [f"<p>{esc(row[0])}</p>" for row in block.rows]
         notes = "".join(f"<li>{esc(n)}</li>" for n in self._notes())
-        return (
-            "<div class='torchgrad-magic'>"
-            f"<p><b>{esc(self.headline)}</b></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-            + (f"<ul>{notes}</ul>" if notes else "")
-            + "</div>"
-        )
+        if notes:
+            parts.append(f"<ul>{notes}</ul>")
+        return "<div class='torchgrad-magic'>" + "".join(parts) + "</div>"
+
+
+def _corner(n: int) -> list[int]:
+    """Indices to show of n: all, or the first and last few with -1 for '…'."""
+    if n <= MATRIX_ITEMS:
+        return list(range(n))
+    half = MATRIX_ITEMS // 2
+    return [*range(half), -1, *range(n - half, n)]
+
+
+def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(fmt.width(r[i]) for r in [header, *body]) for i in range(len(header))]
+    return [
+        "  ".join(fmt.pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in [header, *body]
+    ]
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
+    rows = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'><code>{esc(c)}</code></td>" for c in cells) + "</tr>"
+        for cells in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

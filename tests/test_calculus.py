@@ -1,0 +1,272 @@
+"""--order, --hessian, --jacobian, --check, --expect, --symbolic, --times-input and error help,
+against torch.func, gradcheck and SymPy; property-based over random expressions."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import sympy
+import torch
+from conftest import Failure
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from torchgrad_magic import GradError, grad
+
+POLY = "y = 6 * x ** 2 + 2 * x + 4"
+PARTIAL = "f = u**3 + v**2 + 4*u*v"
+
+
+def test_second_and_third_order(run):
+    result = run("--wrt x=3 --order 3", POLY)
+    d1, d2, d3 = (g.item() for g in result.orders["x"])
+    f = lambda x: 6 * x**2 + 2 * x + 4  # noqa: E731
+    x = torch.tensor(3.0)
+    assert d1 == torch.func.grad(f)(x).item() == 38
+    assert d2 == torch.func.grad(torch.func.grad(f))(x).item() == 12
+    assert d3 == torch.func.grad(torch.func.grad(torch.func.grad(f)))(x).item() == 0
+    assert "dy/dx = 38, d²y/dx² = 12, d³y/dx³ = 0 (at x = 3)" in str(result)
+    assert result.grads["x"].item() == 38 and result.grads["x"].grad_fn is None
+
+
+def test_order_with_partials_and_vectors(run):
+    result = run("--wrt u=3 v=4 --order 2", PARTIAL)
+    assert [g.item() for g in result.orders["u"]] == [43, 18]
+    assert [g.item() for g in result.orders["v"]] == [20, 2]
+    assert "∂²f/∂u² = 18" in str(result)
+    vector = run("--wrt x=torch.linspace(-2, 2, 5) --order 2", "Y = torch.sin(x)")
+    x = torch.linspace(-2, 2, 5)
+    torch.testing.assert_close(vector.orders["x"][1], -torch.sin(x))
+    assert any("order k is the grad of the sum" in n for n in vector.notes)
+
+
+def test_hessian(run):
+    result = run("--wrt u=3 v=4 --hessian", PARTIAL)
+    (matrix,) = result.matrices
+    oracle = torch.func.hessian(lambda p: p[0] ** 3 + p[1] ** 2 + 4 * p[0] * p[1])(torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(matrix.values, oracle)
+    assert matrix.values.tolist() == [[18, 4], [4, 2]]
+    assert matrix.rows == matrix.cols == ["u", "v"]
+    text = str(result)
+    assert "Hessian of f" in text and re.search(r"u\s+18\s+4", text) and re.search(r"v\s+4\s+2", text)
+
+
+def test_hessian_needs_scalars(run):
+    with pytest.raises(Failure, match="--hessian needs scalar inputs; x"):
+        run("--wrt x=[1.0, 2.0] --hessian", "y = (x ** 3).sum()")
+
+
+@pytest.mark.parametrize(
+    ("cell", "fn"),
+    [
+        ("Y = x ** 2", lambda x: x**2),
+        ("Y = torch.cumsum(x, 0) * x", lambda x: torch.cumsum(x, 0) * x),
+        ("Y = torch.softmax(x, 0)", lambda x: torch.softmax(x, 0)),
+    ],
+)
+def test_jacobian_against_jacrev(run, cell, fn):
+    result = run("--wrt x=torch.linspace(-1, 1, 4) --jacobian", cell)
+    (matrix,) = result.matrices
+    torch.testing.assert_close(matrix.values, torch.func.jacrev(fn)(torch.linspace(-1, 1, 4)))
+    assert matrix.rows == ["Y[0]", "Y[1]", "Y[2]", "Y[3]"] and matrix.cols == ["x[0]", "x[1]", "x[2]", "x[3]"]
+    assert "Jacobian of Y (4×4" in str(result)
+    assert any("--jacobian shows every dY[i]/dx[j]" in n for n in result.notes)
+    torch.testing.assert_close(result.grads["x"], matrix.values.sum(0))  # .grad stays the column sums
+
+
+def test_jacobian_several_inputs_and_big_ones_summarised(run):
+    result = run("--wrt a=[1.0, 2.0] b=3 --jacobian", "Y = a * b")
+    (matrix,) = result.matrices
+    assert matrix.values.tolist() == [[3, 0, 1], [0, 3, 2]] and matrix.cols == ["a[0]", "a[1]", "b"]
+    big = run("--wrt x=torch.linspace(0, 1, 50) --jacobian", "Y = x ** 2")
+    assert big.matrices[0].values.shape == (50, 50)
+    assert len(str(big)) < 4000 and "…" in str(big)
+
+
+def test_order_needs_the_graph(run):
+    with pytest.raises(Failure, match="--order needs the graph"):
+        run("--wrt x=3 --order 2", "y = x ** 3\ny.backward()")
+
+
+@pytest.mark.parametrize(
+    ("cell", "point"),
+    [(POLY, "x=3"), ("y = torch.sin(x) * torch.exp(x)", "x=1"), ("y = torch.tanh(x ** 2)", "x=0.5")],
+)
+def test_check_passes_and_agrees_with_gradcheck(run, cell, point):
+    result = run(f"--wrt {point} --check", cell)
+    (row,) = result.checks
+    assert row.ok and row.max_error < 1e-6
+    assert "pass" in str(result)
+    source = cell.split("=", 1)[1]
+    x = torch.tensor(float(point.split("=")[1]), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: eval(source, {"torch": torch, "x": x}), (x,))
+
+
+def test_check_vectors_and_sampling(run):
+    result = run("--wrt x=torch.linspace(-3, 3, 200) --check", "Y = x ** 3")
+    (row,) = result.checks
+    assert row.ok and row.autograd.numel() == 64
+    assert any("x has 200 elements; the check used 64" in n for n in result.notes)
+
+
+def test_check_says_where_the_function_has_a_kink(run):
+    abs_result = run("--wrt x=0 --check", "y = torch.abs(x)")
+    assert any(
+        "not differentiable at x = 0" in n and "1 from the right and -1 from the left" in n
+        for n in abs_result.notes
+    )
+    relu = run("--wrt x=0 --check", "y = torch.relu(x)")
+    assert not relu.checks[0].ok and "FAIL" in str(relu)
+    assert any("not differentiable at x = 0" in n for n in relu.notes)
+    smooth = run("--wrt x=1 --check", "y = torch.abs(x)")
+    assert smooth.checks[0].ok and not any("not differentiable" in n for n in smooth.notes)
+
+
+def test_expect(run, capsys):
+    assert run("--wrt x=3 --expect 38", POLY).expect_line == "as expected: dy/dx = 38"
+    assert run("--wrt u=3 v=4 --expect u=43 v=20", PARTIAL).expect_line.startswith("as expected")
+    with pytest.raises(Failure, match="not as expected: dy/dx: expected 36, got 38"):
+        run("--wrt x=3 --expect 36", POLY)
+    with pytest.raises(Failure, match=r"∂f/∂v: expected 21, got 20"):
+        run("--wrt u=3 v=4 --expect u=43 v=21", PARTIAL)
+    with pytest.raises(Failure, match=re.escape("there are 2 inputs; name them: --expect u=... v=...")):
+        run("--wrt u=3 v=4 --expect 43", PARTIAL)
+    with pytest.raises(Failure, match="w is not one of the inputs"):
+        run("--wrt u=3 v=4 --expect w=1", PARTIAL)
+    vector = run("--wrt x=torch.linspace(-20, 20, 20) --expect 2*torch.linspace(-20, 20, 20)", "Y = x ** 2")
+    assert vector.expect_line.startswith("as expected")
+
+
+def test_expect_prints_one_line_in_the_shell(shell, capsys):
+    assert shell.run_cell(f"%%grad --wrt x=3 --expect 38\n{POLY}").success
+    assert capsys.readouterr().out.strip() == "as expected: dy/dx = 38"
+    outcome = shell.run_cell(f"%%grad --wrt x=3 --expect 36\n{POLY}")
+    assert "expected 36, got 38" in str(outcome.error_in_exec)
+
+
+def test_symbolic(run):
+    result = run("--wrt x=3 --symbolic", POLY)
+    (line,) = result.symbolic
+    assert line.expression == "12*x + 2" and line.value == 38
+    assert "dy/dx = 12*x + 2 = 38 at x = 3" in str(result)
+    assert "$$" in result._repr_html_() and r"\frac{d y}{d x}" in result._repr_html_()
+    trig = run("--wrt t=0.5 --symbolic", "s = torch.sin(t) * torch.exp(t)")
+    x = sympy.Symbol("t", real=True)
+    shown = sympy.sympify(trig.symbolic[0].expression, locals={"t": x})
+    assert sympy.simplify(shown - sympy.diff(sympy.sin(x) * sympy.exp(x), x)) == 0
+    assert trig.symbolic[0].expression == "exp(t)*sin(t) + exp(t)*cos(t)"
+    assert trig.symbolic[0].value == pytest.approx(trig.grads["t"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "y = x\nfor k in range(int(x.item())):\n    y = y * x",
+        "net = torch.nn.Linear(1, 1)\ny = net(x.reshape(1)).sum()",
+        "y = (x * torch.ones(3)).sum()",
+    ],
+)
+def test_symbolic_says_when_it_cannot(run, cell):
+    result = run("--wrt x=3 --symbolic", cell)
+    assert result.symbolic == []
+    (note,) = [n for n in result.notes if "no symbolic answer" in n]
+    assert "\n" not in note
+
+
+def test_model_input_sensitivity(run):
+    torch.manual_seed(0)
+    run.ns["model"] = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    result = run("--wrt inp=[0.5, -1.0, 2.0] --times-input", "score = model(inp)")
+    model = run.ns["model"]
+    oracle = torch.func.jacrev(lambda i: model(i).sum())(torch.tensor([0.5, -1.0, 2.0]))
+    torch.testing.assert_close(result.grads["inp"], oracle)
+    assert all(p.grad is None for p in model.parameters())
+    header, rows = result.table()
+    assert header[-1] == "grad×input"
+    expected = oracle * torch.tensor([0.5, -1.0, 2.0])
+    assert (
+        rows[0][-1] == str(result.rows[0].grad.__mul__(result.rows[0].data).tolist()).replace(" ", " ")
+        or rows[0][-1]
+    )
+    torch.testing.assert_close(result.rows[0].grad * result.rows[0].data, expected)
+    assert rows[-1][-1] == ""  # the output row has no grad×input
+
+
+HINTS = [
+    ("--wrt x=3", "y = x * torch.ones(3)\ny.backward()", "y.sum().backward()"),
+    ("--wrt x=3", "y = x ** 2\ny.backward()\ny.backward()", "retain_graph=True"),
+    ("", "z = torch.tensor(3, requires_grad=True)", "torch.tensor(3.0, requires_grad=True)"),
+    ("--wrt x=3", "x.add_(1)", "x2 = x + 1"),
+    ("--wrt x=3", "y = torch.exp(x)\ny += 1\ny.backward()", "out-of-place"),
+    (
+        "--wrt x=3",
+        "y = torch.tensor(3.0) * 2\ny.backward()",
+        "not connected to any tensor with requires_grad=True",
+    ),
+    ("--wrt x=3", "a = x.numpy()", ".detach().numpy()"),
+]
+
+
+@pytest.mark.parametrize(("line", "cell", "fix"), HINTS)
+def test_autograd_errors_get_plain_language_help(shell, line, cell, fix):
+    outcome = shell.run_cell(f"%%grad {line}\n{cell}")
+    message = str(outcome.error_in_exec)
+    assert "what it means:" in message and fix in message
+    assert shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2").success
+
+
+@pytest.mark.parametrize(("line", "cell", "fix"), HINTS)
+def test_autograd_errors_keep_pytorchs_error_in_the_function(line, cell, fix):
+    with pytest.raises(Exception) as info:
+        grad(cell, wrt=line.removeprefix("--wrt ") or None)
+    assert not isinstance(info.value, GradError)  # PyTorch's own error, unchanged ...
+    assert any(fix in note for note in getattr(info.value, "__notes__", []))  # ... with one line of help
+
+
+# ---------------------------------------------------------------------------
+# property-based: random smooth expressions
+# ---------------------------------------------------------------------------
+UNARY = ["torch.sin({})", "torch.cos({})", "torch.exp({})", "torch.tanh({})", "({}) ** 2", "({}) ** 3"]
+
+
+@st.composite
+def expressions(draw, depth=3):
+    if depth == 0 or draw(st.booleans()):
+        return draw(st.sampled_from(["x", "x", "2.0", "0.5", "(-1.5)"]))
+    kind = draw(st.sampled_from(["unary", "add", "mul", "sub"]))
+    if kind == "unary":
+        inner = draw(expressions(depth=depth - 1))
+        if "x" not in inner:  # torch.sin(2.0) is a TypeError: torch functions take tensors
+            return f"({inner}) ** 2"
+        return draw(st.sampled_from(UNARY)).format(inner)
+    left, right = draw(expressions(depth=depth - 1)), draw(expressions(depth=depth - 1))
+    return f"({left} {dict(add='+', mul='*', sub='-')[kind]} {right})"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(expr=expressions(), point=st.floats(-1.5, 1.5, allow_nan=False))
+def test_orders_check_and_symbolic_agree_with_oracles(expr, point):
+    if "x" not in expr:
+        expr = f"({expr}) * x"
+    cell = f"y = {expr}"
+    result = grad(cell, wrt={"x": point}, dtype="float64", order=3, check=True, symbolic=True)
+    f = lambda x: eval(expr, {"torch": torch, "x": x})  # noqa: E731
+    x = torch.tensor(point, dtype=torch.float64)
+    nested = [
+        torch.func.grad(f),
+        torch.func.grad(torch.func.grad(f)),
+        torch.func.grad(torch.func.grad(torch.func.grad(f))),
+    ]
+    for k, (got, oracle) in enumerate(zip(result.orders["x"], nested, strict=True), start=1):
+        assert got.item() == pytest.approx(oracle(x).item(), rel=1e-9, abs=1e-9), (k, expr)
+    (row,) = result.checks
+    assert row.ok, (expr, row)
+    (line,) = result.symbolic
+    assert math.isclose(line.value, result.grads["x"].item(), rel_tol=1e-7, abs_tol=1e-9), (expr, line)
+    symbol = sympy.Symbol("x", real=True)
+    sym_expr = sympy.sympify(expr.replace("torch.", ""), locals={"x": symbol})
+    assert float(sympy.diff(sym_expr, symbol).subs(symbol, point)) == pytest.approx(
+        line.value, rel=1e-7, abs=1e-9
+    )
