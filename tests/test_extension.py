@@ -36,8 +36,13 @@ def test_unload_and_reload(shell):
 def test_help_is_real(shell, capsys):
     shell.run_cell("%%grad?")
     text = capsys.readouterr().out
-    for flag in ("--wrt", "--of", "--retain-grad", "--dtype", "--device", "--out", "--quiet"):
-        assert flag in text
+    flags = (
+        "--wrt", "--of", "--retain-grad", "--dtype", "--device", "--plot", "--range", "--save", "--order",
+        "--hessian", "--jacobian", "--check", "--symbolic", "--expect", "--graph", "--times-input", "--lang",
+        "--out", "--quiet",
+    )  # fmt: skip
+    for flag in flags:
+        assert flag in text, flag
     assert "%%grad --wrt x=3" in text and "y = 3 * x ** 2" in text
 
 

@@ -204,3 +204,11 @@ def test_autograd_error_help_in_a_kernel(kernel):
     (error,) = reply.of_type("error")
     assert "grad can be implicitly created only for scalar outputs" in error["evalue"]
     assert "what it means:" in reply.evalue and "y.sum().backward()" in reply.evalue
+
+
+def test_graph_in_a_kernel(kernel):
+    reply = kernel.run("%%grad --wrt x=3 --graph\ny = 3 * x ** 2")
+    (shown,) = reply.of_type("display_data")
+    html = shown["data"]["text/html"]
+    assert "<svg" in html and "x (AccumulateGrad)" in html and "PowBackward0" in html
+    assert "y (MulBackward0) · data 27" in shown["data"]["text/plain"]

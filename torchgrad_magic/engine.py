@@ -287,6 +287,7 @@ def grad(
     symbolic: bool = False,
     expect: Any = None,
     times_input: bool = False,
+    graph: Any = None,
 ) -> GradResult:
     """Run *source*, differentiate its output and return a :class:`GradResult`.
 
@@ -328,6 +329,9 @@ def grad(
         :class:`GradError` when a grad differs; ``result.expect_line`` otherwise.
     times_input
         add a grad×input column (a simple input-sensitivity score).
+    graph
+        ``True``/``"simple"``: the backward graph with names, values and grads
+        (``result.graph``); ``"full"`` adds what each node saved.
 
     Raises :class:`GradError` with a message meant for the user when the input
     cannot be used; exceptions from the code itself propagate (with ``shell=``
@@ -337,11 +341,13 @@ def grad(
         wrt=wrt, of=of, retain_grad=retain_grad, dtype=dtype, device=device, digits=digits,
         max_items=max_items, plot=plot or save is not None, plot_range=plot_range, save=save, order=order,
         hessian=hessian, jacobian=jacobian, check=check, symbolic=symbolic, expect=expect,
-        times_input=times_input,
+        times_input=times_input, graph="simple" if graph is True else graph or None,
     )  # fmt: skip
     with using(lang) as language:
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 10:
             raise GradError(t("calc.bad_order", order=order))
+        if options.graph not in (None, "simple", "full"):
+            raise GradError(t("graph.bad", value=graph))
         options.language = language
         return _run(source, options, namespace, shell)
 
@@ -365,6 +371,7 @@ class _Options:
     symbolic: bool = False
     expect: Any = None
     times_input: bool = False
+    graph: Any = None
     language: str = "en"
 
 
@@ -399,9 +406,12 @@ def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: A
             with recorder:
                 last_value = runner.run(source)
             assigned = _assigned(tree, ns, before)
-            keep = opts.order > 1 or opts.hessian or opts.jacobian
+            create = opts.order > 1 or opts.hessian
+            keep = (
+                create or opts.jacobian or opts.graph == "full"
+            )  # Jacobians and saved values need the graph
             result, first = _differentiate(
-                ns, leaves, recorder, last_value, assigned, opts.of, opts.retain_grad, keep_graph=keep
+                ns, leaves, recorder, last_value, assigned, opts.of, opts.retain_grad, create, keep
             )
             result.digits, result.max_items, result.language = opts.digits, opts.max_items, opts.language
             result.times_input = opts.times_input
@@ -411,6 +421,8 @@ def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: A
                 _recompute(result, rerun, opts)
                 if opts.plot:
                     _draw(result, rerun, window, opts.save)
+            if opts.graph:
+                _graph(result, ns, opts.graph == "full")
             if opts.expect is not None:
                 _expect(result, opts.expect, ns)
     finally:
@@ -469,6 +481,21 @@ def _recompute(result: GradResult, rerun: Rerun | str, opts: _Options) -> None:
         result.notes.extend(notes)
 
 
+def _graph(result: GradResult, ns: dict[str, Any], full: bool) -> None:
+    from . import graph
+
+    named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_")}
+    named.update(result.leaves)
+    names = {id(v): n for n, v in reversed(list(named.items()))}
+    names[id(result.output)] = result.output_name
+    grads: dict[int, torch.Tensor | None] = {id(result.leaves[n]): g for n, g in result.grads.items()}
+    for tensor in [*named.values(), result.output]:
+        if not tensor.is_leaf and tensor.retains_grad:
+            grads[id(tensor)] = tensor.grad
+    tensors = [*named.values(), result.output]
+    result.graph = graph.build(result.output, result.output_name, names, tensors, grads, full, result.digits)
+
+
 def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> None:
     from . import calculus
 
@@ -524,10 +551,12 @@ def _differentiate(
     assigned: list[str],
     of: str | None,
     retain_grad: bool,
+    create_graph: bool = False,
     keep_graph: bool = False,
 ) -> tuple[GradResult, list[torch.Tensor | None]]:
-    """First derivatives. With *keep_graph*, also returns them with their graph
-    (for higher orders); the output's graph is then kept too (for Jacobians)."""
+    """First derivatives. With *create_graph* they come back with their own
+    graph (for higher orders); with *keep_graph* the output's graph is kept
+    (for Jacobians and the values the graph saved)."""
     names = _Names(ns, [*wrt_leaves, *assigned])
     graphs: dict[int, _Graph] = {}
 
@@ -587,7 +616,13 @@ def _differentiate(
             notes.append(t("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         try:
-            computed = torch.autograd.grad(target, inputs, allow_unused=True, create_graph=keep_graph)
+            computed = torch.autograd.grad(
+                target,
+                inputs,
+                allow_unused=True,
+                create_graph=create_graph,
+                retain_graph=keep_graph or create_graph,
+            )
         except RuntimeError as e:
             message = with_hint(t("err.backward_failed", out=out_name, error=e), e)
             raise GradError(message) from None

@@ -97,6 +97,14 @@ class GradMagic(Magics):
         "(so a notebook run in CI fails), a match prints one line instead of the report",
     )
     @argument(
+        "--graph",
+        nargs="?",
+        const="simple",
+        choices=["simple", "full"],
+        help="the backward graph from the output to the leaves with names, values and grads "
+        "(--graph full: also what each node saved)",
+    )
+    @argument(
         "--times-input", action="store_true", help="add a grad×input column (an input-sensitivity score)"
     )
     @argument(
@@ -151,7 +159,7 @@ class GradMagic(Magics):
             device=args.device, digits=self.digits, max_items=self.max_items, lang=args.lang or self.language,
             plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=args.save,
             order=args.order, hessian=args.hessian, jacobian=args.jacobian, check=args.check,
-            symbolic=args.symbolic, expect=args.expect, times_input=args.times_input,
+            symbolic=args.symbolic, expect=args.expect, times_input=args.times_input, graph=args.graph,
         )  # fmt: skip
 
 

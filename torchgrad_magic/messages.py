@@ -390,6 +390,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "as the tutorial does before plotting.",
         "zh": "requires_grad 的张量不能直接转成 NumPy 数组：请调用 .detach().numpy()，教程画图前就是这样做的。",
     },
+    # ---- the backward graph --------------------------------------------
+    "graph.title": {
+        "en": "backward graph: from {out} back to the leaves (the way gradients flow)",
+        "zh": "反向计算图：从 {out} 回到叶子张量（梯度流动的方向）",
+    },
+    "graph.shared": {"en": "(shared, shown above)", "zh": "（共用，见上方）"},
+    "graph.more": {"en": "… {count} more nodes", "zh": "…… 另有 {count} 个节点"},
+    "graph.freed": {"en": "(freed by backward())", "zh": "（已被 backward() 释放）"},
+    "graph.bad": {
+        "en": "--graph {value}: use --graph (names, values, grads) or --graph full (also what each node saved)",
+        "zh": "--graph {value}：请用 --graph（名字、数值、梯度）或 --graph full（另加每个节点保存的值）",
+    },
     # ---- plots -----------------------------------------------------------
     "plot.tangent": {
         "en": "tangent at {name} = {point} (slope {slope})",

@@ -111,6 +111,7 @@ class GradResult:
     check_step: float = 0.0
     symbolic: list[Any] = field(default_factory=list)  # symbolic.SymbolicLine
     expect_line: str | None = None
+    graph: Any = None  # graph.Graph with --graph
     figure: Any = None  # a matplotlib Figure with --plot
     curves: list[Any] = field(default_factory=list)  # the plotted lines as data (plot.Curve)
 
@@ -202,6 +203,9 @@ class GradResult:
         for block in self.blocks():
             lines += ["", block.title]
             lines += _text_table(block.header, block.rows) if block.header else [r[0] for r in block.rows]
+        if self.graph is not None:
+            with using(self.language):
+                lines += ["", t("graph.title", out=self.output_name), self.graph.to_text()]
         return "\n".join(lines + self._notes())
 
     def __repr__(self) -> str:
@@ -233,6 +237,10 @@ class GradResult:
                 parts += [f"<p>$${esc(line)}$$</p>" for line in block.latex]
             else:
                 parts += [f"<p>{esc(row[0])}</p>" for row in block.rows]
+        if self.graph is not None:
+            with using(self.language):
+                parts.append(f"<p>{esc(t('graph.title', out=self.output_name))}</p>")
+                parts.append(f"<div style='overflow:auto;max-height:640px'>{self.graph.to_svg()}</div>")
         notes = "".join(f"<li>{esc(n)}</li>" for n in self._notes())
         if notes:
             parts.append(f"<ul>{notes}</ul>")
