@@ -77,7 +77,7 @@ class Entry:
 
     def _magic(self, line: str, cell: str):
         self.shell.user_ns.pop("_result_", None)
-        outcome = self.shell.run_cell(f"%%grad {line} --out _result_ -q\n{cell}")
+        outcome = self.shell.run_cell(f"%%grad --out _result_ -q {line}\n{cell}")
         self.outcome = outcome
         if outcome.error_in_exec is not None or outcome.error_before_exec is not None:
             error = outcome.error_in_exec or outcome.error_before_exec

@@ -162,7 +162,8 @@ def _to_leaf(
     else:
         if isinstance(value, bool) or type(value).__name__ == "bool_":
             raise GradError(t("err.wrt_bool", where=where, name=spec.name))
-        if value is None or isinstance(value, (str, bytes, dict, set)):
+        is_array = hasattr(value, "__array__") or hasattr(value, "__array_interface__")
+        if not isinstance(value, (numbers.Number, list, tuple)) and not is_array:
             raise GradError(t("err.wrt_type", where=where, name=spec.name, kind=type(value).__name__))
         try:
             leaf = (
@@ -339,7 +340,8 @@ def grad(
     """
     options = _Options(
         wrt=wrt, of=of, retain_grad=retain_grad, dtype=dtype, device=device, digits=digits,
-        max_items=max_items, plot=plot or save is not None, plot_range=plot_range, save=save, order=order,
+        max_items=max_items, plot=plot or save is not None or plot_range is not None, plot_range=plot_range,
+        save=save, order=order,
         hessian=hessian, jacobian=jacobian, check=check, symbolic=symbolic, expect=expect,
         times_input=times_input, graph="simple" if graph is True else graph or None,
     )  # fmt: skip
@@ -642,6 +644,9 @@ def _differentiate(
     for name, g in grads.items():
         if g is None:
             notes.append(t("note.unused", out=out_name, name=name))
+    for name, leaf in leaves.items():
+        if leaf.device.type != "meta" and not bool(torch.isfinite(leaf.detach()).all()):
+            notes.append(t("note.non_finite", name=name))
 
     rows = [
         TensorRow.of(name, "input" if wrt_leaves else "leaf", tensor, grads[name])

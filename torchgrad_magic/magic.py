@@ -78,7 +78,11 @@ class GradMagic(Magics):
         help="draw the output and its derivative: against a 1-D input, or around scalar points with "
         "the tangent (default: GradMagic.plot)",
     )
-    @argument("--range", metavar="A:B", help="the window of --plot around scalar points, e.g. --range -2:5")
+    @argument(
+        "--range",
+        metavar="A:B",
+        help="the window of --plot around scalar points, e.g. --range -2:5; implies --plot",
+    )
     @argument("--save", metavar="FILE", help="write the figure to FILE (.png or .svg); implies --plot")
     @argument(
         "--order", type=int, default=1, metavar="N", help="also show derivatives up to order N (d²y/dx² ...)"
@@ -186,6 +190,7 @@ _ARGPARSE = [
     (re.compile(r"unrecognized arguments: (?P<args>.*)"), "err.unrecognized"),
     (re.compile(r"argument (?P<flag>\S+): invalid choice: (?P<value>\S+) \(choose from (?P<choices>.*)\)"), "err.invalid_choice"),
     (re.compile(r"argument (?P<flag>\S+): expected (?:at least )?one argument"), "err.expected_value"),
+    (re.compile(r"argument (?P<flag>\S+): invalid (?P<kind>\w+) value: (?P<value>.*)"), "err.invalid_value"),
 ]  # fmt: skip
 
 

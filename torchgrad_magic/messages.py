@@ -65,6 +65,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{names}: not a leaf, so PyTorch keeps no .grad (shown as None); --retain-grad keeps it.",
         "zh": "{names} 不是叶子张量，PyTorch 不保存它的 .grad（显示为 None）；加 --retain-grad 可保留。",
     },
+    "note.non_finite": {
+        "en": "{name} holds nan or inf values; gradients that pass through them are usually nan.",
+        "zh": "{name} 中有 nan 或 inf；经过它们的梯度通常也是 nan。",
+    },
     "word.a_tensor": {"en": "a tensor", "zh": "某个张量"},
     "word.an_operation": {"en": "an operation", "zh": "某个运算"},
     "word.the_leaves": {"en": "the leaves", "zh": "叶子张量"},
@@ -135,6 +139,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err.invalid_choice": {
         "en": "argument {flag}: invalid choice: {value} (choose from {choices})",
         "zh": "参数 {flag} 的值 {value} 无效（可选：{choices}）",
+    },
+    "err.invalid_value": {
+        "en": "argument {flag}: {value} is not a valid {kind}",
+        "zh": "参数 {flag}：{value} 不是有效的 {kind}",
     },
     "err.expected_value": {
         "en": "argument {flag}: expected a value after it",
@@ -238,13 +246,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name} 不依赖任何 requires_grad 的叶子张量；请用 requires_grad=True 创建输入，或使用 --wrt x=3。",
     },
     "err.not_tensor": {
-        "en": "{what} is a {kind}, not a tensor; assign the tensor to differentiate (y = ...) or name it with --of",
-        "zh": "{what} 是 {kind}，不是张量；请把要求导的张量赋给变量（y = ...）或用 --of 指定",
+        "en": "{what} is of type {kind}, not a tensor; assign the tensor to differentiate (y = ...) or name it with --of",
+        "zh": "{what} 的类型是 {kind}，不是张量；请把要求导的张量赋给变量（y = ...）或用 --of 指定",
     },
     "err.not_tensor_number": {
-        "en": "{what} is a {kind}, not a tensor (.item() and float() give a plain number, which has no graph); "
+        "en": "{what} is of type {kind}, not a tensor (.item() and float() give a plain number, which has no graph); "
         "assign the tensor to differentiate (y = ...) or name it with --of",
-        "zh": "{what} 是 {kind}，不是张量（.item() 和 float() 得到的是普通数字，没有计算图）；"
+        "zh": "{what} 的类型是 {kind}，不是张量（.item() 和 float() 得到的是普通数字，没有计算图）；"
         "请把要求导的张量赋给变量（y = ...）或用 --of 指定",
     },
     "err.no_output": {

@@ -37,7 +37,10 @@ def split_line(line: str) -> list[str]:
     depth = 0
     quote = ""
     escaped = False
-    for ch in line:
+    start = 0  # where the current token began, to show it in errors
+    for i, ch in enumerate(line):
+        if not buf and not ch.isspace():
+            start = i
         if quote:
             buf.append(ch)
             if escaped:
@@ -54,7 +57,7 @@ def split_line(line: str) -> list[str]:
         elif ch in _CLOSE:
             depth -= 1
             if depth < 0:
-                raise GradError(t("err.close_bracket", ch=ch, line=line.strip()))
+                raise GradError(t("err.close_bracket", ch=ch, line=line[start : i + 1]))
         if ch.isspace() and depth == 0:
             if buf:
                 tokens.append("".join(buf))
@@ -62,9 +65,9 @@ def split_line(line: str) -> list[str]:
             continue
         buf.append(ch)
     if quote:
-        raise GradError(t("err.quote", quote=quote, line=line.strip()))
+        raise GradError(t("err.quote", quote=quote, line=line[start:].strip()))
     if depth:
-        raise GradError(t("err.open_bracket", count=depth, line=line.strip()))
+        raise GradError(t("err.open_bracket", count=depth, line=line[start:].strip()))
     if buf:
         tokens.append("".join(buf))
     return _join_equals([_unquote(t) for t in tokens])
