@@ -138,6 +138,9 @@ class GradMagic(Magics):
         dtype, and the warning filters, are restored after the cell.
         --plot draws the output and its derivative (a 1-D input, or f and
         f' around scalar points with the tangent); in a terminal use --save.
+        --order/--hessian/--jacobian go beyond the first derivative, --check
+        compares with finite differences, --symbolic with SymPy, --expect
+        turns the grads into a test, --graph draws the backward graph.
         Defaults: %config GradMagic (language, dtype, digits, max_items, plot).
         """
         from .engine import grad
