@@ -86,6 +86,7 @@ def test_catalogue_has_at_least_forty_bad_inputs():
     assert len({(line, cell) for line, cell, _ in [*BAD, *EXACT]}) >= 60
 
 
+@pytest.mark.filterwarnings("ignore:To exit:UserWarning")  # IPython's own advice after sys.exit()
 def test_user_code_that_exits_or_returns(shell):
     for cell in ("return 5", "import sys\nsys.exit(3)", "raise SystemExit"):
         outcome = shell.run_cell(f"%%grad --wrt x=3\n{cell}")

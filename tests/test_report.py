@@ -83,3 +83,11 @@ def test_readme_shows_what_users_see():
         assert line in readme
     assert str(grad("f = u ** 3 + v ** 2 + 4 * u * v", wrt="u=3 v=4")).splitlines()[0] in readme
     assert str(grad("Y = x ** 2", wrt="x=torch.linspace(-20, 20, 20)")).splitlines()[0] in readme
+
+
+def test_readme_graph_example_is_what_users_see():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    result = grad("y = 3 * x ** 2", wrt="x=3", graph=True)
+    assert result.graph.to_text() in readme
