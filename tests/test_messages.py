@@ -66,7 +66,7 @@ def test_every_message_id_used_exists_and_every_message_is_used():
             if is_t and isinstance(node.args[0], ast.Constant):
                 called.add(node.args[0].value)
     assert called <= set(MESSAGES), called - set(MESSAGES)
-    roles = {m for m in MESSAGES if m.startswith("role.") and m.split(".", 1)[1] in constants}
+    roles = {m for m in MESSAGES if m.startswith(("role.", "help.")) and m.split(".", 1)[1] in constants}
     unused = set(MESSAGES) - constants - roles
     assert unused == set(), f"messages nobody shows: {unused}"
 
@@ -175,3 +175,17 @@ def test_readmes_show_the_chinese_report():
         content = (root / readme).read_text()
         for line in text.splitlines():
             assert line in content, (readme, line)
+
+
+def test_help_follows_the_language(shell, capsys):
+    try:
+        shell.run_cell("%config GradMagic.language = 'zh'")
+        shell.run_cell("%%grad?")
+        zh = capsys.readouterr().out
+        assert "运行单元格，对输出求导" in zh and "求导的自变量" in zh and "--wrt" in zh
+    finally:
+        shell.run_cell("%config GradMagic.language = 'en'")
+    shell.run_cell("%%grad?")
+    en = capsys.readouterr().out
+    assert "Run the cell, differentiate its output" in en and "variables to differentiate" in en
+    shell.run_cell("%config GradMagic.language = 'auto'")

@@ -16,12 +16,18 @@ import re
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, CaselessStrEnum, Enum, Int
+from traitlets import Bool, CaselessStrEnum, Enum, Int, observe
 
 from .messages import t, using
 from .spec import GradError, check_name, split_line
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+def _help(dest: str) -> str:
+    """A flag's help in English (what the parser is built with; see :func:`document`)."""
+    with using("en"):
+        return t(f"help.{dest}")
 
 
 @magics_class
@@ -48,101 +54,38 @@ class GradMagic(Magics):
         False, help="Draw the function and its derivative under every cell (a cell's --no-plot wins)."
     ).tag(config=True)
 
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        document(self.language)
+
+    @observe("language")
+    def _language_changed(self, change) -> None:
+        document(change.new)
+
     @magic_arguments("%grad")  # shown as %%grad in the help
-    @argument(
-        "--wrt",
-        nargs="+",
-        action="extend",
-        metavar="SPEC",
-        help="variables to differentiate with respect to: name=value makes a fresh leaf tensor "
-        "(value is any Python expression, spaces allowed: x=torch.linspace(-20, 20, 20)); a bare "
-        "name starts from a copy of the existing variable. Without --wrt, the cell's own "
-        "leaf tensors (requires_grad=True) are used.",
-    )
-    @argument("--of", metavar="NAME", help="the output to differentiate (default: see above)")
-    @argument(
-        "--retain-grad",
-        action="store_true",
-        help="keep and show the grads of the cell's named intermediate tensors",
-    )
-    @argument(
-        "--dtype",
-        choices=DTYPES,
-        help="dtype of the --wrt leaves and the default dtype inside the cell "
-        "(default: GradMagic.dtype, else PyTorch's default, float32)",
-    )
-    @argument("--device", metavar="DEV", help="device of the --wrt leaves, e.g. cpu or cuda")
-    @argument(
-        "--plot",
-        action=argparse.BooleanOptionalAction,
-        help="draw the output and its derivative: against a 1-D input, or around scalar points with "
-        "the tangent (default: GradMagic.plot)",
-    )
-    @argument(
-        "--range",
-        metavar="A:B",
-        help="the window of --plot around scalar points, e.g. --range -2:5; implies --plot",
-    )
-    @argument("--save", metavar="FILE", help="write the figure to FILE (.png or .svg); implies --plot")
-    @argument(
-        "--order", type=int, default=1, metavar="N", help="also show derivatives up to order N (d²y/dx² ...)"
-    )
-    @argument("--hessian", action="store_true", help="the matrix of second partials (scalar --wrt inputs)")
-    @argument(
-        "--jacobian", action="store_true", help="every d out[i]/d in[j] of a vector output, not just the sum"
-    )
-    @argument("--check", action="store_true", help="compare with central differences in float64: pass/fail")
-    @argument("--symbolic", action="store_true", help="SymPy's derivative beside autograd's number")
-    @argument(
-        "--expect",
-        nargs="+",
-        metavar="VALUE",
-        help="the grads you expect: --expect 38, or --expect u=43 v=20; a mismatch is an error "
-        "(so a notebook run in CI fails), a match prints one line instead of the report",
-    )
-    @argument(
-        "--graph",
-        nargs="?",
-        const="simple",
-        choices=["simple", "full"],
-        help="the backward graph from the output to the leaves with names, values and grads "
-        "(--graph full: also what each node saved)",
-    )
-    @argument(
-        "--times-input", action="store_true", help="add a grad×input column (an input-sensitivity score)"
-    )
-    @argument(
-        "--lang", choices=["en", "zh"], help="language of this cell's report (default: GradMagic.language)"
-    )
-    @argument("--out", metavar="NAME", help="store the result object (.grads, .output, ...) in NAME")
-    @argument("-q", "--quiet", action="store_true", help="show nothing (use with --out)")
+    @argument("--wrt", nargs="+", action="extend", metavar="SPEC", help=_help("wrt"))
+    @argument("--of", metavar="NAME", help=_help("of"))
+    @argument("--retain-grad", action="store_true", help=_help("retain_grad"))
+    @argument("--dtype", choices=DTYPES, help=_help("dtype"))
+    @argument("--device", metavar="DEV", help=_help("device"))
+    @argument("--plot", action=argparse.BooleanOptionalAction, help=_help("plot"))
+    @argument("--range", metavar="A:B", help=_help("range"))
+    @argument("--save", metavar="FILE", help=_help("save"))
+    @argument("--order", type=int, default=1, metavar="N", help=_help("order"))
+    @argument("--hessian", action="store_true", help=_help("hessian"))
+    @argument("--jacobian", action="store_true", help=_help("jacobian"))
+    @argument("--check", action="store_true", help=_help("check"))
+    @argument("--symbolic", action="store_true", help=_help("symbolic"))
+    @argument("--expect", nargs="+", metavar="VALUE", help=_help("expect"))
+    @argument("--graph", nargs="?", const="simple", choices=["simple", "full"], help=_help("graph"))
+    @argument("--times-input", action="store_true", help=_help("times_input"))
+    @argument("--lang", choices=["en", "zh"], help=_help("lang"))
+    @argument("--out", metavar="NAME", help=_help("out"))
+    @argument("-q", "--quiet", action="store_true", help=_help("quiet"))
     @cell_magic
     def grad(self, line: str, cell: str) -> None:
-        """Run the cell, differentiate its output, and show every tensor's
-        data, grad, grad_fn, is_leaf and requires_grad in one table.
-
-        Example::
-
-            %%grad --wrt x=3
-            y = 3 * x ** 2
-
-        shows x = 3 with grad 18 and y = 27 (grad_fn MulBackward0, not a leaf).
-
-        The output is the tensor named by --of; else the one the cell called
-        backward() on (then %%grad does not call it again); else the cell's
-        last expression; else the last assigned tensor that depends on the
-        leaves. A non-scalar output is summed before backward. Grads never
-        carry over between runs: --wrt leaves are new every time. A bare
-        --wrt NAME leaves your own NAME untouched. A trailing ';' on the
-        magic line works like -q. Torch's grad mode, anomaly mode and default
-        dtype, and the warning filters, are restored after the cell.
-        --plot draws the output and its derivative (a 1-D input, or f and
-        f' around scalar points with the tangent); in a terminal use --save.
-        --order/--hessian/--jacobian go beyond the first derivative, --check
-        compares with finite differences, --symbolic with SymPy, --expect
-        turns the grads into a test, --graph draws the backward graph.
-        Defaults: %config GradMagic (language, dtype, digits, max_items, plot).
-        """
+        """Run the cell, differentiate its output and show the table (the full
+        help, in the user's language, is the message ``help.body``)."""
         from .engine import grad
 
         line, silenced = _strip_semicolon(line)
@@ -180,6 +123,17 @@ def _show(result) -> None:
     display(result)
     if result.figure is not None:
         display(result.figure_bundle(), raw=True)
+
+
+def document(language: str | None) -> None:
+    """Write ``%%grad?`` (the magic's docstring) in *language* (``auto``: the locale's)."""
+    parser = GradMagic.grad.parser
+    with using(language):
+        for action in parser._actions:
+            if action.help and action.dest != "help":
+                action.help = t(f"help.{action.dest}")
+        parser.description = t("help.body")
+        GradMagic.grad.__doc__ = parser.format_help()
 
 
 def _strip_semicolon(line: str) -> tuple[str, bool]:

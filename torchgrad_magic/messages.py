@@ -398,6 +398,135 @@ MESSAGES: dict[str, dict[str, str]] = {
         "as the tutorial does before plotting.",
         "zh": "requires_grad 的张量不能直接转成 NumPy 数组：请调用 .detach().numpy()，教程画图前就是这样做的。",
     },
+    # ---- %%grad? help ---------------------------------------------------
+    "help.body": {
+        "en": """Run the cell, differentiate its output, and show every tensor's
+data, grad, grad_fn, is_leaf and requires_grad in one table.
+
+Example::
+
+    %%grad --wrt x=3
+    y = 3 * x ** 2
+
+shows x = 3 with grad 18 and y = 27 (grad_fn MulBackward0, not a leaf).
+
+The output is the tensor named by --of; else the one the cell called
+backward() on (then %%grad does not call it again); else the cell's
+last expression; else the last assigned tensor that depends on the
+leaves. A non-scalar output is summed before backward. Grads never
+carry over between runs: --wrt leaves are new every time. A bare
+--wrt NAME leaves your own NAME untouched. A trailing ';' on the
+magic line works like -q. Torch's grad mode, anomaly mode and default
+dtype, the warning filters and matplotlib's settings are restored
+after the cell.
+--plot draws the output and its derivative (a 1-D input, or f and
+f' around scalar points with the tangent); in a terminal use --save.
+--order/--hessian/--jacobian go beyond the first derivative, --check
+compares with finite differences, --symbolic with SymPy, --expect
+turns the grads into a test, --graph draws the backward graph.
+Defaults: %config GradMagic (language, dtype, digits, max_items, plot).""",
+        "zh": """运行单元格，对输出求导，并在一张表里列出每个张量的
+data、grad、grad_fn、is_leaf 和 requires_grad。
+
+示例::
+
+    %%grad --wrt x=3
+    y = 3 * x ** 2
+
+显示 x = 3、梯度 18，以及 y = 27（grad_fn 为 MulBackward0，不是叶子）。
+
+输出依次取：--of 指定的张量；单元格调用 backward() 的张量（此时
+%%grad 不再调用）；单元格的最后一个表达式；最后赋值且依赖输入的张量。
+非标量输出先求和再 backward。--wrt 的叶子每次都是新建的，梯度不会
+跨单元格累积。只写 --wrt NAME 时，你自己的 NAME 保持不变。魔法行末尾
+加 ';' 与 -q 相同。单元格结束后，torch 的 grad 模式、异常检测、默认
+dtype、警告过滤器和 matplotlib 设置都会恢复。
+--plot 画出输出和导数（一维输入，或标量点附近的 f、f' 和切线）；终端
+里请用 --save。--order/--hessian/--jacobian 求更高阶的导数，--check 与
+有限差分比较，--symbolic 与 SymPy 比较，--expect 把梯度变成检查，
+--graph 画出反向计算图。
+默认值：%config GradMagic（language、dtype、digits、max_items、plot）。""",
+    },
+    "help.wrt": {
+        "en": "variables to differentiate with respect to: name=value makes a fresh leaf tensor (value is any "
+        "Python expression, spaces allowed: x=torch.linspace(-20, 20, 20)); a bare name starts from a copy of "
+        "the existing variable. Without --wrt, the cell's own leaf tensors (requires_grad=True) are used.",
+        "zh": "求导的自变量：name=value 新建一个叶子张量（值可以是任意 Python 表达式，可含空格：x=torch.linspace(-20, 20, 20)）；"
+        "只写 name 时复制已有变量作为起点。不写 --wrt 时，使用单元格自己创建的叶子张量（requires_grad=True）。",
+    },
+    "help.of": {
+        "en": "the output to differentiate (default: see above)",
+        "zh": "要求导的输出（默认规则见上文）",
+    },
+    "help.retain_grad": {
+        "en": "keep and show the grads of the cell's named intermediate tensors",
+        "zh": "保留并显示单元格中有名字的中间张量的梯度",
+    },
+    "help.dtype": {
+        "en": "dtype of the --wrt leaves and the default dtype inside the cell (default: GradMagic.dtype, "
+        "else PyTorch's default, float32)",
+        "zh": "--wrt 叶子张量的 dtype，也是单元格运行时的默认 dtype （默认： GradMagic.dtype， 否则用 PyTorch 默认的 float32）",
+    },
+    "help.device": {
+        "en": "device of the --wrt leaves, e.g. cpu or cuda",
+        "zh": "--wrt 叶子张量所在的设备，例如 cpu 或 cuda",
+    },
+    "help.plot": {
+        "en": "draw the output and its derivative: against a 1-D input, or around scalar points with the tangent "
+        "(default: GradMagic.plot)",
+        "zh": "画出输出和导数：一维输入时画随输入的变化，标量输入时在该点附近画出并加切线 （默认： GradMagic.plot）",
+    },
+    "help.range": {
+        "en": "the window of --plot around scalar points, e.g. --range -2:5; implies --plot",
+        "zh": "标量点的作图区间，例如 --range -2:5；隐含 --plot",
+    },
+    "help.save": {
+        "en": "write the figure to FILE (.png or .svg); implies --plot",
+        "zh": "把图保存到 FILE（.png 或 .svg）；隐含 --plot",
+    },
+    "help.order": {
+        "en": "also show derivatives up to order N (d²y/dx² ...)",
+        "zh": "同时给出直到 N 阶的导数（d²y/dx² 等）",
+    },
+    "help.hessian": {
+        "en": "the matrix of second partials (scalar --wrt inputs)",
+        "zh": "二阶偏导组成的 Hessian 矩阵（--wrt 为标量时）",
+    },
+    "help.jacobian": {
+        "en": "every d out[i]/d in[j] of a vector output, not just the sum",
+        "zh": "向量输出的每个 d out[i]/d in[j]，而不只是求和后的梯度",
+    },
+    "help.check": {
+        "en": "compare with central differences in float64: pass/fail",
+        "zh": "用 float64 中心差分检验：通过/不通过",
+    },
+    "help.symbolic": {
+        "en": "SymPy's derivative beside autograd's number",
+        "zh": "在 autograd 结果旁给出 SymPy 推出的导数",
+    },
+    "help.expect": {
+        "en": "the grads you expect: --expect 38, or --expect u=43 v=20; a mismatch is an error (so a notebook "
+        "run in CI fails), a match prints one line instead of the report",
+        "zh": "预期的梯度：--expect 38 或 --expect u=43 v=20；不符时报错（CI 中运行笔记本会失败），符合时只打印一行",
+    },
+    "help.graph": {
+        "en": "the backward graph from the output to the leaves with names, values and grads (--graph full: "
+        "also what each node saved)",
+        "zh": "从输出到叶子的反向计算图，标出名字、数值和梯度 （--graph full： 另加每个节点保存的值）",
+    },
+    "help.times_input": {
+        "en": "add a grad×input column (an input-sensitivity score)",
+        "zh": "增加一列 grad×input（输入敏感度分数）",
+    },
+    "help.lang": {
+        "en": "language of this cell's report (default: GradMagic.language)",
+        "zh": "本单元格报告的语言（默认：GradMagic.language）",
+    },
+    "help.out": {
+        "en": "store the result object (.grads, .output, ...) in NAME",
+        "zh": "把结果对象（.grads、.output 等）存进变量 NAME",
+    },
+    "help.quiet": {"en": "show nothing (use with --out)", "zh": "不显示任何内容（配合 --out 使用）"},
     # ---- the backward graph --------------------------------------------
     "graph.title": {
         "en": "backward graph: from {out} back to the leaves (the way gradients flow)",
