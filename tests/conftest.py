@@ -147,7 +147,7 @@ class Kernel:
 @pytest.fixture(scope="module")
 def kernel():
     k = Kernel()
-    reply = k.run("%load_ext torchgrad_magic")
+    reply = k.run("%load_ext torchgrad_magic\nimport torch")  # tests may run in any order
     assert reply.status == "ok", reply.text()
     yield k
     k.close()
