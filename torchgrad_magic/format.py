@@ -65,6 +65,8 @@ def dtype(t: torch.Tensor) -> str:
 
 def width(text: str) -> int:
     """Columns *text* takes in a terminal: CJK characters take two."""
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 

@@ -70,7 +70,13 @@ class ShellRunner:
         self.namespace = shell.user_ns
 
     def python_source(self, cell: str) -> str:
-        return self.shell.transform_cell(cell)
+        """The cell as plain Python. Plain Python is left as it is (IPython's
+        transforms only change what Python cannot parse: %magics, !commands, ?)."""
+        try:
+            ast.parse(cell)
+            return cell
+        except SyntaxError:
+            return self.shell.transform_cell(cell)
 
     def run(self, cell: str) -> Any:
         caught: list[Any] = []
