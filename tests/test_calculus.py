@@ -47,7 +47,8 @@ def test_hessian(run):
     (matrix,) = result.matrices
     oracle = torch.func.hessian(lambda p: p[0] ** 3 + p[1] ** 2 + 4 * p[0] * p[1])(torch.tensor([3.0, 4.0]))
     torch.testing.assert_close(matrix.values, oracle)
-    assert matrix.values.tolist() == [[18, 4], [4, 2]]
+    assert matrix.values.tolist() == [[18, 4], [4, 2]] and result.hessian is matrix.values
+    assert result.jacobian is None
     assert matrix.rows == matrix.cols == ["u", "v"]
     text = str(result)
     assert "Hessian of f" in text and re.search(r"u\s+18\s+4", text) and re.search(r"v\s+4\s+2", text)
@@ -70,6 +71,7 @@ def test_jacobian_against_jacrev(run, cell, fn):
     result = run("--wrt x=torch.linspace(-1, 1, 4) --jacobian", cell)
     (matrix,) = result.matrices
     torch.testing.assert_close(matrix.values, torch.func.jacrev(fn)(torch.linspace(-1, 1, 4)))
+    assert result.jacobian is matrix.values
     assert matrix.rows == ["Y[0]", "Y[1]", "Y[2]", "Y[3]"] and matrix.cols == ["x[0]", "x[1]", "x[2]", "x[3]"]
     assert "Jacobian of Y (4×4" in str(result)
     assert any("--jacobian shows every dY[i]/dx[j]" in n for n in result.notes)

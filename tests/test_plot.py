@@ -31,8 +31,10 @@ def test_vector_input_plots_function_and_derivative(run):
     (ax,) = result.figure.axes
     assert ax.get_xlabel() == "x"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Y", "dY/dx"]
-    colors = {line.get_color() for line in ax.get_lines()[:2]}
-    assert len(colors) == 2
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["Y", "dY/dx"]  # the curves and nothing else
+    assert len({line.get_color() for line in lines}) == 2
+    torch.testing.assert_close(torch.tensor(lines[1].get_ydata()), 2 * x)
 
 
 def test_sin_against_cos(run):
@@ -57,6 +59,7 @@ def test_scalar_point_window_tangent_and_labels(run):
     ax = result.figure.axes[0]
     texts = [t.get_text() for t in ax.texts] + [t.get_text() for t in ax.get_legend().get_texts()]
     assert "slope = 18" in texts and "tangent at x = 3 (slope 18)" in texts
+    assert [line.get_label() for line in ax.get_lines()] == ["y", "dy/dx", "tangent at x = 3 (slope 18)"]
     assert ax.get_xlabel() == "x"
 
 

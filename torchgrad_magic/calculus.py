@@ -72,6 +72,7 @@ def hessian(leaves: dict[str, torch.Tensor], first: list[torch.Tensor | None]) -
 class Matrix:
     """A labelled matrix for the report (Hessian or Jacobian)."""
 
+    kind: str  # "hessian" or "jacobian"
     title: str
     values: torch.Tensor
     rows: list[str]
@@ -112,7 +113,7 @@ def jacobian(output: torch.Tensor, out_name: str, leaves: dict[str, torch.Tensor
     ]
     cols = [c for name, leaf in leaves.items() for c in element_names(name, leaf)]
     title = t("calc.jacobian_title", out=out_name, rows=m, cols=n, inputs=", ".join(leaves))
-    return Matrix(title, torch.cat(blocks, dim=1), element_names(out_name, output), cols)
+    return Matrix("jacobian", title, torch.cat(blocks, dim=1), element_names(out_name, output), cols)
 
 
 # ---------------------------------------------------------------------------

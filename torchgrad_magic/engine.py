@@ -352,7 +352,9 @@ def _beyond(result: GradResult, first: list[torch.Tensor | None], opts: _Options
         out = f"sum({result.output_name})" if result.summed else result.output_name
         names = list(result.leaves)
         title = t("calc.hessian_title", out=out)
-        result.matrices.append(calculus.Matrix(title, calculus.hessian(result.leaves, first), names, names))
+        result.matrices.append(
+            calculus.Matrix("hessian", title, calculus.hessian(result.leaves, first), names, names)
+        )
     if opts.jacobian:
         result.matrices.append(calculus.jacobian(result.output, result.output_name, result.leaves))
         result.notes = [

@@ -234,7 +234,7 @@ def _vector_figure(result: Any, notes: list[str]):
     if skipped:
         notes.append(t("plot.non_finite", count=skipped))
     ax.set_xlabel(name)
-    ax.axhline(0, color="0.85", linewidth=0.8, zorder=0)
+    ax.grid(True, color="0.9")  # (a grid, not extra lines: ax.lines holds only the curves)
     ax.legend()
     return figure, curves
 
@@ -279,9 +279,9 @@ def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[st
                 xytext=(8, -14),
                 fontsize=9,
             )
-        ax.plot([point], [value], "o", color="black", zorder=3)
+        ax.scatter([point], [value], color="black", zorder=3)
         ax.set_xlabel(name)
-        ax.axhline(0, color="0.85", linewidth=0.8, zorder=0)
+        ax.grid(True, color="0.9")
         others = [f"{o} = {fmt.number(result.leaves[o].item())}" for o in names if o != name]
         if others:
             ax.set_title(", ".join(others), fontsize=10)

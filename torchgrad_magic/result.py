@@ -115,6 +115,16 @@ class GradResult:
     figure: Any = None  # a matplotlib Figure with --plot
     curves: list[Any] = field(default_factory=list)  # the plotted lines as data (plot.Curve)
 
+    @property
+    def hessian(self) -> torch.Tensor | None:
+        """The Hessian matrix (``--hessian``), rows and columns in ``leaves`` order."""
+        return next((m.values for m in self.matrices if m.kind == "hessian"), None)
+
+    @property
+    def jacobian(self) -> torch.Tensor | None:
+        """The Jacobian (``--jacobian``): rows are the output's elements, columns the inputs'."""
+        return next((m.values for m in self.matrices if m.kind == "jacobian"), None)
+
     def __getitem__(self, name: str) -> torch.Tensor | None:
         """``result['x']`` is the gradient of the output with respect to ``x``."""
         return self.grads[name]
