@@ -4,8 +4,13 @@ Each figure is a ratio of two sides measured in the same run, alternating the
 sides over several rounds (these machines are noisy); the table gives the
 median ratio and its spread (lowest and highest round).
 
-    python benchmarks/run.py            # full sizes
-    python benchmarks/run.py --quick    # tiny sizes, no results file (the tests run this)
+    python benchmarks/run.py                    # full sizes, writes results.md
+    python benchmarks/run.py --quick            # tiny sizes, no results file (the tests run this)
+    python benchmarks/run.py --only ops,leaks   # only these figures, no results file
+
+Figure names for --only: cell, load, plot, memory, notebook, graph, ops (an
+op-heavy cell), train (a training loop), leaks (per-run leaks of every flag).
+Each figure's wall time goes to stderr.
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ class Figure:
     theirs_s: list[float]
     ok: bool
     unit: str = "×"
+    value: str | None = None  # replaces the timings and ratio (leak counts, errors)
+    detail: str = ""  # printed under the table (and written to results.md)
 
     def row(self) -> str:
+        if self.value is not None:
+            verdict = "met" if self.ok else "MISSED"
+            return f"| {self.name} | {self.compared_with} | — | {self.value} | {self.target} | {verdict} |"
         median = statistics.median(self.ratios)
         spread = f"{min(self.ratios):.3f}–{max(self.ratios):.3f}"
         verdict = "met" if self.ok else "MISSED"
@@ -53,14 +63,27 @@ def _seconds(value: float) -> str:
     return f"{value * 1e3:.2f} ms" if value < 0.1 else f"{value:.3f} s"
 
 
+def error_figure(name: str, compared_with: str, target: str, error: BaseException) -> Figure:
+    """The row of a figure that could not be measured (the magic raised or a cell failed)."""
+    message = " ".join(f"{type(error).__name__}: {error}".split()).replace("|", "/")
+    return Figure(name, compared_with, target, [], [], [], False, value=f"error: {message[:200]}")
+
+
 def side_by_side(
-    ours: Callable[[], object], theirs: Callable[[], object], rounds: int
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
+    rounds: int,
+    setup: Callable[[], object] | None = None,
 ) -> tuple[list, list, list]:
-    """Alternate the two sides (starting side flips each round); return times and ratios."""
+    """Alternate the two sides (starting side flips each round); return times and ratios.
+
+    *setup*, when given, runs untimed before every timed call."""
     ours_s, theirs_s = [], []
     for i in range(rounds):
         pair = [(ours, ours_s), (theirs, theirs_s)]
         for fn, times in pair if i % 2 == 0 else reversed(pair):
+            if setup is not None:
+                setup()
             gc.collect()
             start = time.perf_counter()
             fn()
@@ -182,17 +205,43 @@ print(x.data, x.grad, x.grad_fn, x.is_leaf, x.requires_grad)
 print(y.data, y.grad, y.grad_fn, y.is_leaf, y.requires_grad)"""
 
 
+def notebook_shell():
+    """The one InteractiveShell of this process, HTML formatter on (as in a notebook), %%grad loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.display_formatter.active_types = ["text/plain", "text/html"]
+    if "torchgrad_magic" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "torchgrad_magic")
+    shell.run_cell("import torch")
+    return shell
+
+
+def run_quietly(shell, cell: str, times: int = 1) -> None:
+    """Run *cell* with its printing and warnings hidden; raise if it failed."""
+    import contextlib
+    import warnings
+
+    with (
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        for _ in range(times):
+            outcome = shell.run_cell(cell)
+            error = outcome.error_before_exec or outcome.error_in_exec
+            if error is not None:
+                raise RuntimeError(f"{cell.splitlines()[0]!r}: {type(error).__name__}: {error}")
+
+
 def bench_cell(runs: int, rounds: int) -> Figure:
     import contextlib
     import io
     import warnings
 
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    shell.display_formatter.active_types = ["text/plain", "text/html"]  # as in a notebook
-    shell.run_line_magic("load_ext", "torchgrad_magic")
-    shell.run_cell("import torch")
+    shell = notebook_shell()
 
     def cells(cell: str) -> Callable[[], None]:
         def run() -> None:
@@ -321,6 +370,218 @@ def bench_memory(runs: int, rounds: int) -> Figure:
 
 
 # ---------------------------------------------------------------------------
+# an op-heavy cell (thousands of small tensor ops) through run_cell
+# ---------------------------------------------------------------------------
+def op_loop(steps: int) -> str:
+    """A cell of 4 * steps small tensor ops (mul, sin, mul, add per step) on a scalar x."""
+    return f"y = x\nfor i in range({steps}):\n    y = y * 1.0001 + 0.0001 * torch.sin(y)"
+
+
+def bench_ops(steps: int, runs: int, rounds: int) -> Figure:
+    name = f"per-cell time of `%%grad --wrt x=0.5` on a cell of {4 * steps:,} small tensor ops (run_cell)"
+    compared = "the same cell by hand: make the leaf, the loop, `y.backward()`, `print(x.grad)`; same shell"
+    target = "≤ 1.15×"
+    try:
+        shell = notebook_shell()
+        ours_cell = f"%%grad --wrt x=0.5\n{op_loop(steps)}"
+        theirs_cell = (
+            f"x = torch.tensor(0.5, requires_grad=True)\n{op_loop(steps)}\ny.backward()\nprint(x.grad)"
+        )
+        ours = lambda: run_quietly(shell, ours_cell, runs)  # noqa: E731
+        theirs = lambda: run_quietly(shell, theirs_cell, runs)  # noqa: E731
+        ours(), theirs()  # warm up
+        o, t_, ratios = side_by_side(ours, theirs, rounds)
+        shell.history_manager.outputs.clear()
+    except Exception as e:  # the magic is being rewritten: report, do not crash
+        return error_figure(name, compared, target, e)
+    return Figure(
+        name,
+        compared,
+        target,
+        ratios,
+        [v / runs for v in o],
+        [v / runs for v in t_],
+        statistics.median(ratios) <= 1.15,
+    )
+
+
+# ---------------------------------------------------------------------------
+# a training loop (small MLP, SGD) as the cell
+# ---------------------------------------------------------------------------
+TRAIN_SETUP = """torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+loss_fn = torch.nn.MSELoss()
+X, Y = torch.randn(64, 32), torch.randn(64, 1)"""
+
+
+def train_loop(steps: int) -> str:
+    return (
+        f"for step in range({steps}):\n"
+        "    opt.zero_grad()\n"
+        "    loss = loss_fn(model(X), Y)\n"
+        "    loss.backward()\n"
+        "    opt.step()"
+    )
+
+
+def bench_train(steps: int, rounds: int) -> Figure:
+    name = f"per-cell time of `%%grad` on a training loop: {steps} SGD steps of a 32-64-1 MLP, batch 64 (run_cell)"
+    compared = (
+        "the same loop without `%%grad`; model, optimizer and data re-created (untimed) before each run"
+    )
+    target = "≤ 1.10×"
+    try:
+        shell = notebook_shell()
+        ours_cell, theirs_cell = f"%%grad\n{train_loop(steps)}", train_loop(steps)
+        setup = lambda: run_quietly(shell, TRAIN_SETUP)  # noqa: E731
+        ours = lambda: run_quietly(shell, ours_cell)  # noqa: E731
+        theirs = lambda: run_quietly(shell, theirs_cell)  # noqa: E731
+        for fn in (ours, theirs):  # warm up
+            setup(), fn()
+        o, t_, ratios = side_by_side(ours, theirs, rounds, setup=setup)
+        shell.history_manager.outputs.clear()
+    except Exception as e:
+        return error_figure(name, compared, target, e)
+    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= 1.10)
+
+
+# ---------------------------------------------------------------------------
+# per-run leaks of every flag: objects, live tensors, linecache entries
+# ---------------------------------------------------------------------------
+LEAK_CASES = [
+    ("none", "%%grad --wrt x=3\ny = 3 * x ** 2"),
+    ("--retain-grad", "%%grad --wrt x=3 --retain-grad\nz = 2 * x\ny = z ** 2"),
+    ("--plot", "%%grad --wrt x=3 --plot\ny = 3 * x ** 2"),
+    ("--check", "%%grad --wrt x=3 --check\ny = 3 * x ** 2"),
+    ("--symbolic", "%%grad --wrt x=3 --symbolic\ny = 3 * x ** 2"),
+    ("--order 2", "%%grad --wrt x=3 --order 2\ny = 6 * x ** 2 + 2 * x + 4"),
+    ("--hessian", "%%grad --wrt u=3 v=4 --hessian\nf = u ** 3 + v ** 2 + 4 * u * v"),
+    ("--jacobian", "%%grad --wrt x=[1, 2, 3] --jacobian\ny = x ** 2"),
+    ("--graph", "%%grad --wrt x=3 --graph\ny = 3 * x ** 2"),
+    ("--graph full", "%%grad --wrt x=3 --graph full\ny = 3 * x ** 2"),
+    ("--times-input", "%%grad --wrt x=3 --times-input\ny = 3 * x ** 2"),
+    ("--expect 18", "%%grad --wrt x=3 --expect 18\ny = 3 * x ** 2"),
+    ("--out r -q", "%%grad --wrt x=3 --out r -q\ny = 3 * x ** 2"),
+    (
+        "no --wrt, cell calls backward",
+        "%%grad\nx = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()",
+    ),
+]
+
+LEAKS = """
+import contextlib, gc, json, linecache, os, sys, time, warnings
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+
+def counts():
+    shell.history_manager.outputs.clear()  # IPython 9 keeps every display bundle here
+    shell.history_manager.exceptions.clear()
+    gc.collect()
+    objects = gc.get_objects()
+    found = len(objects), sum(1 for o in objects if isinstance(o, torch.Tensor)), len(linecache.cache)
+    del objects
+    return found
+
+shell = InteractiveShell.instance()
+shell.display_formatter.active_types = ["text/plain", "text/html"]
+shell.run_line_magic("load_ext", "torchgrad_magic")
+shell.run_cell("import torch", store_history=False)
+warmup, runs, cases = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+rows = []
+with (
+    open(os.devnull, "w") as sink,
+    contextlib.redirect_stdout(sink),
+    contextlib.redirect_stderr(sink),
+    warnings.catch_warnings(),
+):
+    warnings.simplefilter("ignore")
+    for name, cell in cases:
+        error = None
+        for i in range(warmup + 1 + runs):
+            if i == warmup:
+                # Count only what is made from here on (gc.get_objects() skips frozen objects);
+                # one more run first, so what a run replaces (the last result, `--out r`) is counted
+                # on both sides.
+                gc.collect()
+                gc.freeze()
+            if i == warmup + 1:
+                before = counts()
+                start = time.perf_counter()
+            outcome = shell.run_cell(cell, store_history=False)
+            error = outcome.error_before_exec or outcome.error_in_exec
+            if error is not None:
+                break
+        if error is not None:
+            rows.append({"flag": name, "error": f"{type(error).__name__}: {error}"})
+            del error, outcome
+            continue
+        del outcome
+        seconds = (time.perf_counter() - start) / runs
+        after = counts()
+        growth = [(a - b) / runs for a, b in zip(after, before)]
+        rows.append({"flag": name, "seconds": seconds, **dict(zip(("objects", "tensors", "linecache"), growth))})
+print(json.dumps(rows))
+"""
+
+
+def bench_leaks(warmup: int, runs: int) -> Figure:
+    import json
+    import subprocess
+
+    name = f"per-run leaks of `%%grad`, {len(LEAK_CASES)} magic lines (one per flag; {runs} runs each after {warmup} warm-up)"
+    compared = "counts before and after, `store_history=False`, IPython's output history cleared"
+    target = "per run: objects ≤ 5, tensors 0, linecache 0"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", LEAKS, str(warmup), str(runs), json.dumps(LEAK_CASES)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows = json.loads(out.stdout.strip().splitlines()[-1])
+    except Exception as e:
+        if isinstance(e, subprocess.CalledProcessError):
+            e = RuntimeError((e.stderr or "").strip().splitlines()[-1:] or e)
+        return error_figure(name, compared, target, e)
+    measured = [r for r in rows if "error" not in r]
+    failed = [r["flag"] for r in rows if "error" in r]
+    detail = [
+        f"Per-run leaks by flag ({runs} runs each after {warmup} warm-up; target: objects ≤ 5, tensors 0, linecache 0):",
+        "",
+        "| magic line | objects / run | tensors / run | linecache entries / run | time / run | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            message = " ".join(r["error"].split()).replace("|", "/")[:200]
+            detail.append(f"| `{r['flag']}` | error: {message} | | | | MISSED |")
+        else:
+            ok = r["objects"] <= 5 and r["tensors"] <= 0 and r["linecache"] <= 0
+            detail.append(
+                f"| `{r['flag']}` | {r['objects']:.1f} | {r['tensors']:.2f} | {r['linecache']:.2f} | "
+                f"{_seconds(r['seconds'])} | "
+                f"{'met' if ok else 'MISSED'} |"
+            )
+    parts = []
+    for key, label, fmt, limit in (
+        ("objects", "objects", ".1f", 5),
+        ("tensors", "tensors", ".2f", 0),
+        ("linecache", "linecache entries", ".2f", 0),
+    ):
+        if measured:
+            worst = max(measured, key=lambda r: r[key])
+            over = [f"`{r['flag']}`" for r in measured if r[key] > limit]
+            where = f" ({', '.join(over[:3])}{', …' if len(over) > 3 else ''})" if over else ""
+            parts.append(f"{max(worst[key], 0):{fmt}} {label}{where}")
+    value = "worst per run: " + ", ".join(parts) if parts else "no flag measured"
+    if failed:
+        value += f"; errors: {', '.join(f'`{f}`' for f in failed)}"
+    ok = not failed and all(r["objects"] <= 5 and r["tensors"] <= 0 and r["linecache"] <= 0 for r in measured)
+    return Figure(name, compared, target, [], [], [], ok, value=value, detail="\n".join(detail))
+
+
+# ---------------------------------------------------------------------------
 # the example notebook in a kernel against the same notebook in plain torch
 # ---------------------------------------------------------------------------
 def bench_notebook(rounds: int) -> Figure:
@@ -341,26 +602,46 @@ def bench_notebook(rounds: int) -> Figure:
     )
 
 
+FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
+    "cell": lambda quick: [bench_cell(20, 1) if quick else bench_cell(200, 7)],
+    "load": lambda quick: [bench_load(1 if quick else 5)],
+    "plot": lambda quick: [
+        bench_plot(n, r) for n, r in ([(2_000, 1)] if quick else [(1_000_000, 5), (10_000_000, 3)])
+    ],
+    "memory": lambda quick: [bench_memory(10, 1) if quick else bench_memory(300, 3)],
+    "notebook": lambda quick: [bench_notebook(1 if quick else 3)],
+    "graph": lambda quick: [bench_graph(50, 1) if quick else bench_graph(5_000, 7)],
+    "ops": lambda quick: [bench_ops(25, 1, 1) if quick else bench_ops(1_500, 3, 9)],
+    "train": lambda quick: [bench_train(5, 1) if quick else bench_train(100, 21)],
+    "leaks": lambda quick: [bench_leaks(1, 2) if quick else bench_leaks(5, 40)],
+}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, no results file")
+    parser.add_argument(
+        "--only", metavar="NAME[,NAME]", help=f"only these figures, no results file ({', '.join(FIGURES)})"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
-    figures = [
-        bench_cell(20, 1) if quick else bench_cell(200, 7),
-        bench_load(1 if quick else 5),
-        *(bench_plot(n, r) for n, r in ([(2_000, 1)] if quick else [(1_000_000, 5), (10_000_000, 3)])),
-        bench_memory(10, 1) if quick else bench_memory(300, 3),
-        bench_notebook(1 if quick else 3),
-        bench_graph(50, 1) if quick else bench_graph(5_000, 7),
-    ]
+    names = list(FIGURES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    figures = []
+    for name in names:
+        start = time.perf_counter()
+        figures.extend(FIGURES[name](quick))
+        print(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     header = (
         "| figure | compared with | median (ours vs theirs) | ratio, median (lowest–highest) | target | |\n"
         "|---|---|---|---|---|---|"
     )
     table = "\n".join([header, *(f.row() for f in figures)])
-    print(table)
-    if not args.quick:
+    details = "".join(f"\n\n{f.detail}" for f in figures if f.detail)
+    print(table + details)
+    if not args.quick and args.only is None:
         import platform
 
         import torch
@@ -368,7 +649,7 @@ def main(argv: list[str]) -> int:
         text = (
             "# Benchmark results\n\n"
             f"Written by `make bench` on {time.strftime('%Y-%m-%d')}: Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.machine()}.\n\n{table}\n"
+            f"torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.machine()}.\n\n{table}{details}\n"
         )
         (HERE / "results.md").write_text(text)
         print(f"\nwritten to {HERE / 'results.md'}")

@@ -71,7 +71,7 @@ class Entry:
 
         try:
             args = _parse(GradMagic.grad.parser, line)
-            return grad(cell, namespace=self.ns, **GradMagic()._options(args))
+            return grad(cell, namespace=self.ns, options=GradMagic(shell=self.shell)._options(args))
         except (GradError, UsageError) as e:
             raise Failure(str(e)) from None
 

@@ -1,9 +1,13 @@
-"""From the ran cell to first derivatives: which tensor is the output, which
-leaves it depends on, and their gradients (without doubling a backward()
-the cell already made).
+"""From the observed run to first derivatives: which tensor is the output, which
+leaves it depends on, and their gradients.
 
-:class:`Recorder` watches the cell while it runs; :func:`differentiate`
-reads the namespace and the graph afterwards.
+When the cell called ``backward()``/``torch.autograd.grad()`` itself, the grads
+are the ones :mod:`.observe` caught at that moment. Otherwise they are
+computed here with ``torch.autograd.grad(..., retain_graph=True)``: the graph
+stays usable for the next cell, and no ``.grad`` of the user's tensors is
+written (only the leaves that ``--wrt`` made, which are ours, carry theirs).
+
+Nothing here raises for a cell that has nothing to differentiate: it gets a note.
 """
 
 from __future__ import annotations
@@ -14,50 +18,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 from . import format as fmt
-from .hints import with_hint
-from .messages import t
-from .result import GradResult, TensorRow
-from .spec import GradError
+from .hints import hint_for
+from .messages import Note, note, t
+from .observe import Call, Observation, tensor_names
+from .result import TensorRow
 
 
-class Recorder(TorchFunctionMode):
-    """Watches the cell's torch calls: backward() calls, non-leaf ``.grad`` reads,
-    and (with ``retain``) keeps the grad of every non-leaf tensor it makes."""
+@dataclass(frozen=True)
+class First:
+    """First derivatives of the output, and what the report says about them."""
 
-    def __init__(self, retain: bool):
-        super().__init__()
-        self.retain = retain
-        self.backward_targets: list[torch.Tensor] = []
-        self.nonleaf_reads: dict[int, torch.Tensor] = {}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.Tensor.backward or func is torch.autograd.backward:
-            target = args[0] if args else kwargs.get("tensors")
-            if isinstance(target, (list, tuple)):
-                target = target[0] if target else None
-            if isinstance(target, torch.Tensor):
-                self.backward_targets.append(target)
-        elif getattr(func, "__self__", None) is torch.Tensor.grad and args:
-            tensor = args[0]
-            if isinstance(tensor, torch.Tensor) and not tensor.is_leaf and not tensor.retains_grad:
-                self.nonleaf_reads.setdefault(id(tensor), tensor)
-        out = func(*args, **kwargs)
-        if self.retain:
-            _retain(out)
-        return out
-
-
-def _retain(out: Any) -> None:
-    if isinstance(out, torch.Tensor):
-        if out.requires_grad and not out.is_leaf and not out.retains_grad:
-            out.retain_grad()
-    elif isinstance(out, (tuple, list)):
-        for item in out:
-            _retain(item)
+    output: torch.Tensor | None
+    output_name: str | None
+    leaves: dict[str, torch.Tensor]
+    values: dict[str, torch.Tensor]  # each leaf's value when the grads were computed
+    grads: dict[str, torch.Tensor | None]
+    rows: tuple[TensorRow, ...]
+    notes: tuple[Note, ...]
+    summed: bool = False
+    call: Call | None = None  # the cell's backward()/grad() call shown, if any
+    backward_calls: int = 0
+    create_graph: list[torch.Tensor | None] = field(default_factory=list)
 
 
 @dataclass
@@ -87,25 +70,9 @@ class _Graph:
         return graph
 
 
-class _Names:
-    """Names of the user's tensors, preferring what the cell assigned."""
-
-    def __init__(self, namespace: dict[str, Any], preferred: list[str]):
-        self.by_id: dict[int, str] = {}
-        for name in preferred:
-            self._add(name, namespace.get(name))
-        for name, value in namespace.items():
-            if not name.startswith("_") and name not in ("In", "Out"):
-                self._add(name, value)
-
-    def _add(self, name: str, value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            self.by_id.setdefault(id(value), name)
-
-    def get(self, tensor: torch.Tensor, default: str | None = None) -> str | None:
-        return self.by_id.get(id(tensor), default)
-
-
+# ---------------------------------------------------------------------------
+# names the cell assigned
+# ---------------------------------------------------------------------------
 def assigned_names(tree: ast.AST) -> list[str]:
     """Names the cell stores to, ordered by their last assignment (nested
     function, class, lambda and comprehension scopes are skipped)."""
@@ -144,47 +111,152 @@ def parse(code: str) -> ast.Module | None:
         return None
 
 
-def differentiate(
+# ---------------------------------------------------------------------------
+# first derivatives
+# ---------------------------------------------------------------------------
+def first_derivatives(
     ns: dict[str, Any],
-    wrt_leaves: dict[str, torch.Tensor],
-    recorder: Recorder,
+    wrt: dict[str, torch.Tensor],
+    observed: Observation,
     last_value: Any,
     assigned: list[str],
     of: str | None,
     retain_grad: bool,
-    create_graph: bool = False,
-    keep_graph: bool = False,
-) -> tuple[GradResult, list[torch.Tensor | None]]:
-    """First derivatives. With *create_graph* they come back with their own
-    graph (for higher orders); with *keep_graph* the output's graph is kept
-    (for Jacobians and the values the graph saved)."""
-    names = _Names(ns, [*wrt_leaves, *assigned])
-    graphs: dict[int, _Graph] = {}
+) -> First:
+    names = tensor_names(ns, (*wrt, *assigned))
+    call = observed.primary
+    if call is not None and (of is None or ns.get(of) is call.output):
+        return _from_call(call, observed, ns, names, wrt, retain_grad)
+    found = _find_output(ns, names, last_value, assigned, of, wrt)
+    if isinstance(found, Note):
+        return First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
+    return _computed(*found, ns, names, wrt, assigned, retain_grad, observed)
 
-    def graph(tensor: torch.Tensor) -> _Graph:
-        if id(tensor) not in graphs:
-            graphs[id(tensor)] = _Graph.of(tensor)
-        return graphs[id(tensor)]
 
-    wrt_ids = {id(tensor) for tensor in wrt_leaves.values()}
+def _values(leaves: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: leaf.detach() for name, leaf in leaves.items()}
 
-    def depends(tensor: torch.Tensor) -> bool:
-        if wrt_ids:
-            return bool(wrt_ids & graph(tensor).leaves.keys())
-        return tensor.grad_fn is not None and any(names.get(v) for v in graph(tensor).leaves.values())
 
-    out_name, output = _find_output(ns, names, recorder, last_value, assigned, of, depends, wrt_leaves)
-    notes: list[str] = []
+def _rows(leaves: dict[str, torch.Tensor], values: dict, grads: dict, role: str = "input") -> tuple[TensorRow, ...]:
+    return tuple(TensorRow.of(n, role, leaf, grads.get(n), values.get(n)) for n, leaf in leaves.items())
 
-    # the leaves we report: the --wrt ones, or the cell's named leaves
-    if wrt_leaves:
-        leaves = dict(wrt_leaves)
+
+def _from_call(
+    call: Call,
+    observed: Observation,
+    ns: dict[str, Any],
+    names: dict[int, str],
+    wrt: dict[str, torch.Tensor],
+    retain_grad: bool,
+) -> First:
+    """The grads the cell's own backward()/grad() call computed, at that moment."""
+    output = call.output
+    out_name = names.get(id(output), "out")
+    notes: list[Note] = []
+    if wrt:
+        caught = {n: call.leaves.get(n) for n in wrt}
+        leaves = dict(wrt)
     else:
-        found = {names.get(v): v for v in graph(output).leaves.values() if names.get(v)}
+        caught = dict(call.leaves)
+        leaves = {n: c.tensor for n, c in caught.items()}
+    grads = {n: (c.grad if c is not None else None) for n, c in caught.items()}
+    values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
+    column = {n: (c.grad_after if c is not None and call.kind == "backward" else grads[n]) for n, c in caught.items()}
+
+    what = "backward()" if call.kind == "backward" else "torch.autograd.grad()"
+    if observed.call_count == 1:
+        notes.append(note("note.backward_once", what=what))
+    else:
+        notes.append(note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name))
+    if call.gradient_given and output.numel() != 1:
+        notes.append(note("note.vjp", out=out_name))
+    for name, c in caught.items():
+        if c is not None and c.grad_before is not None and call.kind == "backward":
+            notes.append(
+                note("note.accumulated", name=name, old=fmt.values(c.grad_before), new=fmt.values(c.grad),
+                     total=fmt.values(c.grad_after) if c.grad_after is not None else "?")
+            )  # fmt: skip
+    notes += _changed_after(caught, call)
+    for higher in observed.higher:
+        notes.append(note("note.higher_order", index=higher.index, what="backward()" if higher.kind == "backward" else "torch.autograd.grad()"))
+
+    rows = list(_rows(leaves, values, column, "input" if wrt else "leaf"))
+    if retain_grad:
+        for name, grad in call.intermediates.items():
+            tensor = ns.get(name)
+            if isinstance(tensor, torch.Tensor):
+                rows.append(TensorRow.of(name, "intermediate", tensor, grad))
+    if all(output is not leaf for leaf in leaves.values()):
+        rows.append(TensorRow.of(out_name, "output", output, output.grad if output.is_leaf or output.retains_grad else None))
+    notes += _common_notes(out_name, leaves, values, grads, observed, rows)
+    return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count)
+
+
+def _changed_after(caught: dict, call: Call) -> list[Note]:
+    """One note on what the cell did to the leaves and their .grad after the call shown."""
+    changes = []
+    for name, c in caught.items():
+        if c is None:
+            continue
+        leaf = c.tensor
+        if leaf._version != c.version:
+            changes.append(t("after.value", name=name, now=fmt.values(leaf.detach())))
+        if call.kind == "backward" and c.grad_after is not None:
+            now = leaf.grad
+            if now is None:
+                changes.append(t("after.grad_none", name=name))
+            elif now.detach().shape == c.grad_after.shape and not torch.equal(now.detach(), c.grad_after):
+                zero = not bool(now.detach().any())
+                changes.append(t("after.grad_zero" if zero else "after.grad_other", name=name, now=fmt.values(now.detach())))
+    if not changes:
+        return []
+    return [note("note.after", index=call.index, changes=t("headline.sep").join(changes))]
+
+
+def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) -> list[Note]:
+    notes = []
+    for name, g in grads.items():
+        if g is None:
+            notes.append(note("note.unused", out=out_name, name=name))
+    for name, value in values.items():
+        if value.device.type != "meta" and not bool(torch.isfinite(value).all()):
+            notes.append(note("note.non_finite", name=name))
+    leaf_names = ", ".join(leaves) or t("word.the_leaves")
+    read = set()
+    for name in observed.nonleaf_reads:
+        read.add(name)
+        row = next((r for r in rows if r.name == name), None)
+        fn = row.grad_fn if row is not None and row.grad_fn else t("word.an_operation")
+        notes.append(note("note.nonleaf_read", name=name, fn=fn, leaves=leaf_names))
+    quiet = [r.name for r in rows if not r.is_leaf and r.grad is None and r.name not in read and r.requires_grad]
+    if quiet:
+        notes.append(note("note.nonleaf_quiet", names=", ".join(quiet)))
+    return notes
+
+
+def _computed(
+    out_name: str,
+    output: torch.Tensor,
+    ns: dict[str, Any],
+    names: dict[int, str],
+    wrt: dict[str, torch.Tensor],
+    assigned: list[str],
+    retain_grad: bool,
+    observed: Observation,
+) -> First:
+    """The cell did not differentiate this output: do it here, without writing the
+    user's .grad and without freeing the graph."""
+    graph = _Graph.of(output)
+    if wrt:
+        leaves = dict(wrt)
+    else:
+        found = {names[id(v)]: v for v in graph.leaves.values() if id(v) in names}
         order = {name: i for i, name in enumerate(assigned)}
         leaves = dict(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
-
-    nodes = graph(output).nodes
+    notes: list[Note] = []
+    if not leaves:
+        return First(output, out_name, {}, {}, {}, (TensorRow.of(out_name, "output", output, None),),
+                     (_no_dependence(out_name, output, wrt),))  # fmt: skip
     intermediates: dict[str, torch.Tensor] = {}
     if retain_grad:
         for name in assigned:
@@ -193,157 +265,108 @@ def differentiate(
                 isinstance(tensor, torch.Tensor)
                 and tensor is not output
                 and tensor.grad_fn is not None
-                and id(tensor.grad_fn) in nodes
-                and names.get(tensor) == name
+                and id(tensor.grad_fn) in graph.nodes
+                and names.get(id(tensor)) == name
             ):
                 intermediates[name] = tensor
-
+    values = _values(leaves)
     summed = False
-    first: list[torch.Tensor | None] = []
-    calls = len(recorder.backward_targets)
-    if calls:
-        grads = {name: leaf.grad for name, leaf in leaves.items()}
-        inter_grads = {n: tensor.grad if tensor.retains_grad else None for n, tensor in intermediates.items()}
-        if calls == 1:
-            notes.append(t("note.backward_once"))
-        else:
-            notes.append(t("note.backward_many", count=calls))
+    grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
+    inter_grads: dict[str, torch.Tensor | None] = dict.fromkeys(intermediates)
+    if output.is_complex():
+        notes.append(note("err.complex", out=out_name))
+    elif not output.requires_grad:
+        notes.append(_no_dependence(out_name, output, wrt))
     else:
-        if output.is_complex():
-            raise GradError(t("err.complex", out=out_name))
         target = output
         if output.numel() != 1:
             target, summed = output.sum(), True
-            notes.append(t("note.summed", out=out_name, count=output.numel()))
+            notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         try:
-            computed = torch.autograd.grad(
-                target,
-                inputs,
-                allow_unused=True,
-                create_graph=create_graph,
-                retain_graph=keep_graph or create_graph,
-            )
+            computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
         except RuntimeError as e:
-            message = with_hint(t("err.backward_failed", out=out_name, error=e), e)
-            raise GradError(message) from None
-        first = list(computed[: len(leaves)])
+            hint = hint_for(e)
+            notes.append(note("err.backward_failed", out=out_name, error=f"{e}".split("\n")[0] + (f" {hint}" if hint else "")))
+            computed = (None,) * len(inputs)
         computed = tuple(None if g is None else g.detach() for g in computed)
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         for name, leaf in leaves.items():
-            if leaf.grad is not None and id(leaf) not in wrt_ids:
-                old = fmt.values(leaf.grad)
-                notes.append(t("note.replaced", name=name, old=old))
-            leaf.grad = grads[name]
-        for name, tensor in intermediates.items():
-            if tensor.retains_grad:
-                tensor.grad = inter_grads[name]
-
-    for name, g in grads.items():
-        if g is None:
-            notes.append(t("note.unused", out=out_name, name=name))
-    for name, leaf in leaves.items():
-        if leaf.device.type != "meta" and not bool(torch.isfinite(leaf.detach()).all()):
-            notes.append(t("note.non_finite", name=name))
-
-    rows = [
-        TensorRow.of(name, "input" if wrt_leaves else "leaf", tensor, grads[name])
-        for name, tensor in leaves.items()
-    ]
-    rows += [
-        TensorRow.of(name, "intermediate", tensor, inter_grads[name])
-        for name, tensor in intermediates.items()
-    ]
-    if all(output is not tensor for tensor in leaves.values()):
+            if name in wrt and wrt[name] is leaf:
+                leaf.grad = grads[name]  # our own leaf: it carries its grad
+            elif leaf.grad is not None:
+                notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
+        user = [n for n in leaves if not (n in wrt and wrt[n] is leaves[n])]
+        if user and any(grads[n] is not None for n in user):
+            notes.append(note("note.not_stored", names=", ".join(user), out=out_name))
+    rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))
+    rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
+    if all(output is not leaf for leaf in leaves.values()):
         own = output.grad if output.is_leaf or output.retains_grad else None
         rows.append(TensorRow.of(out_name, "output", output, own))
-    notes += _nonleaf_notes(recorder, names, rows, leaves)
-
-    result = GradResult(
-        output=output,
-        output_name=out_name,
-        leaves=leaves,
-        grads=grads,
-        rows=rows,
-        summed=summed,
-        backward_calls=calls,
-        notes=notes,
-    )
-    return result, first
+    notes += _common_notes(out_name, leaves, values, grads, observed, rows)
+    return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0)
 
 
-def _nonleaf_notes(recorder: Recorder, names: _Names, rows: list[TensorRow], leaves: dict) -> list[str]:
-    notes = []
-    leaf_names = ", ".join(leaves) or t("word.the_leaves")
-    read: set[str] = set()
-    for tensor in recorder.nonleaf_reads.values():
-        name = names.get(tensor, t("word.a_tensor"))
-        read.add(name)
-        fn = type(tensor.grad_fn).__name__ if tensor.grad_fn is not None else t("word.an_operation")
-        notes.append(t("note.nonleaf_read", name=name, fn=fn, leaves=leaf_names))
-    quiet = [r.name for r in rows if not r.is_leaf and r.grad is None and r.name not in read]
-    if quiet:
-        notes.append(t("note.nonleaf_quiet", names=", ".join(quiet)))
-    return notes
+def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor]) -> Note:
+    if value.is_leaf and value.requires_grad:
+        return note("err.leaf_only", name=name)
+    if wrt:
+        return note("err.no_path", name=name, wrt=", ".join(wrt))
+    return note("err.no_leaf", name=name)
 
 
 def _find_output(
     ns: dict[str, Any],
-    names: _Names,
-    recorder: Recorder,
+    names: dict[int, str],
     last_value: Any,
     assigned: list[str],
     of: str | None,
-    depends,
-    wrt_leaves: dict[str, torch.Tensor],
-) -> tuple[str, torch.Tensor]:
-    wrt_text = ", ".join(wrt_leaves)
+    wrt: dict[str, torch.Tensor],
+) -> tuple[str, torch.Tensor] | Note:
+    """``--of``, else the last expression, else the last assigned tensor that
+    depends on the leaves; a Note when there is none."""
+    wrt_ids = {id(tensor) for tensor in wrt.values()}
 
-    def no_dependence(name: str, value: torch.Tensor) -> GradError:
-        if value.is_leaf and value.requires_grad:
-            return GradError(t("err.leaf_only", name=name))
-        if wrt_leaves:
-            return GradError(t("err.no_path", name=name, wrt=wrt_text))
-        return GradError(t("err.no_leaf", name=name))
+    def depends(tensor: torch.Tensor) -> bool:
+        if tensor.grad_fn is None:
+            return False
+        leaves = _Graph.of(tensor).leaves
+        return bool(wrt_ids & leaves.keys()) if wrt_ids else any(i in names for i in leaves)
 
     def is_wrt_leaf(value: torch.Tensor) -> bool:
-        return any(value is leaf for leaf in wrt_leaves.values())
+        return id(value) in wrt_ids
 
     if of is not None:
         if of not in ns:
-            raise GradError(t("err.of_missing", name=of))
+            return note("err.of_missing", name=of)
         value = ns[of]
         if not isinstance(value, torch.Tensor):
-            raise GradError(t("err.of_not_tensor", name=of, kind=type(value).__name__))
-        if not (depends(value) or is_wrt_leaf(value)):
-            raise no_dependence(of, value)
+            return note("err.of_not_tensor", name=of, kind=type(value).__name__)
         return of, value
-
-    for target in reversed(recorder.backward_targets):
-        return names.get(target, "out"), target
 
     tensors: list[tuple[str, torch.Tensor]] = []
     if isinstance(last_value, torch.Tensor):
-        tensors.append((names.get(last_value, "out"), last_value))
+        tensors.append((names.get(id(last_value), "out"), last_value))
     for name in reversed(assigned):
         value = ns.get(name)
-        if isinstance(value, torch.Tensor) and not (name in wrt_leaves and is_wrt_leaf(value)):
+        if isinstance(value, torch.Tensor) and not (name in wrt and is_wrt_leaf(value)):
             tensors.append((name, value))  # (y = x makes y the leaf x itself: dy/dx = 1)
     for name, value in tensors:
-        if depends(value):
+        if depends(value) or (is_wrt_leaf(value) and value.requires_grad):
             return name, value
     if tensors:
-        raise no_dependence(*tensors[0])
+        return _no_dependence(*tensors[0], wrt)
     if last_value is not None:
         what, value = t("word.last_value"), last_value
     elif assigned and assigned[-1] in ns:
         what, value = assigned[-1], ns[assigned[-1]]
     else:
         what, value = None, None
-    if what is not None and isinstance(value, (numbers.Number, list, tuple, dict)):
+    if what is not None and isinstance(value, (numbers.Number, list, tuple, dict)) and wrt:
         message = "err.not_tensor_number" if isinstance(value, numbers.Number) else "err.not_tensor"
-        raise GradError(t(message, what=what, kind=type(value).__name__))
-    if wrt_leaves:
-        raise GradError(t("err.no_output_from", wrt=wrt_text))
-    raise GradError(t("err.no_output"))
+        return note(message, what=what, kind=type(value).__name__)
+    if wrt:
+        return note("err.no_output_from", wrt=", ".join(wrt))
+    return note("note.nothing")

@@ -1,8 +1,8 @@
 """Beyond the first derivative: ``--order``, ``--hessian``, ``--jacobian``,
 ``--check`` and ``--expect``.
 
-Each function reads the graph (or re-runs the cell) and returns plain data
-for :class:`~torchgrad_magic.result.GradResult`; nothing here prints.
+Each function evaluates the recorded computation (a :class:`~torchgrad_magic.record.Replay`,
+never the cell again) and returns plain data for the report; nothing here prints.
 """
 
 from __future__ import annotations
@@ -19,51 +19,50 @@ from .messages import t
 from .spec import GradError, split_line
 
 JACOBIAN_LIMIT = 1_000_000
-CHECK_ELEMENTS = 64
+CHECK_ELEMENTS = 64  # inputs up to this size are checked element by element
 
 
 # ---------------------------------------------------------------------------
-# higher orders, Hessian, Jacobian (on the graph the cell built)
+# higher orders, Hessian, Jacobian: on the recorded computation (a Replay)
 # ---------------------------------------------------------------------------
-def higher_orders(
-    leaves: dict[str, torch.Tensor], first: list[torch.Tensor | None], order: int
-) -> dict[str, list[torch.Tensor | None]]:
-    """``{name: [d1, d2, ..., dN]}``; order k is the grad of the sum of order k-1.
+def _inputs(points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {n: v.detach().clone().requires_grad_(True) for n, v in points.items()}
 
-    *first* must have been computed with ``create_graph=True``.
-    """
+
+def higher_orders(replay: Any, points: dict[str, torch.Tensor], order: int) -> dict[str, list[torch.Tensor | None]]:
+    """``{name: [d1, d2, ..., dN]}``; order k is the grad of the sum of order k-1."""
+    inputs = _inputs(points)
+    out = replay(inputs)
     orders: dict[str, list[torch.Tensor | None]] = {}
-    for (name, leaf), g in zip(leaves.items(), first, strict=True):
+    for name, leaf in inputs.items():
+        (g,) = torch.autograd.grad(out, leaf, create_graph=True, retain_graph=True, allow_unused=True)
         found = [None if g is None else g.detach()]
-        for k in range(2, order + 1):
-            if g is None:
-                found.append(None)
-                continue
-            if not g.requires_grad:  # the previous order is a constant
-                g = torch.zeros_like(leaf)
+        for _ in range(2, order + 1):
+            if g is None or not g.requires_grad:  # the previous order is a constant
+                g = None if g is None else torch.zeros_like(leaf)
             else:
-                (g,) = torch.autograd.grad(
-                    g.sum(), leaf, retain_graph=True, create_graph=k < order, allow_unused=True
-                )
+                (g,) = torch.autograd.grad(g.sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True)
                 g = torch.zeros_like(leaf) if g is None else g
-            found.append(g.detach())
+            found.append(None if g is None else g.detach())
         orders[name] = found
     return orders
 
 
-def hessian(leaves: dict[str, torch.Tensor], first: list[torch.Tensor | None]) -> torch.Tensor:
+def hessian(replay: Any, points: dict[str, torch.Tensor]) -> torch.Tensor:
     """The matrix of second partials of the (summed) output; scalar inputs only."""
-    vectors = [name for name, leaf in leaves.items() if leaf.dim() != 0]
+    vectors = [name for name, leaf in points.items() if leaf.dim() != 0]
     if vectors:
         raise GradError(t("calc.hessian_scalars", names=", ".join(vectors)))
-    inputs = list(leaves.values())
-    dtype = inputs[0].dtype
+    inputs = _inputs(points)
+    values = list(inputs.values())
+    dtype = values[0].dtype
+    firsts = torch.autograd.grad(replay(inputs), values, create_graph=True, allow_unused=True)
     rows = []
-    for g in first:
+    for g in firsts:
         if g is None or not g.requires_grad:
-            rows.append(torch.zeros(len(inputs), dtype=dtype))
+            rows.append(torch.zeros(len(values), dtype=dtype))
             continue
-        parts = torch.autograd.grad(g, inputs, retain_graph=True, allow_unused=True)
+        parts = torch.autograd.grad(g, values, retain_graph=True, allow_unused=True)
         rows.append(torch.stack([torch.zeros((), dtype=dtype) if p is None else p.detach() for p in parts]))
     return torch.stack(rows)
 
@@ -86,112 +85,131 @@ def element_names(name: str, tensor: torch.Tensor) -> list[str]:
     return [f"{name}[{', '.join(map(str, idx))}]" for idx in itertools.product(*map(range, tensor.shape))]
 
 
-def jacobian(output: torch.Tensor, out_name: str, leaves: dict[str, torch.Tensor]) -> Matrix:
+def jacobian(replay: Any, points: dict[str, torch.Tensor], out_name: str) -> Matrix:
     """Every d output[i] / d input[j]: rows are the output's elements, columns the inputs' elements."""
+    inputs = _inputs(points)
+    output = replay.unsummed(inputs)
     m = output.numel()
-    n = sum(leaf.numel() for leaf in leaves.values())
+    n = sum(leaf.numel() for leaf in inputs.values())
     if m * n > JACOBIAN_LIMIT:
         raise GradError(t("calc.jacobian_too_big", rows=m, cols=n, limit=f"{JACOBIAN_LIMIT:,}"))
     flat = output.reshape(-1)
-    inputs = list(leaves.values())
+    values = list(inputs.values())
     try:
         eye = torch.eye(m, dtype=output.dtype, device=output.device)
         parts = torch.autograd.grad(
-            flat, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
+            flat, values, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
         )
     except RuntimeError:  # an operation without a batching rule: one backward per row
-        rows = [torch.autograd.grad(flat[i], inputs, retain_graph=True, allow_unused=True) for i in range(m)]
+        rows = [torch.autograd.grad(flat[i], values, retain_graph=True, allow_unused=True) for i in range(m)]
         parts = tuple(
             None if all(r[j] is None for r in rows) else torch.stack([
                 torch.zeros_like(leaf) if r[j] is None else r[j] for r in rows
             ])
-            for j, leaf in enumerate(inputs)
+            for j, leaf in enumerate(values)
         )  # fmt: skip
     blocks = [
         torch.zeros(m, leaf.numel(), dtype=output.dtype) if p is None else p.detach().reshape(m, -1)
-        for p, leaf in zip(parts, inputs, strict=True)
+        for p, leaf in zip(parts, values, strict=True)
     ]
-    cols = [c for name, leaf in leaves.items() for c in element_names(name, leaf)]
-    title = t("calc.jacobian_title", out=out_name, rows=m, cols=n, inputs=", ".join(leaves))
-    return Matrix("jacobian", title, torch.cat(blocks, dim=1), element_names(out_name, output), cols)
+    cols = [c for name, leaf in points.items() for c in element_names(name, leaf)]
+    title = t("calc.jacobian_title", out=out_name, rows=m, cols=n, inputs=", ".join(points))
+    return Matrix("jacobian", title, torch.cat(blocks, dim=1).cpu(), element_names(out_name, output), cols)
 
 
 # ---------------------------------------------------------------------------
 # --check: central differences in float64
 # ---------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class CheckRow:
     name: str
     autograd: torch.Tensor
     numeric: torch.Tensor
     max_error: float
     ok: bool
+    tolerance: float = 0.0
 
 
-def check(rerun: Any, result: Any) -> tuple[list[CheckRow], list[str], float]:
-    """Compare autograd with central differences, both in float64, per input.
+EPS64 = float(torch.finfo(torch.float64).eps)
+RTOL, ATOL = 1e-5, 1e-7
+DIRECTIONS = 8  # random directions for inputs with more than CHECK_ELEMENTS elements
 
-    Returns the rows, notes (sampling, points where the function has a kink)
-    and the relative step used.
+
+def check(replay: Any, points: dict[str, torch.Tensor], out: str) -> tuple[list[CheckRow], list[Any], float]:
+    """Compare autograd with central differences, both in float64 on the recorded
+    computation, per input. Inputs up to CHECK_ELEMENTS elements are checked
+    element by element; bigger ones along random directions (as gradcheck's fast
+    mode does). Tolerances include the rounding error of the differences, which
+    grows with the size of the output, so a correct grad never FAILs for being big.
+
+    Returns the rows, notes (sampling, kinks) and the relative step used.
     """
+    from .messages import note
+
     step = 1e-6
-    notes: list[str] = []
-    base = {name: leaf.detach().to(torch.float64) for name, leaf in result.leaves.items()}
-    out = "sum(" + result.output_name + ")" if result.summed else result.output_name
+    notes: list[Any] = []
+    base = {name: _float64(v) for name, v in points.items()}
 
     def value(values: dict[str, torch.Tensor]) -> float:
-        fresh = {n: v.clone().requires_grad_(True) for n, v in values.items()}
-        return float(rerun.scalar(fresh).detach())
+        with torch.no_grad():
+            return float(replay(values, cast=torch.float64))
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        inputs = {n: v.clone().requires_grad_(True) for n, v in base.items()}
-        output = rerun.scalar(inputs)
-        if any(v.grad is not None for v in inputs.values()):  # the cell called backward() itself
-            auto = [v.grad for v in inputs.values()]
+    inputs = _inputs(base)
+    output = replay(inputs, cast=torch.float64)
+    auto = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
+    center = float(output.detach())
+    rows = []
+    kink_said = False
+    generator = torch.Generator().manual_seed(0)
+    for (name, point), g in zip(base.items(), auto, strict=True):
+        g = torch.zeros_like(point) if g is None else g.detach()
+        numeric, chosen, tolerance = [], [], []
+        if point.numel() <= CHECK_ELEMENTS:
+            directions = []
+            for i in range(point.numel()):
+                e = torch.zeros_like(point).reshape(-1)
+                e[i] = 1
+                directions.append((i, e.reshape(point.shape)))
         else:
-            auto = list(torch.autograd.grad(output, list(inputs.values()), allow_unused=True))
-        center = float(output.detach())
-        rows = []
-        kink_said = False
-        for (name, point), g in zip(base.items(), auto, strict=True):
-            g = torch.zeros_like(point) if g is None else g.detach()
-            flat = point.reshape(-1)
-            picks = _sample(flat.numel())
-            if len(picks) < flat.numel():
-                notes.append(t("check.sampled", name=name, count=flat.numel(), used=len(picks)))
-            numeric, chosen = [], []
-            for i in picks:
-                h = step * max(1.0, abs(float(flat[i])))
-                plus, minus = flat.clone(), flat.clone()
-                plus[i] += h
-                minus[i] -= h
-                f_plus = value({**base, name: plus.reshape(point.shape)})
-                f_minus = value({**base, name: minus.reshape(point.shape)})
+            notes.append(note("check.directions", name=name, count=point.numel(), used=DIRECTIONS))
+            directions = [
+                (None, (torch.randint(0, 2, point.shape, generator=generator) * 2 - 1).to(point.dtype))
+                for _ in range(DIRECTIONS)
+            ]
+        parts = [(1, "")] + ([(1j, "i")] if point.is_complex() else [])
+        for i, e in directions:
+            for unit, _ in parts:
+                scale = float(point.abs().max()) if i is None else abs(complex(point.reshape(-1)[i]))
+                h = step * max(1.0, scale)
+                move = e * unit * h
+                f_plus = value({**base, name: point + move})
+                f_minus = value({**base, name: point - move})
                 numeric.append((f_plus - f_minus) / (2 * h))
-                chosen.append(float(g.reshape(-1)[i]))
+                along = (g * e).sum() if i is None else g.reshape(-1)[i]
+                along = along.real if unit == 1 else along.imag
+                chosen.append(float(along))
+                tolerance.append(64 * EPS64 * max(abs(f_plus), abs(f_minus), abs(center), 1.0) / h)
                 right, left = (f_plus - center) / h, (center - f_minus) / h
-                if not kink_said and abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)):
+                if i is not None and not kink_said and abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)):
                     kink_said = True
                     where = name if point.dim() == 0 else f"{name}[{i}]"
                     notes.append(
-                        t("check.kink", out=out, name=where, point=fmt.number(float(flat[i])),
-                          right=fmt.number(right), left=fmt.number(left), auto=fmt.number(chosen[-1]))
+                        note("check.kink", out=out, name=where, point=fmt.number(float(point.reshape(-1)[i].real)),
+                             right=fmt.number(right), left=fmt.number(left), auto=fmt.number(chosen[-1]))
                     )  # fmt: skip
-            a, b = torch.tensor(chosen, dtype=torch.float64), torch.tensor(numeric, dtype=torch.float64)
-            error = float((a - b).abs().max()) if a.numel() else 0.0
-            ok = bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6)) and all(map(math.isfinite, numeric))
-            rows.append(CheckRow(name, a if point.dim() else a[0], b if point.dim() else b[0], error, ok))
-    finally:
-        torch.set_default_dtype(previous)
+        a, b = torch.tensor(chosen, dtype=torch.float64), torch.tensor(numeric, dtype=torch.float64)
+        tol = torch.tensor(tolerance, dtype=torch.float64) + RTOL * a.abs() + ATOL
+        diff = (a - b).abs()
+        error = float(diff.max()) if a.numel() else 0.0
+        ok = bool((diff <= tol).all()) and all(map(math.isfinite, numeric))
+        scalar = point.dim() == 0 and not point.is_complex()
+        rows.append(CheckRow(name, a[0] if scalar else a, b[0] if scalar else b, error, ok, float(tol.max()) if a.numel() else 0.0))
     return rows, notes, step
 
 
-def _sample(n: int) -> list[int]:
-    if n <= CHECK_ELEMENTS:
-        return list(range(n))
-    return sorted(set(torch.linspace(0, n - 1, CHECK_ELEMENTS).round().long().tolist()))
+def _float64(value: torch.Tensor) -> torch.Tensor:
+    value = value.detach()
+    return value.to(torch.complex128) if value.is_complex() else value.to(torch.float64)
 
 
 # ---------------------------------------------------------------------------

@@ -2,40 +2,41 @@
 
 One call, one direction::
 
-    parse --wrt -> make fresh leaf tensors -> run the cell -> find the output
-    -> backward (unless the cell did) -> GradResult
+    options -> make the --wrt leaves -> run the cell once, observed (and recorded
+    when an extra needs it) -> first derivatives -> extras on the record
+    -> one GradResult
 
 ``grad("y = 3 * x ** 2", wrt="x=3")`` runs the code in a fresh namespace;
 pass ``namespace=`` to run it in yours, or ``shell=`` (an IPython
 ``InteractiveShell``) to run it as a real cell, which is what the magic does.
+The user's code runs exactly once: extras evaluate the record, never the cell.
 
-Where each step lives: spec (the magic line), this module (leaves, torch's
-global state, the order of the steps), runner (running the cell), backward
-(the output and first derivatives), calculus / symbolic / plot / graph (the
-optional parts, imported only when asked for), result (the report).
+Where each step lives: options (what was asked), spec (the magic line), this
+module (leaves, torch's global state, the order of the steps), runner (running
+the cell), observe (backward calls as they happen), record (the computation,
+for extras), backward (the output and first derivatives), extras (--check,
+--plot, --symbolic, --order, --hessian, --jacobian on the record), graph, result.
 """
 
 from __future__ import annotations
 
 import contextlib
 import numbers
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from . import format as fmt
-from .backward import Recorder, differentiate, names_assigned, parse
+from .backward import first_derivatives, names_assigned, parse
 from .messages import t, using
+from .observe import Observer
+from .options import FIELDS, GradOptions
 from .result import GradResult
-from .runner import CellError, PlainRunner, Rerun, ShellRunner
+from .runner import CellError, PlainRunner, ShellRunner
 from .spec import GradError, WrtSpec, check_name, parse_wrt
 
-__all__ = ["CellError", "GradError", "GradResult", "grad"]
-
-NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
+__all__ = ["CellError", "GradError", "GradOptions", "GradResult", "grad"]
 DTYPES = {
     "float16": torch.float16,
     "half": torch.float16,
@@ -52,23 +53,18 @@ DTYPES = {
 # ---------------------------------------------------------------------------
 @contextlib.contextmanager
 def _torch_state(dtype: torch.dtype | None) -> Iterator[None]:
-    """Grad mode on (and the default dtype if asked) while inside; everything
-    restored on the way out, also after errors and KeyboardInterrupt."""
-    grad_mode = torch.is_grad_enabled()
-    anomaly = torch.is_anomaly_enabled()
-    anomaly_nan = torch.is_anomaly_check_nan_enabled()
+    """The default dtype while inside when asked (``--dtype``), put back on the way
+    out (also after errors and KeyboardInterrupt) unless the cell set it itself.
+    Grad mode and anomaly mode are the user's: the cell runs as it would without
+    %%grad, and what it sets stays set."""
     default_dtype = torch.get_default_dtype()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=NONLEAF_WARNING)
-            torch.set_grad_enabled(True)
-            if dtype is not None:
-                torch.set_default_dtype(dtype)
-            yield
+        if dtype is not None:
+            torch.set_default_dtype(dtype)
+        yield
     finally:
-        torch.set_grad_enabled(grad_mode)
-        torch.set_anomaly_enabled(anomaly, anomaly_nan)
-        torch.set_default_dtype(default_dtype)
+        if dtype is not None and torch.get_default_dtype() == dtype:
+            torch.set_default_dtype(default_dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -92,6 +88,15 @@ def _device(device: Any) -> torch.device | None:
         raise GradError(t("err.device", value=device)) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GradError(t("err.no_cuda", value=device))
+    if dev.type not in ("cpu", "cuda", "meta"):
+        backend = getattr(torch, dev.type, None)
+        available = getattr(backend, "is_available", None)
+        try:
+            ok = bool(available()) if callable(available) else False
+        except Exception:
+            ok = False
+        if not ok:
+            raise GradError(t("err.no_device", value=device, kind=dev.type))
     return dev
 
 
@@ -146,7 +151,10 @@ def _to_leaf(
     if dtype is not None and leaf.is_floating_point():
         leaf = leaf.to(dtype)
     if device is not None:
-        leaf = leaf.to(device)
+        try:
+            leaf = leaf.to(device)
+        except (RuntimeError, AssertionError) as e:
+            raise GradError(t("err.device_failed", value=device, error=str(e).split("\n")[0])) from None
     return leaf.requires_grad_(True)
 
 
@@ -160,122 +168,72 @@ def _make_leaves(specs: list[WrtSpec], namespace: dict[str, Any], dtype, device)
 # ---------------------------------------------------------------------------
 # the engine
 # ---------------------------------------------------------------------------
-# ---------------------------------------------------------------------------
-# the engine
-# ---------------------------------------------------------------------------
 def grad(
     source: str,
     wrt: Any = None,
     *,
-    of: str | None = None,
-    retain_grad: bool = False,
-    dtype: Any = None,
-    device: Any = None,
+    options: GradOptions | None = None,
     namespace: dict[str, Any] | None = None,
     shell: Any = None,
-    digits: int = 4,
-    max_items: int = 6,
-    lang: str | None = None,
-    plot: bool = False,
-    plot_range: Any = None,
-    save: str | None = None,
-    order: int = 1,
-    hessian: bool = False,
-    jacobian: bool = False,
-    check: bool = False,
-    symbolic: bool = False,
-    expect: Any = None,
-    times_input: bool = False,
-    graph: Any = None,
+    **fields: Any,
 ) -> GradResult:
-    """Run *source*, differentiate its output and return a :class:`GradResult`.
+    """Run *source* once, differentiate its output and return a :class:`GradResult`.
+
+    The options are a :class:`GradOptions` (what the magic passes) or its fields
+    as keyword arguments (a keyword wins over ``options``):
 
     wrt
         ``"x=3"``, ``"u=3 v=4"``, ``["x=torch.linspace(-20, 20, 20)"]`` or
         ``{"x": 3.0}``: each name becomes a fresh leaf tensor with
         ``requires_grad=True`` (a bare ``"x"`` copies the existing ``x``).
-        Without it, the named leaf tensors the cell's output depends on are used.
+        Without it, the named leaf tensors the output depends on are used
+        (model parameters as ``net.0.weight``).
     of
         the name of the output; by default the tensor the cell called
         ``backward()`` on, else its last expression, else the last assigned
         tensor that depends on the leaves. A non-scalar output is summed.
     retain_grad
-        keep and report the grads of the cell's named intermediate tensors.
+        also report the grads of the cell's named intermediate tensors.
     dtype, device
         for the ``wrt`` leaves (Python numbers become the default float dtype).
-    digits, max_items
-        significant digits of numbers, and how many values of a long tensor
-        the report shows.
-    lang
-        ``"en"`` or ``"zh"`` for every message and the report; by default
-        the locale's language.
+    digits, max_items, lang
+        significant digits, values shown of a long tensor, ``"en"``/``"zh"``.
     plot, plot_range, save
-        draw the function and its derivative (``result.figure``): against a
-        1-D input, or around scalar points over ``plot_range`` (``"a:b"`` or
-        ``(a, b)``); ``save`` writes the figure to a ``.png`` or ``.svg`` file
-        (and implies ``plot``).
-    order
-        also the derivatives of order 2..N (``result.orders``).
-    hessian, jacobian
-        the matrix of second partials (scalar inputs) / every d out[i] / d in[j]
-        (``result.matrices``).
-    check
-        compare with central differences in float64 (``result.checks``).
-    symbolic
-        SymPy's derivative beside autograd's (``result.symbolic``).
+        draw the function and its derivative (``result.figure``).
+    order, hessian, jacobian, check, symbolic
+        higher derivatives, matrices, central differences, SymPy: all evaluated
+        on the computation recorded during the one run.
     expect
-        ``"38"`` or ``"u=43 v=20"`` (or a list of such items): raise
-        :class:`GradError` when a grad differs; ``result.expect_line`` otherwise.
+        ``"38"`` or ``"u=43 v=20"``: raise :class:`GradError` when a grad differs.
     times_input
-        add a grad×input column (a simple input-sensitivity score).
+        add a grad×input column.
     graph
-        ``True``/``"simple"``: the backward graph with names, values and grads
-        (``result.graph``); ``"full"`` adds what each node saved.
+        ``"simple"`` (or True) / ``"full"``: the backward graph (``result.graph``).
 
-    Raises :class:`GradError` with a message meant for the user when the input
-    cannot be used; exceptions from the code itself propagate (with ``shell=``
-    they are shown as a traceback and reported as :class:`CellError`).
+    The cell's grads are the ones its own ``backward()``/``autograd.grad()`` computed,
+    caught at that moment; without such a call, %%grad computes them without writing
+    the user's ``.grad`` or freeing the graph. A cell with nothing to differentiate
+    gets a note. Raises :class:`GradError` for options that cannot work; exceptions
+    from the code itself propagate (with ``shell=`` they are shown as a traceback
+    and reported as :class:`CellError`).
     """
-    options = _Options(
-        wrt=wrt, of=of, retain_grad=retain_grad, dtype=dtype, device=device, digits=digits,
-        max_items=max_items, plot=plot or save is not None or plot_range is not None, plot_range=plot_range,
-        save=save, order=order,
-        hessian=hessian, jacobian=jacobian, check=check, symbolic=symbolic, expect=expect,
-        times_input=times_input, graph="simple" if graph is True else graph or None,
-    )  # fmt: skip
-    with using(lang) as language:
-        if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 10:
-            raise GradError(t("calc.bad_order", order=order))
-        if options.graph not in (None, "simple", "full"):
-            raise GradError(t("graph.bad", value=graph))
-        options.language = language
-        return _run(source, options, namespace, shell)
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise TypeError(f"grad() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    opts = (options or GradOptions()).replace(**fields)
+    if wrt is not None:
+        opts = opts.replace(wrt=wrt)
+    with using(opts.lang) as language:
+        opts = opts.validated()
+        result, _ = run(source, opts, namespace=namespace, shell=shell, language=language)
+        return result
 
 
-@dataclass
-class _Options:
-    wrt: Any
-    of: str | None
-    retain_grad: bool
-    dtype: Any
-    device: Any
-    digits: int
-    max_items: int
-    plot: bool
-    plot_range: Any
-    save: str | None
-    order: int = 1
-    hessian: bool = False
-    jacobian: bool = False
-    check: bool = False
-    symbolic: bool = False
-    expect: Any = None
-    times_input: bool = False
-    graph: Any = None
-    language: str = "en"
-
-
-def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: Any) -> GradResult:
+def run(
+    source: str, opts: GradOptions, *, namespace: dict[str, Any] | None = None, shell: Any = None, language: str = "en"
+) -> tuple[GradResult, Any]:
+    """The engine: *opts* must be validated. Returns the result and the value of the
+    cell's last expression (what a plain cell shows as ``Out[n]``)."""
     specs = parse_wrt(opts.wrt)
     if opts.of is not None:
         check_name(opts.of, f"--of {opts.of}")
@@ -301,132 +259,51 @@ def _run(source: str, opts: _Options, namespace: dict[str, Any] | None, shell: A
             leaves = _make_leaves(specs, ns, torch_dtype, torch_device)
             originals = {s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value}
             ns.update(leaves)
-            recorder = Recorder(opts.retain_grad)
+            recorder = None
+            if opts.needs_record:
+                from .record import Recorder
+
+                recorder = Recorder()
+            observer = Observer(ns, leaves, opts.retain_grad, recorder)
             before = {name: id(value) for name, value in ns.items()}
-            with recorder:
+            with observer, recorder if recorder is not None else contextlib.nullcontext():
                 last_value = runner.run(source)
-            assigned = names_assigned(tree, ns, before)
-            create = opts.order > 1 or opts.hessian
-            keep = (
-                create or opts.jacobian or opts.graph == "full"
-            )  # Jacobians and saved values need the graph
-            result, first = differentiate(
-                ns, leaves, recorder, last_value, assigned, opts.of, opts.retain_grad, create, keep
-            )
-            result.digits, result.max_items, result.language = opts.digits, opts.max_items, opts.language
-            result.times_input = opts.times_input
-            _beyond(result, first, opts)
-            if opts.check or opts.symbolic or opts.plot:
-                rerun = Rerun.of(result, code, ns, last_value, assigned)
-                _recompute(result, rerun, opts)
-                if opts.plot:
-                    _draw(result, rerun, window, opts.save)
-            if opts.graph:
-                _graph(result, ns, opts.graph == "full")
-            if opts.expect is not None:
-                _expect(result, opts.expect, ns)
+        assigned = names_assigned(tree, ns, before)
+        first = first_derivatives(ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad)
+        from .extras import extras
+
+        more = extras(first, recorder, observer, opts, window, ns)
+        graph = _graph(first, ns, opts.graph == "full", opts.digits) if opts.graph and first.output is not None else None
+        result = GradResult.assemble(first, more, graph, opts, language)
+        if opts.expect is not None:
+            result = _expect(result, opts.expect, ns)
     finally:
         for name, original in originals.items():
             if ns.get(name) is leaves.get(name):
                 ns[name] = original
-    return result
+    return result, last_value
 
 
-# ---------------------------------------------------------------------------
-# the optional parts
-# ---------------------------------------------------------------------------
-def _beyond(result: GradResult, first: list[torch.Tensor | None], opts: _Options) -> None:
-    """--order, --hessian and --jacobian, on the graph the cell built."""
-    if not (opts.order > 1 or opts.hessian or opts.jacobian):
-        return
-    from . import calculus
-
-    if result.backward_calls:
-        flag = "--order" if opts.order > 1 else "--hessian" if opts.hessian else "--jacobian"
-        raise GradError(t("calc.needs_graph", flag=flag))
-    if opts.order > 1:
-        result.orders = calculus.higher_orders(result.leaves, first, opts.order)
-        if any(leaf.dim() for leaf in result.leaves.values()):
-            result.notes.append(t("calc.order_vector"))
-    if opts.hessian:
-        out = f"sum({result.output_name})" if result.summed else result.output_name
-        names = list(result.leaves)
-        title = t("calc.hessian_title", out=out)
-        result.matrices.append(
-            calculus.Matrix("hessian", title, calculus.hessian(result.leaves, first), names, names)
-        )
-    if opts.jacobian:
-        result.matrices.append(calculus.jacobian(result.output, result.output_name, result.leaves))
-        result.notes = [
-            n
-            for n in result.notes
-            if n != t("note.summed", out=result.output_name, count=result.output.numel())
-        ]
-        result.notes.append(t("calc.jacobian_note", out=result.output_name, inputs=", ".join(result.leaves)))
-
-
-def _recompute(result: GradResult, rerun: Rerun | str, opts: _Options) -> None:
-    """--check and --symbolic: re-run the cell in float64 / with SymPy symbols."""
-    if isinstance(rerun, str):
-        if opts.check or opts.symbolic:
-            result.notes.append(rerun)
-        return
-    if opts.check:
-        from . import calculus
-
-        try:
-            result.checks, notes, result.check_step = calculus.check(rerun, result)
-            result.notes.extend(notes)
-        except Exception as e:
-            result.notes.append(t("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
-    if opts.symbolic:
-        from .symbolic import symbolic
-
-        result.symbolic, notes = symbolic(rerun, result)
-        result.notes.extend(notes)
-
-
-def _graph(result: GradResult, ns: dict[str, Any], full: bool) -> None:
+def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int) -> Any:
     from . import graph
 
     named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_")}
-    named.update(result.leaves)
+    named.update(first.leaves)
     names = {id(v): n for n, v in reversed(list(named.items()))}
-    names[id(result.output)] = result.output_name
-    grads: dict[int, torch.Tensor | None] = {id(result.leaves[n]): g for n, g in result.grads.items()}
-    for tensor in [*named.values(), result.output]:
-        if not tensor.is_leaf and tensor.retains_grad:
-            grads[id(tensor)] = tensor.grad
-    tensors = [*named.values(), result.output]
-    result.graph = graph.build(result.output, result.output_name, names, tensors, grads, full, result.digits)
+    names[id(first.output)] = first.output_name
+    grads: dict[int, torch.Tensor | None] = {id(first.leaves[n]): g for n, g in first.grads.items()}
+    for row in first.rows:
+        tensor = named.get(row.name)
+        if row.role == "intermediate" and tensor is not None:
+            grads[id(tensor)] = row.grad
+    tensors = [*named.values(), first.output]
+    return graph.build(first.output, first.output_name, names, tensors, grads, full, digits)
 
 
-def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> None:
+def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> GradResult:
     from . import calculus
 
     ok, lines = calculus.compare_expected(calculus.parse_expect(expect, list(result.leaves)), result, ns)
     if not ok:
         raise GradError(t("expect.failed", lines="; ".join(lines)))
-    result.expect_line = t("expect.ok", lines="; ".join(lines))
-
-
-def _draw(result: GradResult, rerun: Rerun | str, window, save) -> None:
-    from . import plot
-
-    evaluate = None
-    if isinstance(rerun, str):
-        result.notes.append(rerun)
-    else:
-
-        def evaluate(name: str, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            point = result.leaves[name]
-            values = grid.to(point.dtype).to(point.device)
-            function = torch.func.grad_and_value(lambda v: rerun.scalar({name: v}))
-            slopes, values = torch.func.vmap(function)(values)
-            return values.detach().cpu(), slopes.detach().cpu()
-
-    figure, curves, notes = plot.make_figure(result, evaluate, window, result.language)
-    result.figure, result.curves = figure, curves
-    result.notes.extend(notes)
-    if figure is not None and save is not None:
-        plot.save(figure, save)
+    return result.replace(expect_line=t("expect.ok", lines="; ".join(lines)))

@@ -11,7 +11,11 @@ can set them with ``c.GradMagic.digits = 6``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import types
+from collections.abc import Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
@@ -22,6 +26,28 @@ from .messages import t, using
 from .spec import GradError, check_name, split_line
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
+METADATA = {"torchgrad_magic": {"version": 1}}  # on every output %%grad adds, so tools can tell them apart
+
+
+def _choice(flag: str, choices: list[str]) -> Callable[[str], str]:
+    """An argparse ``type`` that raises our own error (argparse's English never reaches users)."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise GradError(t("err.invalid_choice", flag=flag, value=value, choices=", ".join(choices)))
+        return value
+
+    return check
+
+
+def _integer(flag: str) -> Callable[[str], int]:
+    def check(value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise GradError(t("err.invalid_value", flag=flag, value=value, kind="int")) from None
+
+    return check
 
 
 def _help(dest: str) -> str:
@@ -66,48 +92,60 @@ class GradMagic(Magics):
     @argument("--wrt", nargs="+", action="extend", metavar="SPEC", help=_help("wrt"))
     @argument("--of", metavar="NAME", help=_help("of"))
     @argument("--retain-grad", action="store_true", help=_help("retain_grad"))
-    @argument("--dtype", choices=DTYPES, help=_help("dtype"))
+    @argument("--dtype", type=_choice("--dtype", DTYPES), metavar="{" + ",".join(DTYPES) + "}", help=_help("dtype"))
     @argument("--device", metavar="DEV", help=_help("device"))
     @argument("--plot", action=argparse.BooleanOptionalAction, help=_help("plot"))
     @argument("--range", metavar="A:B", help=_help("range"))
     @argument("--save", metavar="FILE", help=_help("save"))
-    @argument("--order", type=int, default=1, metavar="N", help=_help("order"))
+    @argument("--order", type=_integer("--order"), default=1, metavar="N", help=_help("order"))
     @argument("--hessian", action="store_true", help=_help("hessian"))
     @argument("--jacobian", action="store_true", help=_help("jacobian"))
     @argument("--check", action="store_true", help=_help("check"))
     @argument("--symbolic", action="store_true", help=_help("symbolic"))
     @argument("--expect", nargs="+", metavar="VALUE", help=_help("expect"))
-    @argument("--graph", nargs="?", const="simple", choices=["simple", "full"], help=_help("graph"))
+    @argument("--graph", nargs="?", const="simple", type=_choice("--graph", ["simple", "full"]), metavar="{simple,full}", help=_help("graph"))
     @argument("--times-input", action="store_true", help=_help("times_input"))
-    @argument("--lang", choices=["en", "zh"], help=_help("lang"))
+    @argument("--lang", type=_choice("--lang", ["en", "zh"]), metavar="{en,zh}", help=_help("lang"))
     @argument("--out", metavar="NAME", help=_help("out"))
     @argument("-q", "--quiet", action="store_true", help=_help("quiet"))
     @cell_magic
-    def grad(self, line: str, cell: str) -> None:
-        """Run the cell, differentiate its output and show the table (the full
-        help, in the user's language, is the message ``help.body``)."""
-        from .engine import grad
+    def grad(self, line: str, cell: str) -> Any:
+        """Run the cell once, show what autograd did (the full help, in the user's
+        language, is the message ``help.body``); the cell's last value is returned,
+        so it shows as ``Out[n]`` exactly as without %%grad."""
+        from .engine import run
+        from .runner import CellError
 
         line, silenced = _strip_semicolon(line)
-        with using(self.language):
+        flag = _LANG_FLAG.search(line)
+        with using(flag.group(1) if flag else self.language) as language:
             try:
                 args = _parse(self.grad.parser, line)
-                result = grad(cell, shell=self.shell, **self._options(args))
+                options = self._options(args)
+                result, last = run(cell, options.validated(), shell=self.shell, language=language)
+            except CellError as e:
+                raise e.error from None  # its traceback (the user's frames only) is attached to it
             except GradError as e:
                 raise UsageError(t("err.prefix", message=e)) from None
         if args.out is not None:
             self.shell.user_ns[args.out] = result
         if not (args.quiet or silenced):
             _show(result)
+        return last
 
-    def _options(self, args: argparse.Namespace) -> dict:
-        """The engine's keyword arguments: the cell's flags over the configured defaults."""
+    def _options(self, args: argparse.Namespace):
+        """The engine's options: the cell's flags over the configured defaults."""
+        from .options import GradOptions
+
         if args.out is not None:
             check_name(args.out, f"--out {args.out}")
-        return dict(
+            if isinstance(self.shell.user_ns.get(args.out), types.ModuleType):
+                raise GradError(t("err.out_module", name=args.out))
+        save = os.path.expanduser(args.save) if args.save else None
+        return GradOptions(
             wrt=args.wrt, of=args.of, retain_grad=args.retain_grad, dtype=args.dtype or self.dtype,
             device=args.device, digits=self.digits, max_items=self.max_items, lang=args.lang or self.language,
-            plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=args.save,
+            plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=save,
             order=args.order, hessian=args.hessian, jacobian=args.jacobian, check=args.check,
             symbolic=args.symbolic, expect=args.expect, times_input=args.times_input, graph=args.graph,
         )  # fmt: skip
@@ -120,9 +158,9 @@ def _show(result) -> None:
     if result.expect_line is not None:
         print(result.expect_line)
         return
-    display(result)
+    display(result, metadata=METADATA)
     if result.figure is not None:
-        display(result.figure_bundle(), raw=True)
+        display(result.figure_bundle(), raw=True, metadata=METADATA)
 
 
 def document(language: str | None) -> None:
@@ -143,32 +181,51 @@ def _strip_semicolon(line: str) -> tuple[str, bool]:
     return line, False
 
 
-_ARGPARSE = [
-    (re.compile(r"unrecognized arguments: (?P<args>.*)"), "err.unrecognized"),
-    (re.compile(r"argument (?P<flag>\S+): invalid choice: (?P<value>\S+) \(choose from (?P<choices>.*)\)"), "err.invalid_choice"),
-    (re.compile(r"argument (?P<flag>\S+): expected (?:at least )?one argument"), "err.expected_value"),
-    (re.compile(r"argument (?P<flag>\S+): invalid (?P<kind>\w+) value: (?P<value>.*)"), "err.invalid_value"),
-]  # fmt: skip
-
-
 _LANG_FLAG = re.compile(r"--lang(?:\s+|=)(en|zh)\b")
 
 
 def _parse(parser, line: str):
-    """Parse the magic line; errors come in the user's language (a --lang on
-    the same line counts even when the rest of the line cannot be parsed)."""
-    flag = _LANG_FLAG.search(line)
-    with using(flag.group(1) if flag else None):
-        try:
-            tokens = split_line(line)
-            for i, token in enumerate(tokens[:-1]):  # --range -2:5: a value that starts with '-'
-                if token == "--range":
-                    tokens[i : i + 2] = [f"--range={tokens[i + 1]}"]
-                    break
-            return parser.parse_args(tokens)
-        except UsageError as e:
-            for pattern, message_id in _ARGPARSE:
-                match = pattern.search(str(e))
-                if match:
-                    raise GradError(t(message_id, **match.groupdict())) from None
-            raise
+    """Parse the magic line. Every problem is our own GradError, in the user's
+    language: unknown flags and missing values are found here, bad values by
+    each flag's ``type``; argparse's own (English) messages are never shown."""
+    tokens = split_line(line)
+    for i, token in enumerate(tokens[:-1]):  # --range -2:5: a value that starts with '-'
+        if token == "--range":
+            tokens[i : i + 2] = [f"--range={tokens[i + 1]}"]
+            break
+    _check_flags(parser, tokens)
+    try:
+        return parser.parse_args(tokens)
+    except UsageError as e:  # what the checks above did not foresee
+        raise GradError(t("err.bad_line", line=line.strip(), detail=str(e))) from None
+
+
+def _check_flags(parser, tokens: list[str]) -> None:
+    options = {s: a for a in parser._actions for s in a.option_strings}
+    unknown = []
+    for i, token in enumerate(tokens):
+        if not token.startswith("-") or _is_number(token):
+            continue
+        name = token.split("=", 1)[0]
+        matches = [s for s in options if s == name] or [s for s in options if s.startswith(name) and name.startswith("--")]
+        if len(matches) != 1:
+            unknown.append(token)
+            continue
+        action = options[matches[0]]
+        needs = action.nargs is None or action.nargs in ("+",) or isinstance(action.nargs, int)
+        if needs and "=" not in token and action.option_strings and not isinstance(
+            action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction, argparse._HelpAction)
+        ):
+            following = tokens[i + 1] if i + 1 < len(tokens) else None
+            if following is None or (following.startswith("-") and not _is_number(following)):
+                raise GradError(t("err.expected_value", flag=matches[0]))
+    if unknown:
+        raise GradError(t("err.unrecognized", args=" ".join(unknown)))
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return token[:1] == "-" and token[1:2].isdigit()

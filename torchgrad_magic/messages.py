@@ -14,6 +14,8 @@ import contextvars
 import locale
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 LANGUAGES = ("en", "zh")
 
@@ -30,24 +32,61 @@ MESSAGES: dict[str, dict[str, str]] = {
     "note.prefix": {"en": "note: {note}", "zh": "提示：{note}"},
     # ---- notes ---------------------------------------------------------
     "note.backward_once": {
-        "en": "the cell called backward() itself, so %%grad did not call it again.",
-        "zh": "单元格自己调用了 backward()，所以 %%grad 没有再调用一次。",
+        "en": "the cell called {what} itself; the grads shown are the ones it computed, at that moment.",
+        "zh": "单元格自己调用了 {what}；表中的梯度就是那次调用当时算出的值。",
     },
     "note.backward_many": {
-        "en": "the cell called backward() {count} times; PyTorch adds each call's grads into .grad.",
-        "zh": "单元格调用了 {count} 次 backward()；每次的梯度都会累加到 .grad 里。",
+        "en": "the cell called backward()/torch.autograd.grad() {count} times; this report shows call {index} "
+        "({what} on {out}) at the moment it ran.",
+        "zh": "单元格调用了 {count} 次 backward()/torch.autograd.grad()；这里显示的是第 {index} 次"
+        "（对 {out} 的 {what}）运行当时的结果。",
     },
+    "note.vjp": {
+        "en": "backward() got a gradient= argument, so each grad is v·(d{out}/dx) for that v "
+        "(a vector-Jacobian product), not the grad of one number.",
+        "zh": "backward() 传入了 gradient= 参数，所以每个梯度是 v·(d{out}/dx)（向量-雅可比积），不是某个标量的梯度。",
+    },
+    "note.accumulated": {
+        "en": "{name}.grad already held {old}, so backward() added this call's {new}: {name}.grad = {total}. "
+        "PyTorch adds grads up; clear them first ({name}.grad = None or optimizer.zero_grad()) to get one call's.",
+        "zh": "{name}.grad 里原来已有 {old}，所以 backward() 把这次的 {new} 加了上去：{name}.grad = {total}。"
+        "PyTorch 会累加梯度；想只要一次的梯度，请先清零（{name}.grad = None 或 optimizer.zero_grad()）。",
+    },
+    "note.after": {
+        "en": "after call {index}, the cell went on to change: {changes}. The table shows the values at that call.",
+        "zh": "第 {index} 次调用之后，单元格又改动了：{changes}。表中是那次调用当时的值。",
+    },
+    "after.value": {"en": "{name} (now {now})", "zh": "{name}（现在是 {now}）"},
+    "after.grad_none": {"en": "{name}.grad (now None)", "zh": "{name}.grad（现在是 None）"},
+    "after.grad_zero": {"en": "{name}.grad (zeroed: now {now})", "zh": "{name}.grad（已清零：现在是 {now}）"},
+    "after.grad_other": {"en": "{name}.grad (now {now})", "zh": "{name}.grad（现在是 {now}）"},
+    "note.higher_order": {
+        "en": "call {index} ({what}) differentiated a grad made with create_graph=True (a second derivative); "
+        "the table shows the first derivatives, and .grad now also holds what that call added.",
+        "zh": "第 {index} 次调用（{what}）对一个用 create_graph=True 得到的梯度再求导（二阶导数）；"
+        "表中是一阶导数，而 .grad 里现在也包含了那次调用加上的值。",
+    },
+    "note.stale": {
+        "en": "{name}.grad still holds {old} from earlier code; %%grad left it as it was (the table shows this cell's derivative).",
+        "zh": "{name}.grad 里仍是之前留下的 {old}；%%grad 没有改动它（表中是本单元格的导数）。",
+    },
+    "note.not_stored": {
+        "en": "the cell did not call backward(), so %%grad computed the grads of {out} without storing them "
+        "({names}.grad unchanged, graph kept); call {out}.backward() to fill .grad.",
+        "zh": "单元格没有调用 backward()，所以 %%grad 算出了 {out} 的梯度但没有存进 .grad"
+        "（{names}.grad 不变，计算图保留）；调用 {out}.backward() 才会填写 .grad。",
+    },
+    "note.nothing": {
+        "en": "nothing to differentiate here: the cell made no tensor that depends on a leaf with requires_grad=True "
+        "(use --wrt x=3 to make one).",
+        "zh": "这里没有可求导的内容：单元格没有产生依赖于 requires_grad=True 叶子张量的张量（可用 --wrt x=3 创建一个）。",
+    },
+    "headline.nothing": {"en": "nothing to differentiate", "zh": "没有可求导的内容"},
     "note.summed": {
         "en": "{out} has {count} elements and backward() needs one number, "
         "so the grads are of {out}.sum() (as in {out}.sum().backward()).",
         "zh": "{out} 有 {count} 个元素，而 backward() 需要一个标量，"
         "所以这里求的是 {out}.sum() 的梯度（等同于 {out}.sum().backward()）。",
-    },
-    "note.replaced": {
-        "en": "{name}.grad held {old} from earlier code; %%grad replaced it with this cell's grad "
-        "(backward() would have added the two).",
-        "zh": "{name}.grad 里原有之前留下的 {old}；%%grad 换成了本单元格的梯度"
-        "（直接调用 backward() 会把两者相加）。",
     },
     "note.unused": {
         "en": "{out} does not depend on {name}, so its grad is None.",
@@ -161,6 +200,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "--device {value}: CUDA is not available on this machine; use --device cpu",
         "zh": "--device {value}：这台机器上没有可用的 CUDA；请用 --device cpu",
     },
+    "err.no_device": {
+        "en": "--device {value}: this machine has no {kind} device; use --device cpu",
+        "zh": "--device {value}：这台机器没有 {kind} 设备；请用 --device cpu",
+    },
+    "err.device_failed": {
+        "en": "--device {value}: could not move the input there: {error}",
+        "zh": "--device {value}：无法把输入放到该设备上：{error}",
+    },
+    "err.out_module": {
+        "en": "--out {name}: {name} is a module in your namespace; choose another name, e.g. --out result",
+        "zh": "--out {name}：{name} 是你命名空间里的模块；请换个名字，例如 --out result",
+    },
+    "err.bad_line": {
+        "en": "cannot read the line '{line}' ({detail}); see %%grad? for the flags",
+        "zh": "无法读取这一行 '{line}'（{detail}）；用 %%grad? 查看所有选项",
+    },
     "err.wrt_undefined": {
         "en": "--wrt {name}: there is no variable '{name}' yet; give a starting value, e.g. --wrt {name}=3",
         "zh": "--wrt {name}：还没有名为 '{name}' 的变量；请给一个初始值，例如 --wrt {name}=3",
@@ -266,11 +321,55 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "单元格没有用 {wrt} 算出任何张量：请赋值一个（y = 3 * x ** 2），或以表达式结尾，或用 --of 指定",
     },
     # ---- beyond first derivatives --------------------------------------
-    "calc.needs_graph": {
-        "en": "{flag} needs the graph, but the cell called backward() itself, which frees it; "
-        "remove the backward() call (%%grad does it for you)",
-        "zh": "{flag} 需要计算图，但单元格自己调用了 backward()，计算图已被释放；"
-        "请去掉 backward() 调用（%%grad 会替你调用）",
+    "rec.escapes": {
+        "en": "the cell turned tracked values into Python values ({calls}); what is computed from them is a "
+        "constant for autograd, and so for --check, --plot and --symbolic.",
+        "zh": "单元格把被跟踪的张量变成了 Python 值（{calls}）；由它们算出的东西对 autograd 来说是常数，"
+        "对 --check、--plot、--symbolic 也一样。",
+    },
+    "rec.branches": {
+        "en": "the cell branches on tensor values (if/while on a tensor), so the curve is drawn only at the point "
+        "(its tangent); the other branch may give another function.",
+        "zh": "单元格根据张量的值做了分支（对张量用 if/while），所以只画出该点及其切线；另一个分支可能是别的函数。",
+    },
+    "rec.view": {
+        "en": "the cell changed a tensor in place through a view, which the record of {out}'s computation cannot "
+        "follow; --check, --plot, --symbolic and higher derivatives are left out.",
+        "zh": "单元格通过视图原地修改了张量，{out} 的计算记录无法跟踪；省略 --check、--plot、--symbolic 和高阶导数。",
+    },
+    "rec.too_big": {
+        "en": "the cell's computation is too big to record (over 512 MB of tensors); --check, --plot, --symbolic and "
+        "higher derivatives are left out.",
+        "zh": "单元格的计算太大，无法记录（张量超过 512 MB）；省略 --check、--plot、--symbolic 和高阶导数。",
+    },
+    "rec.changed": {
+        "en": "a tensor that {out} was computed from was changed in place later in the cell, so its recorded "
+        "computation cannot be evaluated again; --check, --plot, --symbolic and higher derivatives are left out.",
+        "zh": "计算 {out} 用到的某个张量后来在单元格里被原地修改，记录的计算无法再次求值；"
+        "省略 --check、--plot、--symbolic 和高阶导数。",
+    },
+    "rec.no_output": {
+        "en": "{out} was not computed by torch operations from the leaves while the cell ran, so there is nothing "
+        "to evaluate again; --check, --plot, --symbolic and higher derivatives are left out.",
+        "zh": "{out} 不是在单元格运行时由叶子张量经 torch 运算算出的，没有可重新求值的计算；"
+        "省略 --check、--plot、--symbolic 和高阶导数。",
+    },
+    "rec.mismatch": {
+        "en": "the recorded computation of {out} does not give what autograd computed in the cell (it changes "
+        "something the record cannot see), so --check, --plot, --symbolic and higher derivatives are left out "
+        "rather than shown wrong.",
+        "zh": "{out} 的记录计算与单元格里 autograd 的结果不一致（单元格改动了记录看不到的东西），"
+        "为避免给出错误数字，省略 --check、--plot、--symbolic 和高阶导数。",
+    },
+    "rec.failed": {
+        "en": "the recorded computation could not be evaluated again ({error}); --check, --plot, --symbolic and "
+        "higher derivatives are left out.",
+        "zh": "记录的计算无法再次求值（{error}）；省略 --check、--plot、--symbolic 和高阶导数。",
+    },
+    "calc.cannot": {"en": "{error}", "zh": "{error}（高阶导数）"},
+    "check.directions": {
+        "en": "{name} has {count} elements; the check compared {used} random directions (as gradcheck's fast mode does).",
+        "zh": "{name} 有 {count} 个元素；检验比较了 {used} 个随机方向（与 gradcheck 的快速模式相同）。",
     },
     "calc.bad_order": {
         "en": "--order {order}: use a whole number from 1 to 10",
@@ -582,15 +681,6 @@ dtype、警告过滤器和 matplotlib 设置都会恢复。
         "and its tangent.",
         "zh": "无法在一段 {name} 取值上运行这个单元格（{error}）；图中只画出该点和切线。",
     },
-    "plot.sets_input": {
-        "en": "the cell sets {name} itself, so it cannot be evaluated over a range; use --wrt {name}=... to get the curve.",
-        "zh": "单元格自己给 {name} 赋值，无法在一段取值上计算；请用 --wrt {name}=... 画出曲线。",
-    },
-    "rerun.unnamed": {
-        "en": "the output is not a named variable or the cell's last expression, so the cell cannot be re-run "
-        "for it; assign it (y = ...) to get curves and checks.",
-        "zh": "输出既不是有名字的变量，也不是单元格的最后一个表达式，无法重新计算；请把它赋给变量（y = ...）。",
-    },
     "plot.bad_range": {
         "en": "--range {value}: write it as low:high with low < high, e.g. --range -2:5",
         "zh": "--range {value}：请写成 下限:上限，且下限小于上限，例如 --range -2:5",
@@ -645,3 +735,21 @@ def using(language: str | None) -> Iterator[str]:
 def t(message_id: str, **fields: object) -> str:
     """The message *message_id* in the current language, with *fields* filled in."""
     return MESSAGES[message_id][resolve(None)].format(**fields)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A note for the report: a message id and its fields, put into words (in the
+    language in use) only when the report is shown."""
+
+    id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return t(self.id, **self.fields)
+
+
+def note(message_id: str, **fields: Any) -> Note:
+    if message_id not in MESSAGES:
+        raise KeyError(message_id)
+    return Note(message_id, fields)

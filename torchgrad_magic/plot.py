@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .messages import t, using
+from .messages import note, t, using
 from .spec import GradError
 
 WIDTH_IN, HEIGHT_IN, DPI = 6.4, 4.0, 100
@@ -114,7 +114,7 @@ def _style(language: str, notes: list[str]) -> Iterator[str]:
             label_language = "en"
             if not _warned_no_cjk:
                 _warned_no_cjk = True
-                notes.append(t("plot.no_cjk_font"))
+                notes.append(note("plot.no_cjk_font"))
         else:
             params["font.sans-serif"] = [font, *matplotlib.rcParams["font.sans-serif"]]
             params["font.family"] = "sans-serif"
@@ -152,8 +152,12 @@ def reduce_points(
 # ---------------------------------------------------------------------------
 # the figures
 # ---------------------------------------------------------------------------
-def make_figure(result: Any, evaluate: Callable | None, window: tuple[float, float] | None, language: str):
-    """The figure for *result*, or None; returns ``(figure, curves, notes)``."""
+def make_figure(result: Any, evaluate: Callable | None, window: tuple[float, float] | None, language: str | None):
+    """The figure for *result* (the first derivatives: ``leaves``, ``values``, ``grads``,
+    ``output``), or None; returns ``(figure, curves, notes)``."""
+    from .messages import resolve
+
+    language = resolve(language)
     notes: list[str] = []
     leaves = result.leaves
     problem = _unplottable(result)
@@ -172,17 +176,17 @@ def make_figure(result: Any, evaluate: Callable | None, window: tuple[float, flo
     return figure, curves, notes
 
 
-def _unplottable(result: Any) -> str | None:
+def _unplottable(result: Any) -> Any:
     leaves = result.leaves
     dims = {leaf.dim() for leaf in leaves.values()}
     names = ", ".join(f"{n} {fmt.shape(v)}" for n, v in leaves.items())
     if any(v.is_complex() for v in [*leaves.values(), result.output]):
-        return t("plot.complex")
+        return note("plot.complex")
     if dims == {0} or (len(leaves) == 1 and dims == {1}):
         if dims == {1} and not leaves[next(iter(leaves))].numel():
-            return t("plot.empty")
+            return note("plot.empty")
         return None
-    return t("plot.shape", shapes=names)
+    return note("plot.shape", shapes=names)
 
 
 def _new_figure(panels: int):
@@ -205,7 +209,7 @@ def _finite(x: torch.Tensor, *ys: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def _vector_figure(result: Any, notes: list[str]):
     (name, leaf), out_name = next(iter(result.leaves.items())), result.output_name
-    x = leaf.detach().float().cpu()
+    x = result.values[name].detach().float().cpu()
     grad = result.grads[name]
     output = result.output.detach().float().cpu()
     with_function = output.shape == x.shape
@@ -215,9 +219,9 @@ def _vector_figure(result: Any, notes: list[str]):
     if grad is not None:
         series.append((f"d{out_name}/d{name}", grad.detach().float().cpu(), DERIVATIVE_COLOR))
     else:
-        notes.append(t("plot.no_grad", out=out_name, name=name))
+        notes.append(note("plot.no_grad", out=out_name, name=name))
     if not with_function:
-        notes.append(t("plot.not_elementwise", out=out_name, shape=fmt.shape(result.output), name=name))
+        notes.append(note("plot.not_elementwise", out=out_name, shape=fmt.shape(result.output), name=name))
     if not series:
         return None, []
     order = None if x.numel() < 2 or bool((x[1:] >= x[:-1]).all()) else torch.argsort(x)
@@ -232,7 +236,7 @@ def _vector_figure(result: Any, notes: list[str]):
         ax.plot(px.numpy(), py.numpy(), color=color, label=label)
         curves.append(Curve(label, px, py))
     if skipped:
-        notes.append(t("plot.non_finite", count=skipped))
+        notes.append(note("plot.non_finite", count=skipped))
     ax.set_xlabel(name)
     ax.grid(True, color="0.9")  # (a grid, not extra lines: ax.lines holds only the curves)
     ax.legend()
@@ -246,7 +250,7 @@ def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[st
     figure, axes = _new_figure(len(names))
     curves: list[Curve] = []
     for ax, name in zip(axes, names, strict=True):
-        point = result.leaves[name].detach().double().item()
+        point = result.values[name].detach().double().item()
         slope_t = result.grads[name]
         value = (result.output.detach().sum() if result.summed else result.output.detach()).double().item()
         low, high = window or (point - max(1.0, abs(point)), point + max(1.0, abs(point)))
@@ -257,7 +261,7 @@ def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[st
             try:
                 evaluated = evaluate(name, grid)
             except Exception as e:  # the cell cannot run on a batch of points
-                notes.append(t("plot.no_vmap", name=name, error=f"{type(e).__name__}: {e}".strip()[:200]))
+                notes.append(note("plot.no_vmap", name=name, error=f"{type(e).__name__}: {e}".strip()[:200]))
         if evaluated is not None:
             values, slopes = evaluated
             for legend, y, color in ((out, values, FUNCTION_COLOR), (label_d, slopes, DERIVATIVE_COLOR)):
@@ -282,7 +286,7 @@ def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[st
         ax.scatter([point], [value], color="black", zorder=3)
         ax.set_xlabel(name)
         ax.grid(True, color="0.9")
-        others = [f"{o} = {fmt.number(result.leaves[o].item())}" for o in names if o != name]
+        others = [f"{o} = {fmt.number(result.values[o].item())}" for o in names if o != name]
         if others:
             ax.set_title(", ".join(others), fontsize=10)
         ax.legend(fontsize=8)
@@ -300,6 +304,6 @@ def png(figure) -> bytes:
 
 def save(figure, path: str) -> None:
     try:
-        figure.savefig(path)
+        figure.savefig(os.path.expanduser(path))
     except OSError as e:
         raise GradError(t("plot.save_failed", path=path, error=e)) from None

@@ -6,6 +6,7 @@ Rendering reads what the engine stored and nothing else: it never touches
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .messages import t, using
+from .messages import Note, t, using
 
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
 COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
@@ -23,7 +24,7 @@ SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 MATRIX_ITEMS = 6  # rows and columns of a matrix shown before "…"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TensorRow:
     """What the report shows of one tensor, read once after backward."""
 
@@ -36,11 +37,14 @@ class TensorRow:
     requires_grad: bool
 
     @classmethod
-    def of(cls, name: str, role: str, tensor: torch.Tensor, grad: torch.Tensor | None) -> TensorRow:
+    def of(
+        cls, name: str, role: str, tensor: torch.Tensor, grad: torch.Tensor | None, value: torch.Tensor | None = None
+    ) -> TensorRow:
+        """*value*: the tensor's value when the grads were computed (default: now)."""
         return cls(
             name=name,
             role=role,
-            data=tensor.detach(),
+            data=tensor.detach() if value is None else value,
             grad=None if grad is None else grad.detach(),
             grad_fn=None if tensor.grad_fn is None else type(tensor.grad_fn).__name__,
             is_leaf=tensor.is_leaf,
@@ -79,41 +83,79 @@ class Block:
     latex: list[str] | None = None  # the same lines as LaTeX, for notebooks
 
 
-@dataclass
+@dataclass(frozen=True)
 class GradResult:
     """Gradients of one cell's output with respect to its tracked leaves.
 
     ``grads`` maps each tracked leaf's name to its gradient (``None`` when the
-    output does not depend on it); ``output`` is the tensor that was
-    differentiated (before any summing). ``str(result)`` is the text report;
-    in a notebook the result shows as an HTML table.
+    output does not depend on it); ``values`` to the leaf's value when the grads
+    were computed; ``output`` is the tensor that was differentiated (before any
+    summing; ``None`` when the cell had nothing to differentiate, and ``notes``
+    say why). ``str(result)`` is the text report; in a notebook the result shows
+    as an HTML table. ``notes`` are :class:`~torchgrad_magic.messages.Note`
+    objects (``.id`` and ``.fields``), put into words when shown.
 
     Optional parts: ``orders`` (``--order``: name -> [d1, d2, ...]),
     ``matrices`` (``--hessian``/``--jacobian``), ``checks`` (``--check``),
-    ``symbolic`` (``--symbolic``), ``figure``/``curves`` (``--plot``).
+    ``symbolic`` (``--symbolic``), ``figure``/``curves`` (``--plot``),
+    ``graph`` (``--graph``).
     """
 
-    output: torch.Tensor
-    output_name: str
-    leaves: dict[str, torch.Tensor]
+    output: torch.Tensor | None
+    output_name: str | None
+    leaves: dict[str, torch.Tensor]  # each leaf's value when its grad was computed
     grads: dict[str, torch.Tensor | None]
-    rows: list[TensorRow]
+    rows: tuple[TensorRow, ...]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # the leaf tensors themselves
     summed: bool = False
     backward_calls: int = 0
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[Note, ...] = ()
     digits: int = 4
     max_items: int = 6
     language: str = "en"
     times_input: bool = False
     orders: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)
-    matrices: list[Any] = field(default_factory=list)  # calculus.Matrix
-    checks: list[Any] = field(default_factory=list)  # calculus.CheckRow
+    matrices: tuple[Any, ...] = ()  # calculus.Matrix
+    checks: tuple[Any, ...] = ()  # calculus.CheckRow
     check_step: float = 0.0
-    symbolic: list[Any] = field(default_factory=list)  # symbolic.SymbolicLine
+    symbolic: tuple[Any, ...] = ()  # symbolic.SymbolicLine
     expect_line: str | None = None
     graph: Any = None  # graph.Graph with --graph
     figure: Any = None  # a matplotlib Figure with --plot
-    curves: list[Any] = field(default_factory=list)  # the plotted lines as data (plot.Curve)
+    curves: tuple[Any, ...] = ()  # the plotted lines as data (plot.Curve)
+
+    @classmethod
+    def assemble(cls, first: Any, extras: Any, graph: Any, opts: Any, language: str) -> GradResult:
+        """The one place the report is put together from each stage's result."""
+        notes = list(first.notes)
+        if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
+            notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
+        return cls(
+            output=first.output,
+            output_name=first.output_name,
+            leaves=first.values,
+            grads=first.grads,
+            rows=first.rows,
+            tensors=first.leaves,
+            summed=first.summed,
+            backward_calls=first.backward_calls,
+            notes=tuple(notes) + extras.notes,
+            digits=opts.digits,
+            max_items=opts.max_items,
+            language=language,
+            times_input=opts.times_input,
+            orders=extras.orders,
+            matrices=extras.matrices,
+            checks=extras.checks,
+            check_step=extras.check_step,
+            symbolic=extras.symbolic,
+            graph=graph,
+            figure=extras.figure,
+            curves=extras.curves,
+        )
+
+    def replace(self, **changes: Any) -> GradResult:
+        return dataclasses.replace(self, **changes)
 
     @property
     def hessian(self) -> torch.Tensor | None:
@@ -133,6 +175,9 @@ class GradResult:
     @property
     def headline(self) -> str:
         """``y = 27, dy/dx = 18 (at x = 3)``; higher orders follow the first."""
+        if self.output is None:
+            with using(self.language):
+                return t("headline.nothing")
         out = f"sum({self.output_name})" if self.summed else self.output_name
         value = self.output.detach().sum() if self.summed else self.output.detach()
         d = "d" if len(self.grads) == 1 else "∂"
@@ -147,7 +192,7 @@ class GradResult:
         with using(self.language):
             sep = t("headline.sep")
             text = sep.join(parts)
-            points = [f"{n} = {self._values(leaf)}" for n, leaf in self.leaves.items() if leaf.dim() == 0]
+            points = [f"{n} = {self._values(v)}" for n, v in self.leaves.items() if v.dim() == 0]
             if points and len(points) == len(self.leaves):
                 text = t("headline.at", text=text, points=sep.join(points))
         return text
@@ -204,12 +249,12 @@ class GradResult:
 
     def _notes(self) -> list[str]:
         with using(self.language):
-            return [t("note.prefix", note=note) for note in self.notes]
+            return [t("note.prefix", note=str(note)) for note in self.notes]
 
     # ---- views ---------------------------------------------------------
     def __str__(self) -> str:
         header, body = self.table()
-        lines = [self.headline, "", *_text_table(header, body)]
+        lines = [self.headline, "", *_text_table(header, body)] if body else [self.headline]
         for block in self.blocks():
             lines += ["", block.title]
             lines += _text_table(block.header, block.rows) if block.header else [r[0] for r in block.rows]
@@ -238,7 +283,7 @@ class GradResult:
     def _repr_html_(self) -> str:
         esc = html.escape
         header, body = self.table()
-        parts = [f"<p><b>{esc(self.headline)}</b></p>", _html_table(header, body)]
+        parts = [f"<p><b>{esc(self.headline)}</b></p>"] + ([_html_table(header, body)] if body else [])
         for block in self.blocks():
             parts.append(f"<p>{esc(block.title)}</p>")
             if block.header:

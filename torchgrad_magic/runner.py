@@ -1,18 +1,24 @@
-"""Running the cell: as a real IPython cell, as plain Python, or again with other inputs."""
+"""Running the cell once: as a real IPython cell, or as plain Python.
+
+Both keep the value of the cell's last expression (so the magic can hand it
+back as ``Out[n]``, as a plain cell would show it) and both leave our own
+frames out of the user's traceback.
+"""
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import linecache
 import os
-import sys
-import warnings
+import types
 from typing import Any
 
 from .hints import hint_for, with_hint
 from .messages import t
 from .spec import GradError
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+CAPTURE = "__torchgrad_magic_last__"
 
 
 class CellError(GradError):
@@ -27,10 +33,35 @@ class CellError(GradError):
         super().__init__(message)
 
 
+def without_our_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The traceback *tb* less the frames of this package (the observer and the
+    recorder sit between the user's code and PyTorch while a cell runs)."""
+    frames = []
+    while tb is not None:
+        if not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(PACKAGE_DIR + os.sep):
+            frames.append(tb)
+        tb = tb.tb_next
+    result = None
+    for frame in reversed(frames):
+        result = types.TracebackType(result, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
+    return result
+
+
+class _CaptureLast(ast.NodeTransformer):
+    """Turns the cell's last expression ``expr`` into ``CAPTURE(expr)``, which keeps the
+    value and returns None (so IPython shows nothing; the magic returns the value)."""
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        if node.body and isinstance(node.body[-1], ast.Expr):
+            last = node.body[-1]
+            call = ast.Call(ast.Name(CAPTURE, ast.Load()), [last.value], [])
+            node.body[-1] = ast.copy_location(ast.Expr(call), last)
+            ast.fix_missing_locations(node)
+        return node
+
+
 class PlainRunner:
     """Runs code with ``exec`` in a dict; the last expression's value is kept."""
-
-    _count = 0
 
     def __init__(self, namespace: dict[str, Any]):
         self.namespace = namespace
@@ -40,14 +71,13 @@ class PlainRunner:
         return cell
 
     def run(self, cell: str) -> Any:
-        PlainRunner._count += 1
-        filename = f"<grad-cell-{PlainRunner._count}>"
-        lines = cell.splitlines(keepends=True)
-        linecache.cache[filename] = (len(cell), None, lines, filename)
+        filename = "<grad-cell>"
         tree = ast.parse(cell, filename)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
+        lines = cell.splitlines(keepends=True)
+        linecache.cache[filename] = (len(cell), None, lines, filename)  # one entry, reused
         try:
             exec(compile(tree, filename, "exec"), self.namespace)
             return None if last is None else eval(compile(last, filename, "eval"), self.namespace)
@@ -55,15 +85,13 @@ class PlainRunner:
             hint = hint_for(e)
             if hint and hasattr(e, "add_note"):
                 e.add_note(hint)
-            raise
+            raise e.with_traceback(without_our_frames(e.__traceback__)) from e.__cause__
 
 
 class ShellRunner:
-    """Runs the cell through ``shell.run_cell`` so magics and tracebacks work as usual.
-
-    The value of the cell's last expression is caught instead of being shown
-    as ``Out[n]`` (the report shows it), and it is not kept in ``_``/``Out``.
-    """
+    """Runs the cell through ``shell.run_cell`` so magics, ``await`` and tracebacks
+    work as usual; the last expression's value is caught by an AST transformer
+    (IPython's public ``ast_transformers``) instead of being shown."""
 
     def __init__(self, shell: Any):
         self.shell = shell
@@ -79,72 +107,41 @@ class ShellRunner:
             return self.shell.transform_cell(cell)
 
     def run(self, cell: str) -> Any:
+        shell = self.shell
         caught: list[Any] = []
-
-        def hook(value: Any) -> None:
-            if value is not None:
-                caught.append(value)
-
-        trap = self.shell.display_trap
-        saved = sys.displayhook, trap.hook
-        sys.displayhook = trap.hook = hook
+        had = CAPTURE in self.namespace
+        self.namespace[CAPTURE] = caught.append
+        transformer = _CaptureLast()
+        shell.ast_transformers.append(transformer)
+        saved = shell.custom_exceptions, shell.CustomTB
+        shell.set_custom_exc((BaseException,), _keep_user_traceback)
         try:
-            outcome = self.shell.run_cell(cell, store_history=False)
+            outcome = shell.run_cell(cell, store_history=False)
         finally:
-            sys.displayhook, trap.hook = saved
+            shell.custom_exceptions, shell.CustomTB = saved
+            if transformer in shell.ast_transformers:
+                shell.ast_transformers.remove(transformer)
+            if not had:
+                self.namespace.pop(CAPTURE, None)
         error = outcome.error_before_exec or outcome.error_in_exec
         if error is not None:
             raise CellError(error)
         return caught[-1] if caught else None
 
 
-class Rerun:
-    """The cell's computation as a function of its inputs.
-
-    Runs the cell's code again in a shallow copy of the namespace, with some
-    inputs replaced (a batch of points for plots, float64 copies for checks,
-    SymPy symbols for symbolic answers) and its printing and warnings hidden.
-    The user's namespace is not touched.
-    """
-
-    def __init__(
-        self, code: str, namespace: dict[str, Any], inputs: dict[str, Any], out_name: str | None, summed: bool
-    ):
-        self.code, self.namespace, self.inputs = code, namespace, inputs
-        self.out_name, self.summed = out_name, summed
-
-    @classmethod
-    def of(
-        cls, result: Any, code: str, ns: dict[str, Any], last_value: Any, assigned: list[str]
-    ) -> Rerun | str:
-        """A Rerun for *result*'s cell, or the reason (a note) why there is none."""
-        resets = [name for name in result.leaves if name in assigned]
-        if resets:
-            return t("plot.sets_input", name=resets[0])
-        if ns.get(result.output_name) is result.output:
-            out_name = result.output_name
-        elif last_value is result.output:
-            out_name = None
-        else:
-            return t("rerun.unnamed", out=result.output_name)
-        inputs = {name: leaf.detach() for name, leaf in result.leaves.items()}
-        return cls(code, ns, inputs, out_name, result.summed)
-
-    def output(self, values: dict[str, Any], extra: dict[str, Any] | None = None) -> Any:
-        scope = dict(self.namespace)
-        scope.update(self.inputs)
-        scope.update(extra or {})
-        scope.update(values)
-        with (
-            open(os.devnull, "w") as sink,
-            contextlib.redirect_stdout(sink),
-            contextlib.redirect_stderr(sink),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            last = PlainRunner(scope).run(self.code)
-        return last if self.out_name is None else scope[self.out_name]
-
-    def scalar(self, values: dict[str, Any], extra: dict[str, Any] | None = None) -> Any:
-        out = self.output(values, extra)
-        return out.sum() if self.summed else out
+def _keep_user_traceback(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+    """Instead of showing the cell's error now, attach IPython's usual traceback of it
+    (without this package's frames, with a plain-language hint when there is one) to
+    the exception: the magic raises it again, and IPython shows it once, as the
+    cell's own error, as a plain cell would."""
+    tb = without_our_frames(tb)
+    if etype is SyntaxError or tb is None:
+        return
+    stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    hint = hint_for(value)
+    if hint:
+        stb = [*stb, hint]
+    try:
+        value._render_traceback_ = lambda: stb  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception without a __dict__: shown as IPython would
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)

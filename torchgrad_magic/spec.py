@@ -7,6 +7,7 @@ before any tensor exists.
 from __future__ import annotations
 
 import keyword
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +146,7 @@ def parse_wrt_item(item: str) -> WrtSpec:
     """Parse ``name=expr`` or a bare ``name``."""
     text = item.strip()
     name, sep, expr = text.partition("=")
-    name = name.strip()
+    name = unicodedata.normalize("NFKC", name.strip())  # as Python reads names: µ (micro sign) is μ
     where = f"--wrt {text}"
     if not name:
         raise GradError(t("err.wrt_name_missing", where=where))

@@ -1,102 +1,145 @@
-"""``--symbolic``: the derivative from SymPy beside autograd's number.
+"""``--symbolic``: SymPy's derivative beside autograd's number.
 
-The cell is run once more with SymPy symbols for its scalar inputs and a
-stand-in ``torch`` whose elementwise functions are SymPy's. What cannot be
-expressed that way (loops over data, nn modules, tensors from elsewhere)
-gives a one-line note instead. SymPy comes with torch; it is imported only here.
+The recorded computation (:mod:`.record`) is evaluated once more with SymPy
+symbols for the scalar inputs: each recorded torch call is mapped to its
+SymPy counterpart. The cell itself does not run again. A call without a
+counterpart (a matrix product, a module with many weights) gives a one-line
+note instead. SymPy is imported only here.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import sympy
+import torch
 
 from . import format as fmt
-from .messages import t
+from .messages import Note, note, t
 
 
-@dataclass
+@dataclass(frozen=True)
 class SymbolicLine:
     name: str
     expression: str  # the derivative, as text
     latex: str
     value: float
-    text: str  # the whole line as shown in a terminal
+    out: str
+    d: str
+    point: str
+
+    @property
+    def text(self) -> str:
+        """The whole line as shown in a terminal, in the language in use."""
+        return t("sym.line", d=self.d, out=self.out, name=self.name, expr=self.expression,
+                 value=fmt.number(self.value), point=self.point)  # fmt: skip
 
 
-def _shim() -> SimpleNamespace:
-    """A stand-in for ``torch`` with SymPy's elementwise functions."""
-    relu = lambda x: sympy.Max(0, x)  # noqa: E731
-    functions = {
-        "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "asin": sympy.asin, "acos": sympy.acos,
-        "atan": sympy.atan, "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan,
-        "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh, "exp": sympy.exp, "log": sympy.log,
-        "log2": lambda x: sympy.log(x, 2), "log10": lambda x: sympy.log(x, 10), "log1p": lambda x: sympy.log(1 + x),
-        "expm1": lambda x: sympy.exp(x) - 1, "sqrt": sympy.sqrt, "rsqrt": lambda x: 1 / sympy.sqrt(x),
-        "abs": sympy.Abs, "square": lambda x: x**2, "pow": lambda x, y: x**y, "reciprocal": lambda x: 1 / x,
-        "sigmoid": lambda x: 1 / (1 + sympy.exp(-x)), "relu": relu, "erf": sympy.erf,
-        "tensor": sympy.sympify, "as_tensor": sympy.sympify, "pi": sympy.pi, "e": sympy.E,
-    }  # fmt: skip
-    functional = SimpleNamespace(
-        relu=relu,
-        sigmoid=functions["sigmoid"],
-        tanh=sympy.tanh,
-        softplus=lambda x: sympy.log(1 + sympy.exp(x)),
-    )
-    return SimpleNamespace(**functions, nn=SimpleNamespace(functional=functional))
+def _sigmoid(x: Any) -> Any:
+    return 1 / (1 + sympy.exp(-x))
 
 
-def symbolic(rerun: Any, result: Any) -> tuple[list[SymbolicLine], list[str]]:
+UNARY = {
+    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "asin": sympy.asin, "acos": sympy.acos,
+    "atan": sympy.atan, "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan,
+    "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh, "exp": sympy.exp, "log": sympy.log,
+    "log2": lambda x: sympy.log(x, 2), "log10": lambda x: sympy.log(x, 10), "log1p": lambda x: sympy.log(1 + x),
+    "expm1": lambda x: sympy.exp(x) - 1, "sqrt": sympy.sqrt, "rsqrt": lambda x: 1 / sympy.sqrt(x),
+    "abs": sympy.Abs, "__abs__": sympy.Abs, "absolute": sympy.Abs, "square": lambda x: x**2,
+    "reciprocal": lambda x: 1 / x, "sigmoid": _sigmoid, "relu": lambda x: sympy.Max(0, x), "erf": sympy.erf,
+    "neg": operator.neg, "__neg__": operator.neg, "negative": operator.neg, "__pos__": operator.pos,
+    "softplus": lambda x: sympy.log(1 + sympy.exp(x)), "silu": lambda x: x * _sigmoid(x),
+    "sum": lambda x: x, "mean": lambda x: x, "clone": lambda x: x, "squeeze": lambda x: x,
+    "contiguous": lambda x: x, "reshape": lambda x, *a: x, "view": lambda x, *a: x, "float": lambda x: x,
+    "double": lambda x: x, "detach": lambda x: x,
+}  # fmt: skip
+BINARY = {
+    "add": operator.add, "__add__": operator.add, "__radd__": lambda a, b: b + a, "__iadd__": operator.add,
+    "sub": operator.sub, "__sub__": operator.sub, "__rsub__": lambda a, b: b - a, "__isub__": operator.sub,
+    "subtract": operator.sub, "mul": operator.mul, "__mul__": operator.mul, "__rmul__": lambda a, b: b * a,
+    "__imul__": operator.mul, "multiply": operator.mul, "div": operator.truediv, "divide": operator.truediv,
+    "true_divide": operator.truediv, "__truediv__": operator.truediv, "__rtruediv__": lambda a, b: b / a,
+    "__itruediv__": operator.truediv, "pow": operator.pow, "__pow__": operator.pow,
+    "__rpow__": lambda a, b: b**a, "float_power": operator.pow, "maximum": sympy.Max, "minimum": sympy.Min,
+}  # fmt: skip
+
+
+class NotSymbolic(Exception):
+    pass
+
+
+def _constant(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise NotSymbolic(f"a constant tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool):
+        raise NotSymbolic("a boolean")
+    if isinstance(value, (int, float)):
+        return sympy.nsimplify(value) if math.isfinite(value) else sympy.sympify(value)
+    raise NotSymbolic(type(value).__name__)
+
+
+def expression(replay: Any, symbols: dict[str, Any]) -> Any:
+    """The recorded output as a SymPy expression of *symbols* (name -> Symbol)."""
+    from .record import Ref, RootRef
+
+    record = replay.record
+    by_root = {replay.leaves[n]: s for n, s in symbols.items() if n in replay.leaves}
+
+    def resolve(item: Any, env: dict[int, Any]) -> Any:
+        if isinstance(item, RootRef):
+            if item.root in by_root:
+                return by_root[item.root]
+            return _constant(record.roots[item.root].value)
+        if isinstance(item, Ref):
+            return env[item.op]
+        return item
+
+    env: dict[int, Any] = {}
+    for index in replay.ops:
+        op = record.ops[index]
+        values = [resolve(item, env) for item in op.inputs]
+        tracked = [isinstance(item, (Ref, RootRef)) for item in op.inputs]
+        if op.name in UNARY and tracked[0]:
+            env[index] = UNARY[op.name](values[0])
+        elif op.name in BINARY and len(values) >= 2:
+            a, b = (v if t else _constant(v) for v, t in zip(values[:2], tracked[:2], strict=True))
+            env[index] = BINARY[op.name](a, b)
+        else:
+            raise NotSymbolic(op.name)
+    return resolve(replay.output, env)
+
+
+def symbolic(replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str) -> tuple[list[SymbolicLine], list[Note]]:
     """SymPy's derivative of the output for each input, evaluated at the point."""
-    if any(leaf.dim() != 0 for leaf in result.leaves.values()):
-        return [], [t("sym.cannot", error="--symbolic needs scalar inputs")]
-    symbols = {name: sympy.Symbol(name, real=True) for name in result.leaves}
+    if any(v.dim() != 0 for v in points.values()):
+        return [], [note("sym.cannot", error="--symbolic needs scalar inputs")]
+    symbols = {name: sympy.Symbol(name, real=True) for name in points}
     try:
-        expr = rerun.output(symbols, extra={"torch": _shim(), "math": _math_shim()})
-        expr = sympy.sympify(expr)
+        expr = sympy.sympify(expression(replay, symbols))
         if not isinstance(expr, sympy.Expr):
-            raise TypeError(f"the output is {type(expr).__name__}")
-    except Exception as e:
-        return [], [t("sym.cannot", error=f"{type(e).__name__}: {e}"[:160])]
-    point = {symbols[n]: sympy.nsimplify(float(v.detach())) for n, v in result.leaves.items()}
-    at = ", ".join(f"{n} = {fmt.number(float(v.detach()))}" for n, v in result.leaves.items())
+            raise NotSymbolic(type(expr).__name__)
+    except (NotSymbolic, TypeError, ValueError, AttributeError) as e:
+        return [], [note("sym.cannot", error=str(e)[:160])]
+    at_point = {symbols[n]: sympy.nsimplify(float(v)) for n, v in points.items()}
+    at = ", ".join(f"{n} = {fmt.number(float(v))}" for n, v in points.items())
     d = "d" if len(symbols) == 1 else "∂"
-    out = result.output_name
     lines, notes = [], []
     for name, symbol in symbols.items():
         derivative = sympy.diff(expr, symbol)  # unsimplified: simplify() can turn sin+cos into sin(t + pi/4)
         try:
-            value = float(derivative.subs(point).evalf())
+            value = float(derivative.subs(at_point).evalf())
         except (TypeError, ValueError):
             value = math.nan
-        text = t("sym.line", d=d, out=out, name=name, expr=str(derivative), value=fmt.number(value), point=at)
-        frac = (
-            rf"\frac{{d {out}}}{{d {name}}}" if d == "d" else rf"\frac{{\partial {out}}}{{\partial {name}}}"
-        )
+        frac = rf"\frac{{d {out}}}{{d {name}}}" if d == "d" else rf"\frac{{\partial {out}}}{{\partial {name}}}"
         latex = rf"{frac} = {sympy.latex(derivative)} = {fmt.number(value)} \quad ({at})"
-        lines.append(SymbolicLine(name, str(derivative), latex, value, text))
-        auto = result.grads.get(name)
+        lines.append(SymbolicLine(name, str(derivative), latex, value, out, d, at))
+        auto = grads.get(name)
         auto_value = 0.0 if auto is None else float(auto.detach())
         if not math.isclose(value, auto_value, rel_tol=1e-4, abs_tol=1e-6):
-            notes.append(
-                t(
-                    "sym.mismatch",
-                    d=d,
-                    out=out,
-                    name=name,
-                    symbolic=fmt.number(value),
-                    auto=fmt.number(auto_value),
-                )
-            )
+            notes.append(note("sym.mismatch", d=d, out=out, name=name, symbolic=fmt.number(value), auto=fmt.number(auto_value)))
     return lines, notes
-
-
-def _math_shim() -> SimpleNamespace:
-    return SimpleNamespace(
-        sin=sympy.sin, cos=sympy.cos, tan=sympy.tan, exp=sympy.exp, log=sympy.log, sqrt=sympy.sqrt,
-        tanh=sympy.tanh, pi=sympy.pi, e=sympy.E,
-    )  # fmt: skip

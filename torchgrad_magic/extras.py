@@ -1,0 +1,167 @@
+"""The optional parts (``--order``, ``--hessian``, ``--jacobian``, ``--check``,
+``--symbolic``, ``--plot``), all evaluated on the computation recorded during the
+one run of the cell (:mod:`.record`), never by running the cell again.
+
+Before any of them is shown, the replay is compared with what autograd computed
+in the run (the output's value and every grad): if they differ, the record could
+not follow the cell, and a note says so instead of showing a wrong number. The
+global random generator and grad mode are put back afterwards.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .messages import Note, note
+
+
+@dataclass(frozen=True)
+class Extras:
+    orders: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)
+    matrices: tuple[Any, ...] = ()
+    checks: tuple[Any, ...] = ()
+    check_step: float = 0.0
+    symbolic: tuple[Any, ...] = ()
+    figure: Any = None
+    curves: tuple[Any, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+
+def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns: dict[str, Any]) -> Extras:
+    if recorder is None:
+        return Extras()
+    record = recorder.finish()
+    if first.output is None or not first.leaves:
+        return Extras()
+    from .record import replay_for
+
+    notes: list[Note] = []
+    summed = first.output.numel() != 1
+    ref = first.call.record_ref if first.call is not None else recorder.ref(first.output)
+    replay = replay_for(record, ref, first.leaves, summed)
+    if record.escapes:
+        notes.append(note("rec.escapes", calls=", ".join(f".{n}()" if not n.startswith("__") else n for n in dict.fromkeys(record.escapes))))
+    if isinstance(replay, str):
+        notes.append(note(replay, out=first.output_name))
+        replay = None
+    points = {name: first.values[name] for name in first.leaves}
+    with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if replay is not None:
+            problem = _verify(replay, first, points)
+            if problem is not None:
+                notes.append(problem)
+                replay = None
+        found: dict[str, Any] = {}
+        if replay is not None:
+            found = _calculus(replay, first, points, opts, notes)
+        if opts.plot:
+            found.update(_plot(replay, first, window, opts, notes, escaped="__bool__" in record.escapes))
+    return Extras(notes=tuple(notes), **found)
+
+
+def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | None:
+    """None when the replay gives the run's output and grads; else the note why not."""
+    if first.call is not None and first.call.gradient_given:
+        return None
+    inputs = {n: v.detach().clone().requires_grad_(v.is_floating_point() or v.is_complex()) for n, v in points.items()}
+    try:
+        out = replay.unsummed(inputs)
+        target = out.sum() if replay.summed else out
+        used = [v for v in inputs.values() if v.requires_grad]
+        grads = torch.autograd.grad(target, used, allow_unused=True) if target.requires_grad else (None,) * len(used)
+    except Exception as e:
+        return note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160])
+    expected = first.output.detach()
+    if out.shape != expected.shape or not torch.allclose(out.detach(), expected, rtol=1e-4, atol=1e-6, equal_nan=True):
+        return note("rec.mismatch", out=first.output_name)
+    for (name, _), g in zip(((n, v) for n, v in inputs.items() if v.requires_grad), grads, strict=True):
+        want = first.grads.get(name)
+        have = torch.zeros_like(points[name]) if g is None else g.detach()
+        want = torch.zeros_like(points[name]) if want is None else want.detach()
+        if have.shape != want.shape or not torch.allclose(have, want.to(have.dtype), rtol=1e-4, atol=1e-6, equal_nan=True):
+            return note("rec.mismatch", out=first.output_name)
+    return None
+
+
+def _calculus(replay: Any, first: Any, points: dict[str, torch.Tensor], opts: Any, notes: list[Note]) -> dict[str, Any]:
+    from . import calculus
+    from .messages import t
+    from .spec import GradError
+
+    found: dict[str, Any] = {}
+    matrices = []
+    out = f"sum({first.output_name})" if replay.summed else first.output_name
+    try:
+        if opts.order > 1:
+            found["orders"] = calculus.higher_orders(replay, points, opts.order)
+            if any(v.dim() for v in points.values()):
+                notes.append(note("calc.order_vector"))
+        if opts.hessian:
+            names = list(points)
+            matrix = calculus.Matrix("hessian", t("calc.hessian_title", out=out), calculus.hessian(replay, points), names, names)
+            matrices.append(matrix)
+        if opts.jacobian:
+            matrices.append(calculus.jacobian(replay, points, first.output_name))
+            notes.append(note("calc.jacobian_note", out=first.output_name, inputs=", ".join(points)))
+    except GradError as e:
+        notes.append(note("calc.cannot", error=str(e)))
+    found["matrices"] = tuple(matrices)
+    if opts.check:
+        if first.output.is_complex():
+            notes.append(note("err.complex", out=first.output_name))
+        else:
+            try:
+                rows, more, step = calculus.check(replay, points, out)
+                found.update(checks=tuple(rows), check_step=step)
+                notes.extend(more)
+            except Exception as e:
+                notes.append(note("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
+    if opts.symbolic:
+        from .symbolic import symbolic
+
+        lines, more = symbolic(replay, points, first.grads, first.output_name)
+        found["symbolic"] = tuple(lines)
+        notes.extend(more)
+    return found
+
+
+def _plot(replay: Any, first: Any, window: Any, opts: Any, notes: list[Note], escaped: bool) -> dict[str, Any]:
+    from . import plot
+
+    evaluate = None
+    if replay is not None and not escaped:
+
+        def evaluate(name: str, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            point = first.values[name]
+            values = grid.to(point.dtype).to(point.device)
+            fixed = {n: v for n, v in first.values.items() if n != name}
+
+            def function(v: torch.Tensor) -> torch.Tensor:
+                return replay({**fixed, name: v})
+
+            try:
+                slopes, ys = torch.func.vmap(torch.func.grad_and_value(function), randomness="same")(values)
+            except Exception:  # no batching rule somewhere: one point at a time
+                pairs = [_grad_and_value(function, v) for v in values]
+                slopes, ys = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            return ys.detach().cpu(), slopes.detach().cpu()
+
+    elif escaped:
+        notes.append(note("rec.branches"))
+    figure, curves, more = plot.make_figure(first, evaluate, window, opts.lang)
+    notes.extend(more)
+    if figure is not None and opts.save is not None:
+        plot.save(figure, opts.save)
+    return {"figure": figure, "curves": tuple(curves)}
+
+
+def _grad_and_value(function: Any, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    leaf = value.detach().clone().requires_grad_(True)
+    out = function(leaf)
+    (g,) = torch.autograd.grad(out, leaf, allow_unused=True)
+    return (torch.zeros_like(leaf) if g is None else g.detach()), out.detach()

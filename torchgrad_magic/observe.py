@@ -1,0 +1,380 @@
+"""Watching the one run of the cell: every ``backward()`` and ``torch.autograd.grad()``
+at the moment it runs, and PyTorch's warnings about reading a non-leaf's ``.grad``.
+
+Nothing here runs autograd itself or writes a ``.grad``. For each call into the
+autograd engine (both ``Tensor.backward``/``torch.autograd.backward`` and
+``torch.autograd.grad`` go through one place, :func:`engine_slot`), the leaves
+the cell can name get a temporary tensor hook, so the grad each call adds is
+caught exactly as autograd computed it, and their values are copied as they
+were then. Later changes (an optimizer step, ``w.grad = None``, ``zero_()``)
+cannot change what was caught.
+
+The cost per call is a scan of the namespace and one hook per leaf; the cell's
+tensor operations are not watched (that is :mod:`.record`'s job, only when an
+extra asks for it).
+"""
+
+from __future__ import annotations
+
+import linecache
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
+SNAPSHOT_LIMIT = 100_000  # elements: leaves up to this size are copied at each call
+_GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
+
+
+# ---------------------------------------------------------------------------
+# the one internal we touch, kept in two small functions (tests/test_internals.py)
+# ---------------------------------------------------------------------------
+def engine_slot() -> tuple[Any, str]:
+    """Where PyTorch keeps the autograd engine that every backward()/grad() call uses:
+    ``torch.autograd.variable.Variable._execution_engine`` (torch 2.1 to 2.14)."""
+    from torch.autograd.variable import Variable
+
+    return Variable, "_execution_engine"
+
+
+def is_transformed(tensor: Any) -> bool:
+    """True for tensors inside a ``torch.func`` transform (their backward calls are
+    torch.func's own business, not the cell's)."""
+    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(check is not None and isinstance(tensor, torch.Tensor) and check(tensor))
+
+
+# ---------------------------------------------------------------------------
+# what one call was
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Leaf:
+    """A leaf tensor as one call saw it."""
+
+    name: str
+    tensor: torch.Tensor
+    value: torch.Tensor  # its value at the call (a copy, or the tensor itself when big)
+    version: int  # tensor._version at the call: a later in-place change shows
+    grad: torch.Tensor | None  # what this call computed for it (None: not reached)
+    grad_after: torch.Tensor | None  # .grad right after the call (backward: grad plus what was there)
+    grad_before: torch.Tensor | None  # .grad before the call (a copy), when there was one
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call into the autograd engine made by the cell."""
+
+    index: int  # 1, 2, ...
+    kind: str  # "backward" or "grad"
+    outputs: tuple[torch.Tensor, ...]
+    leaves: dict[str, Leaf]
+    intermediates: dict[str, torch.Tensor | None]  # named non-leaf tensors' grads (retain_grad)
+    create_graph: bool
+    gradient_given: bool  # backward(gradient=...) / grad(grad_outputs=...)
+    higher_order: bool  # differentiates a grad made with create_graph=True
+    record_ref: Any = None  # where the output sits in the record (extras only)
+
+    @property
+    def output(self) -> torch.Tensor:
+        return self.outputs[0]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the one run showed."""
+
+    calls: tuple[Call, ...]  # heavy data is kept for the primary call only
+    call_count: int
+    nonleaf_reads: tuple[str, ...]  # names whose .grad the cell read while it was None
+
+    @property
+    def primary(self) -> Call | None:
+        """The call the report shows: the last one that is not a higher-order call."""
+        for call in reversed(self.calls):
+            if not call.higher_order:
+                return call
+        return self.calls[-1] if self.calls else None
+
+    @property
+    def higher(self) -> tuple[Call, ...]:
+        return tuple(c for c in self.calls if c.higher_order)
+
+
+# ---------------------------------------------------------------------------
+# names
+# ---------------------------------------------------------------------------
+def tensor_names(namespace: dict[str, Any], preferred: tuple[str, ...] = ()) -> dict[int, str]:
+    """id -> name for the tensors a user can name: top-level variables (preferred
+    names first) and the parameters of top-level ``nn.Module`` objects."""
+    names: dict[int, str] = {}
+    Module = _module_class()
+    for name in preferred:
+        value = namespace.get(name)
+        if isinstance(value, torch.Tensor):
+            names.setdefault(id(value), name)
+    for name, value in list(namespace.items()):
+        if name.startswith("_") or name in ("In", "Out"):
+            continue
+        if isinstance(value, torch.Tensor):
+            names.setdefault(id(value), name)
+        elif Module is not None and isinstance(value, Module):
+            for pname, param in value.named_parameters(remove_duplicate=False):
+                names.setdefault(id(param), f"{name}.{pname}")
+    return names
+
+
+def _module_class() -> Any:
+    import sys
+
+    nn = sys.modules.get("torch.nn")
+    return getattr(nn, "Module", None)
+
+
+def _leaves_in(namespace: dict[str, Any], extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The leaf tensors that require grad and have a name, at this moment."""
+    found = {n: t for n, t in extra.items() if t.requires_grad}
+    Module = _module_class()
+    for name, value in list(namespace.items()):
+        if name.startswith("_") or name in found:
+            continue
+        if isinstance(value, torch.Tensor):
+            if value.requires_grad and value.grad_fn is None:
+                found[name] = value
+        elif Module is not None and isinstance(value, Module):
+            for pname, param in value.named_parameters():
+                if param.requires_grad:
+                    found.setdefault(f"{name}.{pname}", param)
+    seen: set[int] = set()
+    unique = {}
+    for name, tensor in found.items():  # a tensor under two names counts once
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique[name] = tensor
+    return unique
+
+
+def _snapshot(tensor: torch.Tensor) -> torch.Tensor:
+    value = tensor.detach()
+    return value.clone() if value.numel() <= SNAPSHOT_LIMIT else value
+
+
+def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> set[int]:
+    """ids of the backward nodes behind *outputs* (stops after *limit* nodes)."""
+    seen: set[int] = set()
+    stack = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if limit is not None and len(seen) >= limit:
+            break
+        stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
+    return seen
+
+
+# ---------------------------------------------------------------------------
+# the observer
+# ---------------------------------------------------------------------------
+class Observer:
+    """Context manager around the cell's one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        namespace: dict[str, Any],
+        wrt: dict[str, torch.Tensor],
+        intermediates: bool = False,
+        recorder: Any = None,
+    ):
+        self.namespace = namespace
+        self.wrt = wrt
+        self.intermediates = intermediates
+        self.recorder = recorder
+        self.calls: list[Call] = []
+        self.count = 0
+        self.created: set[int] = set()  # grad_fn ids of grads made with create_graph=True
+        self.reads: list[str] = []
+        self._owner: Any = None
+        self._engine: Any = None
+        self._warnings: Any = None
+
+    # ---- context ----------------------------------------------------------
+    def __enter__(self) -> Observer:
+        owner, attr = engine_slot()
+        self._owner, self._engine = owner, getattr(owner, attr)
+        setattr(owner, attr, _Engine(self._engine, self))
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        shown = warnings.showwarning
+        warnings.filterwarnings("always", message=NONLEAF_WARNING)
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if re.match(NONLEAF_WARNING, str(message)):
+                self._nonleaf_read(filename, lineno)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._warnings.__exit__(*exc)
+        finally:
+            _, attr = engine_slot()
+            setattr(self._owner, attr, self._engine)
+
+    def result(self) -> Observation:
+        return Observation(tuple(self.calls), self.count, tuple(dict.fromkeys(self.reads)))
+
+    # ---- non-leaf .grad reads -------------------------------------------------
+    def _nonleaf_read(self, filename: str, lineno: int) -> None:
+        line = linecache.getline(filename, lineno)
+        for expr in _GRAD_READ.findall(line):
+            value = _lookup(self.namespace, expr)
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None and not value.retains_grad:
+                self.reads.append(expr)
+
+    # ---- one engine call ----------------------------------------------------
+    def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
+        outputs = args[0] if args else kwargs.get("t_outputs", ())
+        outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
+        if not outputs or any(is_transformed(o) for o in outputs):
+            return engine.run_backward(*args, **kwargs)
+        accumulate = kwargs.get("accumulate_grad", args[6] if len(args) > 6 else True)
+        gradients = args[1] if len(args) > 1 else ()
+        create = bool(args[3]) if len(args) > 3 else False
+        inputs = tuple(args[4]) if len(args) > 4 and args[4] else ()
+        higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
+
+        leaves = _leaves_in(self.namespace, self.wrt)
+        if inputs:  # backward(inputs=...) and grad(): only these get grads
+            wanted = {id(t) for t in inputs}
+            leaves = {n: t for n, t in leaves.items() if id(t) in wanted}
+        caught: dict[str, torch.Tensor] = {}
+        handles = []
+        try:
+            for name, leaf in leaves.items():
+                handles.append(leaf.register_hook(_catcher(caught, name)))
+            inter = self._intermediates(outputs) if self.intermediates else {}
+            for name, tensor in inter.items():
+                handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
+            before = {n: (t.grad.detach().clone() if t.grad is not None else None) for n, t in leaves.items()}
+            result = _as_if_called_from_torch(engine, args, kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not accumulate and inputs:  # grad(): the result is the grads, in inputs' order
+            by_id = {id(t): g for t, g in zip(inputs, result, strict=False)}
+            for name, leaf in leaves.items():
+                if by_id.get(id(leaf)) is not None:
+                    caught.setdefault(name, by_id[id(leaf)])
+        self.count += 1
+        seen = {}
+        for name, leaf in leaves.items():
+            grad = caught.get(name)
+            if grad is None:  # not reached by this call
+                continue
+            seen[name] = Leaf(
+                name=name,
+                tensor=leaf,
+                value=_snapshot(leaf),
+                version=leaf._version,
+                grad=grad.detach(),
+                grad_after=(
+                    leaf.grad.detach().clone()
+                    if accumulate and before[name] is not None and leaf.grad is not None
+                    else (grad.detach() if accumulate else None)
+                ),
+                grad_before=before[name],
+            )
+        if create:
+            self.created.update(
+                id(g.grad_fn) for g in caught.values() if isinstance(g, torch.Tensor) and g.grad_fn is not None
+            )
+            for leaf in leaves.values():
+                if leaf.grad is not None and leaf.grad.grad_fn is not None:
+                    self.created.add(id(leaf.grad.grad_fn))
+        call = Call(
+            index=self.count,
+            kind="backward" if accumulate else "grad",
+            outputs=outputs,
+            leaves=seen,
+            intermediates={n: caught.get("\0" + n) for n in inter},
+            create_graph=create,
+            gradient_given=any(g is not None for g in gradients or ()),
+            higher_order=higher,
+            record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
+        )
+        # keep the heavy data of the calls the report may show: the latest of each kind
+        self.calls = [c for c in self.calls if c.higher_order != call.higher_order] + [call]
+        return result
+
+    def _intermediates(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        nodes = graph_functions(outputs)
+        found = {}
+        for name, value in list(self.namespace.items()):
+            if (
+                not name.startswith("_")
+                and isinstance(value, torch.Tensor)
+                and value.grad_fn is not None
+                and id(value.grad_fn) in nodes
+                and all(value is not o for o in outputs)
+            ):
+                found[name] = value
+        return found
+
+
+def _catcher(caught: dict[str, torch.Tensor], name: str):
+    def hook(grad: torch.Tensor) -> None:
+        caught[name] = grad if name not in caught else caught[name] + grad
+
+    return hook
+
+
+def _lookup(namespace: dict[str, Any], dotted: str) -> Any:
+    head, *rest = dotted.split(".")
+    value = namespace.get(head)
+    for part in rest:
+        value = getattr(value, part, None)
+    return value
+
+
+def _as_if_called_from_torch(engine: Any, args: tuple, kwargs: dict) -> Any:
+    """``engine.run_backward``, with the warnings it raises shown exactly as without us
+    (for the same place in PyTorch's code, under the same once-per-place rules)."""
+    import sys
+
+    caller = sys._getframe(1)  # the first frame outside this module: torch's, that called the engine
+    while caller.f_back is not None and caller.f_code.co_filename == __file__:
+        caller = caller.f_back
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        result = engine.run_backward(*args, **kwargs)
+    for w in raised:
+        registry = caller.f_globals.setdefault("__warningregistry__", {})
+        warnings.warn_explicit(
+            w.message, w.category, caller.f_code.co_filename, caller.f_lineno,
+            module=caller.f_globals.get("__name__"), registry=registry,
+        )  # fmt: skip
+    return result
+
+
+class _Engine:
+    """Stands in for PyTorch's engine object while the cell runs: every call is
+    passed on unchanged, and ``run_backward`` is observed on the way."""
+
+    __tracebackhide__ = True
+
+    def __init__(self, engine: Any, observer: Observer):
+        self._engine, self._observer = engine, observer
+
+    def run_backward(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # noqa: F841 (IPython hides this frame)
+        return self._observer.run(self._engine, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)

@@ -1,0 +1,69 @@
+"""One options object for the engine: the magic fills it from its flags, and
+:func:`torchgrad_magic.grad` takes it (or the same names as keyword arguments).
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .messages import t
+from .spec import GradError
+
+GRAPH_KINDS = ("simple", "full")
+
+
+@dataclass(frozen=True)
+class GradOptions:
+    """Everything ``%%grad`` can be asked for (see ``%%grad?`` and the README).
+
+    ``wrt`` is a string (``"u=3 v=4"``), a list of such strings or a mapping
+    ``{"x": 3.0}``; ``graph`` is ``None``, ``"simple"`` or ``"full"``;
+    ``plot_range`` is ``"a:b"`` or ``(a, b)``; ``expect`` is ``"38"``,
+    ``"u=43 v=20"`` or a list of such items.
+    """
+
+    wrt: Any = None
+    of: str | None = None
+    retain_grad: bool = False
+    dtype: Any = None
+    device: Any = None
+    digits: int = 4
+    max_items: int = 6
+    lang: str | None = None
+    plot: bool = False
+    plot_range: Any = None
+    save: str | None = None
+    order: int = 1
+    hessian: bool = False
+    jacobian: bool = False
+    check: bool = False
+    symbolic: bool = False
+    expect: Any = None
+    times_input: bool = False
+    graph: str | None = None
+
+    def validated(self) -> GradOptions:
+        """A copy with implied flags filled in; GradError for values that cannot work."""
+        order = self.order
+        if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 10:
+            raise GradError(t("calc.bad_order", order=order))
+        graph = "simple" if self.graph is True else (self.graph or None)
+        if graph not in (None, *GRAPH_KINDS):
+            raise GradError(t("graph.bad", value=self.graph))
+        plot = bool(self.plot) or self.save is not None or self.plot_range is not None
+        return dataclasses.replace(self, graph=graph, plot=plot)
+
+    @property
+    def needs_record(self) -> bool:
+        """Whether an extra evaluates the recorded computation (so the run records it)."""
+        return self.plot or self.check or self.symbolic or self.jacobian or self.hessian or self.order > 1
+
+    def replace(self, **changes: Any) -> GradOptions:
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(GradOptions))

@@ -1,0 +1,305 @@
+"""A record of the computation from the leaves to the output, made during the one run.
+
+Only when an extra asks for it (``--check``, ``--plot``, ``--symbolic``,
+``--order``, ``--hessian``, ``--jacobian``), a :class:`Recorder` (a
+``TorchFunctionMode``) writes down every torch call that reads a tracked tensor:
+a leaf that requires grad, or the result of an earlier recorded call.
+Everything else the cell uses (model weights that are not leaves, globals,
+random draws, Python side effects) is a constant of the record.
+
+:class:`Replay` evaluates the record again as a plain function of some leaves,
+with other inputs (a batch of points, float64 copies): the user's code does
+not run again, so nothing it prints, appends, steps or draws happens twice.
+Random operations on tracked tensors (dropout) replay with the generator state
+they had; the caller restores the global generator afterwards.
+
+What the record cannot follow is said, not guessed: values taken out to Python
+(``.item()``, ``float()``, ``if x > 0``) are constants for it, an in-place change
+through a view stops it, and :func:`check_replay` compares the replay with what
+autograd computed before any extra uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+# values taken out of the computation into Python
+ESCAPES = {"item", "__float__", "__int__", "__bool__", "__index__", "__complex__", "tolist", "numpy", "__array__"}
+# calls that read no values (or whose result we never replay)
+IGNORED = {
+    "backward", "register_hook", "register_post_accumulate_grad_hook", "retain_grad", "size", "dim",
+    "numel", "stride", "storage_offset", "is_contiguous", "data_ptr", "__len__", "__hash__", "__repr__",
+    "__str__", "__format__", "element_size", "nelement", "ndimension", "untyped_storage", "is_floating_point",
+    "is_complex", "__reduce_ex__", "__deepcopy__", "_version", "__dir__", "type", "get_device",
+}  # fmt: skip
+# property getters whose value is computed from the tensor's values
+VALUE_PROPERTIES = {"data", "T", "mT", "H", "mH", "real", "imag"}
+RANDOM = {
+    "rand_like", "randn_like", "randint_like", "bernoulli", "bernoulli_", "normal", "normal_", "uniform_",
+    "dropout", "dropout_", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    "multinomial", "rrelu", "rrelu_", "poisson", "exponential_", "geometric_", "log_normal_", "cauchy_",
+    "random_", "gumbel_softmax",
+}  # fmt: skip
+SMALL = 4096  # constants up to this many elements are copied when recorded
+MAX_BYTES = 512 * 2**20  # the record stops growing past this
+
+
+def op_name(func: Callable) -> str:
+    """``mul``, ``__rmul__``, ``sin`` ...; property getters as ``.data``, ``.grad``."""
+    name = getattr(func, "__name__", "") or ""
+    if name == "__get__":
+        return "." + getattr(getattr(func, "__self__", None), "__name__", "?")
+    return name
+
+
+def is_inplace(name: str) -> bool:
+    return (name.endswith("_") and not name.endswith("__")) or name in (
+        "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__ipow__", "__imod__",
+        "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "__imatmul__", "__setitem__",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Output *index* (in flattened order) of recorded op *op*; index -1: the op's
+    first tensor argument after an in-place change that returns nothing."""
+
+    op: int
+    index: int
+
+
+@dataclass(frozen=True)
+class RootRef:
+    root: int
+
+
+@dataclass
+class Root:
+    """A leaf tensor that requires grad, with its value when the record first used it."""
+
+    tensor: torch.Tensor
+    value: torch.Tensor
+    version: int
+
+
+@dataclass
+class Op:
+    func: Callable
+    name: str
+    spec: Any  # pytree spec of (args, kwargs)
+    inputs: list[Any]  # flattened args: Ref/RootRef, constants, or plain Python values
+    grad_enabled: bool
+    rng: torch.Tensor | None
+    inplace: bool
+
+
+@dataclass
+class Record:
+    """The recorded ops, the roots, and what the record could not follow."""
+
+    ops: list[Op] = field(default_factory=list)
+    roots: list[Root] = field(default_factory=list)
+    escapes: list[str] = field(default_factory=list)  # .item() and the like, on tracked values
+    broken: str | None = None  # why the record cannot be used at all
+    constants: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # (tensor, version) kept by reference
+
+    def needed(self, output: Ref | RootRef) -> tuple[list[int], set[int]]:
+        """The ops (in order) and roots the output depends on."""
+        ops: set[int] = set()
+        roots: set[int] = set()
+        stack: list[Any] = [output]
+        while stack:
+            ref = stack.pop()
+            if isinstance(ref, RootRef):
+                roots.add(ref.root)
+            elif isinstance(ref, Ref) and ref.op not in ops:
+                ops.add(ref.op)
+                stack.extend(x for x in self.ops[ref.op].inputs if isinstance(x, (Ref, RootRef)))
+        return sorted(ops), roots
+
+    def changed_constants(self) -> bool:
+        return any(tensor._version != version for tensor, version in self.constants)
+
+
+class Recorder(TorchFunctionMode):
+    """Writes down the torch calls that read tracked tensors (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record = Record()
+        self._where: dict[int, tuple[Ref | RootRef, int]] = {}  # id(tensor) -> (ref, its _version then)
+        self._keep: list[torch.Tensor] = []  # so that ids stay unique while recording
+        self._bytes = 0
+
+    def ref(self, tensor: torch.Tensor) -> Ref | RootRef | None:
+        """Where *tensor* is in the record now (None: not computed from a tracked tensor)."""
+        bound = self._where.get(id(tensor))
+        return None if bound is None or bound[1] != tensor._version else bound[0]
+
+    def _track(self, value: Any) -> Ref | RootRef | None:
+        if not isinstance(value, torch.Tensor):
+            return None
+        bound = self._where.get(id(value))
+        if bound is not None and bound[1] == value._version:
+            return bound[0]
+        if value.requires_grad and value.grad_fn is None:  # a leaf: a root (again, after a change)
+            record = self.record
+            snapshot = value.detach().clone() if value.numel() <= 10 * SMALL else value.detach()
+            if snapshot is not value and snapshot.data_ptr() == value.data_ptr():
+                record.constants.append((value, value._version))
+            record.roots.append(Root(value, snapshot, value._version))
+            ref = RootRef(len(record.roots) - 1)
+            self._bind(value, ref)
+            return ref
+        if bound is not None:  # changed in a way the record did not see
+            self.record.broken = self.record.broken or "changed"
+        return None
+
+    def _bind(self, tensor: torch.Tensor, ref: Ref | RootRef) -> None:
+        if id(tensor) not in self._where:
+            self._keep.append(tensor)
+            self._bytes += tensor.numel() * tensor.element_size() if tensor.layout == torch.strided else 0
+        self._where[id(tensor)] = (ref, tensor._version)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        record = self.record
+        name = op_name(func)
+        if record.broken == "too big" or name in IGNORED or (name.startswith(".") and name[1:] not in VALUE_PROPERTIES):
+            return func(*args, **kwargs)
+        if name == "__iter__" and args and isinstance(args[0], torch.Tensor):
+            return iter(self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0)))
+        flat, spec = tree_flatten((args, kwargs))
+        refs = [self._track(value) for value in flat]
+        if not any(r is not None for r in refs):
+            return func(*args, **kwargs)
+        if name in ESCAPES:
+            record.escapes.append(name)
+            return func(*args, **kwargs)
+        inplace = is_inplace(name)
+        target = next((v for v in flat if isinstance(v, torch.Tensor)), None)
+        if inplace and isinstance(refs[0], RootRef):
+            # an update of a leaf (w -= lr * w.grad, optimizer.step()): its next use is a new root
+            out = func(*args, **kwargs)
+            for value, ref in zip(flat, refs, strict=True):
+                if isinstance(ref, RootRef):
+                    self._where.pop(id(value), None)
+            return out
+        if inplace and target is not None and target._is_view():
+            record.broken = record.broken or "view"
+        rng = torch.get_rng_state() if name in RANDOM else None
+        grad_enabled = torch.is_grad_enabled()
+        out = func(*args, **kwargs)
+        inputs = [
+            ref if ref is not None else self._constant(value) for value, ref in zip(flat, refs, strict=True)
+        ]
+        record.ops.append(Op(func, name, spec, inputs, grad_enabled, rng, inplace))
+        index = len(record.ops) - 1
+        outs, _ = tree_flatten(out)
+        for i, value in enumerate(outs):
+            if isinstance(value, torch.Tensor):
+                self._bind(value, Ref(index, i))
+        if inplace and out is None and target is not None:
+            self._bind(target, Ref(index, -1))
+        if self._bytes > MAX_BYTES:
+            record.broken = "too big"
+            self._where.clear()
+            self._keep.clear()
+        return out
+
+    def _constant(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if value.numel() <= SMALL and value.layout == torch.strided:
+                return value.detach().clone()
+            self.record.constants.append((value, value._version))
+            return value.detach()
+        return value
+
+    def finish(self) -> Record:
+        self._keep.clear()
+        return self.record
+
+
+class Replay:
+    """The recorded computation of *output* as a function of the leaves in *leaves*
+    (name -> root index); other roots keep the values they had."""
+
+    def __init__(self, record: Record, output: Ref | RootRef, leaves: dict[str, int], summed: bool):
+        self.record, self.output, self.leaves, self.summed = record, output, leaves, summed
+        self.ops, self.roots = record.needed(output)
+        self.random = any(record.ops[i].rng is not None for i in self.ops)
+
+    def uses(self, name: str) -> bool:
+        return self.leaves.get(name) in self.roots
+
+    def point(self, name: str) -> torch.Tensor:
+        return self.record.roots[self.leaves[name]].value
+
+    def __call__(self, values: dict[str, torch.Tensor], cast: torch.dtype | None = None) -> torch.Tensor:
+        """The output (summed when the report sums it) for *values* (name -> tensor);
+        *cast*: floating tensors of the record are converted to that dtype (float64 checks)."""
+        result = self.unsummed(values, cast)
+        return result.sum() if self.summed else result
+
+    def unsummed(self, values: dict[str, torch.Tensor], cast: torch.dtype | None = None) -> torch.Tensor:
+        record = self.record
+        by_root = {self.leaves[name]: value for name, value in values.items() if name in self.leaves}
+
+        def convert(value: Any) -> Any:
+            if cast is not None and isinstance(value, torch.Tensor):
+                if value.is_floating_point():
+                    return value.to(cast)
+                if value.is_complex():
+                    return value.to(torch.complex128)
+            return value
+
+        def resolve(item: Any, env: dict[int, list[Any]]) -> Any:
+            if isinstance(item, RootRef):
+                return by_root[item.root] if item.root in by_root else convert(record.roots[item.root].value)
+            if isinstance(item, Ref):
+                return env[item.op][item.index]
+            return convert(item)
+
+        env: dict[int, list[Any]] = {}
+        for index in self.ops:
+            op = record.ops[index]
+            flat = [resolve(item, env) for item in op.inputs]
+            if op.inplace:
+                first = next(i for i, v in enumerate(flat) if isinstance(v, torch.Tensor))
+                flat[first] = flat[first].clone()  # never change a constant or an earlier value
+            args, kwargs = tree_unflatten(flat, op.spec)
+            if op.rng is not None:
+                torch.set_rng_state(op.rng)
+            with torch.set_grad_enabled(op.grad_enabled and torch.is_grad_enabled()):
+                out = op.func(*args, **kwargs)
+            outs, _ = tree_flatten(out)
+            if op.inplace:
+                target = next(v for v in flat if isinstance(v, torch.Tensor))
+                outs = outs or [target]
+                outs.append(target)  # index -1
+            env[index] = outs
+        return resolve(self.output, env)
+
+
+def replay_for(record: Record, output_ref: Any, leaves: dict[str, torch.Tensor], summed: bool) -> Replay | str:
+    """A Replay of the output in terms of *leaves*, or the message id saying why there is none."""
+    if record.broken is not None:
+        return {"view": "rec.view", "too big": "rec.too_big"}.get(record.broken, "rec.changed")
+    if output_ref is None:
+        return "rec.no_output"
+    if record.changed_constants():
+        return "rec.changed"
+    names: dict[str, int] = {}
+    ops, roots = record.needed(output_ref)
+    for index in sorted(roots):
+        root = record.roots[index]
+        for name, leaf in leaves.items():
+            if root.tensor is leaf:
+                names[name] = index  # the latest generation the output used
+    return Replay(record, output_ref, names, summed)
