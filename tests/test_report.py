@@ -48,7 +48,11 @@ def test_rendering_never_warns_and_changes_nothing():
 
 def test_html_table_and_escaping():
     result = grad("y = 3 * x ** 2", wrt="x=3")
-    result.notes.append("<script>alert(1)</script>")
+    from torchgrad_magic.messages import Note
+
+    result = result.replace(
+        notes=(*result.notes, Note("note.unused", {"out": "<script>alert(1)</script>", "name": "x"}))
+    )
     html = result._repr_html_()
     assert html.count("<tr>") == 3  # header, x, y
     assert "<script>" not in html and "&lt;script&gt;" in html

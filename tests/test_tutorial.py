@@ -60,7 +60,7 @@ def test_many_values_with_spaces_in_the_value(run):
     torch.testing.assert_close(result.grads["x"], 2 * x)
     assert result.summed
     assert result.output.shape == (20,)  # the output before summing
-    assert any("Y has 20 elements" in note and "Y.sum()" in note for note in result.notes)
+    assert any("Y has 20 elements" in note and "Y.sum()" in note for note in result.note_texts)
     assert "(20,)" in str(result) and "float32" in str(result)
 
 
@@ -89,7 +89,7 @@ def test_tutorial_cells_pasted_verbatim(run):
     assert result.grads["x"].item() == 18  # not 36: the cell's backward() is not repeated
     assert result.backward_calls == 1
     assert result.rows[0].role == "leaf"
-    assert any("called backward() itself" in n for n in result.notes)
+    assert any("called backward() itself" in n for n in result.note_texts)
 
 
 def test_partials_pasted_verbatim(run):
@@ -116,7 +116,8 @@ def test_cell_without_backward_and_without_wrt(run):
     result = run("", "x = torch.tensor(3.0, requires_grad=True)\ny = 6 * x ** 2 + 2 * x + 4")
     assert result.grads["x"].item() == 38
     assert result.backward_calls == 0
-    assert run.ns["x"].grad.item() == 38
+    assert run.ns["x"].grad is None  # the user's .grad is not written: the cell did not call backward()
+    assert any("without storing them" in n for n in result.note_texts)
 
 
 def test_nonleaf_grad_read_gives_a_note_not_a_warning(run, capsys):
@@ -128,7 +129,7 @@ def test_nonleaf_grad_read_gives_a_note_not_a_warning(run, capsys):
         result = run("", cell)
     assert not [w for w in caught if "not a leaf" in str(w.message)]
     assert "UserWarning" not in capsys.readouterr().err
-    notes = [n for n in result.notes if "y.grad" in n]
+    notes = [n for n in result.note_texts if "y.grad" in n]
     assert len(notes) == 1
     note = notes[0]
     assert "y is not a leaf" in note and "--retain-grad" in note and "y.retain_grad()" in note
@@ -147,8 +148,8 @@ def test_retain_grad_when_the_cell_calls_backward(run):
     cell = "x = torch.tensor(3.0, requires_grad=True)\nz = 2 * x\ny = z ** 2\ny.backward()\nprint(z.grad)"
     result = run("--retain-grad", cell)
     rows = {r.name: r for r in result.rows}
-    assert rows["z"].grad.item() == 12 and rows["x"].grad.item() == 24
-    assert not [n for n in result.notes if "z.grad" in n]
+    assert rows["z"].grad.item() == 12 and rows["x"].grad.item() == 24  # caught by a hook, as backward ran
+    assert not run.ns["z"].retains_grad  # the user's tensor is left as a plain run leaves it
 
 
 def test_of_picks_the_output(run):
@@ -175,7 +176,7 @@ def test_last_assigned_tensor_that_depends(run):
 def test_output_that_ignores_one_input(run):
     result = run("--wrt u=3 w=1", "f = u ** 2")
     assert result.grads["u"].item() == 6 and result.grads["w"] is None
-    assert any("does not depend on w" in n for n in result.notes)
+    assert any("does not depend on w" in n for n in result.note_texts)
 
 
 def test_dtype(run):
@@ -221,12 +222,13 @@ def test_grads_never_carry_over(run):
     assert first.grads["x"].item() == second.grads["x"].item() == 18
 
 
-def test_stale_grad_of_an_existing_leaf_is_replaced_not_added(run):
+def test_stale_grad_of_an_existing_leaf_is_left_alone_and_said(run):
     run("", "x = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()")
+    run.ns["x"].grad.mul_(2)  # 36: an old grad that is not this cell's
     result = run("", "y = 3 * x ** 2")
     assert result.grads["x"].item() == 18
-    assert run.ns["x"].grad.item() == 18
-    assert any("replaced" in n for n in result.notes)
+    assert run.ns["x"].grad.item() == 36  # never written: a plain cell would not write it either
+    assert any("x.grad still holds 36" in n for n in result.note_texts)
 
 
 def test_namespace_after_the_cell(run):
@@ -238,8 +240,13 @@ def test_namespace_after_the_cell(run):
 
 def test_two_backward_calls_are_reported(run):
     result = run("--wrt x=3", "y = 3 * x ** 2\ny.backward(retain_graph=True)\ny.backward()")
-    assert result.backward_calls == 2 and result.grads["x"].item() == 36
-    assert any("2 times" in n for n in result.notes)
+    assert result.backward_calls == 2 and result.grads["x"].item() == 18  # what the call shown computed
+    assert result.rows[0].grad.item() == 36  # x.grad then: the two calls added up
+    assert any("2 times" in n for n in result.note_texts)
+    assert any(
+        "x.grad already held 18, so backward() added this call's 18: x.grad = 36" in n
+        for n in result.note_texts
+    )
 
 
 def test_module_parameters_are_left_untouched(run):

@@ -137,7 +137,9 @@ def _values(leaves: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: leaf.detach() for name, leaf in leaves.items()}
 
 
-def _rows(leaves: dict[str, torch.Tensor], values: dict, grads: dict, role: str = "input") -> tuple[TensorRow, ...]:
+def _rows(
+    leaves: dict[str, torch.Tensor], values: dict, grads: dict, role: str = "input"
+) -> tuple[TensorRow, ...]:
     return tuple(TensorRow.of(n, role, leaf, grads.get(n), values.get(n)) for n, leaf in leaves.items())
 
 
@@ -161,13 +163,18 @@ def _from_call(
         leaves = {n: c.tensor for n, c in caught.items()}
     grads = {n: (c.grad if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
-    column = {n: (c.grad_after if c is not None and call.kind == "backward" else grads[n]) for n, c in caught.items()}
+    column = {
+        n: (c.grad_after if c is not None and call.kind == "backward" else grads[n])
+        for n, c in caught.items()
+    }
 
     what = "backward()" if call.kind == "backward" else "torch.autograd.grad()"
     if observed.call_count == 1:
         notes.append(note("note.backward_once", what=what))
     else:
-        notes.append(note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name))
+        notes.append(
+            note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name)
+        )
     if call.gradient_given and output.numel() != 1:
         notes.append(note("note.vjp", out=out_name))
     for name, c in caught.items():
@@ -178,7 +185,13 @@ def _from_call(
             )  # fmt: skip
     notes += _changed_after(caught, call)
     for higher in observed.higher:
-        notes.append(note("note.higher_order", index=higher.index, what="backward()" if higher.kind == "backward" else "torch.autograd.grad()"))
+        notes.append(
+            note(
+                "note.higher_order",
+                index=higher.index,
+                what="backward()" if higher.kind == "backward" else "torch.autograd.grad()",
+            )
+        )
 
     rows = list(_rows(leaves, values, column, "input" if wrt else "leaf"))
     if retain_grad:
@@ -187,9 +200,15 @@ def _from_call(
             if isinstance(tensor, torch.Tensor):
                 rows.append(TensorRow.of(name, "intermediate", tensor, grad))
     if all(output is not leaf for leaf in leaves.values()):
-        rows.append(TensorRow.of(out_name, "output", output, output.grad if output.is_leaf or output.retains_grad else None))
+        rows.append(
+            TensorRow.of(
+                out_name, "output", output, output.grad if output.is_leaf or output.retains_grad else None
+            )
+        )
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
-    return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count)
+    return First(
+        output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count
+    )
 
 
 def _changed_after(caught: dict, call: Call) -> list[Note]:
@@ -207,7 +226,13 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
                 changes.append(t("after.grad_none", name=name))
             elif now.detach().shape == c.grad_after.shape and not torch.equal(now.detach(), c.grad_after):
                 zero = not bool(now.detach().any())
-                changes.append(t("after.grad_zero" if zero else "after.grad_other", name=name, now=fmt.values(now.detach())))
+                changes.append(
+                    t(
+                        "after.grad_zero" if zero else "after.grad_other",
+                        name=name,
+                        now=fmt.values(now.detach()),
+                    )
+                )
     if not changes:
         return []
     return [note("note.after", index=call.index, changes=t("headline.sep").join(changes))]
@@ -228,7 +253,9 @@ def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) 
         row = next((r for r in rows if r.name == name), None)
         fn = row.grad_fn if row is not None and row.grad_fn else t("word.an_operation")
         notes.append(note("note.nonleaf_read", name=name, fn=fn, leaves=leaf_names))
-    quiet = [r.name for r in rows if not r.is_leaf and r.grad is None and r.name not in read and r.requires_grad]
+    quiet = [
+        r.name for r in rows if not r.is_leaf and r.grad is None and r.name not in read and r.requires_grad
+    ]
     if quiet:
         notes.append(note("note.nonleaf_quiet", names=", ".join(quiet)))
     return notes
@@ -287,7 +314,13 @@ def _computed(
             computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
         except RuntimeError as e:
             hint = hint_for(e)
-            notes.append(note("err.backward_failed", out=out_name, error=f"{e}".split("\n")[0] + (f" {hint}" if hint else "")))
+            notes.append(
+                note(
+                    "err.backward_failed",
+                    out=out_name,
+                    error=f"{e}".split("\n")[0] + (f" {hint}" if hint else ""),
+                )
+            )
             computed = (None,) * len(inputs)
         computed = tuple(None if g is None else g.detach() for g in computed)
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))

@@ -29,7 +29,9 @@ def _inputs(points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {n: v.detach().clone().requires_grad_(True) for n, v in points.items()}
 
 
-def higher_orders(replay: Any, points: dict[str, torch.Tensor], order: int) -> dict[str, list[torch.Tensor | None]]:
+def higher_orders(
+    replay: Any, points: dict[str, torch.Tensor], order: int
+) -> dict[str, list[torch.Tensor | None]]:
     """``{name: [d1, d2, ..., dN]}``; order k is the grad of the sum of order k-1."""
     inputs = _inputs(points)
     out = replay(inputs)
@@ -41,7 +43,9 @@ def higher_orders(replay: Any, points: dict[str, torch.Tensor], order: int) -> d
             if g is None or not g.requires_grad:  # the previous order is a constant
                 g = None if g is None else torch.zeros_like(leaf)
             else:
-                (g,) = torch.autograd.grad(g.sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True)
+                (g,) = torch.autograd.grad(
+                    g.sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True
+                )
                 g = torch.zeros_like(leaf) if g is None else g
             found.append(None if g is None else g.detach())
         orders[name] = found
@@ -190,7 +194,11 @@ def check(replay: Any, points: dict[str, torch.Tensor], out: str) -> tuple[list[
                 chosen.append(float(along))
                 tolerance.append(64 * EPS64 * max(abs(f_plus), abs(f_minus), abs(center), 1.0) / h)
                 right, left = (f_plus - center) / h, (center - f_minus) / h
-                if i is not None and not kink_said and abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)):
+                if (
+                    i is not None
+                    and not kink_said
+                    and abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left))
+                ):
                     kink_said = True
                     where = name if point.dim() == 0 else f"{name}[{i}]"
                     notes.append(
@@ -203,7 +211,16 @@ def check(replay: Any, points: dict[str, torch.Tensor], out: str) -> tuple[list[
         error = float(diff.max()) if a.numel() else 0.0
         ok = bool((diff <= tol).all()) and all(map(math.isfinite, numeric))
         scalar = point.dim() == 0 and not point.is_complex()
-        rows.append(CheckRow(name, a[0] if scalar else a, b[0] if scalar else b, error, ok, float(tol.max()) if a.numel() else 0.0))
+        rows.append(
+            CheckRow(
+                name,
+                a[0] if scalar else a,
+                b[0] if scalar else b,
+                error,
+                ok,
+                float(tol.max()) if a.numel() else 0.0,
+            )
+        )
     return rows, notes, step
 
 

@@ -230,7 +230,12 @@ def grad(
 
 
 def run(
-    source: str, opts: GradOptions, *, namespace: dict[str, Any] | None = None, shell: Any = None, language: str = "en"
+    source: str,
+    opts: GradOptions,
+    *,
+    namespace: dict[str, Any] | None = None,
+    shell: Any = None,
+    language: str = "en",
 ) -> tuple[GradResult, Any]:
     """The engine: *opts* must be validated. Returns the result and the value of the
     cell's last expression (what a plain cell shows as ``Out[n]``)."""
@@ -265,15 +270,23 @@ def run(
 
                 recorder = Recorder()
             observer = Observer(ns, leaves, opts.retain_grad, recorder)
+            if recorder is not None and isinstance(runner, ShellRunner):
+                runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
             before = {name: id(value) for name, value in ns.items()}
             with observer, recorder if recorder is not None else contextlib.nullcontext():
                 last_value = runner.run(source)
         assigned = names_assigned(tree, ns, before)
-        first = first_derivatives(ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad)
+        first = first_derivatives(
+            ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad
+        )
         from .extras import extras
 
         more = extras(first, recorder, observer, opts, window, ns)
-        graph = _graph(first, ns, opts.graph == "full", opts.digits) if opts.graph and first.output is not None else None
+        graph = (
+            _graph(first, ns, opts.graph == "full", opts.digits)
+            if opts.graph and first.output is not None
+            else None
+        )
         result = GradResult.assemble(first, more, graph, opts, language)
         if opts.expect is not None:
             result = _expect(result, opts.expect, ns)
@@ -296,6 +309,8 @@ def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int) -> Any:
         tensor = named.get(row.name)
         if row.role == "intermediate" and tensor is not None:
             grads[id(tensor)] = row.grad
+    if any(row.role == "intermediate" for row in first.rows) or first.output.retains_grad:
+        grads[id(first.output)] = torch.ones_like(first.output)  # d out / d out
     tensors = [*named.values(), first.output]
     return graph.build(first.output, first.output_name, names, tensors, grads, full, digits)
 

@@ -34,17 +34,25 @@ class Extras:
 def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns: dict[str, Any]) -> Extras:
     if recorder is None:
         return Extras()
-    record = recorder.finish()
     if first.output is None or not first.leaves:
+        recorder.finish()
         return Extras()
     from .record import replay_for
 
     notes: list[Note] = []
     summed = first.output.numel() != 1
     ref = first.call.record_ref if first.call is not None else recorder.ref(first.output)
+    record = recorder.finish()
     replay = replay_for(record, ref, first.leaves, summed)
     if record.escapes:
-        notes.append(note("rec.escapes", calls=", ".join(f".{n}()" if not n.startswith("__") else n for n in dict.fromkeys(record.escapes))))
+        notes.append(
+            note(
+                "rec.escapes",
+                calls=", ".join(
+                    f".{n}()" if not n.startswith("__") else n for n in dict.fromkeys(record.escapes)
+                ),
+            )
+        )
     if isinstance(replay, str):
         notes.append(note(replay, out=first.output_name))
         replay = None
@@ -60,7 +68,7 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         if replay is not None:
             found = _calculus(replay, first, points, opts, notes)
         if opts.plot:
-            found.update(_plot(replay, first, window, opts, notes, escaped="__bool__" in record.escapes))
+            found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
     return Extras(notes=tuple(notes), **found)
 
 
@@ -68,27 +76,40 @@ def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | 
     """None when the replay gives the run's output and grads; else the note why not."""
     if first.call is not None and first.call.gradient_given:
         return None
-    inputs = {n: v.detach().clone().requires_grad_(v.is_floating_point() or v.is_complex()) for n, v in points.items()}
+    inputs = {
+        n: v.detach().clone().requires_grad_(v.is_floating_point() or v.is_complex())
+        for n, v in points.items()
+    }
     try:
         out = replay.unsummed(inputs)
         target = out.sum() if replay.summed else out
         used = [v for v in inputs.values() if v.requires_grad]
-        grads = torch.autograd.grad(target, used, allow_unused=True) if target.requires_grad else (None,) * len(used)
+        grads = (
+            torch.autograd.grad(target, used, allow_unused=True)
+            if target.requires_grad
+            else (None,) * len(used)
+        )
     except Exception as e:
         return note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160])
     expected = first.output.detach()
-    if out.shape != expected.shape or not torch.allclose(out.detach(), expected, rtol=1e-4, atol=1e-6, equal_nan=True):
+    if out.shape != expected.shape or not torch.allclose(
+        out.detach(), expected, rtol=1e-4, atol=1e-6, equal_nan=True
+    ):
         return note("rec.mismatch", out=first.output_name)
     for (name, _), g in zip(((n, v) for n, v in inputs.items() if v.requires_grad), grads, strict=True):
         want = first.grads.get(name)
         have = torch.zeros_like(points[name]) if g is None else g.detach()
         want = torch.zeros_like(points[name]) if want is None else want.detach()
-        if have.shape != want.shape or not torch.allclose(have, want.to(have.dtype), rtol=1e-4, atol=1e-6, equal_nan=True):
+        if have.shape != want.shape or not torch.allclose(
+            have, want.to(have.dtype), rtol=1e-4, atol=1e-6, equal_nan=True
+        ):
             return note("rec.mismatch", out=first.output_name)
     return None
 
 
-def _calculus(replay: Any, first: Any, points: dict[str, torch.Tensor], opts: Any, notes: list[Note]) -> dict[str, Any]:
+def _calculus(
+    replay: Any, first: Any, points: dict[str, torch.Tensor], opts: Any, notes: list[Note]
+) -> dict[str, Any]:
     from . import calculus
     from .messages import t
     from .spec import GradError
@@ -103,7 +124,9 @@ def _calculus(replay: Any, first: Any, points: dict[str, torch.Tensor], opts: An
                 notes.append(note("calc.order_vector"))
         if opts.hessian:
             names = list(points)
-            matrix = calculus.Matrix("hessian", t("calc.hessian_title", out=out), calculus.hessian(replay, points), names, names)
+            matrix = calculus.Matrix(
+                "hessian", t("calc.hessian_title", out=out), calculus.hessian(replay, points), names, names
+            )
             matrices.append(matrix)
         if opts.jacobian:
             matrices.append(calculus.jacobian(replay, points, first.output_name))
@@ -130,7 +153,9 @@ def _calculus(replay: Any, first: Any, points: dict[str, torch.Tensor], opts: An
     return found
 
 
-def _plot(replay: Any, first: Any, window: Any, opts: Any, notes: list[Note], escaped: bool) -> dict[str, Any]:
+def _plot(
+    replay: Any, first: Any, window: Any, opts: Any, notes: list[Note], escaped: bool
+) -> dict[str, Any]:
     from . import plot
 
     evaluate = None
@@ -152,7 +177,7 @@ def _plot(replay: Any, first: Any, window: Any, opts: Any, notes: list[Note], es
             return ys.detach().cpu(), slopes.detach().cpu()
 
     elif escaped:
-        notes.append(note("rec.branches"))
+        notes.append(note("rec.branches"))  # values left the computation: only the tangent is honest
     figure, curves, more = plot.make_figure(first, evaluate, window, opts.lang)
     notes.extend(more)
     if figure is not None and opts.save is not None:

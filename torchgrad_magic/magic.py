@@ -34,7 +34,9 @@ def _choice(flag: str, choices: list[str]) -> Callable[[str], str]:
 
     def check(value: str) -> str:
         if value not in choices:
-            raise GradError(t("err.invalid_choice", flag=flag, value=value, choices=", ".join(choices)))
+            raise GradError(
+                t("err.invalid_choice", flag=flag, value=repr(value), choices=", ".join(map(repr, choices)))
+            )
         return value
 
     return check
@@ -45,7 +47,7 @@ def _integer(flag: str) -> Callable[[str], int]:
         try:
             return int(value)
         except ValueError:
-            raise GradError(t("err.invalid_value", flag=flag, value=value, kind="int")) from None
+            raise GradError(t("err.invalid_value", flag=flag, value=repr(value), kind="int")) from None
 
     return check
 
@@ -92,7 +94,9 @@ class GradMagic(Magics):
     @argument("--wrt", nargs="+", action="extend", metavar="SPEC", help=_help("wrt"))
     @argument("--of", metavar="NAME", help=_help("of"))
     @argument("--retain-grad", action="store_true", help=_help("retain_grad"))
-    @argument("--dtype", type=_choice("--dtype", DTYPES), metavar="{" + ",".join(DTYPES) + "}", help=_help("dtype"))
+    @argument(
+        "--dtype", type=_choice("--dtype", DTYPES), metavar="{" + ",".join(DTYPES) + "}", help=_help("dtype")
+    )
     @argument("--device", metavar="DEV", help=_help("device"))
     @argument("--plot", action=argparse.BooleanOptionalAction, help=_help("plot"))
     @argument("--range", metavar="A:B", help=_help("range"))
@@ -103,7 +107,14 @@ class GradMagic(Magics):
     @argument("--check", action="store_true", help=_help("check"))
     @argument("--symbolic", action="store_true", help=_help("symbolic"))
     @argument("--expect", nargs="+", metavar="VALUE", help=_help("expect"))
-    @argument("--graph", nargs="?", const="simple", type=_choice("--graph", ["simple", "full"]), metavar="{simple,full}", help=_help("graph"))
+    @argument(
+        "--graph",
+        nargs="?",
+        const="simple",
+        type=_choice("--graph", ["simple", "full"]),
+        metavar="{simple,full}",
+        help=_help("graph"),
+    )
     @argument("--times-input", action="store_true", help=_help("times_input"))
     @argument("--lang", type=_choice("--lang", ["en", "zh"]), metavar="{en,zh}", help=_help("lang"))
     @argument("--out", metavar="NAME", help=_help("out"))
@@ -188,16 +199,18 @@ def _parse(parser, line: str):
     """Parse the magic line. Every problem is our own GradError, in the user's
     language: unknown flags and missing values are found here, bad values by
     each flag's ``type``; argparse's own (English) messages are never shown."""
-    tokens = split_line(line)
-    for i, token in enumerate(tokens[:-1]):  # --range -2:5: a value that starts with '-'
-        if token == "--range":
-            tokens[i : i + 2] = [f"--range={tokens[i + 1]}"]
-            break
-    _check_flags(parser, tokens)
-    try:
-        return parser.parse_args(tokens)
-    except UsageError as e:  # what the checks above did not foresee
-        raise GradError(t("err.bad_line", line=line.strip(), detail=str(e))) from None
+    flag = _LANG_FLAG.search(line)
+    with using(flag.group(1) if flag else None):
+        tokens = split_line(line)
+        for i, token in enumerate(tokens[:-1]):  # --range -2:5: a value that starts with '-'
+            if token == "--range":
+                tokens[i : i + 2] = [f"--range={tokens[i + 1]}"]
+                break
+        _check_flags(parser, tokens)
+        try:
+            return parser.parse_args(tokens)
+        except UsageError as e:  # what the checks above did not foresee
+            raise GradError(t("err.bad_line", line=line.strip(), detail=str(e))) from None
 
 
 def _check_flags(parser, tokens: list[str]) -> None:
@@ -207,14 +220,21 @@ def _check_flags(parser, tokens: list[str]) -> None:
         if not token.startswith("-") or _is_number(token):
             continue
         name = token.split("=", 1)[0]
-        matches = [s for s in options if s == name] or [s for s in options if s.startswith(name) and name.startswith("--")]
+        matches = [s for s in options if s == name] or [
+            s for s in options if s.startswith(name) and name.startswith("--")
+        ]
         if len(matches) != 1:
             unknown.append(token)
             continue
         action = options[matches[0]]
         needs = action.nargs is None or action.nargs in ("+",) or isinstance(action.nargs, int)
-        if needs and "=" not in token and action.option_strings and not isinstance(
-            action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction, argparse._HelpAction)
+        if (
+            needs
+            and "=" not in token
+            and action.option_strings
+            and not isinstance(
+                action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction, argparse._HelpAction)
+            )
         ):
             following = tokens[i + 1] if i + 1 < len(tokens) else None
             if following is None or (following.startswith("-") and not _is_number(following)):

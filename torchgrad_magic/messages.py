@@ -328,9 +328,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "对 --check、--plot、--symbolic 也一样。",
     },
     "rec.branches": {
-        "en": "the cell branches on tensor values (if/while on a tensor), so the curve is drawn only at the point "
-        "(its tangent); the other branch may give another function.",
-        "zh": "单元格根据张量的值做了分支（对张量用 if/while），所以只画出该点及其切线；另一个分支可能是别的函数。",
+        "en": "values left the computation as Python values (.item(), float(), if on a tensor), so the plot shows "
+        "only the point and its tangent: away from the point the function may differ.",
+        "zh": "有值以 Python 值的形式离开了计算（.item()、float()、对张量用 if），所以图中只画出该点和切线："
+        "离开该点后函数可能不同。",
     },
     "rec.view": {
         "en": "the cell changed a tensor in place through a view, which the record of {out}'s computation cannot "

@@ -19,7 +19,7 @@ from __future__ import annotations
 import linecache
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -199,17 +199,21 @@ class Observer:
         self.reads: list[str] = []
         self._owner: Any = None
         self._engine: Any = None
-        self._warnings: Any = None
+        self._filter: Any = None
+        self._shown: Any = None
+        self._showwarning: Any = None
 
     # ---- context ----------------------------------------------------------
     def __enter__(self) -> Observer:
         owner, attr = engine_slot()
         self._owner, self._engine = owner, getattr(owner, attr)
         setattr(owner, attr, _Engine(self._engine, self))
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
+        # PyTorch's warning about reading a non-leaf's .grad becomes a note. Only our own
+        # filter and showwarning are added, and only they are taken away afterwards:
+        # filters the cell sets itself stay, as they would without %%grad.
         shown = warnings.showwarning
         warnings.filterwarnings("always", message=NONLEAF_WARNING)
+        self._filter = warnings.filters[0]
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
             if re.match(NONLEAF_WARNING, str(message)):
@@ -217,12 +221,19 @@ class Observer:
             else:
                 shown(message, category, filename, lineno, file, line)
 
+        self._shown, self._showwarning = shown, showwarning
         warnings.showwarning = showwarning
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            self._warnings.__exit__(*exc)
+            if warnings.showwarning is self._showwarning:
+                warnings.showwarning = self._shown
+            if self._filter in warnings.filters:
+                warnings.filters.remove(self._filter)
+                mutated = getattr(warnings, "_filters_mutated", None)  # resets the once-per-place caches
+                if callable(mutated):
+                    mutated()
         finally:
             _, attr = engine_slot()
             setattr(self._owner, attr, self._engine)
@@ -293,7 +304,9 @@ class Observer:
             )
         if create:
             self.created.update(
-                id(g.grad_fn) for g in caught.values() if isinstance(g, torch.Tensor) and g.grad_fn is not None
+                id(g.grad_fn)
+                for g in caught.values()
+                if isinstance(g, torch.Tensor) and g.grad_fn is not None
             )
             for leaf in leaves.values():
                 if leaf.grad is not None and leaf.grad.grad_fn is not None:
@@ -373,7 +386,7 @@ class _Engine:
         self._engine, self._observer = engine, observer
 
     def run_backward(self, *args: Any, **kwargs: Any) -> Any:
-        __tracebackhide__ = True  # noqa: F841 (IPython hides this frame)
+        __tracebackhide__ = True
         return self._observer.run(self._engine, args, kwargs)
 
     def __getattr__(self, name: str) -> Any:

@@ -152,7 +152,9 @@ def reduce_points(
 # ---------------------------------------------------------------------------
 # the figures
 # ---------------------------------------------------------------------------
-def make_figure(result: Any, evaluate: Callable | None, window: tuple[float, float] | None, language: str | None):
+def make_figure(
+    result: Any, evaluate: Callable | None, window: tuple[float, float] | None, language: str | None
+):
     """The figure for *result* (the first derivatives: ``leaves``, ``values``, ``grads``,
     ``output``), or None; returns ``(figure, curves, notes)``."""
     from .messages import resolve
@@ -208,7 +210,7 @@ def _finite(x: torch.Tensor, *ys: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _vector_figure(result: Any, notes: list[str]):
-    (name, leaf), out_name = next(iter(result.leaves.items())), result.output_name
+    name, out_name = next(iter(result.leaves)), result.output_name
     x = result.values[name].detach().float().cpu()
     grad = result.grads[name]
     output = result.output.detach().float().cpu()

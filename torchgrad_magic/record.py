@@ -30,7 +30,17 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 # values taken out of the computation into Python
-ESCAPES = {"item", "__float__", "__int__", "__bool__", "__index__", "__complex__", "tolist", "numpy", "__array__"}
+ESCAPES = {
+    "item",
+    "__float__",
+    "__int__",
+    "__bool__",
+    "__index__",
+    "__complex__",
+    "tolist",
+    "numpy",
+    "__array__",
+}
 # calls that read no values (or whose result we never replay)
 IGNORED = {
     "backward", "register_hook", "register_post_accumulate_grad_hook", "retain_grad", "size", "dim",
@@ -107,7 +117,9 @@ class Record:
     roots: list[Root] = field(default_factory=list)
     escapes: list[str] = field(default_factory=list)  # .item() and the like, on tracked values
     broken: str | None = None  # why the record cannot be used at all
-    constants: list[tuple[torch.Tensor, int]] = field(default_factory=list)  # (tensor, version) kept by reference
+    constants: list[tuple[torch.Tensor, int]] = field(
+        default_factory=list
+    )  # (tensor, version) kept by reference
 
     def needed(self, output: Ref | RootRef) -> tuple[list[int], set[int]]:
         """The ops (in order) and roots the output depends on."""
@@ -138,9 +150,12 @@ class Recorder(TorchFunctionMode):
         self._bytes = 0
 
     def ref(self, tensor: torch.Tensor) -> Ref | RootRef | None:
-        """Where *tensor* is in the record now (None: not computed from a tracked tensor)."""
+        """Where *tensor* is in the record now (None: not computed from a tracked tensor;
+        a leaf that requires grad is its own root: ``y = x``)."""
         bound = self._where.get(id(tensor))
-        return None if bound is None or bound[1] != tensor._version else bound[0]
+        if bound is not None and bound[1] == tensor._version:
+            return bound[0]
+        return self._track(tensor) if tensor.requires_grad and tensor.grad_fn is None else None
 
     def _track(self, value: Any) -> Ref | RootRef | None:
         if not isinstance(value, torch.Tensor):
@@ -171,7 +186,11 @@ class Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         record = self.record
         name = op_name(func)
-        if record.broken == "too big" or name in IGNORED or (name.startswith(".") and name[1:] not in VALUE_PROPERTIES):
+        if (
+            record.broken == "too big"
+            or name in IGNORED
+            or (name.startswith(".") and name[1:] not in VALUE_PROPERTIES)
+        ):
             return func(*args, **kwargs)
         if name == "__iter__" and args and isinstance(args[0], torch.Tensor):
             return iter(self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0)))
@@ -287,7 +306,9 @@ class Replay:
         return resolve(self.output, env)
 
 
-def replay_for(record: Record, output_ref: Any, leaves: dict[str, torch.Tensor], summed: bool) -> Replay | str:
+def replay_for(
+    record: Record, output_ref: Any, leaves: dict[str, torch.Tensor], summed: bool
+) -> Replay | str:
     """A Replay of the output in terms of *leaves*, or the message id saying why there is none."""
     if record.broken is not None:
         return {"view": "rec.view", "too big": "rec.too_big"}.get(record.broken, "rec.changed")
@@ -296,7 +317,7 @@ def replay_for(record: Record, output_ref: Any, leaves: dict[str, torch.Tensor],
     if record.changed_constants():
         return "rec.changed"
     names: dict[str, int] = {}
-    ops, roots = record.needed(output_ref)
+    _, roots = record.needed(output_ref)
     for index in sorted(roots):
         root = record.roots[index]
         for name, leaf in leaves.items():

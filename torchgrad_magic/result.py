@@ -38,7 +38,12 @@ class TensorRow:
 
     @classmethod
     def of(
-        cls, name: str, role: str, tensor: torch.Tensor, grad: torch.Tensor | None, value: torch.Tensor | None = None
+        cls,
+        name: str,
+        role: str,
+        tensor: torch.Tensor,
+        grad: torch.Tensor | None,
+        value: torch.Tensor | None = None,
     ) -> TensorRow:
         """*value*: the tensor's value when the grads were computed (default: now)."""
         return cls(
@@ -246,6 +251,12 @@ class GradResult:
             ]
             rows.append([matrix.rows[i], *cells])
         return Block(matrix.title, header, rows)
+
+    @property
+    def note_texts(self) -> list[str]:
+        """The notes in words, in the report's language."""
+        with using(self.language):
+            return [str(note) for note in self.notes]
 
     def _notes(self) -> list[str]:
         with using(self.language):

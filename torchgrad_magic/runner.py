@@ -8,9 +8,13 @@ frames out of the user's traceback.
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import linecache
 import os
+import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 from .hints import hint_for, with_hint
@@ -96,6 +100,7 @@ class ShellRunner:
     def __init__(self, shell: Any):
         self.shell = shell
         self.namespace = shell.user_ns
+        self.thread_context: Callable[[], Any] = contextlib.nullcontext  # per-thread state (see _InThread)
 
     def python_source(self, cell: str) -> str:
         """The cell as plain Python. Plain Python is left as it is (IPython's
@@ -115,9 +120,13 @@ class ShellRunner:
         shell.ast_transformers.append(transformer)
         saved = shell.custom_exceptions, shell.CustomTB
         shell.set_custom_exc((BaseException,), _keep_user_traceback)
+        loop_runner = shell.loop_runner
+        if _event_loop_running():  # in a kernel: a cell with top-level await needs a loop of its own
+            shell.loop_runner = _InThread(self.thread_context)
         try:
             outcome = shell.run_cell(cell, store_history=False)
         finally:
+            shell.loop_runner = loop_runner
             shell.custom_exceptions, shell.CustomTB = saved
             if transformer in shell.ast_transformers:
                 shell.ast_transformers.remove(transformer)
@@ -129,7 +138,49 @@ class ShellRunner:
         return caught[-1] if caught else None
 
 
-def _keep_user_traceback(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+def _event_loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+class _InThread:
+    """IPython's loop runner for a cell with top-level ``await`` while the kernel's own
+    event loop is busy running the %%grad cell: the cell's coroutine runs on a fresh
+    loop in a helper thread, with the caller's grad mode (thread-local in PyTorch),
+    and the grad mode the cell leaves comes back with it."""
+
+    def __init__(self, context: Callable[[], Any]):
+        self.context = context
+
+    def __call__(self, coro: Any) -> Any:
+        import torch
+
+        box: dict[str, Any] = {"grad": torch.is_grad_enabled()}
+
+        def work() -> None:
+            torch.set_grad_enabled(box["grad"])
+            try:
+                with self.context():
+                    box["value"] = asyncio.run(coro)
+            except BaseException as e:  # handed to the caller's thread
+                box["error"] = e
+            box["grad"] = torch.is_grad_enabled()
+
+        thread = threading.Thread(target=work, name="torchgrad-magic-await", daemon=True)
+        thread.start()
+        thread.join()
+        torch.set_grad_enabled(box["grad"])
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+
+def _keep_user_traceback(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
     """Instead of showing the cell's error now, attach IPython's usual traceback of it
     (without this package's frames, with a plain-language hint when there is one) to
     the exception: the magic raises it again, and IPython shows it once, as the

@@ -114,7 +114,9 @@ def expression(replay: Any, symbols: dict[str, Any]) -> Any:
     return resolve(replay.output, env)
 
 
-def symbolic(replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str) -> tuple[list[SymbolicLine], list[Note]]:
+def symbolic(
+    replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str
+) -> tuple[list[SymbolicLine], list[Note]]:
     """SymPy's derivative of the output for each input, evaluated at the point."""
     if any(v.dim() != 0 for v in points.values()):
         return [], [note("sym.cannot", error="--symbolic needs scalar inputs")]
@@ -135,11 +137,22 @@ def symbolic(replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str
             value = float(derivative.subs(at_point).evalf())
         except (TypeError, ValueError):
             value = math.nan
-        frac = rf"\frac{{d {out}}}{{d {name}}}" if d == "d" else rf"\frac{{\partial {out}}}{{\partial {name}}}"
+        frac = (
+            rf"\frac{{d {out}}}{{d {name}}}" if d == "d" else rf"\frac{{\partial {out}}}{{\partial {name}}}"
+        )
         latex = rf"{frac} = {sympy.latex(derivative)} = {fmt.number(value)} \quad ({at})"
         lines.append(SymbolicLine(name, str(derivative), latex, value, out, d, at))
         auto = grads.get(name)
         auto_value = 0.0 if auto is None else float(auto.detach())
         if not math.isclose(value, auto_value, rel_tol=1e-4, abs_tol=1e-6):
-            notes.append(note("sym.mismatch", d=d, out=out, name=name, symbolic=fmt.number(value), auto=fmt.number(auto_value)))
+            notes.append(
+                note(
+                    "sym.mismatch",
+                    d=d,
+                    out=out,
+                    name=name,
+                    symbolic=fmt.number(value),
+                    auto=fmt.number(auto_value),
+                )
+            )
     return lines, notes
