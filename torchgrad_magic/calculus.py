@@ -139,12 +139,19 @@ RTOL, ATOL = 1e-5, 1e-7
 DIRECTIONS = 8  # random directions for inputs with more than CHECK_ELEMENTS elements
 
 
-def check(replay: Any, points: dict[str, torch.Tensor], out: str) -> tuple[list[CheckRow], list[Any], float]:
+def check(
+    replay: Any, points: dict[str, torch.Tensor], out: str, autograd: dict[str, Any] | None = None
+) -> tuple[list[CheckRow], list[Any], float]:
     """Compare autograd with central differences, both in float64 on the recorded
     computation, per input. Inputs up to CHECK_ELEMENTS elements are checked
     element by element; bigger ones along random directions (as gradcheck's fast
     mode does). Tolerances include the rounding error of the differences, which
     grows with the size of the output, so a correct grad never FAILs for being big.
+
+    *autograd*: the grads the cell's own autograd computed, when they are to be
+    checked instead of the recorded computation's (they differ from it: a custom
+    ``autograd.Function``, a hook that changes grads); they are in the cell's
+    dtype, so the tolerance is that dtype's.
 
     Returns the rows, notes (sampling, kinks) and the relative step used.
     """
@@ -160,7 +167,15 @@ def check(replay: Any, points: dict[str, torch.Tensor], out: str) -> tuple[list[
 
     inputs = _inputs(base)
     output = replay(inputs, cast=torch.float64)
-    auto = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
+    rtol = RTOL
+    if autograd is None:
+        auto = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
+    else:
+        auto = tuple(None if autograd.get(n) is None else _float64(autograd[n]) for n in inputs)
+        low = [
+            g for g in autograd.values() if g is not None and g.dtype not in (torch.float64, torch.complex128)
+        ]
+        rtol = 1e-3 if low else RTOL
     center = float(output.detach())
     rows = []
     kink_said = False
@@ -206,7 +221,7 @@ def check(replay: Any, points: dict[str, torch.Tensor], out: str) -> tuple[list[
                              right=fmt.number(right), left=fmt.number(left), auto=fmt.number(chosen[-1]))
                     )  # fmt: skip
         a, b = torch.tensor(chosen, dtype=torch.float64), torch.tensor(numeric, dtype=torch.float64)
-        tol = torch.tensor(tolerance, dtype=torch.float64) + RTOL * a.abs() + ATOL
+        tol = torch.tensor(tolerance, dtype=torch.float64) + rtol * a.abs() + ATOL
         diff = (a - b).abs()
         error = float(diff.max()) if a.numel() else 0.0
         ok = bool((diff <= tol).all()) and all(map(math.isfinite, numeric))

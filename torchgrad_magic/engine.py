@@ -275,18 +275,21 @@ def run(
             before = {name: id(value) for name, value in ns.items()}
             with observer, recorder if recorder is not None else contextlib.nullcontext():
                 last_value = runner.run(source)
-        assigned = names_assigned(tree, ns, before)
-        first = first_derivatives(
-            ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad
-        )
-        from .extras import extras
+        try:
+            assigned = names_assigned(tree, ns, before)
+            first = first_derivatives(
+                ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad
+            )
+            from .extras import extras
 
-        more = extras(first, recorder, observer, opts, window, ns)
-        graph = (
-            _graph(first, ns, opts.graph == "full", opts.digits)
-            if opts.graph and first.output is not None
-            else None
-        )
+            more = extras(first, recorder, observer, opts, window, ns)
+            graph = (
+                _graph(first, ns, opts.graph == "full", opts.digits)
+                if opts.graph and first.output is not None
+                else None
+            )
+        except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
+            raise GradError(t("err.report_interrupted")) from None
         result = GradResult.assemble(first, more, graph, opts, language)
         if opts.expect is not None:
             result = _expect(result, opts.expect, ns)

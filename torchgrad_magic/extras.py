@@ -59,12 +59,17 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     points = {name: first.values[name] for name in first.leaves}
     with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        found: dict[str, Any] = {}
         if replay is not None:
             problem = _verify(replay, first, points)
-            if problem is not None:
+            if problem is not None and problem.id == "rec.grads_differ" and opts.check:
+                # the values agree but autograd's grads do not: exactly what --check is for
+                notes.append(problem)
+                found = _check(replay, first, points, notes, autograd=first.grads)
+                replay = None
+            elif problem is not None:
                 notes.append(problem)
                 replay = None
-        found: dict[str, Any] = {}
         if replay is not None:
             found = _calculus(replay, first, points, opts, notes)
         if opts.plot:
@@ -103,7 +108,7 @@ def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | 
         if have.shape != want.shape or not torch.allclose(
             have, want.to(have.dtype), rtol=1e-4, atol=1e-6, equal_nan=True
         ):
-            return note("rec.mismatch", out=first.output_name)
+            return note("rec.grads_differ", out=first.output_name)
     return None
 
 
@@ -135,15 +140,7 @@ def _calculus(
         notes.append(note("calc.cannot", error=str(e)))
     found["matrices"] = tuple(matrices)
     if opts.check:
-        if first.output.is_complex():
-            notes.append(note("err.complex", out=first.output_name))
-        else:
-            try:
-                rows, more, step = calculus.check(replay, points, out)
-                found.update(checks=tuple(rows), check_step=step)
-                notes.extend(more)
-            except Exception as e:
-                notes.append(note("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
+        found.update(_check(replay, first, points, notes))
     if opts.symbolic:
         from .symbolic import symbolic
 
@@ -151,6 +148,24 @@ def _calculus(
         found["symbolic"] = tuple(lines)
         notes.extend(more)
     return found
+
+
+def _check(
+    replay: Any, first: Any, points: dict, notes: list[Note], autograd: dict | None = None
+) -> dict[str, Any]:
+    from . import calculus
+
+    if first.output.is_complex():
+        notes.append(note("err.complex", out=first.output_name))
+        return {}
+    out = f"sum({first.output_name})" if replay.summed else first.output_name
+    try:
+        rows, more, step = calculus.check(replay, points, out, autograd)
+    except Exception as e:
+        notes.append(note("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
+        return {}
+    notes.extend(more)
+    return {"checks": tuple(rows), "check_step": step}
 
 
 def _plot(

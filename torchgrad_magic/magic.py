@@ -17,6 +17,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -142,6 +143,8 @@ class GradMagic(Magics):
             self.shell.user_ns[args.out] = result
         if not (args.quiet or silenced):
             _show(result)
+        if DisplayHook.semicolon_at_end_of_expression(cell):
+            return None  # a trailing ';' hides the cell's value, as in a plain cell
         return last
 
     def _options(self, args: argparse.Namespace):

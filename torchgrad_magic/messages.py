@@ -362,6 +362,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 的记录计算与单元格里 autograd 的结果不一致（单元格改动了记录看不到的东西），"
         "为避免给出错误数字，省略 --check、--plot、--symbolic 和高阶导数。",
     },
+    "rec.grads_differ": {
+        "en": "autograd's grads of {out} in the cell differ from the derivative of the computation recorded for it "
+        "(a custom autograd.Function, a hook that changes grads, or .data/.detach() tricks): --check compares "
+        "autograd's grads with finite differences; --plot curves, --symbolic and higher derivatives are left out.",
+        "zh": "单元格里 autograd 算出的 {out} 的梯度，与记录下的计算的导数不一致（自定义 autograd.Function、"
+        "修改梯度的 hook，或 .data/.detach() 技巧）：--check 会把 autograd 的梯度与有限差分比较；"
+        "省略 --plot 曲线、--symbolic 和高阶导数。",
+    },
     "rec.failed": {
         "en": "the recorded computation could not be evaluated again ({error}); --check, --plot, --symbolic and "
         "higher derivatives are left out.",
@@ -419,8 +427,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name} 有 {count} 个元素；检验只用了其中 {used} 个。",
     },
     "check.cannot": {
-        "en": "--check could not re-run the cell in float64 ({error}).",
-        "zh": "--check 无法用 float64 重新运行单元格（{error}）。",
+        "en": "--check could not evaluate the recorded computation in float64 ({error}).",
+        "zh": "--check 无法用 float64 对记录的计算求值（{error}）。",
     },
     "expect.bad": {
         "en": "--expect {value}: write --expect 38 (one input) or --expect u=43 v=20",
@@ -510,20 +518,26 @@ Example::
 
 shows x = 3 with grad 18 and y = 27 (grad_fn MulBackward0, not a leaf).
 
-The output is the tensor named by --of; else the one the cell called
-backward() on (then %%grad does not call it again); else the cell's
-last expression; else the last assigned tensor that depends on the
-leaves. A non-scalar output is summed before backward. Grads never
-carry over between runs: --wrt leaves are new every time. A bare
---wrt NAME leaves your own NAME untouched. A trailing ';' on the
-magic line works like -q. Torch's grad mode, anomaly mode and default
-dtype, the warning filters and matplotlib's settings are restored
-after the cell.
+The cell runs exactly once, as it would without %%grad (same prints,
+Out[], variables, .grad values, graph and random state); %%grad only
+adds the report. When the cell calls backward() or
+torch.autograd.grad() itself, the grads shown are the ones that call
+computed, caught at that moment (later steps, zero_grad() or
+w.grad = None do not change them). Otherwise %%grad computes them
+without writing your tensors' .grad or freeing the graph. The output
+is the tensor named by --of; else the one the cell called backward()
+on; else the cell's last expression; else the last assigned tensor
+that depends on the leaves. A non-scalar output is summed. A cell with
+nothing to differentiate runs and gets a note. --wrt leaves are new
+every time; a bare --wrt NAME leaves your own NAME untouched. A
+trailing ';' on the magic line works like -q.
 --plot draws the output and its derivative (a 1-D input, or f and
 f' around scalar points with the tangent); in a terminal use --save.
 --order/--hessian/--jacobian go beyond the first derivative, --check
-compares with finite differences, --symbolic with SymPy, --expect
-turns the grads into a test, --graph draws the backward graph.
+compares with finite differences, --symbolic with SymPy: all of them
+evaluate the computation recorded during the one run, never the cell
+again. --expect turns the grads into a test, --graph draws the
+backward graph.
 Defaults: %config GradMagic (language, dtype, digits, max_items, plot).""",
         "zh": """运行单元格，对输出求导，并在一张表里列出每个张量的
 data、grad、grad_fn、is_leaf 和 requires_grad。
@@ -535,16 +549,20 @@ data、grad、grad_fn、is_leaf 和 requires_grad。
 
 显示 x = 3、梯度 18，以及 y = 27（grad_fn 为 MulBackward0，不是叶子）。
 
-输出依次取：--of 指定的张量；单元格调用 backward() 的张量（此时
-%%grad 不再调用）；单元格的最后一个表达式；最后赋值且依赖输入的张量。
-非标量输出先求和再 backward。--wrt 的叶子每次都是新建的，梯度不会
-跨单元格累积。只写 --wrt NAME 时，你自己的 NAME 保持不变。魔法行末尾
-加 ';' 与 -q 相同。单元格结束后，torch 的 grad 模式、异常检测、默认
-dtype、警告过滤器和 matplotlib 设置都会恢复。
+单元格只运行一次，与不加 %%grad 时完全相同（同样的输出、Out[]、变量、
+.grad、计算图和随机数状态）；%%grad 只是多给出一份报告。单元格自己调用
+backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当时算出的
+值（之后的 step()、zero_grad() 或 w.grad = None 不会改变它们）；否则
+%%grad 自己计算梯度，但不写入你的张量的 .grad，也不释放计算图。输出依次
+取：--of 指定的张量；单元格调用 backward() 的张量；单元格的最后一个
+表达式；最后赋值且依赖输入的张量。非标量输出先求和。没有可求导内容的
+单元格照常运行，并给出一条提示。--wrt 的叶子每次都是新建的；只写
+--wrt NAME 时，你自己的 NAME 保持不变。魔法行末尾加 ';' 与 -q 相同。
 --plot 画出输出和导数（一维输入，或标量点附近的 f、f' 和切线）；终端
 里请用 --save。--order/--hessian/--jacobian 求更高阶的导数，--check 与
 有限差分比较，--symbolic 与 SymPy 比较，--expect 把梯度变成检查，
---graph 画出反向计算图。
+--graph 画出反向计算图。--check、--plot、--symbolic 和高阶导数都是对那一次
+运行中记录下的计算求值，不会再次运行单元格。
 默认值：%config GradMagic（language、dtype、digits、max_items、plot）。""",
     },
     "help.wrt": {

@@ -121,11 +121,13 @@ class ShellRunner:
         saved = shell.custom_exceptions, shell.CustomTB
         shell.set_custom_exc((BaseException,), _keep_user_traceback)
         loop_runner = shell.loop_runner
+        outer = shell.displayhook.exec_result  # the %%grad cell's own result, which a nested run resets
         if _event_loop_running():  # in a kernel: a cell with top-level await needs a loop of its own
             shell.loop_runner = _InThread(self.thread_context)
         try:
             outcome = shell.run_cell(cell, store_history=False)
         finally:
+            shell.displayhook.exec_result = outer
             shell.loop_runner = loop_runner
             shell.custom_exceptions, shell.CustomTB = saved
             if transformer in shell.ast_transformers:

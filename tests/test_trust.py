@@ -1,0 +1,271 @@
+"""Numbers a teacher can trust: the cell runs once, grads are caught when backward runs,
+extras read the record, --check never cries wolf. Both entry points (``run``), oracles
+from torch.autograd / torch.func, and the user's state compared with a plain run."""
+
+from __future__ import annotations
+
+import json
+import linecache
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import Failure
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torchgrad_magic import grad
+from torchgrad_magic.observe import engine_slot, is_transformed
+
+
+# ---------------------------------------------------------------------------
+# the internals we touch: fail loudly when PyTorch changes them
+# ---------------------------------------------------------------------------
+def test_the_engine_slot_is_where_every_backward_and_grad_call_goes():
+    owner, attr = engine_slot()
+    engine = getattr(owner, attr)
+    calls = []
+
+    class Spy:
+        def run_backward(self, *args, **kwargs):
+            calls.append(kwargs.get("accumulate_grad", args[6] if len(args) > 6 else None))
+            return engine.run_backward(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+    setattr(owner, attr, Spy())
+    try:
+        x = torch.tensor(3.0, requires_grad=True)
+        (3 * x**2).backward()
+        torch.autograd.backward([3 * x**2])
+        (g,) = torch.autograd.grad(3 * x**2, x)
+    finally:
+        setattr(owner, attr, engine)
+    assert calls == [True, True, False], (
+        "torch.autograd no longer calls Variable._execution_engine.run_backward"
+    )
+    assert g.item() == 18 and x.grad.item() == 36
+
+
+def test_functorch_wrapped_tensors_are_recognised():
+    seen = []
+    torch.func.grad(lambda t: (seen.append(is_transformed(t)), t**3)[1])(torch.tensor(2.0))
+    assert seen == [True] and not is_transformed(torch.tensor(2.0))
+
+
+def test_torch_func_inside_a_cell_is_not_mistaken_for_the_cells_backward(run):
+    result = run("--wrt x=3", "g = torch.func.grad(lambda t: t ** 3)(x)\ny = 3 * x ** 2")
+    assert result.grads["x"].item() == 18 and result.backward_calls == 0
+
+
+# ---------------------------------------------------------------------------
+# one run, cheap when nothing extra is asked
+# ---------------------------------------------------------------------------
+def test_the_cell_runs_once_with_every_extra(run):
+    run.ns["calls"] = []
+    cell = "calls.append(1)\ny = torch.sin(x) * x ** 2"
+    result = run("--wrt x=1.5 --check --plot --symbolic --order 3 --hessian --jacobian", cell)
+    assert run.ns["calls"] == [1]
+    x = torch.tensor(1.5, requires_grad=True)
+    oracle = torch.func.grad(lambda t: torch.sin(t) * t**2)(x.detach())
+    torch.testing.assert_close(result.grads["x"], oracle)
+    second = torch.func.grad(torch.func.grad(lambda t: torch.sin(t) * t**2))(x.detach())
+    torch.testing.assert_close(result.orders["x"][1], second)
+    torch.testing.assert_close(result.hessian, second.reshape(1, 1))
+    assert result.checks[0].ok and result.symbolic and len(result.curves) == 3
+
+
+def test_no_torch_function_mode_without_extras(run):
+    probe = "modes = torch._C._len_torch_function_stack()\ny = 3 * x ** 2"
+    run("--wrt x=3", probe)
+    assert run.ns["modes"] == 0  # default cells pay for no per-op observer
+    run("--wrt x=3 --check", probe)
+    assert run.ns["modes"] == 1  # the recorder, only when an extra needs it
+
+
+def test_extras_leave_the_random_generator_and_linecache_as_a_plain_run(run):
+    cell = "noise = torch.rand(3)\ny = (x * noise).sum() + torch.nn.functional.dropout(x, 0.5).sum()"
+    torch.manual_seed(1)
+    plain = {"x": torch.tensor([1.0, 2.0, 3.0], requires_grad=True)}
+    exec(cell, {"torch": torch}, plain)
+    expected_state, expected_noise = torch.get_rng_state(), plain["noise"]
+    entries = len(linecache.cache)
+    torch.manual_seed(1)
+    result = run("--wrt x=[1.0, 2.0, 3.0] --check --plot --jacobian", cell)
+    assert torch.equal(torch.get_rng_state(), expected_state)
+    assert torch.equal(run.ns["noise"], expected_noise)
+    assert result.checks[0].ok  # the dropout mask replays as it was drawn
+    if run.kind == "function":  # (IPython keeps each cell's source in linecache, as it does without %%grad)
+        assert len(linecache.cache) <= entries + 1
+
+
+def test_a_function_from_an_earlier_cell_reads_the_recorded_input(run):
+    run("", "def f(t):\n    return 3 * t ** 2\nx = torch.tensor(10.0)")
+    result = run("--wrt x=3 --check --plot", "y = f(x)")
+    assert result.grads["x"].item() == 18 and result.checks[0].ok
+    lines = {c.label: c for c in result.curves}
+    at = (lines["dy/dx"].x - 3).abs().argmin()
+    assert lines["dy/dx"].y[at].item() == pytest.approx(18, rel=1e-6)
+    assert run.ns["x"].item() == 3 and run.ns["x"].grad.item() == 18  # --wrt x=3 made x: ours, with its grad
+
+
+def test_optimizer_step_and_appends_happen_once_with_check(run):
+    setup = (
+        "torch.manual_seed(0)\nmodel = torch.nn.Linear(2, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "data = torch.tensor([[1.0, 2.0]])\nlosses = []"
+    )
+    cell = "opt.zero_grad()\nloss = (model(data) ** 2).sum()\nloss.backward()\nopt.step()\nlosses.append(loss.item())"
+    plain: dict = {"torch": torch}
+    exec(setup, plain)
+    oracle = torch.autograd.grad((plain["model"](plain["data"]) ** 2).sum(), plain["model"].weight)[0]
+    exec(cell, plain)
+    run("", setup)
+    result = run("--check", cell)
+    assert len(run.ns["losses"]) == 1
+    torch.testing.assert_close(run.ns["model"].weight, plain["model"].weight, rtol=0, atol=0)
+    torch.testing.assert_close(result.grads["model.weight"], oracle)
+    assert all(row.ok for row in result.checks)
+
+
+# ---------------------------------------------------------------------------
+# --check never cries wolf
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [10**5, 10**6, 10**7])
+def test_check_passes_correct_grads_of_big_inputs(size):
+    result = grad("y = x ** 2", wrt=f"x=torch.linspace(-1, 1, {size})", check=True)
+    (row,) = result.checks
+    assert row.ok, (row.max_error, row.tolerance)
+
+
+def test_check_still_catches_a_wrong_grad():
+    cell = (
+        "class Wrong(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, t):\n        return t ** 2\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        return g * 3.0\n"
+        "y = Wrong.apply(x).sum()"
+    )
+    for wrt in ("x=torch.linspace(-1, 1, 10)", "x=torch.linspace(-1, 1, 10**5)"):
+        result = grad(cell, wrt=wrt, check=True)
+        assert result.grads["x"].unique().tolist() == [
+            3.0
+        ]  # autograd's (wrong) grad, as the cell computed it
+        assert not result.checks[0].ok, wrt
+        assert any("custom autograd.Function" in n for n in result.note_texts)
+
+
+def test_check_is_honest_for_complex_inputs():
+    result = grad("y = (z * z.conj()).real.sum()", wrt="z=torch.tensor([1+2j, 3-1j])", check=True)
+    torch.testing.assert_close(result.grads["z"], 2 * torch.tensor([1 + 2j, 3 - 1j]))
+    (row,) = result.checks
+    assert row.ok and row.autograd.numel() == 4  # real and imaginary directions of each element
+
+
+FUNCTIONS = st.sampled_from(
+    [
+        "torch.sin(x)",
+        "torch.exp(x / 4)",
+        "x ** 3",
+        "torch.tanh(x) * x",
+        "torch.log1p(x ** 2)",
+        "1 / (1 + x ** 2)",
+    ]
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    body=FUNCTIONS,
+    size=st.sampled_from([1, 7, 64, 65, 1000, 20_000]),
+    scale=st.sampled_from([0.1, 1.0, 30.0]),
+)
+def test_check_property_no_fail_for_correct_grads(body, size, scale):
+    wrt = f"x=torch.linspace(-{scale}, {scale}, {size})" if size > 1 else f"x={scale}"
+    result = grad(f"y = ({body}).sum()", wrt=wrt, check=True)
+    assert result.checks[0].ok, (body, size, scale, result.checks[0])
+
+
+# ---------------------------------------------------------------------------
+# honest fall-backs
+# ---------------------------------------------------------------------------
+def test_in_place_change_through_a_view_is_said_not_guessed(run):
+    result = run("--wrt x=torch.ones(3) --check", "y = x * 2\nv = y[:2]\nv.mul_(3)\nout = y.sum()")
+    assert result.grads["x"].tolist() == [6.0, 6.0, 2.0]
+    assert not result.checks
+    assert any("through a view" in n for n in result.note_texts)
+
+
+def test_values_taken_out_to_python_are_named(run):
+    result = run("--wrt x=3 --plot", "if x > 0:\n    y = x ** 2\nelse:\n    y = -x")
+    assert result.grads["x"].item() == 6
+    assert {c.label for c in result.curves} == {"tangent"}
+    assert any("Python values" in n for n in result.note_texts)
+
+
+# ---------------------------------------------------------------------------
+# smaller items
+# ---------------------------------------------------------------------------
+def test_micro_sign_is_the_name_python_reads(run):
+    result = run("--wrt µ=3", "y = µ ** 2")
+    assert result.grads["μ"].item() == 6
+
+
+def test_out_may_not_replace_a_module(shell):
+    shell.run_cell("import torch")
+    outcome = shell.run_cell("%%grad --wrt x=3 --out torch\ny = x * 2")
+    assert "--out torch: torch is a module" in str(outcome.error_in_exec)
+    assert shell.user_ns["torch"] is torch
+
+
+def test_save_expands_the_home_directory(shell, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert shell.run_cell("%%grad --wrt x=3 --save ~/f.png -q\ny = x ** 2").success
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_chinese_errors_have_a_chinese_prefix(shell):
+    outcome = shell.run_cell("%%grad --wrt x=3 --lang zh --bogus\ny = x")
+    assert str(outcome.error_in_exec).startswith("%%grad：")
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu"])
+def test_devices_this_machine_lacks_get_a_message(run, device):
+    if getattr(getattr(torch, device, None), "is_available", lambda: False)():
+        pytest.skip(f"this machine has {device}")  # a real device: nothing to refuse
+    with pytest.raises(Failure, match=f"this machine has no {device} device"):
+        run(f"--wrt x=3 --device {device}", "y = x * 2")
+
+
+def test_interrupt_during_an_extra_is_a_short_message(shell, monkeypatch):
+    from torchgrad_magic import calculus
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calculus, "check", interrupted)
+    outcome = shell.run_cell("%%grad --wrt x=3 --check\ny = x * 2")
+    assert "interrupted" in str(outcome.error_in_exec) and "y" in shell.user_ns
+    assert shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2").success
+
+
+# ---------------------------------------------------------------------------
+# leaks, for every flag (the benchmark's own script, at a small size)
+# ---------------------------------------------------------------------------
+def test_no_per_run_leaks_for_any_flag():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import run as bench
+
+    out = subprocess.run(
+        [sys.executable, "-c", bench.LEAKS, "3", "8", json.dumps(bench.LEAK_CASES)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(rows) == len(bench.LEAK_CASES)
+    for row in rows:
+        assert "error" not in row, row
+        assert row["objects"] <= 5 and row["tensors"] <= 0 and row["linecache"] <= 0, row
