@@ -19,9 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["GradError", "GradResult", "grad", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "GradError",
+    "GradOptions",
+    "GradResult",
+    "grad",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
-_LAZY = {"grad": "engine", "GradResult": "result", "GradError": "spec"}
+_LAZY = {"grad": "engine", "GradResult": "result", "GradError": "spec", "GradOptions": "options"}
 
 
 def __getattr__(name: str) -> Any:

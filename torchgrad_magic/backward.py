@@ -22,7 +22,7 @@ import torch
 from . import format as fmt
 from .hints import hint_for
 from .messages import Note, note, t
-from .observe import Call, Observation, tensor_names
+from .observe import Call, Observation, _leaves_in, graph_leaves, tensor_names
 from .result import TensorRow
 
 
@@ -41,33 +41,6 @@ class First:
     call: Call | None = None  # the cell's backward()/grad() call shown, if any
     backward_calls: int = 0
     create_graph: list[torch.Tensor | None] = field(default_factory=list)
-
-
-@dataclass
-class _Graph:
-    """What lies behind one tensor: its backward nodes and the leaves they reach."""
-
-    nodes: set[int] = field(default_factory=set)
-    leaves: dict[int, torch.Tensor] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, tensor: torch.Tensor) -> _Graph:
-        graph = cls()
-        if tensor.grad_fn is None:
-            if tensor.requires_grad:
-                graph.leaves[id(tensor)] = tensor
-            return graph
-        stack = [tensor.grad_fn]
-        while stack:
-            fn = stack.pop()
-            if id(fn) in graph.nodes:
-                continue
-            graph.nodes.add(id(fn))
-            variable = getattr(fn, "variable", None)
-            if isinstance(variable, torch.Tensor):
-                graph.leaves[id(variable)] = variable
-            stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
-        return graph
 
 
 # ---------------------------------------------------------------------------
@@ -272,17 +245,19 @@ def _computed(
     observed: Observation,
 ) -> First:
     """The cell did not differentiate this output: do it here, without writing the
-    user's .grad and without freeing the graph."""
-    graph = _Graph.of(output)
+    user's .grad and without freeing the graph. Which leaves (and, with --retain-grad,
+    which named intermediates) it depends on is what autograd itself finds: no walk
+    over the graph in Python."""
     if wrt:
         leaves = dict(wrt)
     else:
-        found = {names[id(v)]: v for v in graph.leaves.values() if id(v) in names}
         order = {name: i for i, name in enumerate(assigned)}
+        found = _leaves_in(ns, {})
         leaves = dict(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
     notes: list[Note] = []
-    if not leaves:
-        return First(output, out_name, {}, {}, {}, (TensorRow.of(out_name, "output", output, None),),
+    if not leaves or not output.requires_grad:
+        rows = (TensorRow.of(out_name, "output", output, None),)
+        return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), rows,
                      (_no_dependence(out_name, output, wrt),))  # fmt: skip
     intermediates: dict[str, torch.Tensor] = {}
     if retain_grad:
@@ -292,7 +267,6 @@ def _computed(
                 isinstance(tensor, torch.Tensor)
                 and tensor is not output
                 and tensor.grad_fn is not None
-                and id(tensor.grad_fn) in graph.nodes
                 and names.get(id(tensor)) == name
             ):
                 intermediates[name] = tensor
@@ -302,8 +276,6 @@ def _computed(
     inter_grads: dict[str, torch.Tensor | None] = dict.fromkeys(intermediates)
     if output.is_complex():
         notes.append(note("err.complex", out=out_name))
-    elif not output.requires_grad:
-        notes.append(_no_dependence(out_name, output, wrt))
     else:
         target = output
         if output.numel() != 1:
@@ -325,6 +297,13 @@ def _computed(
         computed = tuple(None if g is None else g.detach() for g in computed)
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
+        intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
+        if not wrt:  # the leaves are the named ones the output depends on
+            leaves = {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
+            grads = {n: grads[n] for n in leaves}
+            values = {n: values[n] for n in leaves}
+            if not leaves:
+                notes.append(_no_dependence(out_name, output, wrt))
         for name, leaf in leaves.items():
             if name in wrt and wrt[name] is leaf:
                 leaf.grad = grads[name]  # our own leaf: it carries its grad
@@ -365,8 +344,10 @@ def _find_output(
     def depends(tensor: torch.Tensor) -> bool:
         if tensor.grad_fn is None:
             return False
-        leaves = _Graph.of(tensor).leaves
-        return bool(wrt_ids & leaves.keys()) if wrt_ids else any(i in names for i in leaves)
+        if not wrt_ids:
+            return True  # which named leaves: autograd finds them (see _computed)
+        leaves = graph_leaves((tensor,), limit=2_000)
+        return leaves is None or any(id(leaf) in wrt_ids for leaf in leaves)  # a big graph: assume so
 
     def is_wrt_leaf(value: torch.Tensor) -> bool:
         return id(value) in wrt_ids

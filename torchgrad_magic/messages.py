@@ -269,6 +269,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "the cell was interrupted; no gradients were computed",
         "zh": "单元格被中断；没有计算梯度",
     },
+    "err.report_interrupted": {
+        "en": "interrupted while making the report; the cell itself ran to its end (its variables are set)",
+        "zh": "生成报告时被中断；单元格本身已完整运行（其变量已设置）",
+    },
     "err.complex": {
         "en": "{out} is complex; backward() needs a real number: differentiate {out}.abs() or {out}.real instead (--of)",
         "zh": "{out} 是复数；backward() 需要实数：请改为对 {out}.abs() 或 {out}.real 求导（--of）",

@@ -133,8 +133,11 @@ def _module_class() -> Any:
     return getattr(nn, "Module", None)
 
 
-def _leaves_in(namespace: dict[str, Any], extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The leaf tensors that require grad and have a name, at this moment."""
+def _leaves_in(
+    namespace: dict[str, Any], extra: dict[str, torch.Tensor], params: dict[int, list] | None = None
+) -> dict[str, torch.Tensor]:
+    """The leaf tensors that require grad and have a name, at this moment. *params*
+    caches each module's parameter list for the length of one cell."""
     found = {n: t for n, t in extra.items() if t.requires_grad}
     Module = _module_class()
     for name, value in list(namespace.items()):
@@ -144,7 +147,12 @@ def _leaves_in(namespace: dict[str, Any], extra: dict[str, torch.Tensor]) -> dic
             if value.requires_grad and value.grad_fn is None:
                 found[name] = value
         elif Module is not None and isinstance(value, Module):
-            for pname, param in value.named_parameters():
+            named = params.get(id(value)) if params is not None else None
+            if named is None:
+                named = list(value.named_parameters())
+                if params is not None:
+                    params[id(value)] = named
+            for pname, param in named:
                 if param.requires_grad:
                     found.setdefault(f"{name}.{pname}", param)
     seen: set[int] = set()
@@ -200,6 +208,8 @@ class Observer:
         self._owner: Any = None
         self._engine: Any = None
         self._filter: Any = None
+        self._params: dict[int, list] = {}  # module id -> its named parameters, for this cell
+        self._names: dict[int, str] = {}  # id(leaf) -> its name, from the last look at the namespace
         self._shown: Any = None
         self._showwarning: Any = None
 
@@ -261,20 +271,23 @@ class Observer:
         inputs = tuple(args[4]) if len(args) > 4 and args[4] else ()
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
 
-        leaves = _leaves_in(self.namespace, self.wrt)
-        if inputs:  # backward(inputs=...) and grad(): only these get grads
-            wanted = {id(t) for t in inputs}
-            leaves = {n: t for n, t in leaves.items() if id(t) in wanted}
+        leaves = self._leaves(outputs, inputs)
         caught: dict[str, torch.Tensor] = {}
         handles = []
         try:
+            # a hook only where .grad already holds something (the engine adds to it in place);
+            # elsewhere .grad after the call is exactly this call's grad
+            before = {n: (t.grad.detach().clone() if t.grad is not None else None) for n, t in leaves.items()}
             for name, leaf in leaves.items():
-                handles.append(leaf.register_hook(_catcher(caught, name)))
+                if before[name] is not None or not accumulate or not leaf.is_leaf:
+                    handles.append(leaf.register_hook(_catcher(caught, name)))
             inter = self._intermediates(outputs) if self.intermediates else {}
             for name, tensor in inter.items():
                 handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
-            before = {n: (t.grad.detach().clone() if t.grad is not None else None) for n, t in leaves.items()}
-            result = _as_if_called_from_torch(engine, args, kwargs)
+            if create or torch.is_anomaly_enabled():  # the engine warns then: show it as without us
+                result = _as_if_called_from_torch(engine, args, kwargs)
+            else:
+                result = engine.run_backward(*args, **kwargs)
         finally:
             for handle in handles:
                 handle.remove()
@@ -287,6 +300,9 @@ class Observer:
         seen = {}
         for name, leaf in leaves.items():
             grad = caught.get(name)
+            after = leaf.grad if accumulate and leaf.is_leaf else None
+            if grad is None and before[name] is None and after is not None:
+                grad = _snapshot(after)  # a copy: a later zero_() must not change what is shown
             if grad is None:  # not reached by this call
                 continue
             seen[name] = Leaf(
@@ -296,8 +312,8 @@ class Observer:
                 version=leaf._version,
                 grad=grad.detach(),
                 grad_after=(
-                    leaf.grad.detach().clone()
-                    if accumulate and before[name] is not None and leaf.grad is not None
+                    _snapshot(after)
+                    if before[name] is not None and after is not None
                     else (grad.detach() if accumulate else None)
                 ),
                 grad_before=before[name],
@@ -326,6 +342,30 @@ class Observer:
         self.calls = [c for c in self.calls if c.higher_order != call.higher_order] + [call]
         return result
 
+    def _leaves(self, outputs: tuple[torch.Tensor, ...], inputs: tuple) -> dict[str, torch.Tensor]:
+        """The named tensors this call computes grads for: the leaves behind *outputs*
+        (or *inputs*, when given), named as at this moment."""
+        tensors = list(inputs) if inputs else graph_leaves(outputs) or []
+        if any(id(t) not in self._names for t in tensors):
+            self._names = {id(t): n for n, t in self.wrt.items()}
+            for name, tensor in _leaves_in(self.namespace, {}, self._params).items():
+                self._names.setdefault(id(tensor), name)
+            if inputs:
+                for name, tensor in self.namespace.items():
+                    if isinstance(tensor, torch.Tensor) and not name.startswith("_"):
+                        self._names.setdefault(id(tensor), name)
+        named = {}
+        for tensor in tensors:
+            name = self._names.get(id(tensor))
+            if name is not None and self.namespace_value(name) is tensor:
+                named[name] = tensor
+        return named
+
+    def namespace_value(self, name: str) -> Any:
+        if name in self.wrt:
+            return self.wrt[name]
+        return _lookup_param(self.namespace, name, self._params)
+
     def _intermediates(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         nodes = graph_functions(outputs)
         found = {}
@@ -339,6 +379,43 @@ class Observer:
             ):
                 found[name] = value
         return found
+
+
+def _lookup_param(namespace: dict[str, Any], name: str, params: dict[int, list]) -> Any:
+    """The tensor a name from :func:`_leaves_in` stands for now (``net.0.weight`` too)."""
+    head, _, rest = name.partition(".")
+    value = namespace.get(head)
+    if not rest or value is None:
+        return value
+    for pname, param in params.get(id(value), ()):
+        if pname == rest:
+            return param
+    return None
+
+
+def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> list[torch.Tensor] | None:
+    """The leaf tensors behind *outputs* (the variables of their AccumulateGrad nodes);
+    None when the graph has more than *limit* nodes (not all were seen)."""
+    found: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    stack = []
+    for t in outputs:
+        if t.grad_fn is not None:
+            stack.append(t.grad_fn)
+        elif t.requires_grad:
+            found[id(t)] = t
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if limit is not None and len(seen) > limit:
+            return None
+        variable = getattr(fn, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            found.setdefault(id(variable), variable)
+        stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
+    return list(found.values())
 
 
 def _catcher(caught: dict[str, torch.Tensor], name: str):
