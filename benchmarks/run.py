@@ -425,8 +425,16 @@ def train_loop(steps: int) -> str:
     )
 
 
-def bench_train(steps: int, rounds: int) -> Figure:
-    name = f"per-cell time of `%%grad` on a training loop: {steps} SGD steps of a 32-64-1 MLP, batch 64 (run_cell)"
+TRAIN_SETUP_MNIST = """torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+loss_fn = torch.nn.CrossEntropyLoss()
+X, Y = torch.randn(128, 784), torch.randint(0, 10, (128,))"""
+
+
+def bench_train(steps: int, rounds: int, setup_code: str = TRAIN_SETUP, what: str = "") -> Figure:
+    what = what or "a 32-64-1 MLP, batch 64"
+    name = f"per-cell time of `%%grad` on a training loop: {steps} SGD steps of {what} (run_cell)"
     compared = (
         "the same loop without `%%grad`; model, optimizer and data re-created (untimed) before each run"
     )
@@ -434,7 +442,7 @@ def bench_train(steps: int, rounds: int) -> Figure:
     try:
         shell = notebook_shell()
         ours_cell, theirs_cell = f"%%grad\n{train_loop(steps)}", train_loop(steps)
-        setup = lambda: run_quietly(shell, TRAIN_SETUP)  # noqa: E731
+        setup = lambda: run_quietly(shell, setup_code)  # noqa: E731
         ours = lambda: run_quietly(shell, ours_cell)  # noqa: E731
         theirs = lambda: run_quietly(shell, theirs_cell)  # noqa: E731
         for fn in (ours, theirs):  # warm up
@@ -612,7 +620,12 @@ FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
     "notebook": lambda quick: [bench_notebook(1 if quick else 3)],
     "graph": lambda quick: [bench_graph(50, 1) if quick else bench_graph(5_000, 7)],
     "ops": lambda quick: [bench_ops(25, 1, 1) if quick else bench_ops(1_500, 3, 9)],
-    "train": lambda quick: [bench_train(5, 1) if quick else bench_train(100, 21)],
+    "train": lambda quick: [
+        bench_train(5, 1) if quick else bench_train(100, 21),
+        bench_train(2, 1, TRAIN_SETUP_MNIST, "a 784-256-10 MLP, batch 128")
+        if quick
+        else bench_train(50, 15, TRAIN_SETUP_MNIST, "a 784-256-10 MLP, batch 128"),
+    ],
     "leaks": lambda quick: [bench_leaks(1, 2) if quick else bench_leaks(5, 40)],
 }
 

@@ -157,6 +157,9 @@ def _from_call(
                      total=fmt.values(c.grad_after) if c.grad_after is not None else "?")
             )  # fmt: skip
     notes += _changed_after(caught, call)
+    lost = [n for n, c in caught.items() if c is not None and not c.kept]
+    if lost:
+        notes.append(note("note.not_kept", names=", ".join(lost), index=call.index))
     for higher in observed.higher:
         notes.append(
             note(

@@ -60,6 +60,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "after.grad_none": {"en": "{name}.grad (now None)", "zh": "{name}.grad（现在是 None）"},
     "after.grad_zero": {"en": "{name}.grad (zeroed: now {now})", "zh": "{name}.grad（已清零：现在是 {now}）"},
     "after.grad_other": {"en": "{name}.grad (now {now})", "zh": "{name}.grad（现在是 {now}）"},
+    "note.not_kept": {
+        "en": "{names}: too big to copy at every call, and changed in place after call {index}, so the values "
+        "shown for them are as they are now.",
+        "zh": "{names}：太大，无法在每次调用时复制，且在第 {index} 次调用后被原地修改，所以显示的是它们现在的值。",
+    },
     "note.higher_order": {
         "en": "call {index} ({what}) differentiated a grad made with create_graph=True (a second derivative); "
         "the table shows the first derivatives, and .grad now also holds what that call added.",

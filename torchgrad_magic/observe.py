@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
-SNAPSHOT_LIMIT = 100_000  # elements: leaves up to this size are copied at each call
+SNAPSHOT_LIMIT = 1024  # elements: values and grads up to this size are copied at each call (bigger ones
+# are kept by reference with their version, and said to be shown as they are now if the cell changed them)
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
 
 
@@ -61,6 +62,14 @@ class Leaf:
     grad: torch.Tensor | None  # what this call computed for it (None: not reached)
     grad_after: torch.Tensor | None  # .grad right after the call (backward: grad plus what was there)
     grad_before: torch.Tensor | None  # .grad before the call (a copy), when there was one
+    grad_version: int = 0  # grad._version at the call: a kept (not copied) grad changed later shows
+
+    @property
+    def kept(self) -> bool:
+        """Whether value and grad are still what they were at the call."""
+        value_ok = self.value is not self.tensor and self.value.data_ptr() != self.tensor.data_ptr()
+        value_ok = value_ok or self.tensor._version == self.version
+        return value_ok and (self.grad is None or self.grad._version == self.grad_version)
 
 
 @dataclass(frozen=True)
@@ -317,6 +326,7 @@ class Observer:
                     else (grad.detach() if accumulate else None)
                 ),
                 grad_before=before[name],
+                grad_version=grad._version,
             )
         if create:
             self.created.update(
