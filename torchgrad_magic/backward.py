@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ import torch
 from . import format as fmt
 from .hints import hint_for
 from .messages import Note, note, t
-from .observe import Call, Observation, _leaves_in, graph_leaves, tensor_names
+from .observe import Call, Observation, graph_leaves, named_leaves, tensor_names
 from .result import TensorRow
 
 
@@ -40,7 +40,6 @@ class First:
     summed: bool = False
     call: Call | None = None  # the cell's backward()/grad() call shown, if any
     backward_calls: int = 0
-    create_graph: list[torch.Tensor | None] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +254,7 @@ def _computed(
         leaves = dict(wrt)
     else:
         order = {name: i for i, name in enumerate(assigned)}
-        found = _leaves_in(ns, {})
+        found = named_leaves(ns, {})
         leaves = dict(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
     notes: list[Note] = []
     if not leaves or not output.requires_grad:

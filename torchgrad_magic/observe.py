@@ -142,7 +142,7 @@ def _module_class() -> Any:
     return getattr(nn, "Module", None)
 
 
-def _leaves_in(
+def named_leaves(
     namespace: dict[str, Any], extra: dict[str, torch.Tensor], params: dict[int, list] | None = None
 ) -> dict[str, torch.Tensor]:
     """The leaf tensors that require grad and have a name, at this moment. *params*
@@ -358,7 +358,7 @@ class Observer:
         tensors = list(inputs) if inputs else graph_leaves(outputs) or []
         if any(id(t) not in self._names for t in tensors):
             self._names = {id(t): n for n, t in self.wrt.items()}
-            for name, tensor in _leaves_in(self.namespace, {}, self._params).items():
+            for name, tensor in named_leaves(self.namespace, {}, self._params).items():
                 self._names.setdefault(id(tensor), name)
             if inputs:
                 for name, tensor in self.namespace.items():
@@ -392,7 +392,7 @@ class Observer:
 
 
 def _lookup_param(namespace: dict[str, Any], name: str, params: dict[int, list]) -> Any:
-    """The tensor a name from :func:`_leaves_in` stands for now (``net.0.weight`` too)."""
+    """The tensor a name from :func:`named_leaves` stands for now (``net.0.weight`` too)."""
     head, _, rest = name.partition(".")
     value = namespace.get(head)
     if not rest or value is None:
