@@ -198,10 +198,9 @@ def test_model_input_sensitivity(run):
     header, rows = result.table()
     assert header[-1] == "grad×input"
     expected = oracle * torch.tensor([0.5, -1.0, 2.0])
-    assert (
-        rows[0][-1] == str(result.rows[0].grad.__mul__(result.rows[0].data).tolist()).replace(" ", " ")
-        or rows[0][-1]
-    )
+    from torchgrad_magic import format as fmt
+
+    assert rows[0][-1] == fmt.values(expected, result.digits, result.max_items)  # the column shows grad×input
     torch.testing.assert_close(result.rows[0].grad * result.rows[0].data, expected)
     assert rows[-1][-1] == ""  # the output row has no grad×input
 

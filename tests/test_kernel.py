@@ -223,7 +223,11 @@ def test_autograd_error_help_in_a_kernel(kernel):
 
 def test_graph_in_a_kernel(kernel):
     reply = kernel.run("%%grad --wrt x=3 --graph\ny = 3 * x ** 2")
-    (shown,) = reply.of_type("display_data")
-    html = shown["data"]["text/html"]
-    assert "<svg" in html and "x (AccumulateGrad)" in html and "PowBackward0" in html
-    assert "y (MulBackward0) · data 27" in shown["data"]["text/plain"]
+    report, drawing = reply.of_type("display_data")
+    assert "<svg" not in report["data"]["text/html"]  # SVG inside HTML is stripped when untrusted
+    assert "y (MulBackward0) · data 27" in report["data"]["text/plain"]
+    assert report["metadata"]["torchgrad_magic"] and drawing["metadata"]["torchgrad_magic"]
+    svg = drawing["data"]["image/svg+xml"]
+    assert svg.startswith("<svg") and 'xmlns="http://www.w3.org/2000/svg"' in svg
+    assert "x (AccumulateGrad)" in svg and "PowBackward0" in svg
+    assert drawing["data"]["image/png"]  # base64 PNG for front ends without SVG

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import subprocess
 import sys
 import warnings
@@ -28,10 +29,11 @@ def test_vector_input_plots_function_and_derivative(run):
     torch.testing.assert_close(lines["Y"].x, x)
     torch.testing.assert_close(lines["Y"].y, x**2)
     torch.testing.assert_close(lines["dY/dx"].y, 2 * x)
-    (ax,) = result.figure.axes
-    assert ax.get_xlabel() == "x"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Y", "dY/dx"]
-    lines = ax.get_lines()
+    # Y spans 0..400, dY/dx -40..40: on one axis the derivative would look flat, so it gets its own
+    ax, twin = result.figure.axes
+    assert ax.get_xlabel() == "x" and ax.get_ylabel() == "Y" and twin.get_ylabel() == "dY/dx"
+    assert [t.get_text() for t in twin.get_legend().get_texts()] == ["Y", "dY/dx"]
+    lines = ax.get_lines() + twin.get_lines()
     assert [line.get_label() for line in lines] == ["Y", "dY/dx"]  # the curves and nothing else
     assert len({line.get_color() for line in lines}) == 2
     torch.testing.assert_close(torch.tensor(lines[1].get_ydata()), 2 * x)
@@ -72,7 +74,7 @@ def test_range_sets_the_window(run):
 
 def test_partials_one_panel_per_variable(run):
     result = run("--wrt u=3 v=4 --plot", "f = u**3 + v**2 + 4*u*v")
-    assert len(result.figure.axes) == 2
+    assert [ax.get_xlabel() for ax in result.figure.axes[:2]] == ["u", "v"]  # one panel each
     lines = curves(result)
     u = lines["f|u"].x
     torch.testing.assert_close(lines["f|u"].y, u**3 + 16 + 16 * u, rtol=1e-5, atol=1e-3)
@@ -83,7 +85,13 @@ def test_partials_one_panel_per_variable(run):
         tx, ty = lines[f"tangent|{name}"].x, lines[f"tangent|{name}"].y
         assert ((ty[1] - ty[0]) / (tx[1] - tx[0])).item() == pytest.approx(expected)
     titles = [ax.get_title() for ax in result.figure.axes]
-    assert titles == ["v = 4", "u = 3"]
+    assert titles[:2] == ["v held at 4", "u held at 3"]
+    # f spans 27..187 over the v window, ∂f/∂v only 12..28: a second y-axis for it, not for u
+    assert len(result.figure.axes) == 3 and result.figure.axes[2].get_ylabel() == "∂f/∂v"
+    assert [line.get_label() for line in result.figure.axes[2].get_lines()] == ["∂f/∂v"]
+    zh = run("--wrt u=3 v=4 --plot --lang zh", "f = u**3 + v**2 + 4*u*v")
+    if plot.cjk_font() is not None:
+        assert [ax.get_title() for ax in zh.figure.axes][:2] == ["v 固定为 4", "u 固定为 3"]
 
 
 def test_cell_that_cannot_be_vectorised_still_shows_the_point(run):
@@ -196,6 +204,7 @@ def test_chinese_labels_fall_back_to_english_without_a_cjk_font(run, monkeypatch
     result = run("--wrt x=3 --plot --lang zh", "y = 3 * x ** 2")
     texts = [t.get_text() for t in result.figure.axes[0].get_legend().get_texts()]
     assert "tangent at x = 3 (slope 18)" in texts
+    assert all(t.get_fontfamily() == ["DejaVu Sans"] for t in _texts(result.figure))
     assert any("没有安装中文字体" in n for n in result.note_texts)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a missing glyph would warn here
@@ -204,18 +213,126 @@ def test_chinese_labels_fall_back_to_english_without_a_cjk_font(run, monkeypatch
     assert not any("没有安装中文字体" in n for n in again.note_texts)
 
 
-def test_chinese_labels_use_an_installed_cjk_font(run, monkeypatch):
-    real = plot.cjk_font()
-    monkeypatch.setattr(plot, "cjk_font", lambda: real or "DejaVu Sans")
-    result = run("--wrt x=3 --plot --lang zh", "y = 3 * x ** 2")
-    legend = result.figure.axes[0].get_legend()
-    texts = [t.get_text() for t in legend.get_texts()]
-    assert "x = 3 处的切线（斜率 18）" in texts
-    assert legend.get_texts()[-1].get_fontfamily()[0] in ("sans-serif", real or "DejaVu Sans")
-    if real:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            plot.png(result.figure)
+def _cjk_font_or_fail() -> str:
+    font = plot.cjk_font()
+    if font is None:
+        pytest.fail(
+            "no CJK font found: install one (Debian/Ubuntu: apt-get install -y fonts-noto-cjk) to test "
+            "Chinese plots; CI installs fonts-noto-cjk"
+        )
+    return font
+
+
+def _texts(figure) -> list:
+    """Every text the figure draws (tick labels as made when it was last drawn)."""
+    found = []
+    for ax in figure.axes:
+        found += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        found += [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_visible() and t.get_text()]
+        if ax.get_legend() is not None:
+            found += ax.get_legend().get_texts()
+    return [t for t in found if t.get_text()]
+
+
+def test_a_cjk_font_installed_after_matplotlib_built_its_cache_is_found(monkeypatch):
+    from matplotlib import font_manager
+
+    _cjk_font_or_fail()
+    known = [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name and "WenQuanYi" not in f.name]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", known)  # the cache as it was before the install
+    font = plot.cjk_font()
+    assert font is not None and any(f.name == font for f in font_manager.fontManager.ttflist)
+
+
+@pytest.mark.parametrize(
+    "cell", [("--wrt x=3", "y = 3 * x ** 2"), ("--wrt u=3 v=4", "f = u**3 + v**2 + 4*u*v")]
+)
+def test_chinese_plot_carries_its_font_to_the_png(run, cell):
+    font = _cjk_font_or_fail()
+    result = run(f"{cell[0]} --plot --lang zh", cell[1])
+    assert "斜率" in result.figure.axes[0].texts[0].get_text()
+    # drawn later, with rcParams that know no CJK font (the style of the cell is long gone)
+    rc = {"font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"]}
+    with matplotlib.rc_context(rc), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = plot.png(result.figure)
+    assert image.startswith(b"\x89PNG")
+    assert not [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    texts = _texts(result.figure)
+    assert any("切线" in t.get_text() for t in texts)
+    assert all(t.get_fontfamily()[0] == font for t in texts), {
+        t.get_text(): t.get_fontfamily() for t in texts
+    }
+
+
+def _line_pixels(ax) -> np.ndarray:
+    points = []
+    for a in [ax, *[o for o in ax.figure.axes if o is not ax and o.bbox.bounds == ax.bbox.bounds]]:
+        for line in a.get_lines():
+            xy = a.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+            for p, q in itertools.pairwise(xy):
+                steps = int(np.hypot(*(q - p))) + 2
+                points.append(p + (q - p) * np.linspace(0, 1, steps)[:, None])
+    return np.concatenate(points)
+
+
+@pytest.mark.parametrize(
+    ("line", "cell"),
+    [
+        ("--wrt x=3", "y = 3 * x ** 2"),
+        ("--wrt x=3 --lang zh", "y = 3 * x ** 2"),
+        ("--wrt u=3 v=4", "f = u**3 + v**2 + 4*u*v"),
+        ("--wrt u=3 v=4 --lang zh", "f = u**3 + v**2 + 4*u*v"),
+        ("--wrt x=0.5 --range -6:6", "y = torch.sin(x)"),
+        ("--wrt x=torch.linspace(-20, 20, 20)", "Y = x ** 2"),
+    ],
+)
+def test_readable_on_a_projector(run, line, cell):
+    result = run(f"{line} --plot", cell)
+    figure = result.figure
+    pixels = _pixels(figure)  # draws it
+    assert (
+        pixels.shape[-1] in (3, 4) and np.all(pixels[0, 0] == 1) and np.all(pixels[-1, -1] == 1)
+    )  # opaque white
+    assert figure.get_facecolor() == (1, 1, 1, 1)
+    for ax in figure.axes:
+        assert ax.get_ylabel(), "every axis says what it shows"
+    for text in _texts(figure):
+        assert text.get_fontsize() >= 10, text.get_text()
+    for ax in figure.axes:
+        for annotation in ax.texts:  # "slope = 18": no curve, tangent or point crosses its box
+            box = annotation.get_bbox_patch().get_window_extent()
+            points = _line_pixels(ax)
+            inside = (
+                (points[:, 0] >= box.x0)
+                & (points[:, 0] <= box.x1)
+                & (points[:, 1] >= box.y0)
+                & (points[:, 1] <= box.y1)
+            )
+            assert not inside.any(), (annotation.get_text(), box)
+            assert (
+                ax.bbox.x0 <= box.x0
+                and box.x1 <= ax.bbox.x1
+                and ax.bbox.y0 <= box.y0
+                and box.y1 <= ax.bbox.y1
+            )
+
+
+def test_function_and_derivative_of_the_same_scale_share_an_axis(run):
+    result = run("--wrt x=torch.linspace(-3, 3, 50) --plot", "y = torch.sin(x)")
+    (ax,) = result.figure.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["y", "dy/dx"]
+    assert ax.get_ylabel() == "y, dy/dx"
+
+
+def test_saved_png_is_opaque(run, tmp_path):
+    import matplotlib.image
+
+    path = tmp_path / "fig.png"
+    with matplotlib.rc_context({"savefig.transparent": True, "savefig.facecolor": "none"}):
+        run(f"--wrt x=3 --save {path}", "y = 3 * x ** 2")
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[-1] == 3 or np.all(pixels[..., 3] == 1)
 
 
 def test_matplotlib_is_imported_only_for_plots():

@@ -3,14 +3,27 @@
 :func:`build` walks ``grad_fn.next_functions`` from the output back to the
 leaves (as torchviz does) and returns plain data: nodes and edges, each node
 already labelled with text. Rendering needs no graphviz binary: a text tree
-for terminals and an SVG drawn with a small layered layout for notebooks.
+for terminals, and a layered drawing (:meth:`Graph.layout`) that
+:meth:`Graph.to_svg` writes as a standalone SVG and :meth:`Graph.to_png` draws
+with matplotlib; ``display(graph)`` shows it as an image in any front end.
 Big graphs are kept whole as data; the views cut them after a number of
 nodes and say how many more there are.
+
+The layout (Sugiyama's layered drawing, kept small): longest-path layers with
+the output at the top and the leaves on the bottom row; a dummy point on every
+row an edge passes, so long edges are routed as polylines around the boxes;
+barycenter sweeps down and up with adjacent swaps, keeping the order with the
+fewest crossings; then x positions fitted to the neighbours under the rows'
+order and spacing (isotonic regression), so boxes never overlap and an edge
+only runs through the gaps between them.
 """
 
 from __future__ import annotations
 
 import html
+import io
+import itertools
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +35,18 @@ from .messages import t
 
 MAX_SHOWN = 80  # nodes drawn before "… N more nodes"
 MAX_INDENT = 36  # characters of indentation in the text tree
-CHAR_W, LINE_H, PAD, GAP_X, GAP_Y = 7.0, 15.0, 6.0, 18.0, 34.0
+# pixels: a monospace character at 12 px, a text line, padding, gaps between boxes and rows
+FONT_PX, CHAR_W, LINE_H, PAD, GAP_X, GAP_Y = 12.0, 7.25, 15.0, 6.0, 18.0, 44.0
+GAP_DUMMY = 12.0  # between an edge passing a row and its neighbours
+STUB = 8.0  # edges leave and enter boxes vertically for this long (the arrowhead sits on it)
+PORT_GAP = 10.0  # between the ends of several edges on one side of a box
+SWEEPS = 12  # crossing-reduction rounds (each: one sweep down, one up)
+PLACE_ROUNDS = 8  # x-placement rounds
+SEARCH_NODES = 40  # up to this many nodes, other rows for the leaves are tried against crossings
 FILL = {"output": "#d9f2d9", "leaf": "#d6e6fb", "named": "#fff2c2", "function": "#eeeeee", "saved": "#f7e1f3"}
+BACKGROUND, TEXT, STROKE, EDGE, MORE = "#ffffff", "#111111", "#555555", "#777777", "#aa0000"
+SVG_FONTS = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
+PNG_DPI = 100  # one layout pixel = one image pixel
 
 
 @dataclass
@@ -46,6 +69,22 @@ class Node:
         if self.grad is not None:
             lines.append(f"grad {self.grad}")
         return lines + self.extra
+
+
+@dataclass
+class Layout:
+    """Where everything goes, in pixels (y grows downwards).
+
+    ``boxes`` maps a node id to ``(x, y, width, height)``; ``edges`` holds
+    ``(parent id, child id, points)`` with the polyline from the parent's bottom
+    to the child's top, in the order of :attr:`Graph.edges`."""
+
+    width: float
+    height: float
+    nodes: list[Node]
+    boxes: dict[int, tuple[float, float, float, float]]
+    edges: list[tuple[int, int, list[tuple[float, float]]]]
+    hidden: int  # nodes not drawn
 
 
 @dataclass
@@ -91,75 +130,150 @@ class Graph:
                 stack.append((child, child_lead, "└─ " if i == len(items) - 1 else "├─ "))
         return "\n".join(lines)
 
-    # ---- SVG -------------------------------------------------------------
-    def to_svg(self, limit: int = MAX_SHOWN) -> str:
-        """A layered drawing, output at the top, leaves at the bottom (the way gradients flow)."""
-        shown = [n for n in self.nodes[:limit]]
+    # ---- drawing -----------------------------------------------------------
+    def layout(self, limit: int = MAX_SHOWN) -> Layout:
+        """The drawing of the first *limit* nodes: output at the top, leaves at the bottom."""
+        shown = self.nodes[:limit]
         ids = {n.id for n in shown}
         edges = [(a, b) for a, b in self.edges if a in ids and b in ids]
-        hidden = len(self.nodes) - len(shown)
-        layer = _layers(shown, edges)
-        boxes = {n.id: _box(n) for n in shown}
-        rows: dict[int, list[int]] = {}
-        for n in shown:
-            rows.setdefault(layer[n.id], []).append(n.id)
-        parents: dict[int, list[int]] = {}
-        for a, b in edges:
-            parents.setdefault(b, []).append(a)
-        xs: dict[int, float] = {}
-        widths = {k: sum(boxes[i][0] for i in v) + GAP_X * (len(v) - 1) for k, v in rows.items()}
-        total_w = max(widths.values()) if widths else 0
-        y, ys = PAD, {}
-        for k in sorted(rows):
-            row = rows[k]
-            if k:  # order by the mean position of the parents (fewer crossings)
-                row.sort(
-                    key=lambda i: (
-                        sum(xs.get(p, 0) for p in parents.get(i, [])) / max(1, len(parents.get(i, [])))
-                    )
-                )
-            x = PAD + (total_w - widths[k]) / 2
-            for i in row:
-                xs[i] = x + boxes[i][0] / 2
-                ys[i] = y
-                x += boxes[i][0] + GAP_X
-            y += max(boxes[i][1] for i in row) + GAP_Y
-        height = y - GAP_Y + PAD + (LINE_H + PAD if hidden else 0)
-        width = total_w + 2 * PAD
+        return _layout(shown, edges, len(self.nodes) - len(shown))
+
+    def to_svg(self, limit: int = MAX_SHOWN) -> str:
+        """A standalone SVG (presentation attributes only, its own white background, ids unique
+        to this call), so it looks the same inline, in an ``<img>``, on a dark theme or saved."""
+        lay = self.layout(limit)
+        arrow = f"tgm-arrow-{uuid.uuid4().hex[:12]}"
         out = [
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="monospace" font-size="12">',
-            '<defs><marker id="tgm-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-            'markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#777"/></marker></defs>',
+            f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{lay.width:.0f}" '
+            f'height="{lay.height:.0f}" viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" '
+            f'font-family="{SVG_FONTS}" font-size="{FONT_PX:.0f}">',
+            f'<rect x="0" y="0" width="{lay.width:.0f}" height="{lay.height:.0f}" fill="{BACKGROUND}"/>',
+            f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+            f'markerHeight="7" orient="auto"><path d="M 0 0 L 10 5 L 0 10 z" fill="{EDGE}"/></marker></defs>',
         ]
-        for a, b in edges:
-            x1, y1 = xs[a], ys[a] + boxes[a][1]
-            x2, y2 = xs[b], ys[b]
+        for _, _, points in lay.edges:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             out.append(
-                f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#777" '
-                'marker-end="url(#tgm-arrow)"/>'
+                f'<polyline points="{path}" fill="none" stroke="{EDGE}" stroke-width="1" marker-end="url(#{arrow})"/>'
             )
-        for n in shown:
-            w, h = boxes[n.id]
-            x0, y0 = xs[n.id] - w / 2, ys[n.id]
+        for n in lay.nodes:
+            x0, y0, w, h = lay.boxes[n.id]
             out.append(
                 f"<g><title>{html.escape(' | '.join(n.lines()))}</title>"
                 f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="4" '
-                f'fill="{FILL[n.kind]}" stroke="#555"/>'
+                f'fill="{FILL[n.kind]}" stroke="{STROKE}" stroke-width="1"/>'
             )
             for j, line in enumerate(n.lines()):
                 weight = ' font-weight="bold"' if j == 0 else ""
                 out.append(
-                    f'<text x="{xs[n.id]:.1f}" y="{y0 + PAD + LINE_H * (j + 0.75):.1f}" '
+                    f'<text x="{x0 + w / 2:.1f}" y="{_baseline(y0, j):.1f}" fill="{TEXT}" '
                     f'text-anchor="middle"{weight}>{html.escape(line)}</text>'
                 )
             out.append("</g>")
-        if hidden:
-            out.append(
-                f'<text x="{PAD}" y="{height - PAD:.1f}" fill="#a00">{html.escape(t("graph.more", count=hidden))}</text>'
-            )
+        if lay.hidden:
+            more = html.escape(t("graph.more", count=lay.hidden))
+            out.append(f'<text x="{PAD:.0f}" y="{lay.height - PAD - 3:.1f}" fill="{MORE}">{more}</text>')
         out.append("</svg>")
         return "".join(out)
+
+    def to_png(self, limit: int = MAX_SHOWN) -> bytes:
+        """The same drawing as :meth:`to_svg`, as PNG bytes (matplotlib's Agg, no pyplot)."""
+        from matplotlib.collections import LineCollection, PolyCollection
+        from matplotlib.figure import Figure
+        from matplotlib.patches import FancyBboxPatch
+        from matplotlib.transforms import Affine2D
+
+        lay = self.layout(limit)
+        fonts = ["DejaVu Sans Mono"]  # ships with matplotlib
+        labels = [line for n in lay.nodes for line in n.lines()]
+        if lay.hidden:
+            labels.append(t("graph.more", count=lay.hidden))
+        if any(fmt.width(s) != len(s) for s in labels):  # wide (CJK) characters: add a font that has them
+            from .plot import cjk_font
+
+            extra = cjk_font()
+            fonts += [extra] if extra else []
+        points = FONT_PX * 72 / PNG_DPI
+        line_pt = 72 / PNG_DPI  # 1 px
+        fig = Figure(figsize=(lay.width / PNG_DPI, lay.height / PNG_DPI), dpi=PNG_DPI, facecolor=BACKGROUND)
+        # the layout's pixels (y down) onto the canvas's (y up); artists on the figure itself, no axes
+        px = Affine2D().scale(1, -1).translate(0, lay.height)
+        fig.add_artist(
+            LineCollection(
+                [pts for _, _, pts in lay.edges], colors=EDGE, linewidths=line_pt, transform=px, zorder=1
+            )
+        )
+        heads = [_arrowhead(*pts[-2], *pts[-1]) for _, _, pts in lay.edges]
+        fig.add_artist(PolyCollection(heads, facecolors=EDGE, edgecolors="none", transform=px, zorder=2))
+        for n in lay.nodes:
+            x0, y0, w, h = lay.boxes[n.id]
+            box = FancyBboxPatch(
+                (x0, y0),
+                w,
+                h,
+                boxstyle="round,pad=0,rounding_size=4",
+                facecolor=FILL[n.kind],
+                edgecolor=STROKE,
+                linewidth=line_pt,
+                transform=px,
+                zorder=3,
+            )
+            fig.add_artist(box)
+            for j, line in enumerate(n.lines()):
+                fig.text(
+                    x0 + w / 2,
+                    _baseline(y0, j),
+                    line,
+                    ha="center",
+                    va="baseline",
+                    family=fonts,
+                    size=points,
+                    weight="bold" if j == 0 else "normal",
+                    color=TEXT,
+                    transform=px,
+                    zorder=4,
+                )
+        if lay.hidden:
+            more = t("graph.more", count=lay.hidden)
+            fig.text(
+                PAD,
+                lay.height - PAD - 3,
+                more,
+                va="baseline",
+                family=fonts,
+                size=points,
+                color=MORE,
+                transform=px,
+            )
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=PNG_DPI, facecolor=BACKGROUND, metadata={"Software": None})
+        return buffer.getvalue()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """``display(graph)``: SVG and PNG of the same drawing, and the text tree."""
+
+        def wanted(mime: str) -> bool:
+            return (not include or mime in include) and not (exclude and mime in exclude)
+
+        bundle: dict[str, Any] = {}
+        if wanted("image/svg+xml"):
+            bundle["image/svg+xml"] = self.to_svg()
+        if wanted("image/png"):
+            bundle["image/png"] = self.to_png()
+        bundle["text/plain"] = self.to_text()
+        return bundle
+
+
+def _baseline(top: float, line: int) -> float:
+    return top + PAD + LINE_H * (line + 0.75)
+
+
+def _arrowhead(x1: float, y1: float, x2: float, y2: float) -> list[tuple[float, float]]:
+    """The SVG marker's triangle (7 px long and wide) at (x2, y2), pointing from (x1, y1)."""
+    length = max(((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5, 1e-9)
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    bx, by = x2 - 7 * ux, y2 - 7 * uy
+    return [(x2, y2), (bx - 3.5 * uy, by + 3.5 * ux), (bx + 3.5 * uy, by - 3.5 * ux)]
 
 
 def _box(node: Node) -> tuple[float, float]:
@@ -167,8 +281,8 @@ def _box(node: Node) -> tuple[float, float]:
     return max(fmt.width(s) for s in lines) * CHAR_W + 2 * PAD, len(lines) * LINE_H + 2 * PAD
 
 
-def _layers(nodes: list[Node], edges: list[tuple[int, int]]) -> dict[int, int]:
-    """Longest-path layers from the output, so every edge points down."""
+def _layers(nodes: list[Node], edges: list[tuple[int, int]], leaves_down: bool = True) -> dict[int, int]:
+    """Longest-path layers from the output, so every edge points down; leaves on the last row."""
     indegree = {n.id: 0 for n in nodes}
     kids: dict[int, list[int]] = {n.id: [] for n in nodes}
     for a, b in edges:
@@ -183,7 +297,291 @@ def _layers(nodes: list[Node], edges: list[tuple[int, int]]) -> dict[int, int]:
             indegree[b] -= 1
             if indegree[b] == 0:
                 queue.append(b)
+    bottom = max(layer.values(), default=0)
+    for n in nodes:
+        if leaves_down and n.kind == "leaf":
+            layer[n.id] = bottom
     return layer
+
+
+@dataclass
+class _Plan:
+    """Rows of items (the nodes, then one dummy per row a long edge passes) in drawing order."""
+
+    layer: list[int]  # item -> row
+    size: list[tuple[float, float]]  # item -> (width, height); dummies (0, 0)
+    chains: list[list[int]]  # edge -> items from the parent to the child
+    up: list[list[int]]
+    down: list[list[int]]
+    rows: list[list[int]]
+    crossings: int
+
+
+def _plan(shown: list[Node], edges: list[tuple[int, int]], layer_of: dict[int, int]) -> _Plan:
+    index = {n.id: i for i, n in enumerate(shown)}
+    size = [_box(n) for n in shown]
+    layer = [layer_of[n.id] for n in shown]
+    chains: list[list[int]] = []
+    for a, b in edges:
+        chain = [index[a]]
+        for k in range(layer_of[a] + 1, layer_of[b]):
+            chain.append(len(layer))
+            layer.append(k)
+            size.append((0.0, 0.0))
+        chain.append(index[b])
+        chains.append(chain)
+    count = len(layer)
+    up: list[list[int]] = [[] for _ in range(count)]
+    down: list[list[int]] = [[] for _ in range(count)]
+    for chain in chains:
+        for u, v in itertools.pairwise(chain):
+            down[u].append(v)
+            up[v].append(u)
+    rows = _initial_order(count, layer, down, max(layer, default=0) + 1)
+    rows, crossings = _reduce_crossings(rows, up, down)
+    return _Plan(layer, size, chains, up, down, rows, crossings)
+
+
+def _best_plan(shown: list[Node], edges: list[tuple[int, int]]) -> _Plan:
+    """Leaves on the bottom row, unless that forces crossings another row for a leaf avoids:
+    in ``u**3 + v**2 + 4*u*v`` the two paths from one sum to the other nest only with ``u``
+    and ``v`` on different rows."""
+    layer_of = _layers(shown, edges)
+    plan = _plan(shown, edges, layer_of)
+    if not plan.crossings or len(shown) > SEARCH_NODES:
+        return plan
+    plain = _layers(shown, edges, leaves_down=False)
+    if plain != layer_of:
+        trial = _plan(shown, edges, plain)
+        if trial.crossings < plan.crossings:
+            plan, layer_of = trial, plain
+    leaves = [n.id for n in shown if n.kind == "leaf"]
+    for _ in range(2):  # a leaf at a time one row below all others, while that removes crossings
+        better = False
+        for leaf in leaves:
+            bottom = max(layer_of.values())
+            if plan.crossings == 0 or sum(1 for v in layer_of.values() if v == layer_of[leaf]) < 2:
+                continue
+            moved = {**layer_of, leaf: bottom + 1}
+            trial = _plan(shown, edges, moved)
+            if trial.crossings < plan.crossings:
+                plan, layer_of, better = trial, moved, True
+        if not better:
+            break
+    return plan
+
+
+def _layout(shown: list[Node], edges: list[tuple[int, int]], hidden: int) -> Layout:
+    """Layers, dummy points for long edges, crossing reduction, x placement and edge routing."""
+    plan = _best_plan(shown, edges)
+    layer, size, chains, rows, real = plan.layer, plan.size, plan.chains, plan.rows, len(shown)
+    count = len(layer)
+    x = _place(rows, size, plan.up, plan.down, real)
+    # rows' vertical extent
+    top, bottom, y = [], [], PAD
+    for row in rows:
+        height = max((size[i][1] for i in row), default=0.0)
+        top.append(y)
+        bottom.append(y + height)
+        y += height + GAP_Y
+    left = min((x[i] - size[i][0] / 2 for i in range(count)), default=0.0)
+    shift = PAD - left
+    x = [v + shift for v in x]
+    width = max((x[i] + size[i][0] / 2 for i in range(count)), default=0.0) + PAD
+    height = bottom[-1] + PAD + (LINE_H + PAD if hidden else 0)
+    if hidden:
+        width = max(width, fmt.width(t("graph.more", count=hidden)) * CHAR_W + 2 * PAD)
+    boxes = {
+        n.id: (x[i] - size[i][0] / 2, top[layer[i]], size[i][0], size[i][1]) for i, n in enumerate(shown)
+    }
+    out_port, in_port = _ports(chains, x, size, real)
+    routed = []
+    for e, chain in enumerate(chains):
+        a, b = chain[0], chain[-1]
+        pts = [(out_port[e], top[layer[a]] + size[a][1]), (out_port[e], bottom[layer[a]] + STUB)]
+        for d in chain[1:-1]:
+            pts += [(x[d], top[layer[d]] - STUB), (x[d], bottom[layer[d]] + STUB)]
+        pts += [(in_port[e], top[layer[b]] - STUB), (in_port[e], top[layer[b]])]
+        routed.append((shown[a].id, shown[b].id, _simplify(pts)))
+    return Layout(float(round(width + 0.49)), float(round(height + 0.49)), list(shown), boxes, routed, hidden)
+
+
+def _initial_order(count: int, layer: list[int], down: list[list[int]], depth: int) -> list[list[int]]:
+    """Each row in depth-first order from the output: a tree comes out without crossings."""
+    rows: list[list[int]] = [[] for _ in range(depth)]
+    seen = [False] * count
+    for start in range(count):
+        if seen[start]:
+            continue
+        stack = [start]
+        while stack:
+            i = stack.pop()
+            if seen[i]:
+                continue
+            seen[i] = True
+            rows[layer[i]].append(i)
+            stack.extend(reversed(down[i]))
+    return rows
+
+
+def _crossings(rows: list[list[int]], down: list[list[int]], pos: list[int]) -> int:
+    """Pairs of edges between neighbouring rows that cross (edges sharing an end never do)."""
+    total = 0
+    for k in range(len(rows) - 1):
+        pairs = sorted((pos[u], pos[v]) for u in rows[k] for v in down[u])
+        if len(pairs) < 2:
+            continue
+        tree = [0] * (len(rows[k + 1]) + 1)  # Fenwick tree over the lower row's positions
+        for seen, (_, p) in enumerate(pairs):
+            j, below = p + 1, 0  # edges seen so far that end at or left of p
+            while j > 0:
+                below += tree[j]
+                j -= j & -j
+            total += seen - below
+            j = p + 1
+            while j < len(tree):
+                tree[j] += 1
+                j += j & -j
+    return total
+
+
+def _reduce_crossings(
+    rows: list[list[int]], up: list[list[int]], down: list[list[int]]
+) -> tuple[list[list[int]], int]:
+    """Barycenter sweeps down and up, each followed by adjacent swaps; the best order wins."""
+    pos = [0] * len(up)
+
+    def number(row: list[int]) -> None:
+        for p, i in enumerate(row):
+            pos[i] = p
+
+    for row in rows:
+        number(row)
+    best, best_rows = _crossings(rows, down, pos), [list(r) for r in rows]
+    stale = 0
+    for sweep in range(2 * SWEEPS):
+        if best == 0 or stale >= 4:
+            break
+        going_down = sweep % 2 == 0
+        order = range(1, len(rows)) if going_down else range(len(rows) - 2, -1, -1)
+        for k in order:
+            near = up if going_down else down
+            row = rows[k]
+            row.sort(key=lambda i: sum(pos[j] for j in near[i]) / len(near[i]) if near[i] else pos[i])
+            number(row)
+        _transpose(rows, up, down, pos)
+        found = _crossings(rows, down, pos)
+        if found < best:
+            best, best_rows, stale = found, [list(r) for r in rows], 0
+        else:
+            stale += 1
+    return best_rows, best
+
+
+def _transpose(rows: list[list[int]], up: list[list[int]], down: list[list[int]], pos: list[int]) -> None:
+    """Swap neighbours in a row while that removes crossings with the rows above and below."""
+
+    def cost(u: int, v: int) -> int:  # crossings between u's and v's edges with u left of v
+        return sum(1 for near in (up, down) for a in near[u] for b in near[v] if pos[a] > pos[b])
+
+    for _ in range(8):
+        better = False
+        for row in rows:
+            for p in range(len(row) - 1):
+                u, v = row[p], row[p + 1]
+                if cost(v, u) < cost(u, v):
+                    row[p], row[p + 1] = v, u
+                    pos[u], pos[v] = p + 1, p
+                    better = True
+        if not better:
+            break
+
+
+def _place(
+    rows: list[list[int]],
+    size: list[tuple[float, float]],
+    up: list[list[int]],
+    down: list[list[int]],
+    real: int,
+) -> list[float]:
+    """x of every item's centre: rows packed, then each row fitted in turn to the mean x of its
+    neighbours (down, then up) under its order and spacing."""
+    x = [0.0] * len(size)
+    gaps = [[_gap(row[p], row[p + 1], size, real) for p in range(len(row) - 1)] for row in rows]
+    widest = max((sum(g) for g in gaps), default=0.0)
+    for row, gap in zip(rows, gaps, strict=True):
+        at = (widest - sum(gap)) / 2
+        for p, i in enumerate(row):
+            x[i] = at
+            at += gap[p] if p < len(gap) else 0.0
+    weight = [1.0 if i < real else 2.0 for i in range(len(size))]  # long edges straight first
+    for _ in range(PLACE_ROUNDS):
+        for direction in ("down", "up"):
+            ks = range(1, len(rows)) if direction == "down" else range(len(rows) - 2, -1, -1)
+            near = up if direction == "down" else down
+            for k in ks:
+                row = rows[k]
+                want = [sum(x[j] for j in near[i]) / len(near[i]) if near[i] else x[i] for i in row]
+                for i, v in zip(row, _fit(want, gaps[k], [weight[i] for i in row]), strict=True):
+                    x[i] = v
+    return x
+
+
+def _gap(u: int, v: int, size: list[tuple[float, float]], real: int) -> float:
+    """Centre-to-centre distance of neighbours in a row."""
+    gap = GAP_X if u < real and v < real else GAP_DUMMY
+    return size[u][0] / 2 + size[v][0] / 2 + gap
+
+
+def _fit(want: list[float], gaps: list[float], weight: list[float]) -> list[float]:
+    """Positions closest to *want* (weighted least squares) with ``x[p + 1] - x[p] >= gaps[p]``:
+    pool-adjacent-violators on ``want - offsets``."""
+    offsets = [0.0]
+    for g in gaps:
+        offsets.append(offsets[-1] + g)
+    blocks: list[list[float]] = []  # [weighted sum, weight, length]
+    for w, o, v in zip(weight, offsets, want, strict=True):
+        blocks.append([w * (v - o), w, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            s, wt, n = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += wt
+            blocks[-1][2] += n
+    out: list[float] = []
+    for s, wt, n in blocks:
+        out += [s / wt] * int(n)
+    return [v + o for v, o in zip(out, offsets, strict=True)]
+
+
+def _ports(
+    chains: list[list[int]], x: list[float], size: list[tuple[float, float]], real: int
+) -> tuple[list[float], list[float]]:
+    """Where each edge leaves its parent's bottom and enters its child's top: several edges on
+    one side of a box are spread along it in the order of their other ends, so they never cross."""
+    out_port = [0.0] * len(chains)
+    in_port = [0.0] * len(chains)
+    leaving: dict[int, list[tuple[float, int]]] = {}
+    entering: dict[int, list[tuple[float, int]]] = {}
+    for e, chain in enumerate(chains):
+        leaving.setdefault(chain[0], []).append((x[chain[1]], e))
+        entering.setdefault(chain[-1], []).append((x[chain[-2]], e))
+    for ends, port in ((leaving, out_port), (entering, in_port)):
+        for i, edges in ends.items():
+            edges.sort()
+            step = min(PORT_GAP, (size[i][0] - 2 * PAD) / max(1, len(edges) - 1))
+            for p, (_, e) in enumerate(edges):
+                port[e] = x[i] + (p - (len(edges) - 1) / 2) * step
+    return out_port, in_port
+
+
+def _simplify(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Drop the middle of three points on one vertical line (straight runs become one segment)."""
+    out = [points[0]]
+    for p, q in itertools.pairwise(points[1:]):
+        if not (out[-1][0] == p[0] == q[0]):
+            out.append(p)
+    out.append(points[-1])
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +616,17 @@ def build(
         return None if g is None else values(g)
 
     by_fn = {id(x.grad_fn): x for x in tensors if x.grad_fn is not None and id(x) in names}
+
+    def name_of(x: torch.Tensor) -> str | None:
+        """The user's name for a saved tensor: the same tensor (a saved input), or the same
+        output of the same node (a saved output is unpacked as a new tensor object)."""
+        name = names.get(id(x))
+        if name is None and x.grad_fn is not None:
+            owner = by_fn.get(id(x.grad_fn))
+            if owner is not None and owner.output_nr == x.output_nr and owner.shape == x.shape:
+                name = names.get(id(owner))
+        return name
+
     nodes: list[Node] = []
     edges: list[tuple[int, int]] = []
     index: dict[int, int] = {}
@@ -245,7 +654,7 @@ def build(
         else:
             nodes.append(Node(node_id, "function", op))
         if full:
-            nodes[-1].extra = _saved(fn, values)
+            nodes[-1].extra = _saved(fn, values, name_of)
         return node_id
 
     queue = deque([output.grad_fn])
@@ -263,20 +672,38 @@ def build(
     return Graph(nodes, edges)
 
 
-def _saved(fn: Any, values) -> list[str]:
-    """``name=value`` for what a backward node saved (``_saved_exponent=2``, ``_saved_other=3``)."""
+def _saved(fn: Any, values: Any, name_of: Any) -> list[str]:
+    """``name = value`` for what a backward node saved: ``exponent = 2``, ``other = u`` (a saved
+    tensor that is one of the user's named tensors shows the name), ``self = 12`` (an unnamed one
+    shows its values). A value PyTorch did not keep (``None``: not needed for the grads asked
+    for, or an optional argument not given) is left out."""
+
+    def text(value: Any) -> str | None:
+        if isinstance(value, torch.Tensor):
+            name = name_of(value)
+            if name is not None:
+                return name
+            return values(value.detach()) + (f" {fmt.shape(value)}" if value.dim() else "")
+        if isinstance(value, bool | int | float | complex):
+            return fmt.number(value)
+        if isinstance(value, str):
+            return repr(value)
+        if isinstance(value, tuple | list | torch.Size) and len(value) <= 6:
+            parts = [text(v) for v in value]
+            if any(p is None for p in parts):
+                return None
+            return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        return None  # None itself, or something too long to be worth a line
+
     found = []
     for attr in sorted(a for a in dir(fn) if a.startswith("_saved_")):
+        label = attr[len("_saved_") :]
         try:
             value = getattr(fn, attr)
         except RuntimeError:  # freed by an earlier backward()
-            found.append(f"{attr[7:]}={t('graph.freed')}")
+            found.append(f"{label} = {t('graph.freed')}")
             continue
-        if isinstance(value, torch.Tensor):
-            shape = f" {fmt.shape(value)}" if value.dim() else ""
-            found.append(f"{attr[7:]}={values(value.detach())}{shape}")
-        elif isinstance(value, (int, float, bool, complex)) or value is None:
-            found.append(f"{attr[7:]}={fmt.number(value) if isinstance(value, float) else value}")
-        elif isinstance(value, (tuple, list)) and len(value) <= 6:
-            found.append(f"{attr[7:]}={tuple(value)}")
+        shown = text(value)
+        if shown is not None:
+            found.append(f"{label} = {shown}")
     return found

@@ -173,6 +173,8 @@ def _show(result) -> None:
         print(result.expect_line)
         return
     display(result, metadata=METADATA)
+    if result.graph is not None:  # an image of its own: SVG inside HTML is stripped when untrusted
+        display(result.graph, metadata=METADATA)
     if result.figure is not None:
         display(result.figure_bundle(), raw=True, metadata=METADATA)
 

@@ -676,9 +676,11 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "<图：{names}；在终端里可用 --save FILE 保存>",
     },
     "plot.slope": {"en": "slope = {slope}", "zh": "斜率 = {slope}"},
+    "plot.held": {"en": "{name} held at {value}", "zh": "{name} 固定为 {value}"},
     "plot.no_cjk_font": {
-        "en": "no Chinese font is installed, so plot labels are in English (install e.g. fonts-noto-cjk).",
-        "zh": "没有安装中文字体，图中文字改用英文（可安装 fonts-noto-cjk 等字体）。",
+        "en": "no Chinese font is installed, so plot labels are in English (install one, e.g. fonts-noto-cjk "
+        "on Debian/Ubuntu, and run the cell again).",
+        "zh": "没有安装中文字体，图中文字改用英文（可安装中文字体，例如 Debian/Ubuntu 的 fonts-noto-cjk，然后重新运行单元格）。",
     },
     "plot.complex": {
         "en": "--plot draws real values only; this cell has complex tensors, so there is no plot.",

@@ -1,8 +1,11 @@
 """``--plot``: the function and its derivative, drawn without pyplot.
 
 Imported only when a plot is asked for; builds a ``matplotlib.figure.Figure``
-(no pyplot, no global figure list, rcParams untouched outside a context), so
-nothing is left open and the inline backend never shows it a second time.
+(no pyplot, no global figure list, rcParams untouched), so nothing is left open
+and the inline backend never shows it a second time. Every text carries its own
+font (a CJK one for Chinese labels), so the figure draws the same whenever and
+wherever it is drawn. The derivative gets its own y-axis when it would look flat
+on the function's; the slope label and the legend go where no line crosses them.
 
 * one 1-D input: the output (before summing) and the grad against the input;
 * scalar inputs: f and f' over a window around the point (evaluated with
@@ -16,11 +19,10 @@ plotting every point, spikes included.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,8 +88,29 @@ def check_save_path(path: str | None) -> None:
 # ---------------------------------------------------------------------------
 # fonts
 # ---------------------------------------------------------------------------
-def cjk_font() -> str | None:
-    """The name of an installed font with Chinese glyphs, or None."""
+# font files with Chinese glyphs, best first (matched against the file's name, lower case): looked
+# for on disk when matplotlib's font cache (built before the font was installed) knows none of them
+CJK_FILES = (
+    "notosanscjk-regular",
+    "notosanscjksc-regular",
+    "notosanssc-regular",
+    "sourcehansans-regular",
+    "sourcehanssanssc-regular",
+    "wqy-microhei",
+    "wqy-zenhei",
+    "notosanscjk",
+    "sourcehansans",
+    "notoserifcjk",
+    "droidsansfallback",
+    "uming",
+    "ukai",
+)
+# always there (it ships with matplotlib): the Latin text and any glyph the CJK font lacks
+BASE_FONT = "DejaVu Sans"
+LABEL_SIZE, TEXT_SIZE, TITLE_SIZE = 11, 10, 11  # points: readable on a projector
+
+
+def _cjk_installed() -> str | None:
     from matplotlib import font_manager
 
     installed = {f.name for f in font_manager.fontManager.ttflist}
@@ -100,26 +123,46 @@ def cjk_font() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _style(language: str, notes: list[str]) -> Iterator[str]:
-    """rcParams for the figure, restored afterwards; yields the label language."""
-    import matplotlib
+def cjk_font() -> str | None:
+    """The name of an installed font with Chinese glyphs, or None.
 
+    matplotlib lists the fonts it found when it built its cache; a font installed since (e.g.
+    ``apt-get install fonts-noto-cjk``) is found on disk here and added for this process."""
+    from matplotlib import font_manager
+
+    name = _cjk_installed()
+    if name is not None:
+        return name
+    try:
+        paths = font_manager.findSystemFonts()
+    except Exception:  # an unreadable font folder: no CJK font
+        return None
+    for pattern in CJK_FILES:
+        for path in sorted(paths):
+            if pattern in os.path.basename(path).lower().replace(" ", ""):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except Exception:  # a broken file: try the next one
+                    continue
+                name = _cjk_installed()
+                if name is not None:
+                    return name
+    return None
+
+
+def _fonts(language: str, notes: list[str]) -> tuple[str, list[str]]:
+    """The label language and the font families every text of the figure is given (so that the
+    figure draws the same whenever it is drawn, whatever rcParams are then)."""
     global _warned_no_cjk
-    params: dict[str, Any] = {"axes.unicode_minus": False}
-    label_language = language
-    if language == "zh":
-        font = cjk_font()
-        if font is None:
-            label_language = "en"
-            if not _warned_no_cjk:
-                _warned_no_cjk = True
-                notes.append(note("plot.no_cjk_font"))
-        else:
-            params["font.sans-serif"] = [font, *matplotlib.rcParams["font.sans-serif"]]
-            params["font.family"] = "sans-serif"
-    with matplotlib.rc_context(params):
-        yield label_language
+    if language != "zh":
+        return language, [BASE_FONT]
+    font = cjk_font()
+    if font is None:
+        if not _warned_no_cjk:
+            _warned_no_cjk = True
+            notes.append(note("plot.no_cjk_font"))
+        return "en", [BASE_FONT]
+    return language, [font, BASE_FONT]
 
 
 # ---------------------------------------------------------------------------
@@ -165,17 +208,44 @@ def make_figure(
     problem = _unplottable(result)
     if problem is not None:
         return None, [], [problem]
-    with _style(language, notes) as label_language:
+    label_language, family = _fonts(language, notes)
 
-        def label(message_id: str, **fields: object) -> str:
-            with using(label_language):
-                return t(message_id, **fields)
+    def label(message_id: str, **fields: object) -> str:
+        with using(label_language):
+            return t(message_id, **fields)
 
-        if len(leaves) == 1 and next(iter(leaves.values())).dim() == 1:
-            figure, curves = _vector_figure(result, notes)
-        else:
-            figure, curves = _point_figure(result, evaluate, window, notes, label)
+    style = _Style(family)
+    if len(leaves) == 1 and next(iter(leaves.values())).dim() == 1:
+        figure, curves = _vector_figure(result, notes, style)
+    else:
+        figure, curves = _point_figure(result, evaluate, window, notes, label, style)
     return figure, curves, notes
+
+
+@dataclass
+class _Style:
+    """The fonts given to each text artist (nothing is read from rcParams when it is drawn)."""
+
+    family: list[str]
+
+    def font(self, size: float):
+        from matplotlib.font_manager import FontProperties
+
+        return FontProperties(family=self.family, size=size)
+
+    def axes(self, ax, xlabel: str, ylabel: str, color: str | None = None, right: bool = False) -> None:
+        if not right:
+            ax.set_xlabel(xlabel, fontproperties=self.font(LABEL_SIZE))
+        ax.set_ylabel(ylabel, fontproperties=self.font(LABEL_SIZE), color=color or "black")
+        ax.set_facecolor("white")
+        try:  # matplotlib >= 3.8: the tick labels made when drawing get the family too
+            ax.tick_params(labelsize=TEXT_SIZE, labelfontfamily=self.family)
+        except (TypeError, ValueError, AttributeError):  # older: digits draw in any font
+            ax.tick_params(labelsize=TEXT_SIZE)
+        if color is not None:
+            ax.tick_params(axis="y", labelcolor=color)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.get_offset_text().set_fontproperties(self.font(TEXT_SIZE))
 
 
 def _unplottable(result: Any) -> Any:
@@ -195,7 +265,11 @@ def _new_figure(panels: int):
     from matplotlib.figure import Figure
 
     figure = Figure(
-        figsize=(WIDTH_IN if panels == 1 else 4.2 * panels, HEIGHT_IN), dpi=DPI, layout="constrained"
+        figsize=(WIDTH_IN if panels == 1 else 4.6 * panels, HEIGHT_IN),
+        dpi=DPI,
+        layout="constrained",
+        facecolor="white",
+        edgecolor="white",
     )
     return figure, [figure.add_subplot(1, panels, i + 1) for i in range(panels)]
 
@@ -209,17 +283,37 @@ def _finite(x: torch.Tensor, *ys: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(v[keep] for v in (x, *ys))
 
 
-def _vector_figure(result: Any, notes: list[str]):
+def _needs_twin(function: torch.Tensor | None, derivative: torch.Tensor | None) -> bool:
+    """Whether the derivative gets its own y-axis: on a shared one, one of the curves would
+    span less than a fifth of the axis (it would look flat). A constant curve is flat anyway."""
+    if function is None or derivative is None or not function.numel() or not derivative.numel():
+        return False
+    spans = []
+    for y in (function, derivative):
+        spans.append((y.min().item(), y.max().item()))
+    union = max(s[1] for s in spans) - min(s[0] for s in spans)
+    return any(0 < high - low < union / 5 for low, high in spans)
+
+
+def _twin(ax):
+    """A second y-axis on the right for the derivative (drawn over *ax*; the legend goes on it)."""
+    twin = ax.twinx()
+    twin.patch.set_visible(False)
+    return twin
+
+
+def _vector_figure(result: Any, notes: list[str], style: _Style):
     name, out_name = next(iter(result.leaves)), result.output_name
     x = result.values[name].detach().float().cpu()
     grad = result.grads[name]
     output = result.output.detach().float().cpu()
     with_function = output.shape == x.shape
+    d_name = f"d{out_name}/d{name}"
     series = []
     if with_function:
         series.append((out_name, output, FUNCTION_COLOR))
     if grad is not None:
-        series.append((f"d{out_name}/d{name}", grad.detach().float().cpu(), DERIVATIVE_COLOR))
+        series.append((d_name, grad.detach().float().cpu(), DERIVATIVE_COLOR))
     else:
         notes.append(note("plot.no_grad", out=out_name, name=name))
     if not with_function:
@@ -230,27 +324,38 @@ def _vector_figure(result: Any, notes: list[str]):
     figure, (ax,) = _new_figure(1)
     curves = []
     skipped = 0
-    for label, y, color in series:
+    for label, y, _ in series:
         xs, ys = (x, y) if order is None else (x[order], y[order])
         fx, fy = _finite(xs, ys)
         skipped = max(skipped, xs.numel() - fx.numel())
-        px, py = reduce_points(fx, fy)
-        ax.plot(px.numpy(), py.numpy(), color=color, label=label)
-        curves.append(Curve(label, px, py))
+        curves.append(Curve(label, *reduce_points(fx, fy)))
     if skipped:
         notes.append(note("plot.non_finite", count=skipped))
-    ax.set_xlabel(name)
+    twin = None
+    if len(curves) == 2 and _needs_twin(curves[0].y, curves[1].y):
+        twin = _twin(ax)
+    for curve, (_, _, color) in zip(curves, series, strict=True):
+        target = twin if twin is not None and curve.label == d_name else ax
+        target.plot(curve.x.numpy(), curve.y.numpy(), color=color, label=curve.label, linewidth=1.8)
+    if twin is not None:
+        style.axes(ax, name, out_name, FUNCTION_COLOR)
+        style.axes(twin, name, d_name, DERIVATIVE_COLOR, right=True)
+    else:
+        style.axes(ax, name, ", ".join(c.label for c in curves))
     ax.grid(True, color="0.9")  # (a grid, not extra lines: ax.lines holds only the curves)
-    ax.legend()
+    _place(figure, [(ax, twin, None)], style)
     return figure, curves
 
 
-def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[str], label: Callable):
+def _point_figure(
+    result: Any, evaluate: Callable | None, window, notes: list[str], label: Callable, style: _Style
+):
     names = list(result.leaves)
     out = f"sum({result.output_name})" if result.summed else result.output_name
     d = "d" if len(names) == 1 else "∂"
     figure, axes = _new_figure(len(names))
     curves: list[Curve] = []
+    panels = []
     for ax, name in zip(axes, names, strict=True):
         point = result.values[name].detach().double().item()
         slope_t = result.grads[name]
@@ -264,35 +369,203 @@ def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[st
                 evaluated = evaluate(name, grid)
             except Exception as e:  # the cell cannot run on a batch of points
                 notes.append(note("plot.no_vmap", name=name, error=f"{type(e).__name__}: {e}".strip()[:200]))
+        twin = None
         if evaluated is not None:
             values, slopes = evaluated
-            for legend, y, color in ((out, values, FUNCTION_COLOR), (label_d, slopes, DERIVATIVE_COLOR)):
-                fx, fy = _finite(grid, y.double())
-                ax.plot(fx.numpy(), fy.numpy(), color=color, label=legend)
-                curves.append(Curve(f"{legend}|{name}" if len(names) > 1 else legend, fx, fy))
+            fx, fy = _finite(grid, values.double())
+            dx, dy = _finite(grid, slopes.double())
+            if _needs_twin(fy, dy):
+                twin = _twin(ax)
+            for legend, x, y, color, target in (
+                (out, fx, fy, FUNCTION_COLOR, ax),
+                (label_d, dx, dy, DERIVATIVE_COLOR, twin or ax),
+            ):
+                target.plot(x.numpy(), y.numpy(), color=color, label=legend, linewidth=1.8)
+                curves.append(Curve(f"{legend}|{name}" if len(names) > 1 else legend, x, y))
+        annotation = None
         if slope_t is not None:
             slope = slope_t.detach().double().item()
             half = (high - low) / 4
             tx = torch.tensor([point - half, point + half], dtype=torch.float64)
             ty = value + slope * (tx - point)
             tangent = label("plot.tangent", slope=fmt.number(slope), name=name, point=fmt.number(point))
-            ax.plot(tx.numpy(), ty.numpy(), linestyle="--", color=TANGENT_COLOR, label=tangent)
+            ax.plot(tx.numpy(), ty.numpy(), linestyle="--", color=TANGENT_COLOR, label=tangent, linewidth=1.5)
             curves.append(Curve(f"tangent|{name}" if len(names) > 1 else "tangent", tx, ty))
-            ax.annotate(
-                label("plot.slope", slope=fmt.number(slope)),
-                (point, value),
-                textcoords="offset points",
-                xytext=(8, -14),
-                fontsize=9,
-            )
+            annotation = (label("plot.slope", slope=fmt.number(slope)), (point, value))
         ax.scatter([point], [value], color="black", zorder=3)
-        ax.set_xlabel(name)
+        if twin is not None:
+            style.axes(ax, name, out, FUNCTION_COLOR)
+            style.axes(twin, name, label_d, DERIVATIVE_COLOR, right=True)
+        else:
+            style.axes(ax, name, out if evaluated is None else f"{out}, {label_d}")
         ax.grid(True, color="0.9")
-        others = [f"{o} = {fmt.number(result.values[o].item())}" for o in names if o != name]
+        others = [
+            label("plot.held", name=o, value=fmt.number(result.values[o].item())) for o in names if o != name
+        ]
         if others:
-            ax.set_title(", ".join(others), fontsize=10)
-        ax.legend(fontsize=8)
+            ax.set_title(label("headline.sep").join(others), fontproperties=style.font(TITLE_SIZE))
+        panels.append((ax, twin, annotation))
+    _place(figure, panels, style)
     return figure, curves
+
+
+# ---------------------------------------------------------------------------
+# placing the legend and the slope where no line crosses them
+# ---------------------------------------------------------------------------
+def _line_points(axes: list) -> Any:
+    """The display coordinates of every line of *axes*, a point every 2 pixels along them."""
+    import numpy as np
+
+    chunks = []
+    for ax in axes:
+        for line in ax.get_lines():
+            xy = np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float)
+            xy = line.get_transform().transform(xy)
+            xy = xy[np.isfinite(xy).all(axis=1)]
+            if len(xy) < 2:
+                chunks.append(xy)
+                continue
+            start, step = xy[:-1], np.diff(xy, axis=0)
+            count = np.minimum(np.ceil(np.hypot(step[:, 0], step[:, 1]) / 2).astype(int), 10_000) + 1
+            which = np.repeat(np.arange(len(step)), count)
+            offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+            chunks.append(start[which] + step[which] * (offset / np.repeat(count, count))[:, None])
+            chunks.append(xy[-1:])
+        for collection in ax.collections:  # the marked point: as heavy as a short stretch of line
+            marks = collection.get_offset_transform().transform(collection.get_offsets())
+            chunks.append(np.repeat(marks, 20, axis=0))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2))
+
+
+def _hits(points: Any, box: tuple[float, float, float, float]) -> int:
+    x0, y0, x1, y1 = box
+    inside = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)
+    return int(inside.sum())
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+LEGEND_SPOTS = ("upper left", "upper right", "lower right", "lower left", "upper center", "lower center",
+                "center left", "center right")  # fmt: skip
+SLOPE_PAD = 0.3  # the slope label's box: padding around the text, in font sizes
+SLOPE_DIRECTIONS = ((1, -1), (1, 1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def _place(figure, panels: list, style: _Style) -> None:
+    """Move each panel's slope label, then its legend, to where the fewest line pixels cross them.
+
+    The layout is computed once here (the labels and legends take no part in it), so the spots
+    found are the spots drawn."""
+    figure.draw_without_rendering()
+    pixels = figure.dpi / 72
+    for ax, twin, annotation in panels:
+        points = _line_points([ax] + ([twin] if twin is not None else []))
+        frame = ax.bbox.extents
+        taken: list[tuple[float, ...]] = []
+        if annotation is not None:
+            taken.append(_place_slope(ax, annotation, points, frame, style))
+        top = twin if twin is not None else ax
+        handles = [*ax.get_lines()] + ([*twin.get_lines()] if twin is not None else [])
+        order = [h for h in handles if h.get_linestyle() != "--"] + [
+            h for h in handles if h.get_linestyle() == "--"
+        ]
+        legend = top.legend(
+            order, [h.get_label() for h in order], prop=style.font(TEXT_SIZE), loc="upper left"
+        )
+        legend.set_in_layout(False)
+        box = legend.get_window_extent()
+        width, height = box.width, box.height
+        pad = 0.5 * TEXT_SIZE * pixels  # borderaxespad
+        best = None
+        for rank, spot in enumerate(LEGEND_SPOTS):
+            vertical, _, horizontal = spot.partition(" ")
+            if spot.startswith("center"):
+                vertical, horizontal = "center", spot.split(" ")[1]
+            if horizontal == "left":
+                x0 = frame[0] + pad
+            elif horizontal == "right":
+                x0 = frame[2] - pad - width
+            else:
+                x0 = (frame[0] + frame[2] - width) / 2
+            if vertical == "upper":
+                y0 = frame[3] - pad - height
+            elif vertical == "lower":
+                y0 = frame[1] + pad
+            else:
+                y0 = (frame[1] + frame[3] - height) / 2
+            spot_box = (x0, y0, x0 + width, y0 + height)
+            score = (_hits(points, spot_box) + sum(_overlap(spot_box, b) for b in taken), rank)
+            if best is None or score < best[0]:
+                best = (score, spot)
+        if hasattr(legend, "set_loc"):  # matplotlib >= 3.8
+            legend.set_loc(best[1])
+        else:
+            top.legend(order, [h.get_label() for h in order], prop=style.font(TEXT_SIZE), loc=best[1])
+
+
+def _slope_label(
+    ax, text: str, xy: tuple[float, float], style: _Style, offset=(10, -10), ha="left", va="top"
+):
+    """The "slope = 18" label: on a white box, with a thin line to the point when it is away from it."""
+    far = math.hypot(*offset) > 24
+    annotation = ax.annotate(
+        text,
+        xy,
+        textcoords="offset points",
+        xytext=offset,
+        ha=ha,
+        va=va,
+        fontproperties=style.font(TEXT_SIZE),
+        bbox={"boxstyle": f"round,pad={SLOPE_PAD}", "facecolor": "white", "edgecolor": "0.75", "alpha": 0.85},
+        arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.8, "shrinkA": 0, "shrinkB": 4}
+        if far
+        else None,
+        zorder=4,
+    )
+    annotation.set_in_layout(False)
+    return annotation
+
+
+def _place_slope(ax, spec, points: Any, frame: tuple[float, ...], style: _Style) -> tuple[float, ...]:
+    """Put the slope label next to the point, in the nearest spot no line crosses; returns its box."""
+    text, xy = spec
+    probe = _slope_label(ax, text, xy, style)
+    inner = probe.get_window_extent()  # the text (its box is sized only when drawn)
+    probe.remove()
+    width, height = inner.width, inner.height
+    pixels = ax.figure.dpi / 72
+    px, py = ax.transData.transform(xy)
+    margin = (SLOPE_PAD * TEXT_SIZE + 2) * pixels  # the box around the text, and a gap
+    best = None
+    for ring, distance in enumerate((8, 16, 30, 46, 66, 90, 120, 160)):
+        for turn, (dx, dy) in enumerate(SLOPE_DIRECTIONS):
+            ox, oy = dx * distance * pixels, dy * distance * pixels
+            x0 = px + ox - (width if dx < 0 else width / 2 if dx == 0 else 0)
+            y0 = py + oy - (height if dy < 0 else height / 2 if dy == 0 else 0)
+            spot = (x0 - margin, y0 - margin, x0 + width + margin, y0 + height + margin)
+            if spot[0] < frame[0] or spot[1] < frame[1] or spot[2] > frame[2] or spot[3] > frame[3]:
+                continue
+            score = (_hits(points, spot), ring, turn)
+            if best is None or score < best[0]:
+                best = (score, (dx, dy, distance), spot)
+        if best is not None and best[0][0] == 0:
+            break
+    if best is None:  # no room inside the axes: the usual spot
+        _slope_label(ax, text, xy, style)
+        return tuple(inner.padded(margin).extents)
+    _, (dx, dy, distance), spot = best
+    _slope_label(
+        ax,
+        text,
+        xy,
+        style,
+        offset=(dx * distance, dy * distance),
+        ha="left" if dx > 0 else "right" if dx < 0 else "center",
+        va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+    )
+    return spot
 
 
 # ---------------------------------------------------------------------------
@@ -300,12 +573,12 @@ def _point_figure(result: Any, evaluate: Callable | None, window, notes: list[st
 # ---------------------------------------------------------------------------
 def png(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", dpi=figure.dpi, facecolor="white", transparent=False)
     return buffer.getvalue()
 
 
 def save(figure, path: str) -> None:
     try:
-        figure.savefig(os.path.expanduser(path))
+        figure.savefig(os.path.expanduser(path), dpi=figure.dpi, facecolor="white", transparent=False)
     except OSError as e:
         raise GradError(t("plot.save_failed", path=path, error=e)) from None

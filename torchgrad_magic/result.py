@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,13 +304,14 @@ class GradResult:
                 parts += [f"<p>$${esc(line)}$$</p>" for line in block.latex]
             else:
                 parts += [f"<p>{esc(row[0])}</p>" for row in block.rows]
-        if self.graph is not None:
+        if self.graph is not None:  # the drawing itself is its own image output (see graph_bundle)
             with using(self.language):
                 parts.append(f"<p>{esc(t('graph.title', out=self.output_name))}</p>")
-                parts.append(f"<div style='overflow:auto;max-height:640px'>{self.graph.to_svg()}</div>")
-        notes = "".join(f"<li>{esc(n)}</li>" for n in self._notes())
+        notes = "".join(f"<li>{_no_break_flags(esc(n))}</li>" for n in self._notes())
         if notes:
             parts.append(f"<ul>{notes}</ul>")
+        # No colours of our own: text and code take the front end's theme (light or dark), and
+        # the markup stays a readable table when styles are stripped (GitHub, untrusted notebooks).
         return "<div class='torchgrad-magic'>" + "".join(parts) + "</div>"
 
 
@@ -329,11 +331,25 @@ def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
     ]
 
 
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*(?:=\S+)?)")
+
+
+def _no_break_flags(text: str) -> str:
+    """Flags such as --retain-grad stay on one line (a browser may break a line at '-')."""
+    return _FLAG.sub(r"<code style='white-space:nowrap'>\1</code>", text)
+
+
+def _html_cell(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>" if text else ""  # no empty (grey) code box
+
+
 def _html_table(header: list[str], body: list[list[str]]) -> str:
     esc = html.escape
-    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
+    head = "".join(f"<th style='text-align:left;white-space:nowrap'>{esc(h)}</th>" for h in header)
     rows = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'><code>{esc(c)}</code></td>" for c in cells) + "</tr>"
+        "<tr>"
+        + "".join(f"<td style='text-align:left;white-space:nowrap'>{_html_cell(c)}</td>" for c in cells)
+        + "</tr>"
         for cells in body
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
