@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lab bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -n 2 -q
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab examples
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

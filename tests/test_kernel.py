@@ -137,7 +137,7 @@ def test_chinese_in_a_kernel(kernel):
         for line, cell, _, grad_fn in TUTORIAL:
             reply = kernel.run(f"%%grad {line}\n{cell}")
             (shown,) = reply.of_type("display_data")
-            for text in (shown["data"]["text/plain"], shown["data"]["text/html"]):
+            for text in (shown["data"]["text/plain"], shown["data"]["text/html"].replace("\u2060", "")):
                 assert "张量" in text and "角色" in text and "提示" in text and grad_fn in text
         reply = kernel.run("%%grad --wrt u=3 v=4\nf = u**3 + v**2 + 4*u*v")
         assert "f = 91，∂f/∂u = 43，∂f/∂v = 20（在 u = 3，v = 4 处）" in reply.text()

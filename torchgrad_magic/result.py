@@ -339,13 +339,22 @@ def _no_break_flags(text: str) -> str:
     return _FLAG.sub(r"<code style='white-space:nowrap'>\1</code>", text)
 
 
+_CJK_PAIR = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef])(?=[\u3000-\u9fff\uff00-\uffef])")
+
+
+def _unbroken(text: str) -> str:
+    """*text* that no browser breaks across lines, even where styles are stripped (untrusted
+    notebooks drop white-space:nowrap): no-break spaces, and word joiners between CJK characters."""
+    return _CJK_PAIR.sub("\u2060", text.replace(" ", "\u00a0"))
+
+
 def _html_cell(text: str) -> str:
-    return f"<code>{html.escape(text)}</code>" if text else ""  # no empty (grey) code box
+    return f"<code>{html.escape(_unbroken(text))}</code>" if text else ""  # no empty (grey) code box
 
 
 def _html_table(header: list[str], body: list[list[str]]) -> str:
     esc = html.escape
-    head = "".join(f"<th style='text-align:left;white-space:nowrap'>{esc(h)}</th>" for h in header)
+    head = "".join(f"<th style='text-align:left;white-space:nowrap'>{esc(_unbroken(h))}</th>" for h in header)
     rows = "".join(
         "<tr>"
         + "".join(f"<td style='text-align:left;white-space:nowrap'>{_html_cell(c)}</td>" for c in cells)
