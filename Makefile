@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint lab bench clean
+.PHONY: demo test lint lab bench clean system-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) examples/run_demo.py
 
-test: $(STAMP) lint
+test: $(STAMP) system-packages lint
 	$(PY) -m pytest -n 2 -q
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab examples
+
+system-packages:
+	bash scripts/system-packages.sh
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
