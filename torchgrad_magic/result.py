@@ -349,7 +349,11 @@ def _unbroken(text: str) -> str:
 
 
 def _html_cell(text: str) -> str:
-    return f"<code>{html.escape(_unbroken(text))}</code>" if text else ""  # no empty (grey) code box
+    """Names, roles, grad_fn and short values stay on one line; long value lists may wrap after
+    their commas (else the table outgrows a narrow notebook)."""
+    if not text:
+        return ""  # no empty (grey) code box
+    return f"<code>{html.escape(_unbroken(text) if len(text) <= 24 else text)}</code>"
 
 
 def _html_table(header: list[str], body: list[list[str]]) -> str:
