@@ -269,3 +269,60 @@ def test_no_per_run_leaks_for_any_flag():
     for row in rows:
         assert "error" not in row, row
         assert row["objects"] <= 5 and row["tensors"] <= 0 and row["linecache"] <= 0, row
+
+
+# ---------------------------------------------------------------------------
+# found by a red-team run in a real kernel
+# ---------------------------------------------------------------------------
+def test_extras_on_complex_inputs_are_notes_not_crashes(run):
+    cell = "zc = torch.tensor(1+2j, requires_grad=True)\nout = (zc ** 2).abs()\nout"
+    result = run("--order 2 --symbolic --check --plot", cell)
+    assert result.grads["zc"] is not None and not result.orders and not result.symbolic
+    assert any("work on real inputs" in n for n in result.note_texts)
+
+
+def test_a_hook_that_changes_grads_is_checked_not_hidden(run):
+    cell = (
+        "x = torch.tensor(0.7, requires_grad=True)\nh = x * 2\nh.register_hook(lambda g: g * 10)\n"
+        "y = h ** 2\ny.backward()"
+    )
+    result = run("--check", cell)
+    (row,) = result.checks
+    assert result.grads["x"].item() == pytest.approx(56) and row.autograd.item() == pytest.approx(56)
+    assert not row.ok and row.numeric.item() == pytest.approx(5.6)
+    assert any("hook that changes grads" in n for n in result.note_texts)
+
+
+def test_a_cut_in_the_graph_explains_a_check_failure(run):
+    result = run(
+        "--check", "s = torch.tensor(2.0, requires_grad=True)\nc = (s * 3).detach() * s\nc.backward()"
+    )
+    assert result.grads["s"].item() == 6 and not result.checks[0].ok
+    assert any("passes through .detach()/.data or torch.no_grad()" in n for n in result.note_texts)
+
+
+def test_graph_shows_leaves_as_they_were_at_the_call(run):
+    run("", "w = torch.tensor(5.0, requires_grad=True)")
+    cell = "loss = (w - 3) ** 2\nloss.backward()\nwith torch.no_grad():\n    w -= 0.1 * w.grad\nw.grad = None"
+    result = run("--graph", cell)
+    (leaf,) = [n for n in result.graph.nodes if n.kind == "leaf"]
+    assert leaf.data == "5" and leaf.grad == "4"
+
+
+def test_of_an_intermediate_after_the_cells_backward_claims_no_grads(run):
+    cell = "a = torch.tensor(2.0, requires_grad=True)\nz = a * 3\ny = z ** 2\ny.backward()"
+    result = run("--of z", cell)
+    assert result.grads == {} and result.headline == "z = 6"
+    assert any("backward through z failed" in n for n in result.note_texts)
+    assert not any("does not depend" in n for n in result.note_texts)
+
+
+def test_symbolic_keeps_sympys_own_warning_filter():
+    code = (
+        "import warnings\nfrom torchgrad_magic import grad\n"
+        "grad('y = x ** 2', wrt='x=3', symbolic=True)\n"
+        "from sympy.utilities.exceptions import SymPyDeprecationWarning\n"
+        "print(any(f[2] is SymPyDeprecationWarning for f in warnings.filters))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr

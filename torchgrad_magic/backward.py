@@ -284,9 +284,11 @@ def _computed(
             target, summed = output.sum(), True
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
+        failed = False
         try:
             computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
-        except RuntimeError as e:
+        except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
+            failed = True
             hint = hint_for(e)
             notes.append(
                 note(
@@ -300,7 +302,9 @@ def _computed(
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
-        if not wrt:  # the leaves are the named ones the output depends on
+        if failed:  # no grads to show: only the output and what went wrong
+            leaves, grads, values, intermediates = {}, {}, {}, {}
+        elif not wrt:  # the leaves are the named ones the output depends on
             leaves = {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
             grads = {n: grads[n] for n in leaves}
             values = {n: values[n] for n in leaves}

@@ -315,7 +315,11 @@ def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int) -> Any:
     if any(row.role == "intermediate" for row in first.rows) or first.output.retains_grad:
         grads[id(first.output)] = torch.ones_like(first.output)  # d out / d out
     tensors = [*named.values(), first.output]
-    return graph.build(first.output, first.output_name, names, tensors, grads, full, digits)
+    built = graph.build(first.output, first.output_name, names, tensors, grads, full, digits)
+    for node in built.nodes:  # leaves as they were when the grads were computed, as in the table
+        if node.kind == "leaf" and node.name in first.values and node.data is not None:
+            node.data = fmt.values(first.values[node.name], digits)
+    return built
 
 
 def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> GradResult:

@@ -57,24 +57,42 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         notes.append(note(replay, out=first.output_name))
         replay = None
     points = {name: first.values[name] for name in first.leaves}
+    # heavy libraries are imported before the warning filters are saved: their own module-level
+    # filters (sympy adds one) must stay, as after a plain import
+    if opts.symbolic:
+        from . import symbolic  # noqa: F401
+    if opts.plot:
+        import matplotlib.figure  # noqa: F401
+    found: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found: dict[str, Any] = {}
-        if replay is not None:
-            problem = _verify(replay, first, points)
-            if problem is not None and problem.id == "rec.grads_differ" and opts.check:
-                # the values agree but autograd's grads do not: exactly what --check is for
-                notes.append(problem)
-                found = _check(replay, first, points, notes, autograd=first.grads)
-                replay = None
-            elif problem is not None:
-                notes.append(problem)
-                replay = None
-        if replay is not None:
-            found = _calculus(replay, first, points, opts, notes)
-        if opts.plot:
-            found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
+        try:
+            found = _extras(replay, record, first, points, opts, window, notes)
+        except Exception as e:  # an extra that cannot work here is a note, never a lost report
+            notes.append(note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160]))
     return Extras(notes=tuple(notes), **found)
+
+
+def _extras(
+    replay: Any, record: Any, first: Any, points: dict, opts: Any, window: Any, notes: list[Note]
+) -> dict[str, Any]:
+    """Verify the replay, then the extras that were asked for."""
+    found: dict[str, Any] = {}
+    if replay is not None:
+        problem = _verify(replay, first, points)
+        if problem is not None and problem.id == "rec.grads_differ" and opts.check:
+            # the values agree but autograd's grads do not: exactly what --check is for
+            notes.append(problem)
+            found = _check(replay, first, points, notes, autograd=first.grads)
+            replay = None
+        elif problem is not None:
+            notes.append(problem)
+            replay = None
+    if replay is not None:
+        found = _calculus(replay, first, points, opts, notes)
+    if opts.plot:
+        found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
+    return found
 
 
 def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | None:
@@ -122,6 +140,11 @@ def _calculus(
     found: dict[str, Any] = {}
     matrices = []
     out = f"sum({first.output_name})" if replay.summed else first.output_name
+    if any(v.is_complex() for v in points.values()) and (
+        opts.order > 1 or opts.hessian or opts.jacobian or opts.symbolic
+    ):
+        notes.append(note("calc.complex"))
+        opts = opts.replace(order=1, hessian=False, jacobian=False, symbolic=False)
     try:
         if opts.order > 1:
             found["orders"] = calculus.higher_orders(replay, points, opts.order)
@@ -136,8 +159,8 @@ def _calculus(
         if opts.jacobian:
             matrices.append(calculus.jacobian(replay, points, first.output_name))
             notes.append(note("calc.jacobian_note", out=first.output_name, inputs=", ".join(points)))
-    except GradError as e:
-        notes.append(note("calc.cannot", error=str(e)))
+    except (GradError, RuntimeError) as e:
+        notes.append(note("calc.cannot", error=str(e).split("\n")[0]))
     found["matrices"] = tuple(matrices)
     if opts.check:
         found.update(_check(replay, first, points, notes))
@@ -165,7 +188,16 @@ def _check(
         notes.append(note("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
         return {}
     notes.extend(more)
+    if any(not row.ok for row in rows) and _cut(replay):
+        notes.append(note("check.cut", out=first.output_name))
     return {"checks": tuple(rows), "check_step": step}
+
+
+def _cut(replay: Any) -> bool:
+    """Whether the recorded computation passes through .detach()/.data or torch.no_grad():
+    autograd treats that part as a constant, finite differences do not."""
+    ops = [replay.record.ops[i] for i in replay.ops]
+    return any(op.name in ("detach", "detach_", ".data") or not op.grad_enabled for op in ops)
 
 
 def _plot(

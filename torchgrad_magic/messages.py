@@ -385,6 +385,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "记录的计算无法再次求值（{error}）；省略 --check、--plot、--symbolic 和高阶导数。",
     },
     "calc.cannot": {"en": "{error}", "zh": "{error}（高阶导数）"},
+    "calc.complex": {
+        "en": "--order, --hessian, --jacobian and --symbolic work on real inputs; the input here is complex.",
+        "zh": "--order、--hessian、--jacobian 和 --symbolic 只适用于实数输入；这里的输入是复数。",
+    },
+    "check.cut": {
+        "en": "the computation of {out} passes through .detach()/.data or torch.no_grad(): autograd treats that part "
+        "as a constant, finite differences do not. The difference comes from that cut, not from an autograd error.",
+        "zh": "{out} 的计算经过了 .detach()/.data 或 torch.no_grad()：autograd 把那部分当作常数，有限差分则不会。"
+        "差异来自这个切断，而不是 autograd 的错误。",
+    },
     "check.directions": {
         "en": "{name} has {count} elements; the check compared {used} random directions (as gradcheck's fast mode does).",
         "zh": "{name} 有 {count} 个元素；检验比较了 {used} 个随机方向（与 gradcheck 的快速模式相同）。",

@@ -344,7 +344,10 @@ class Observer:
             leaves=seen,
             intermediates={n: caught.get("\0" + n) for n in inter},
             create_graph=create,
-            gradient_given=any(g is not None for g in gradients or ()),
+            # (backward() on a scalar passes ones to the engine: only other weights are a real v)
+            gradient_given=any(
+                isinstance(g, torch.Tensor) and not bool((g.detach() == 1).all()) for g in gradients or ()
+            ),
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
         )

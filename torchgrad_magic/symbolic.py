@@ -118,7 +118,7 @@ def symbolic(
     replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str
 ) -> tuple[list[SymbolicLine], list[Note]]:
     """SymPy's derivative of the output for each input, evaluated at the point."""
-    if any(v.dim() != 0 for v in points.values()):
+    if any(v.dim() != 0 or v.is_complex() for v in points.values()):
         return [], [note("sym.cannot", error="--symbolic needs scalar inputs")]
     symbols = {name: sympy.Symbol(name, real=True) for name in points}
     try:
