@@ -345,9 +345,7 @@ class Observer:
             intermediates={n: caught.get("\0" + n) for n in inter},
             create_graph=create,
             # (backward() on a scalar passes ones to the engine: only other weights are a real v)
-            gradient_given=any(
-                isinstance(g, torch.Tensor) and not bool((g.detach() == 1).all()) for g in gradients or ()
-            ),
+            gradient_given=any(isinstance(g, torch.Tensor) and not _all_ones(g) for g in gradients or ()),
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
         )
@@ -429,6 +427,16 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
             found.setdefault(id(variable), variable)
         stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
     return list(found.values())
+
+
+def _all_ones(tensor: torch.Tensor) -> bool:
+    """Whether *tensor* is all ones (what backward() passes for a scalar); False where it
+    cannot be looked at (a batched tensor inside torch.autograd.functional's vmap)."""
+    try:
+        with torch.no_grad():
+            return bool((tensor == 1).all())
+    except Exception:
+        return False
 
 
 def _catcher(caught: dict[str, torch.Tensor], name: str):
