@@ -254,12 +254,6 @@ class Replay:
         self.ops, self.roots = record.needed(output)
         self.random = any(record.ops[i].rng is not None for i in self.ops)
 
-    def uses(self, name: str) -> bool:
-        return self.leaves.get(name) in self.roots
-
-    def point(self, name: str) -> torch.Tensor:
-        return self.record.roots[self.leaves[name]].value
-
     def __call__(self, values: dict[str, torch.Tensor], cast: torch.dtype | None = None) -> torch.Tensor:
         """The output (summed when the report sums it) for *values* (name -> tensor);
         *cast*: floating tensors of the record are converted to that dtype (float64 checks)."""
