@@ -13,6 +13,7 @@ Nothing here raises for a cell that has nothing to differentiate: it gets a note
 from __future__ import annotations
 
 import ast
+import contextlib
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ class First:
     summed: bool = False
     call: Call | None = None  # the cell's backward()/grad() call shown, if any
     backward_calls: int = 0
+    trace: Any = None  # steps.Tracer of the pass shown (--steps)
 
 
 # ---------------------------------------------------------------------------
@@ -94,6 +96,7 @@ def first_derivatives(
     assigned: list[str],
     of: str | None,
     retain_grad: bool,
+    steps: bool = False,
 ) -> First:
     names = tensor_names(ns, (*wrt, *assigned))
     call = observed.primary
@@ -102,7 +105,7 @@ def first_derivatives(
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
         return First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
-    return _computed(*found, ns, names, wrt, assigned, retain_grad, observed)
+    return _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps)
 
 
 def _values(leaves: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -182,8 +185,9 @@ def _from_call(
         )
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     return First(
-        output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count
-    )
+        output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count,
+        call.trace,
+    )  # fmt: skip
 
 
 def _changed_after(caught: dict, call: Call) -> list[Note]:
@@ -245,6 +249,7 @@ def _computed(
     assigned: list[str],
     retain_grad: bool,
     observed: Observation,
+    steps: bool = False,
 ) -> First:
     """The cell did not differentiate this output: do it here, without writing the
     user's .grad and without freeing the graph. Which leaves (and, with --retain-grad,
@@ -276,6 +281,7 @@ def _computed(
     summed = False
     grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
     inter_grads: dict[str, torch.Tensor | None] = dict.fromkeys(intermediates)
+    tracer: Any = None
     if output.is_complex():
         notes.append(note("err.complex", out=out_name))
     else:
@@ -285,8 +291,13 @@ def _computed(
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         failed = False
+        if steps:
+            from .steps import Tracer
+
+            tracer = Tracer((target,))
         try:
-            computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
+            with tracer if tracer is not None else contextlib.nullcontext():
+                computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
         except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
             failed = True
             hint = hint_for(e)
@@ -324,7 +335,8 @@ def _computed(
         own = output.grad if output.is_leaf or output.retains_grad else None
         rows.append(TensorRow.of(out_name, "output", output, own))
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
-    return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0)
+    trace = tracer if tracer is not None and leaves else None
+    return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace)
 
 
 def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor]) -> Note:

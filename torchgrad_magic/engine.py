@@ -269,7 +269,7 @@ def run(
                 from .record import Recorder
 
                 recorder = Recorder()
-            observer = Observer(ns, leaves, opts.retain_grad, recorder)
+            observer = Observer(ns, leaves, opts.retain_grad, recorder, opts.steps)
             if recorder is not None and isinstance(runner, ShellRunner):
                 runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
             before = {name: id(value) for name, value in ns.items()}
@@ -278,19 +278,20 @@ def run(
         try:
             assigned = names_assigned(tree, ns, before)
             first = first_derivatives(
-                ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad
+                ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad, opts.steps
             )
+            steps = _steps(first, ns, leaves, recorder, opts) if opts.steps else None
             from .extras import extras
 
             more = extras(first, recorder, observer, opts, window, ns)
             graph = (
-                _graph(first, ns, opts.graph == "full", opts.digits)
+                _graph(first, ns, opts.graph == "full", opts.digits, steps)
                 if opts.graph and first.output is not None
                 else None
             )
         except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
             raise GradError(t("err.report_interrupted")) from None
-        result = GradResult.assemble(first, more, graph, opts, language)
+        result = GradResult.assemble(first, more, graph, opts, language, steps)
         if opts.expect is not None:
             result = _expect(result, opts.expect, ns)
     finally:
@@ -300,7 +301,28 @@ def run(
     return result, last_value
 
 
-def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int) -> Any:
+def _steps(
+    first: Any, ns: dict[str, Any], wrt: dict[str, torch.Tensor], recorder: Any, opts: GradOptions
+) -> Any:
+    """``--steps``: the traced backward pass as steps (None when no pass was traced)."""
+    from . import steps
+
+    tracer = first.trace
+    if first.output is None or tracer is None or not tracer.raws:
+        return None
+    output = tracer.outputs[0]
+    name = first.output_name if output is first.output else f"sum({first.output_name})"
+    named: dict[str, Any] = dict(first.leaves)
+    named.update((n, v) for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_"))
+    named.setdefault(first.output_name, first.output)
+    if first.call is not None:  # the cell's own pass: backward() writes every leaf's .grad, grad() none
+        to_grad = set(first.call.leaves) if first.call.kind == "backward" else set()
+    else:  # ours: only the --wrt leaves (ours) carry their grads
+        to_grad = {n for n, leaf in first.leaves.items() if wrt.get(n) is leaf}
+    return steps.build(tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad)
+
+
+def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int, steps: Any = None) -> Any:
     from . import graph
 
     named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_")}

@@ -34,7 +34,7 @@ class Extras:
 def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns: dict[str, Any]) -> Extras:
     if recorder is None:
         return Extras()
-    if first.output is None or not first.leaves:
+    if first.output is None or not first.leaves or not opts.needs_replay:
         recorder.finish()
         return Extras()
     from .record import replay_for
@@ -60,7 +60,11 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     # heavy libraries are imported before the warning filters are saved: their own module-level
     # filters (sympy adds one) must stay, as after a plain import
     if opts.symbolic:
-        from . import symbolic  # noqa: F401
+        try:
+            from . import symbolic  # noqa: F401
+        except ImportError:  # sympy is the [symbolic] extra: the rest of the report still comes
+            notes.append(note("sym.missing"))
+            opts = opts.replace(symbolic=False)
     if opts.plot:
         import matplotlib.figure  # noqa: F401
     found: dict[str, Any] = {}

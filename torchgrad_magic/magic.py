@@ -116,6 +116,7 @@ class GradMagic(Magics):
         metavar="{simple,full}",
         help=_help("graph"),
     )
+    @argument("--steps", action="store_true", help=_help("steps"))
     @argument("--times-input", action="store_true", help=_help("times_input"))
     @argument("--lang", type=_choice("--lang", ["en", "zh"]), metavar="{en,zh}", help=_help("lang"))
     @argument("--out", metavar="NAME", help=_help("out"))
@@ -162,6 +163,7 @@ class GradMagic(Magics):
             plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=save,
             order=args.order, hessian=args.hessian, jacobian=args.jacobian, check=args.check,
             symbolic=args.symbolic, expect=args.expect, times_input=args.times_input, graph=args.graph,
+            steps=args.steps,
         )  # fmt: skip
 
 

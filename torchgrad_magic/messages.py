@@ -474,6 +474,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "no symbolic answer: the cell is not plain arithmetic with elementwise torch functions ({error}).",
         "zh": "无法给出符号解：单元格不是由算术和逐元素 torch 函数组成的（{error}）。",
     },
+    "sym.missing": {
+        "en": "--symbolic needs SymPy, which is not installed: pip install 'torchgrad-magic[symbolic]'.",
+        "zh": "--symbolic 需要 SymPy，但它没有安装：请运行 pip install 'torchgrad-magic[symbolic]'。",
+    },
     "sym.line": {
         "en": "{d}{out}/{d}{name} = {expr} = {value} at {point}",
         "zh": "{d}{out}/{d}{name} = {expr} = {value}（在 {point} 处）",
@@ -556,7 +560,8 @@ f' around scalar points with the tangent); in a terminal use --save.
 compares with finite differences, --symbolic with SymPy: all of them
 evaluate the computation recorded during the one run, never the cell
 again. --expect turns the grads into a test, --graph draws the
-backward graph.
+backward graph, --steps works out the chain rule step by step with
+the numbers autograd itself passed between its nodes.
 Defaults: %config GradMagic (language, dtype, digits, max_items, plot).""",
         "zh": """运行单元格，对输出求导，并在一张表里列出每个张量的
 data、grad、grad_fn、is_leaf 和 requires_grad。
@@ -580,7 +585,8 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
 --plot 画出输出和导数（一维输入，或标量点附近的 f、f' 和切线）；终端
 里请用 --save。--order/--hessian/--jacobian 求更高阶的导数，--check 与
 有限差分比较，--symbolic 与 SymPy 比较，--expect 把梯度变成检查，
---graph 画出反向计算图。--check、--plot、--symbolic 和高阶导数都是对那一次
+--graph 画出反向计算图，--steps 用 autograd 节点之间实际传递的数逐步展开
+链式法则。--check、--plot、--symbolic 和高阶导数都是对那一次
 运行中记录下的计算求值，不会再次运行单元格。
 默认值：%config GradMagic（language、dtype、digits、max_items、plot）。""",
     },
@@ -664,6 +670,58 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "把结果对象（.grads、.output 等）存进变量 NAME",
     },
     "help.quiet": {"en": "show nothing (use with --out)", "zh": "不显示任何内容（配合 --out 使用）"},
+    # ---- --steps: the chain rule ------------------------------------------
+    "help.steps": {
+        "en": "show the chain rule step by step with autograd's own numbers: each backward node, "
+        "its local derivative and the gradient it sends on",
+        "zh": "用 autograd 自己算出的数逐步展示链式法则：每个反向节点、它的局部导数和它向下传的梯度",
+    },
+    "steps.title": {
+        "en": "chain rule, step by step: how autograd got the grads of {out}",
+        "zh": "链式法则逐步展开：autograd 如何算出 {out} 的梯度",
+    },
+    "steps.forward": {"en": "forward (in code order):", "zh": "前向计算（按代码顺序）："},
+    "steps.made_up": {
+        "en": "({names}: names made up here for results the cell did not name)",
+        "zh": "（{names}：单元格没有命名的中间结果，这里临时起的名字）",
+    },
+    "steps.backward": {
+        "en": "backward (in the order autograd ran it), starting from {start}:",
+        "zh": "反向传播（按 autograd 实际执行的顺序），起点 {start}：",
+    },
+    "steps.col.node": {"en": "backward node", "zh": "反向节点"},
+    "steps.col.forward": {"en": "undoes", "zh": "对应的前向计算"},
+    "steps.col.local": {"en": "local derivative", "zh": "局部导数"},
+    "steps.col.grad": {"en": "gradient: arriving · local = sent on", "zh": "梯度：传入 · 局部导数 = 传出"},
+    "steps.leaves": {
+        "en": "each leaf's grad is the sum of what every path sent it:",
+        "zh": "每个叶子的梯度 = 各条路径传给它的梯度之和：",
+    },
+    "steps.paths": {"en": "({count} paths: steps {steps})", "zh": "（{count} 条路径：第 {steps} 步）"},
+    "steps.not_needed": {"en": "not computed (not needed)", "zh": "未计算（不需要）"},
+    "steps.routing": {"en": "(routing: no arithmetic)", "zh": "（搬运：不做运算）"},
+    "steps.kink": {
+        "en": "(at exactly 0 there is a kink: PyTorch uses 0 there)",
+        "zh": "（恰好在 0 处有拐点：PyTorch 在那里取 0）",
+    },
+    "steps.fold_block": {
+        "en": "steps {start}–{stop}: [{block}] × {count}",
+        "zh": "第 {start}–{stop} 步：[{block}] × {count}",
+    },
+    "steps.fold": {
+        "en": "steps {start}–{stop} ({count} steps, not shown one by one): {kinds}",
+        "zh": "第 {start}–{stop} 步（共 {count} 步，未逐一列出）：{kinds}",
+    },
+    "steps.more_lines": {"en": "… {count} more lines", "zh": "…… 另有 {count} 行"},
+    "steps.cut": {
+        "en": "(the graph has more than {limit} nodes: only the first {limit} were followed)",
+        "zh": "（计算图超过 {limit} 个节点：只跟踪了前 {limit} 个）",
+    },
+    "steps.none": {
+        "en": "--steps: no backward pass of the output was run to show step by step "
+        "(the cell's own passes differentiated a gradient, or there was nothing to differentiate)",
+        "zh": "--steps：没有可逐步展示的对输出的反向传播（单元格自己的反向传播是在对梯度求导，或没有可求导的内容）",
+    },
     # ---- the backward graph --------------------------------------------
     "graph.title": {
         "en": "backward graph: from {out} back to the leaves (the way gradients flow)",

@@ -85,6 +85,7 @@ class Call:
     gradient_given: bool  # backward(gradient=...) / grad(grad_outputs=...)
     higher_order: bool  # differentiates a grad made with create_graph=True
     record_ref: Any = None  # where the output sits in the record (extras only)
+    trace: Any = None  # steps.Tracer of this call (--steps only)
 
     @property
     def output(self) -> torch.Tensor:
@@ -205,8 +206,10 @@ class Observer:
         wrt: dict[str, torch.Tensor],
         intermediates: bool = False,
         recorder: Any = None,
+        steps: bool = False,
     ):
         self.namespace = namespace
+        self.steps = steps
         self.wrt = wrt
         self.intermediates = intermediates
         self.recorder = recorder
@@ -283,7 +286,14 @@ class Observer:
         leaves = self._leaves(outputs, inputs)
         caught: dict[str, torch.Tensor] = {}
         handles = []
+        tracer = None
+        if self.steps and not higher:
+            from .steps import Tracer
+
+            tracer = Tracer(outputs)
         try:
+            if tracer is not None:
+                tracer.__enter__()
             # a hook only where .grad already holds something (the engine adds to it in place);
             # elsewhere .grad after the call is exactly this call's grad
             before = {n: (t.grad.detach().clone() if t.grad is not None else None) for n, t in leaves.items()}
@@ -300,6 +310,8 @@ class Observer:
         finally:
             for handle in handles:
                 handle.remove()
+            if tracer is not None:
+                tracer.__exit__()
         if not accumulate and inputs:  # grad(): the result is the grads, in inputs' order
             by_id = {id(t): g for t, g in zip(inputs, result, strict=False)}
             for name, leaf in leaves.items():
@@ -348,6 +360,7 @@ class Observer:
             gradient_given=any(isinstance(g, torch.Tensor) and not _all_ones(g) for g in gradients or ()),
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
+            trace=tracer,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
         self.calls = [c for c in self.calls if c.higher_order != call.higher_order] + [call]

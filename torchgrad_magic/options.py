@@ -45,6 +45,7 @@ class GradOptions:
     expect: Any = None
     times_input: bool = False
     graph: str | None = None
+    steps: bool = False
 
     def validated(self) -> GradOptions:
         """A copy with implied flags filled in; GradError for values that cannot work."""
@@ -58,9 +59,14 @@ class GradOptions:
         return dataclasses.replace(self, graph=graph, plot=plot)
 
     @property
-    def needs_record(self) -> bool:
-        """Whether an extra evaluates the recorded computation (so the run records it)."""
+    def needs_replay(self) -> bool:
+        """Whether an extra evaluates the recorded computation again."""
         return self.plot or self.check or self.symbolic or self.jacobian or self.hessian or self.order > 1
+
+    @property
+    def needs_record(self) -> bool:
+        """Whether the run records the computation (extras evaluate it; --steps reads its constants)."""
+        return self.needs_replay or self.steps
 
     def replace(self, **changes: Any) -> GradOptions:
         return dataclasses.replace(self, **changes)

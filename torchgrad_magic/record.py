@@ -21,6 +21,7 @@ autograd computed before any extra uses it.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,32 @@ class Record:
         return any(tensor._version != version for tensor, version in self.constants)
 
 
+PLAIN = (torch.Tensor, int, float, bool, complex)
+
+
+def _flatten(args: tuple, kwargs: dict) -> tuple[list[Any], Any]:
+    """The arguments as one flat list and what :func:`unflatten` needs to rebuild them: the
+    common call (tensors and numbers, no keywords) without pytree's cost (spec: their count)."""
+    if not kwargs and all(isinstance(a, PLAIN) for a in args):
+        return list(args), len(args)
+    return tree_flatten((args, kwargs))
+
+
+def unflatten(flat: list[Any], spec: Any) -> tuple[tuple, dict]:
+    if isinstance(spec, int):
+        return tuple(flat), {}
+    return tree_unflatten(flat, spec)
+
+
+def _weak(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        try:
+            return weakref.ref(value)
+        except TypeError:
+            return None
+    return None
+
+
 class Recorder(TorchFunctionMode):
     """Writes down the torch calls that read tracked tensors (see the module docstring)."""
 
@@ -148,6 +175,8 @@ class Recorder(TorchFunctionMode):
         self._where: dict[int, tuple[Ref | RootRef, int]] = {}  # id(tensor) -> (ref, its _version then)
         self._keep: list[torch.Tensor] = []  # so that ids stay unique while recording
         self._bytes = 0
+        # id(grad_fn) -> (grad_fn, op index, weak references to the tensors passed): for --steps
+        self.node_ops: dict[int, tuple[Any, int, tuple]] = {}
 
     def ref(self, tensor: torch.Tensor) -> Ref | RootRef | None:
         """Where *tensor* is in the record now (None: not computed from a tracked tensor;
@@ -194,7 +223,7 @@ class Recorder(TorchFunctionMode):
             return func(*args, **kwargs)
         if name == "__iter__" and args and isinstance(args[0], torch.Tensor):
             return iter(self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0)))
-        flat, spec = tree_flatten((args, kwargs))
+        flat, spec = _flatten(args, kwargs)
         refs = [self._track(value) for value in flat]
         if not any(r is not None for r in refs):
             return func(*args, **kwargs)
@@ -220,16 +249,20 @@ class Recorder(TorchFunctionMode):
         ]
         record.ops.append(Op(func, name, spec, inputs, grad_enabled, rng, inplace))
         index = len(record.ops) - 1
-        outs, _ = tree_flatten(out)
+        outs = [out] if isinstance(out, torch.Tensor) else tree_flatten(out)[0]
         for i, value in enumerate(outs):
             if isinstance(value, torch.Tensor):
                 self._bind(value, Ref(index, i))
+                if value.grad_fn is not None and id(value.grad_fn) not in self.node_ops:
+                    passed = tuple(_weak(v) for v in flat)
+                    self.node_ops[id(value.grad_fn)] = (value.grad_fn, index, passed)
         if inplace and out is None and target is not None:
             self._bind(target, Ref(index, -1))
         if self._bytes > MAX_BYTES:
             record.broken = "too big"
             self._where.clear()
             self._keep.clear()
+            self.node_ops.clear()
         return out
 
     def _constant(self, value: Any) -> Any:
@@ -242,6 +275,7 @@ class Recorder(TorchFunctionMode):
 
     def finish(self) -> Record:
         self._keep.clear()
+        self.node_ops.clear()
         return self.record
 
 
@@ -286,7 +320,7 @@ class Replay:
             if op.inplace:
                 first = next(i for i, v in enumerate(flat) if isinstance(v, torch.Tensor))
                 flat[first] = flat[first].clone()  # never change a constant or an earlier value
-            args, kwargs = tree_unflatten(flat, op.spec)
+            args, kwargs = unflatten(flat, op.spec)
             if op.rng is not None:
                 torch.set_rng_state(op.rng)
             with torch.set_grad_enabled(op.grad_enabled and torch.is_grad_enabled()):

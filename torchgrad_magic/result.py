@@ -129,11 +129,16 @@ class GradResult:
     graph: Any = None  # graph.Graph with --graph
     figure: Any = None  # a matplotlib Figure with --plot
     curves: tuple[Any, ...] = ()  # the plotted lines as data (plot.Curve)
+    steps: Any = None  # steps.Steps with --steps
 
     @classmethod
-    def assemble(cls, first: Any, extras: Any, graph: Any, opts: Any, language: str) -> GradResult:
+    def assemble(
+        cls, first: Any, extras: Any, graph: Any, opts: Any, language: str, steps: Any = None
+    ) -> GradResult:
         """The one place the report is put together from each stage's result."""
         notes = list(first.notes)
+        if opts.steps and steps is None and first.output is not None:
+            notes.append(Note("steps.none", {}))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
             notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
         return cls(
@@ -158,6 +163,7 @@ class GradResult:
             graph=graph,
             figure=extras.figure,
             curves=extras.curves,
+            steps=steps,
         )
 
     def replace(self, **changes: Any) -> GradResult:
@@ -270,6 +276,9 @@ class GradResult:
         for block in self.blocks():
             lines += ["", block.title]
             lines += _text_table(block.header, block.rows) if block.header else [r[0] for r in block.rows]
+        if self.steps is not None:
+            with using(self.language):
+                lines += ["", t("steps.title", out=self.steps.output), self.steps.to_text()]
         if self.graph is not None:
             with using(self.language):
                 lines += ["", t("graph.title", out=self.output_name), self.graph.to_text()]
@@ -304,6 +313,10 @@ class GradResult:
                 parts += [f"<p>$${esc(line)}$$</p>" for line in block.latex]
             else:
                 parts += [f"<p>{esc(row[0])}</p>" for row in block.rows]
+        if self.steps is not None:
+            with using(self.language):
+                parts.append(f"<p><b>{esc(t('steps.title', out=self.steps.output))}</b></p>")
+                parts.append(self.steps.to_html())
         if self.graph is not None:  # the drawing itself is its own image output (see graph_bundle)
             with using(self.language):
                 parts.append(f"<p>{esc(t('graph.title', out=self.output_name))}</p>")

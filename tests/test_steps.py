@@ -1,0 +1,349 @@
+"""--steps: the chain rule with autograd's own numbers.
+
+Oracles: ``torch.autograd.grad`` for every leaf (the product of the local factors along each
+path, summed over paths) and for every local factor (the node's output w.r.t. its input);
+hand-derived values for the tutorial's examples.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from torchgrad_magic import grad
+from torchgrad_magic.steps import SHOWN, TRACE_LIMIT, Fold, Steps
+
+
+def edge(steps: Steps, name: str, to: str):
+    for step in steps.steps:
+        if step.name == name:
+            for e in step.edges:
+                if e.to == to:
+                    return step, e
+    raise AssertionError(f"no edge {name} -> {to} in {[s.forward for s in steps.steps]}")
+
+
+def path_sums(steps: Steps) -> dict[str, float]:
+    """Back-propagate with the steps' local factors only: d out / d each input."""
+    adjoint: dict[str, float] = {steps.output: 1.0}
+    for step in steps.steps:
+        upstream = adjoint.get(step.name, 0.0)
+        for e in step.edges:
+            assert e.local is not None and e.local.numel() == 1, (step.node, e)
+            adjoint[e.to] = adjoint.get(e.to, 0.0) + upstream * e.local.item()
+    return adjoint
+
+
+# ---------------------------------------------------------------------------
+# the tutorial's examples, both entry points
+# ---------------------------------------------------------------------------
+def test_three_x_squared(run):
+    result = run("--wrt x=3 --steps", "y = 3 * x ** 2")
+    steps = result.steps
+    assert steps.forward == ("a = x ** 2", "y = 3 · a")
+    assert steps.made_up == ("a",)
+    assert [s.node for s in steps.steps] == ["MulBackward0", "PowBackward0"]
+    mul, pow_ = steps.steps
+    assert mul.forward == "y = 3 · a" and mul.arriving.item() == 1
+    (to_a,) = mul.edges
+    assert to_a.to == "a" and to_a.formula == "3" and to_a.local.item() == 3 and to_a.sent.item() == 3
+    (to_x,) = pow_.edges
+    assert to_x.formula == "2·x" and to_x.local.item() == 6 and to_x.sent.item() == 18 and to_x.into_grad
+    text = steps.to_text()
+    assert "dy/da = 1 · 3 = 3" in text
+    assert "∂a/∂x = 2·x = 6" in text and "dy/dx = 3 · 6 = 18 → x.grad" in text
+    assert "chain rule" in str(result)
+
+
+def test_several_paths_sum_at_the_leaf(run):
+    result = run("--wrt u=3 v=4 --steps", "f = u**3 + v**2 + 4*u*v")
+    sums = {leaf.name: leaf for leaf in result.steps.leaves}
+    assert [g.item() for _, g in sums["u"].parts] == [27, 16]  # u**3's branch first, as in the code
+    assert [g.item() for _, g in sums["v"].parts] == [8, 12]
+    assert sums["u"].total.item() == 43 and sums["v"].total.item() == 20
+    lines = result.steps.leaf_lines()
+    assert lines[0].startswith("∂f/∂u = 27 + 16 = 43") and lines[1].startswith("∂f/∂v = 8 + 12 = 20")
+    # each term is traced to its branch: the step that sent it undoes u**3, resp. (4·u)·v
+    by_index = {s.index: s for s in result.steps.steps}
+    assert [by_index[i].forward for i, _ in sums["u"].parts] == ["a = u ** 3", "d = 4 · u"]
+
+
+def test_quadratic_with_constants(run):
+    result = run("--wrt x=3 --steps", "y = 6*x**2 + 2*x + 4")
+    steps = result.steps
+    assert steps.forward[-1] == "y = d + 4"  # the constant, from the record
+    assert "2 · x" in " ".join(steps.forward) and "6 · a" in " ".join(steps.forward)
+    (leaf,) = steps.leaves
+    assert sorted(g.item() for _, g in leaf.parts) == [2, 36] and leaf.total.item() == 38
+
+
+def test_neuron(run):
+    result = run("--wrt w=0.5 x=2.0 b=-0.3 --steps", "y = torch.tanh(w * x + b)")
+    steps = result.steps
+    tanh = steps.steps[0]
+    assert tanh.node == "TanhBackward0" and "1 − tanh²" in tanh.edges[0].formula
+    expected = 1 - torch.tanh(torch.tensor(0.7)) ** 2
+    torch.testing.assert_close(tanh.edges[0].local, expected)
+    sums = {leaf.name: leaf.total for leaf in steps.leaves}
+    torch.testing.assert_close(sums["w"], expected * 2)
+    torch.testing.assert_close(sums["x"], expected * 0.5)
+    torch.testing.assert_close(sums["b"], expected)
+    assert result.grads["w"] == sums["w"]
+
+
+# ---------------------------------------------------------------------------
+# oracles on random compositions
+# ---------------------------------------------------------------------------
+UNARY = {
+    "neg": "-{a}",
+    "exp": "torch.exp(torch.tanh({a}))",
+    "log": "torch.log({a} * {a} + 1)",
+    "sqrt": "torch.sqrt({a} * {a} + 1)",
+    "sin": "torch.sin({a})",
+    "cos": "torch.cos({a})",
+    "tanh": "torch.tanh({a})",
+    "sigmoid": "torch.sigmoid({a})",
+    "relu": "torch.relu({a})",
+    "abs": "torch.abs({a})",
+    "square": "{a} ** 2",
+    "cube": "{a} ** 3",
+    "scale": "2.5 * {a}",
+    "shift": "{a} - 1.5",
+}
+BINARY = {
+    "add": "{a} + {b}",
+    "sub": "{a} - {b}",
+    "mul": "{a} * {b}",
+    "div": "{a} / ({b} * {b} + 1)",
+    "pow": "({a} * {a} + 1) ** torch.tanh({b})",
+}
+
+
+@st.composite
+def programs(draw):
+    names = ["u", "v", "w"]
+    lines = []
+    for k in range(draw(st.integers(1, 7))):
+        name = f"t{k}"
+        if draw(st.booleans()):
+            op = draw(st.sampled_from(sorted(UNARY)))
+            lines.append(f"{name} = " + UNARY[op].format(a=draw(st.sampled_from(names))))
+        else:
+            op = draw(st.sampled_from(sorted(BINARY)))
+            a, b = draw(st.sampled_from(names)), draw(st.sampled_from(names))
+            lines.append(f"{name} = " + BINARY[op].format(a=a, b=b))
+        names.append(name)
+    lines.append(f"out = {names[-1]} + 0 * (u + v + w)")  # every leaf is reached
+    values = draw(st.lists(st.floats(-2, 2, allow_nan=False, width=32), min_size=3, max_size=3))
+    return "\n".join(lines), values
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_local_factors_and_path_sums_are_autograds(program):
+    source, (u, v, w) = program
+    result = grad(source, wrt=f"u={u} v={v} w={w}", dtype="float64", steps=True, namespace={})
+    ns = result.tensors
+    checked: list[str] = []
+    exec_ns: dict = {"torch": torch}
+    leaves = {
+        n: torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        for n, x in zip("uvw", (u, v, w), strict=True)
+    }
+    exec_ns.update(leaves)
+    exec(source, exec_ns)
+    out = exec_ns["out"]
+    assume(bool(torch.isfinite(out)))
+    expected = torch.autograd.grad(out, list(leaves.values()), allow_unused=True, retain_graph=True)
+    assume(all(g is None or bool(torch.isfinite(g)) for g in expected))
+    # 1. the product of the local factors along each path, summed over paths, is autograd's grad
+    sums = path_sums(result.steps)
+    for name, g in zip("uvw", expected, strict=True):
+        torch.testing.assert_close(
+            torch.tensor(sums.get(name, 0.0), dtype=torch.float64), g, rtol=1e-9, atol=1e-12
+        )
+    # ... and each leaf's sum of contributions is its grad
+    for leaf in result.steps.leaves:
+        torch.testing.assert_close(leaf.total, result.grads[leaf.name])
+    # 2. each local factor is autograd's d(node output)/d(that input), the other inputs held fixed:
+    #    the cell's line evaluated again on independent copies of its inputs (an input used twice,
+    #    u + u, has one edge each: their factors add up)
+    by_name = {step.name: step for step in result.steps.steps}
+    for line in source.splitlines():
+        name, _, expr = line.partition(" = ")
+        step = by_name.get(name)
+        if step is None or not step.edges or any(e.to not in exec_ns for e in step.edges):
+            continue  # a line of several nodes: its inner edges are checked by the path sums
+        factors: dict[str, float] = {}
+        for e in step.edges:
+            factors[e.to] = factors.get(e.to, 0.0) + e.local.item()
+        fresh = {n: exec_ns[n].detach().requires_grad_() for n in factors}
+        value = eval(
+            expr,
+            {
+                "torch": torch,
+                **{n: v.detach() for n, v in exec_ns.items() if isinstance(v, torch.Tensor)},
+                **fresh,
+            },
+        )
+        partials = torch.autograd.grad(value, list(fresh.values()), allow_unused=True)
+        for factor, local in zip(factors.values(), partials, strict=True):
+            assume(local is not None and bool(torch.isfinite(local)))
+            torch.testing.assert_close(
+                torch.tensor(factor, dtype=torch.float64), local, rtol=1e-9, atol=1e-12
+            )
+            checked.append(name)
+    assert ns.keys() == {"u", "v", "w"}
+
+
+def test_no_gradient_arrived_the_node_gives_its_factor():
+    # relu(x - 5) at x = 3 is flat: 0 arrives at the subtraction, whose own factor is still 1
+    steps = grad("y = 2 * torch.relu(x - 5)", wrt="x=3", steps=True).steps
+    relu = next(s for s in steps.steps if s.node == "ReluBackward0")
+    assert relu.edges[0].local.item() == 0 and relu.edges[0].sent.item() == 0
+    sub = next(s for s in steps.steps if s.node == "SubBackward0")
+    assert sub.arriving.item() == 0 and sub.edges[0].local.item() == 1
+
+
+def test_relu_kink_at_zero_is_called_out():
+    steps = grad("y = torch.relu(x)", wrt="x=0.0", steps=True).steps
+    assert steps.steps[0].kink and "kink" in steps.to_text()
+    assert not grad("y = torch.relu(x)", wrt="x=1.0", steps=True).steps.steps[0].kink
+
+
+# ---------------------------------------------------------------------------
+# tensors, formulas, routing
+# ---------------------------------------------------------------------------
+def test_matmul_shows_the_formula_not_a_number():
+    source = "A = torch.ones(2, 3)\ny = (A @ W).sum()"
+    steps = grad(source, wrt="W=torch.ones(3, 4)", steps=True).steps
+    mm = next(s for s in steps.steps if s.node == "MmBackward0")
+    (to_w,) = mm.edges
+    assert to_w.formula == "Aᵀ @ g" and to_w.local is None and to_w.sent.shape == (3, 4)
+    summ = steps.steps[0]
+    assert summ.node == "SumBackward0" and summ.edges[0].formula.startswith("1")
+
+
+def test_elementwise_local_factors_on_vectors():
+    steps = grad("y = (x ** 2).sum()", wrt="x=torch.tensor([1.0, -2.0, 3.0])", steps=True).steps
+    pow_ = next(s for s in steps.steps if s.node == "PowBackward0")
+    torch.testing.assert_close(pow_.edges[0].local, torch.tensor([2.0, -4.0, 6.0]))
+
+
+def test_linear_layer_and_cross_entropy_name_the_cells_tensors():
+    source = (
+        "import torch.nn.functional as F\n"
+        "X = torch.ones(4, 3); t = torch.tensor([0, 1, 1, 0])\n"
+        "W = torch.full((2, 3), 0.1, requires_grad=True); b = torch.zeros(2, requires_grad=True)\n"
+        "z = F.linear(X, W, b)\nL = F.cross_entropy(z, t)\nL.backward()"
+    )
+    result = grad(source, steps=True, namespace={})
+    steps = result.steps
+    assert "z = b + X @ Wᵀ" in steps.forward
+    kinds = [s.node for s in steps.steps]
+    assert kinds[:3] == ["NllLossBackward0", "LogSoftmaxBackward0", "AddmmBackward0"]
+    t_step = next(s for s in steps.steps if s.node == "TBackward0")
+    assert t_step.routing and t_step.name == "Wᵀ"
+    sums = {leaf.name: leaf.total for leaf in steps.leaves}
+    torch.testing.assert_close(sums["W"], result.grads["W"])
+    torch.testing.assert_close(sums["b"], result.grads["b"])
+
+
+def test_an_unknown_op_shows_its_name_and_numbers_never_a_wrong_formula():
+    steps = grad("y = torch.special.erfcx(x)", wrt="x=0.5", steps=True).steps
+    (step,) = steps.steps
+    assert step.edges[0].formula is None and step.edges[0].local is not None
+    assert "∂y/∂x = -0.5127 " in steps.to_text() and "special_erfcx(x)" in step.forward
+
+
+def test_custom_function_backward_runs_once():
+    source = (
+        "calls = []\n"
+        "class Double(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        "        return 2 * x\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, g):\n"
+        "        calls.append(1)\n"
+        "        return 2 * g\n"
+        "y = (Double.apply(x) ** 2).sum()\ny.backward()"
+    )
+    ns: dict = {}
+    steps = grad(source, wrt="x=torch.tensor([0.0, 3.0])", steps=True, namespace=ns).steps
+    assert ns["calls"] == [1]  # the user's backward ran once, with the cell; never again for the steps
+    assert any("Double" in s.node for s in steps.steps)
+
+
+# ---------------------------------------------------------------------------
+# the contract: the cell's own pass, its graph and .grads
+# ---------------------------------------------------------------------------
+def test_cells_own_backward_is_traced_and_graph_stays_usable(shell):
+    shell.run_cell("import torch\nx = torch.tensor(3.0, requires_grad=True)")
+    outcome = shell.run_cell("%%grad --steps --out r -q\ny = 3 * x ** 2\ny.backward(retain_graph=True)")
+    assert outcome.success
+    r = shell.user_ns["r"]
+    assert r.steps.steps[-1].edges[0].into_grad and r.steps.leaves[0].total.item() == 18
+    assert shell.user_ns["x"].grad.item() == 18
+    assert shell.run_cell("y.backward()\nx.grad.item()").result == 36  # our hooks are gone, graph kept
+    # without a backward() in the cell: no .grad written on the user's x, and no "→ x.grad"
+    shell.run_cell("x.grad = None")
+    outcome = shell.run_cell("%%grad --steps --out r2 -q\nz = x ** 3")
+    assert outcome.success and shell.user_ns["x"].grad is None
+    r2 = shell.user_ns["r2"]
+    assert not r2.steps.steps[0].edges[0].into_grad and "x.grad" not in r2.steps.to_text()
+    assert shell.run_cell("z.backward()\nx.grad.item()").result == 27
+
+
+def test_non_scalar_output_is_summed_step():
+    steps = grad("y = x * 2", wrt="x=torch.tensor([1.0, 2.0])", steps=True).steps
+    assert steps.output == "sum(y)" and steps.steps[0].node == "SumBackward0"
+
+
+def test_nothing_to_differentiate_gets_a_note():
+    result = grad("y = torch.ones(2)", steps=True)
+    assert result.steps is None and result.output is None
+
+
+# ---------------------------------------------------------------------------
+# size and languages
+# ---------------------------------------------------------------------------
+def test_ten_thousand_nodes_fold_and_render_fast():
+    source = "y = w\nfor _ in range(5000):\n    y = y * w + 0.001"
+    result = grad(source, wrt="w=1.0001", steps=True)
+    steps = result.steps
+    assert len(steps.steps) == 10_000
+    started = time.perf_counter()
+    text, html = steps.to_text(), result._repr_html_()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5, elapsed
+    folds = [item for item in steps.shown() if isinstance(item, Fold)]
+    assert folds and folds[0].count > 1000 and set(folds[0].block) == {"AddBackward0", "MulBackward0"}
+    assert len(steps.shown()) < SHOWN + 5 and "×" in text and len(html) < 40_000
+    (leaf,) = steps.leaves
+    assert len(leaf.parts) == 5001  # w · w, then one product per loop
+    torch.testing.assert_close(leaf.total, result.grads["w"])
+    assert TRACE_LIMIT >= 10_000
+
+
+def test_chinese():
+    result = grad("y = 3 * x ** 2", wrt="x=3", steps=True, lang="zh")
+    text = str(result)
+    assert "链式法则" in text and "前向计算" in text and "dy/dx = 3 · 6 = 18 → x.grad" in text
+
+
+def test_html_is_a_plain_table():
+    html = (
+        grad("y = 3 * x ** 2", wrt="x=3", steps=True)._repr_html_().replace("\xa0", " ").replace("\u2060", "")
+    )
+    assert "<table" in html and "color" not in html and "<svg" not in html and "∂a/∂x = 2·x = 6" in html
+
+
+@pytest.mark.parametrize("flag", ["--graph", "--check", "--plot"])
+def test_steps_with_other_flags(run, flag):
+    result = run(f"--wrt x=3 --steps {flag}", "y = 3 * x ** 2")
+    assert result.steps.leaves[0].total.item() == 18

@@ -1,0 +1,848 @@
+"""``--steps``: the chain rule worked out with autograd's own numbers.
+
+While the one backward pass the report shows runs (the cell's own
+``backward()``/``autograd.grad()``, or the one %%grad makes when the cell has
+none), a :class:`Tracer` puts a hook on every node of the graph
+(``Node.register_hook``: the grads arriving at the node and the grads it sends
+to its inputs) and takes them off afterwards. Nothing is recomputed by a second
+engine: the *local derivative* of an edge is what the node sent divided by what
+arrived (element by element, where shapes match); only where no gradient
+arrived (0) is the node itself asked for its factor, by calling it with ones
+(built-in nodes only: a custom ``autograd.Function`` is never called again).
+
+:func:`build` turns the trace into :class:`Steps`, plain frozen data: one
+:class:`Step` per node in the order autograd ran them, each with the forward
+expression it undoes (the cell's names; short made-up names for unnamed
+intermediates), and one :class:`Edge` per input with the local derivative's
+formula, its value, and the gradient sent on; and per leaf the sum of its
+contributions. Rendering lives here too (text and HTML), with long runs of
+steps folded.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import format as fmt
+from .messages import t
+
+TRACE_LIMIT = 100_000  # nodes hooked at most
+KEEP = 1024  # grads up to this many elements are copied when caught
+LOCAL_LIMIT = 4096  # element-wise local derivatives are worked out up to this size
+SHOWN = 24  # steps shown in full before the middle ones are folded
+HEAD = 12  # ... of which this many from the start (the rest from the end)
+MAX_PERIOD = 8  # the longest repeated block of steps that is folded as "× count"
+
+
+# ---------------------------------------------------------------------------
+# catching the numbers while backward runs
+# ---------------------------------------------------------------------------
+@dataclass
+class Raw:
+    """One node as autograd ran it (internal: :func:`build` reads it)."""
+
+    node: Any
+    order: int
+    grad_out: tuple[torch.Tensor | None, ...]
+    grad_in: tuple[torch.Tensor | None, ...]
+    local: tuple[torch.Tensor | None, ...]
+    saved: dict[str, Any]
+
+
+def _keep(grad: Any) -> torch.Tensor | None:
+    if not isinstance(grad, torch.Tensor):
+        return None
+    return grad.clone() if grad.numel() <= KEEP else grad.detach()  # (called under no_grad)
+
+
+def _is_custom(node: Any) -> bool:
+    """A node of a Python ``autograd.Function``: its backward is the user's code."""
+    return isinstance(node, torch.autograd.function.BackwardCFunction)
+
+
+def _local(node: Any, index: int, grad_in: Any, grad_outputs: tuple, called: list) -> torch.Tensor | None:
+    """d(node's output)/d(this input), element by element, from autograd's own numbers: for
+    element-wise nodes (and any node between scalars), where it is one number per element."""
+    if len(grad_outputs) != 1 or not isinstance(grad_in, torch.Tensor):
+        return None
+    out = grad_outputs[0]
+    if not isinstance(out, torch.Tensor) or out.shape != grad_in.shape or out.numel() > LOCAL_LIMIT:
+        return None
+    if out.numel() != 1 and type(node).__name__ not in ELEMENTWISE:
+        return None
+    if out.is_complex() or grad_in.is_complex() or out.layout != torch.strided:
+        return None
+    ratio = grad_in / out
+    if out.numel() == 1:  # the common case of a course's cells: plain numbers, no tensor checks
+        value = ratio.item()
+        if out.item() != 0 and math.isfinite(value):
+            return ratio
+    bad = (out == 0) | ~torch.isfinite(ratio)
+    if bool(bad.any()):
+        if not called:
+            called.append(_call_with_ones(node, out))
+        ones = called[0]
+        own = ones[index] if ones is not None and index < len(ones) else None
+        if not isinstance(own, torch.Tensor) or own.shape != grad_in.shape:
+            return None if bool(bad.all()) else torch.where(bad, torch.full_like(ratio, float("nan")), ratio)
+        ratio = torch.where(bad, own, ratio)
+    return ratio
+
+
+def _call_with_ones(node: Any, out: torch.Tensor) -> tuple | None:
+    if _is_custom(node):
+        return None
+    try:
+        found = node(torch.ones_like(out))
+    except Exception:
+        return None
+    return found if isinstance(found, tuple) else (found,)
+
+
+_SAVED_ATTRS: dict[type, tuple[str, ...]] = {}
+
+
+@dataclass(frozen=True)
+class SavedTensor:
+    """A tensor a node saved: the tensor itself (to find the cell's name for it) and, when
+    small, a copy of its value at the time."""
+
+    tensor: torch.Tensor
+    copy: torch.Tensor | None
+
+
+def _saved(node: Any) -> dict[str, Any]:
+    """What a node saved: numbers (exponent, alpha, dim, reduction) and tensors."""
+    found: dict[str, Any] = {}
+    kind = type(node)
+    attrs = _SAVED_ATTRS.get(kind)
+    if attrs is None:
+        attrs = _SAVED_ATTRS[kind] = tuple(
+            a for a in dir(node) if a.startswith("_saved_") and not a.endswith(("_sym_sizes", "_sym_strides"))
+        )
+    for attr in attrs:
+        try:
+            value = getattr(node, attr)
+        except Exception:
+            continue
+        if isinstance(value, torch.Tensor):
+            small = value.numel() <= 16 and value.layout == torch.strided
+            found[attr[7:]] = SavedTensor(value, value.clone() if small else None)  # (under no_grad)
+        elif isinstance(value, (bool, int, float, str, tuple)):
+            found[attr[7:]] = value
+    return found
+
+
+class Tracer:
+    """Hooks on the nodes behind *outputs* while one backward pass runs (a context manager)."""
+
+    def __init__(self, outputs: tuple[torch.Tensor, ...]):
+        self.outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
+        self.nodes: list[Any] = []
+        self.raws: list[Raw] = []
+        self.cut = False  # more nodes than TRACE_LIMIT: the rest are not hooked
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Tracer:
+        seen: dict[int, Any] = {}
+        stack = [o.grad_fn for o in self.outputs if o.grad_fn is not None]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            if len(seen) >= TRACE_LIMIT:
+                self.cut = True
+                break
+            seen[id(node)] = node
+            stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+        self.nodes = list(seen.values())
+        try:
+            for index, node in enumerate(self.nodes):
+                if not hasattr(node, "variable"):  # AccumulateGrad: its input is caught one step up
+                    self._handles.append(node.register_hook(self._hook(index)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, index: int) -> Any:
+        def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
+            try:
+                node = self.nodes[index]
+                with torch.no_grad():
+                    called: list = []
+                    local = tuple(_local(node, i, g, grad_outputs, called) for i, g in enumerate(grad_inputs))
+                    self.raws.append(
+                        Raw(
+                            node,
+                            len(self.raws),
+                            tuple(_keep(g) for g in grad_outputs),
+                            tuple(_keep(g) for g in grad_inputs),
+                            local,
+                            _saved(node),
+                        )
+                    )
+            except Exception:  # never break the user's backward pass
+                pass
+
+        return hook
+
+
+# ---------------------------------------------------------------------------
+# the steps as plain data
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Edge:
+    """One input of a step: where the gradient goes."""
+
+    to: str  # the input's name (a leaf's, the cell's, or a made-up one)
+    leaf: bool
+    formula: str | None  # the local derivative d(step's output)/d(input), e.g. "2·x"
+    local: torch.Tensor | None  # its value, from autograd's numbers (None: not element-wise)
+    sent: torch.Tensor | None  # the gradient the node sent to this input (None: not needed)
+    into_grad: bool = False  # a leaf whose .grad this pass added it to
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the backward pass, in the order autograd ran them (``index`` from 1)."""
+
+    index: int
+    node: str  # "MulBackward0"
+    name: str  # the name of the node's output: the cell's, or a made-up one
+    forward: str  # "y = 3 · a"
+    arriving: torch.Tensor | None  # d out / d name, as it arrived
+    parts: tuple[tuple[int, torch.Tensor], ...]  # (step that sent it, contribution), when several
+    edges: tuple[Edge, ...]
+    routing: bool = False  # moves values around (view, index, expand, transpose): no arithmetic
+    kink: bool = False  # relu/abs evaluated exactly at 0
+
+
+@dataclass(frozen=True)
+class LeafSum:
+    """A leaf's gradient as the sum of what each path sent it."""
+
+    name: str
+    parts: tuple[tuple[int, torch.Tensor], ...]  # (step index, contribution)
+    total: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Steps:
+    """``result.steps``: the chain rule as autograd ran it for ``output``."""
+
+    output: str
+    seed: torch.Tensor | None  # d out / d out as the backward pass started (1 for a scalar)
+    steps: tuple[Step, ...]
+    forward: tuple[str, ...]  # the computation in code order, one line per step
+    made_up: tuple[str, ...]  # names made up for unnamed intermediates
+    leaves: tuple[LeafSum, ...]
+    cut: bool = False
+    digits: int = 4
+    max_items: int = 6
+    several: bool = field(default=False)  # several leaves: partial derivatives (∂)
+
+    # ---- words -----------------------------------------------------------
+    def _v(self, tensor: torch.Tensor | None) -> str:
+        if tensor is None:
+            return "None"
+        if tensor.numel() > self.max_items:
+            return f"{fmt.values(tensor, self.digits, self.max_items)} {fmt.shape(tensor)}"
+        return fmt.values(tensor, self.digits, self.max_items)
+
+    def _factor(self, tensor: torch.Tensor) -> str:
+        text = self._v(tensor)
+        return f"({text})" if text.startswith("-") else text
+
+    def d(self, top: str, bottom: str) -> str:
+        d = "∂" if self.several else "d"
+        return f"{d}{top}/{d}{bottom}"
+
+    def edge_text(self, step: Step, edge: Edge) -> tuple[str, str]:
+        """(local derivative, gradient sent) as text: ``∂a/∂x = 2·x = 6``, ``dy/dx = 3 · 6 = 18``."""
+        local = f"∂{step.name}/∂{edge.to}"
+        if edge.formula is not None:
+            local += f" = {edge.formula}"
+        if edge.local is not None and (edge.formula or "").replace("−", "-") != self._v(edge.local):
+            local += f" = {self._v(edge.local)}"
+        elif edge.formula is None:
+            local += " = ?"
+        if step.routing:
+            local += " " + t("steps.routing")
+        sent = self.d(self.output, edge.to) + " = "
+        if edge.sent is None:
+            sent += t("steps.not_needed")
+        elif edge.local is not None and step.arriving is not None and edge.local.numel() == 1:
+            sent += f"{self._factor(step.arriving)} · {self._factor(edge.local)} = {self._v(edge.sent)}"
+        else:
+            sent += self._v(edge.sent)
+        if edge.into_grad and edge.sent is not None:
+            sent += f" → {edge.to}.grad"
+        return local, sent
+
+    def step_rows(self) -> list[list[str]]:
+        """The table rows: one per edge; a folded run of steps is one row."""
+        rows: list[list[str]] = []
+        for item in self.shown():
+            if isinstance(item, Fold):
+                rows.append(["…", item.text(), "", "", ""])
+                continue
+            step = item
+            arriving = self.d(self.output, step.name) + " = " + self._v(step.arriving)
+            if step.parts:
+                arriving += " (" + " + ".join(self._v(g) for _, g in step.parts) + ")"
+            head = [str(step.index), step.node, step.forward]
+            if not step.edges:
+                rows.append([*head, arriving, ""])
+            for k, edge in enumerate(step.edges):
+                local, sent = self.edge_text(step, edge)
+                if step.kink and k == 0:
+                    local += " " + t("steps.kink")
+                rows.append([*(head if k == 0 else ["", "", ""]), local, sent])
+        return rows
+
+    def leaf_lines(self) -> list[str]:
+        lines = []
+        for leaf in self.leaves:
+            parts = [self._v(g) for _, g in leaf.parts]
+            text = self.d(self.output, leaf.name) + " = "
+            if len(parts) > 1 and len(parts) <= 8:
+                text += " + ".join(parts) + " = "
+            text += self._v(leaf.total)
+            if len(parts) > 1:
+                text += " " + t(
+                    "steps.paths", count=len(parts), steps=", ".join(f"#{i}" for i, _ in leaf.parts[:8])
+                )
+            lines.append(text)
+        return lines
+
+    def header(self) -> list[str]:
+        return ["#", t("steps.col.node"), t("steps.col.forward"), t("steps.col.local"), t("steps.col.grad")]
+
+    def intro(self) -> list[str]:
+        lines = [t("steps.forward")]
+        lines += ["  " + line for line in self.forward_shown()]
+        if self.made_up:
+            names = ", ".join(self.made_up[:8]) + (
+                f", … ({len(self.made_up)})" if len(self.made_up) > 8 else ""
+            )
+            lines.append(t("steps.made_up", names=names))
+        seed = self._v(self.seed) if self.seed is not None else "1"
+        lines.append(t("steps.backward", start=f"{self.d(self.output, self.output)} = {seed}"))
+        return lines
+
+    def forward_shown(self) -> list[str]:
+        if len(self.forward) <= SHOWN:
+            return list(self.forward)
+        more = len(self.forward) - SHOWN
+        return [*self.forward[:HEAD], t("steps.more_lines", count=more), *self.forward[-(SHOWN - HEAD) :]]
+
+    # ---- folding -------------------------------------------------------------
+    def shown(self) -> list[Step | Fold]:
+        """The steps to show: all of a short pass; of a long one the first and last ones,
+        the middle folded into repeated blocks ("AddBackward0, MulBackward0 × 4998")."""
+        steps = list(self.steps)
+        if len(steps) <= SHOWN:
+            return list(steps)
+        head, middle, tail = steps[:HEAD], steps[HEAD : len(steps) - (SHOWN - HEAD)], steps[-(SHOWN - HEAD) :]
+        return [*head, *_fold(middle), *tail]
+
+    # ---- views ---------------------------------------------------------------
+    def to_text(self) -> str:
+        from .result import _text_table
+
+        lines = self.intro()
+        lines += ["  " + line for line in _text_table(self.header(), self.step_rows())]
+        leaves = self.leaf_lines()
+        if leaves:
+            lines.append(t("steps.leaves"))
+            lines += ["  " + line for line in leaves]
+        if self.cut:
+            lines.append(t("steps.cut", limit=TRACE_LIMIT))
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        from .result import _html_table
+
+        esc = html.escape
+        intro = self.intro()
+        parts = [f"<p>{esc(intro[0])}</p>", "<pre>" + esc("\n".join(self.forward_shown())) + "</pre>"]
+        parts += [f"<p>{esc(line)}</p>" for line in intro[1 + len(self.forward_shown()) :]]
+        parts.append(_html_table(self.header(), self.step_rows()))
+        leaves = self.leaf_lines()
+        if leaves:
+            parts.append(f"<p>{esc(t('steps.leaves'))}</p>")
+            parts.append("<ul>" + "".join(f"<li><code>{esc(line)}</code></li>" for line in leaves) + "</ul>")
+        if self.cut:
+            parts.append(f"<p>{esc(t('steps.cut', limit=TRACE_LIMIT))}</p>")
+        return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A run of steps not shown one by one: a repeated block of node kinds and its count,
+    or (no repetition) how many steps of which kinds."""
+
+    start: int
+    stop: int
+    block: tuple[str, ...]
+    count: int
+
+    def text(self) -> str:
+        if self.count > 1:
+            return t(
+                "steps.fold_block",
+                block=", ".join(self.block),
+                count=self.count,
+                start=self.start,
+                stop=self.stop,
+            )
+        kinds = ", ".join(self.block)
+        return t(
+            "steps.fold", count=self.stop - self.start + 1, kinds=kinds, start=self.start, stop=self.stop
+        )
+
+
+def _fold(steps: list[Step]) -> list[Fold]:
+    """Fold *steps* into blocks: the shortest period (≤ MAX_PERIOD) that repeats most."""
+    names = [s.node for s in steps]
+    folds: list[Fold] = []
+    i = 0
+    loose: list[Step] = []
+
+    def flush() -> None:
+        if loose:
+            kinds = tuple(f"{k} ×{n}" for k, n in _counts([s.node for s in loose]))
+            folds.append(Fold(loose[0].index, loose[-1].index, kinds, 1))
+            loose.clear()
+
+    while i < len(names):
+        best = (1, 1)  # (period, repeats)
+        for period in range(1, MAX_PERIOD + 1):
+            block = names[i : i + period]
+            if len(block) < period:
+                break
+            repeats = 1
+            while names[i + repeats * period : i + (repeats + 1) * period] == block:
+                repeats += 1
+            if repeats * period > best[0] * best[1] and repeats > 1:
+                best = (period, repeats)
+        period, repeats = best
+        if repeats >= 3:
+            flush()
+            end = i + period * repeats - 1
+            folds.append(Fold(steps[i].index, steps[end].index, tuple(names[i : i + period]), repeats))
+            i += period * repeats
+        else:
+            loose.append(steps[i])
+            i += 1
+    flush()
+    return folds
+
+
+def _counts(names: list[str]) -> list[tuple[str, int]]:
+    found: dict[str, int] = {}
+    for n in names:
+        found[n] = found.get(n, 0) + 1
+    return sorted(found.items(), key=lambda kv: -kv[1])
+
+
+# ---------------------------------------------------------------------------
+# formulas
+# ---------------------------------------------------------------------------
+ROUTING = {
+    "ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0", "ExpandBackward0", "SelectBackward0",
+    "SliceBackward0", "IndexBackward0", "TBackward0", "TransposeBackward0", "TransposeBackward1",
+    "PermuteBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward4", "UnsqueezeBackward0",
+    "CloneBackward0", "ToCopyBackward0", "CatBackward0", "StackBackward0", "SplitBackward0",
+    "UnbindBackward0", "AliasBackward0", "ExpandBackward1", "NarrowBackward0", "ViewAsRealBackward0",
+    "ContiguousBackward0", "FlattenBackward0",
+}  # fmt: skip
+ELEMENTWISE = {
+    "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1", "RsubBackward0", "RsubBackward1",
+    "MulBackward0", "MulBackward1", "DivBackward0", "DivBackward1", "NegBackward0", "PowBackward0",
+    "PowBackward1", "PowBackward2", "ExpBackward0", "LogBackward0", "SqrtBackward0", "SinBackward0",
+    "CosBackward0", "TanhBackward0", "SigmoidBackward0", "ReluBackward0", "AbsBackward0",
+    "ReciprocalBackward0", "CloneBackward0", "ToCopyBackward0", "LeakyReluBackward0", "EluBackward0",
+    "GeluBackward0", "SiluBackward0", "SoftplusBackward0", "HardtanhBackward0", "ClampBackward1",
+    "ClampMinBackward0", "ClampMaxBackward0", "Log1PBackward0", "Expm1Backward0", "RsqrtBackward0",
+    "TanBackward0", "AtanBackward0", "SinhBackward0", "CoshBackward0", "Log2Backward0", "Log10Backward0",
+    "Exp2Backward0", "SquareBackward0", "MaximumBackward0", "MinimumBackward0", "WhereBackward0",
+    "SgnBackward0", "SignBackward0", "FloorBackward0", "CeilBackward0", "RoundBackward0", "FracBackward0",
+    "ErfBackward0", "AsinBackward0", "AcosBackward0", "AtanhBackward0", "LogitBackward0",
+}  # fmt: skip
+# node -> forward template over the operands a, b, c (in next_functions order)
+FORWARD = {
+    "AddBackward0": "{a} + {b}", "AddBackward1": "{a} + {b}", "SubBackward0": "{a} − {b}",
+    "SubBackward1": "{a} − {b}", "RsubBackward0": "{b} − {a}", "RsubBackward1": "{b} − {a}",
+    "MulBackward0": "{a} · {b}", "MulBackward1": "{a} · {b}", "DivBackward0": "{a} / {b}",
+    "DivBackward1": "{a} / {b}", "NegBackward0": "−{a}", "PowBackward0": "{a} ** {exponent}",
+    "PowBackward1": "{a} ** {b}", "PowBackward2": "{base} ** {a}", "ExpBackward0": "exp({a})",
+    "LogBackward0": "log({a})", "SqrtBackward0": "√{a}", "SinBackward0": "sin({a})",
+    "CosBackward0": "cos({a})", "TanhBackward0": "tanh({a})", "SigmoidBackward0": "σ({a})",
+    "ReluBackward0": "relu({a})", "AbsBackward0": "|{a}|", "ReciprocalBackward0": "1 / {a}",
+    "SumBackward0": "sum({a})", "SumBackward1": "sum({a}, dim={dim})", "MeanBackward0": "mean({a})",
+    "MeanBackward1": "mean({a}, dim={dim})", "MmBackward0": "{a} @ {b}", "MvBackward0": "{a} @ {b}",
+    "DotBackward0": "{a} · {b}", "BmmBackward0": "{a} @ {b}", "AddmmBackward0": "{a} + {b} @ {c}",
+    "SoftmaxBackward0": "softmax({a}, dim={dim})", "LogSoftmaxBackward0": "log_softmax({a}, dim={dim})",
+    "MseLossBackward0": "mse_loss({a}, {target})", "NllLossBackward0": "nll_loss({a}, {target})",
+    "TBackward0": "{a}ᵀ", "ViewBackward0": "{a}.view(…)", "ExpandBackward0": "{a}.expand(…)",
+    "SelectBackward0": "{a}[…]", "SliceBackward0": "{a}[…]", "IndexBackward0": "{a}[…]",
+    "UnsafeViewBackward0": "{a}.view(…)", "ReshapeAliasBackward0": "{a}.reshape(…)",
+    "TransposeBackward0": "{a}.transpose(…)", "PermuteBackward0": "{a}.permute(…)",
+    "CloneBackward0": "{a}.clone()", "ToCopyBackward0": "{a}.to(…)", "UnsqueezeBackward0": "{a}.unsqueeze(…)",
+    "SqueezeBackward0": "{a}.squeeze()", "SqueezeBackward1": "{a}.squeeze(…)", "SqueezeBackward4": "{a}.squeeze(…)",
+}  # fmt: skip
+# node -> the local derivative of the output w.r.t. each input (same order); {o} the output's name
+LOCAL = {
+    "AddBackward0": ("1", "{alpha}"), "AddBackward1": ("1",), "SubBackward0": ("1", "−{alpha}"),
+    "SubBackward1": ("1",), "RsubBackward0": ("−{alpha}", "1"), "RsubBackward1": ("−{alpha}",),
+    "MulBackward0": ("{b}", "{a}"), "MulBackward1": ("{b}",), "DivBackward0": ("1/{b}", "−{a}/{b}²"),
+    "DivBackward1": ("1/{b}",), "NegBackward0": ("−1",), "PowBackward0": ("{power}",),
+    "PowBackward1": ("{b}·{a}^({b}−1)", "{a}^{b}·ln {a}"), "PowBackward2": ("{base}^{a}·ln {base}",),
+    "ExpBackward0": ("exp({a}) = {o}",), "LogBackward0": ("1/{a}",), "SqrtBackward0": ("1/(2√{a})",),
+    "SinBackward0": ("cos({a})",), "CosBackward0": ("−sin({a})",), "TanhBackward0": ("1 − tanh²({a}) = 1 − {o}²",),
+    "SigmoidBackward0": ("σ({a})·(1 − σ({a})) = {o}·(1 − {o})",), "ReluBackward0": ("1 if {a} > 0 else 0",),
+    "AbsBackward0": ("sign({a})",), "ReciprocalBackward0": ("−1/{a}²",),
+    "SumBackward0": ("1 (each element)",), "SumBackward1": ("1 (each element)",),
+    "MeanBackward0": ("1/n (n = {n})",), "MeanBackward1": ("1/n along dim={dim}",),
+    "MmBackward0": ("g @ {b}ᵀ", "{a}ᵀ @ g"), "BmmBackward0": ("g @ {b}ᵀ", "{a}ᵀ @ g"),
+    "MvBackward0": ("g ⊗ {b}", "{a}ᵀ @ g"), "DotBackward0": ("g·{b}", "g·{a}"),
+    "AddmmBackward0": ("g (summed over rows)", "g @ {c}ᵀ", "{b}ᵀ @ g"),
+    "SoftmaxBackward0": ("{o} ⊙ (g − Σ g⊙{o})",), "LogSoftmaxBackward0": ("g − softmax({a})·Σg",),
+    "MseLossBackward0": ("2·({a} − {target})/n", "−2·({a} − {target})/n"),
+    "NllLossBackward0": ("−1/n at each row's target class, 0 elsewhere",),
+}  # fmt: skip
+ROUTE_LOCAL = {
+    "ExpandBackward0": "g summed over the copies", "SelectBackward0": "g at the picked entries, 0 elsewhere",
+    "SliceBackward0": "g at the picked entries, 0 elsewhere", "IndexBackward0": "g at the picked entries, 0 elsewhere",
+    "TBackward0": "gᵀ", "TransposeBackward0": "g transposed back", "PermuteBackward0": "g permuted back",
+}  # fmt: skip
+BINARY_OPS = {
+    "add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "rsub", "mul", "__mul__", "__rmul__", "div",
+    "true_divide", "__truediv__", "__rtruediv__", "__div__", "pow", "__pow__", "__rpow__", "subtract", "multiply",
+    "divide",
+}  # fmt: skip
+
+
+def _superscript(n: Any) -> str:
+    return fmt.number(n).translate(str.maketrans("0123456789-.", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻·"))
+
+
+def _power(name: str, exponent: Any) -> str:
+    """``n·x^(n−1)`` for a number n: ``2·x``, ``3·x²``, ``0.5·x^-0.5``."""
+    if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
+        return f"n·{name}^(n−1)"
+    n = exponent
+    lower = n - 1
+    if lower == 0:
+        return fmt.number(n)
+    if lower == 1:
+        return f"{fmt.number(n)}·{name}"
+    if float(lower).is_integer() and lower > 0:
+        return f"{fmt.number(n)}·{name}{_superscript(int(lower))}"
+    return f"{fmt.number(n)}·{name}^({fmt.number(lower)})"
+
+
+class _Fields(dict):
+    def __missing__(self, key: str) -> str:
+        return "…"
+
+
+# ---------------------------------------------------------------------------
+# building
+# ---------------------------------------------------------------------------
+def build(
+    tracer: Tracer,
+    output: torch.Tensor,
+    output_name: str,
+    named: dict[str, torch.Tensor],
+    taken: set[str],
+    recorder: Any = None,
+    digits: int = 4,
+    max_items: int = 6,
+    to_grad: frozenset[str] | set[str] = frozenset(),
+) -> Steps:
+    """The steps of the traced pass.
+
+    named
+        the leaves and the cell's named tensors (first name wins; leaves in report order).
+    taken
+        names in use (made-up names avoid them).
+    to_grad
+        the leaves whose ``.grad`` this pass wrote (``→ x.grad``).
+    recorder
+        the :class:`~.record.Recorder`, when the run recorded the computation: it knows the
+        constants (``+ 4``) and the functions the cell called that the graph forgot.
+    """
+    raws = tracer.raws
+    names: dict[int, str] = {}
+    for name, tensor in named.items():
+        if isinstance(tensor, torch.Tensor):
+            names.setdefault(id(tensor), name)
+    # names of the nodes' outputs: the cell's own where it has them, else made up
+    node_names: dict[int, str] = {}
+    if output.grad_fn is not None:
+        node_names[id(output.grad_fn)] = output_name
+    for name, tensor in named.items():
+        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None and tensor.output_nr == 0:
+            node_names.setdefault(id(tensor.grad_fn), name)
+
+    def input_name(nxt: Any) -> tuple[str, bool]:
+        variable = getattr(nxt, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            name = names.get(id(variable))
+            return (name if name is not None else f"leaf{fmt.shape(variable)}"), True
+        return node_names.get(id(nxt), type(nxt).__name__), False
+
+    made_up: list[str] = []
+    letters = _letters(taken | set(names.values()) | {output_name})
+    ordered = sorted(raws, key=lambda r: r.node._sequence_nr())
+    for raw in ordered:  # in code order, so that a, b, c read in the order they were made
+        key = id(raw.node)
+        if key in node_names:
+            continue
+        inputs = [nxt for nxt, _ in raw.node.next_functions if nxt is not None]
+        if type(raw.node).__name__ == "TBackward0" and len(inputs) == 1:
+            node_names[key] = input_name(inputs[0])[0] + "ᵀ"  # linear's Wᵀ
+            continue
+        node_names[key] = next(letters)
+        made_up.append(node_names[key])
+
+    ops = _ops(recorder, node_names, names, digits)
+    arrivals: dict[int, list[tuple[int, torch.Tensor]]] = {}  # contributions to nodes and leaves
+    steps: list[Step] = []
+    forward_of: dict[int, str] = {}
+    for position, raw in enumerate(raws, start=1):
+        node = raw.node
+        kind = type(node).__name__
+        edges_in = node.next_functions
+        operands = [input_name(nxt)[0] if nxt is not None else None for nxt, _ in edges_in]
+        op = ops.get(id(node))
+        fields = _fields(kind, operands, raw.saved, op, node_names[id(node)], digits, names)
+        expression = _forward(kind, fields, op, operands)
+        forward = (
+            node_names[id(node)]
+            if expression == node_names[id(node)]
+            else f"{node_names[id(node)]} = {expression}"
+        )
+        forward_of[id(node)] = forward
+        formulas = LOCAL.get(kind, ())
+        edges = []
+        for i, (nxt, _) in enumerate(edges_in):
+            if nxt is None:
+                continue
+            to, is_leaf = input_name(nxt)
+            sent = raw.grad_in[i] if i < len(raw.grad_in) else None
+            formula = formulas[i].format_map(fields) if i < len(formulas) else None
+            if formula is None and kind in ROUTING:
+                formula = ROUTE_LOCAL.get(kind, "1 (g passed on)")
+            if formula is not None and "…" in formula:
+                formula = None
+            if formula is not None:
+                formula = formula.replace("ᵀᵀ", "")  # (Wᵀ)ᵀ = W
+            local = raw.local[i] if i < len(raw.local) else None
+            edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in to_grad))
+            if sent is not None:
+                target = id(getattr(nxt, "variable", nxt))
+                arrivals.setdefault(target, []).append((position, sent))
+        parts = tuple(arrivals.get(id(node), ()))
+        steps.append(
+            Step(
+                index=position,
+                node=kind,
+                name=node_names[id(node)],
+                forward=forward,
+                arriving=raw.grad_out[0] if raw.grad_out else None,
+                parts=parts if len(parts) > 1 else (),
+                edges=tuple(edges),
+                routing=kind in ROUTING,
+                kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved),
+            )
+        )
+    order = {name: i for i, name in enumerate(named)}
+    sequence = {position: raw.node._sequence_nr() for position, raw in enumerate(raws, start=1)}
+    found = []
+    for node in tracer.nodes:
+        variable = getattr(node, "variable", None)
+        parts = tuple(arrivals.get(id(variable), ())) if isinstance(variable, torch.Tensor) else ()
+        if not parts:
+            continue
+        parts = tuple(sorted(parts, key=lambda p: sequence[p[0]]))  # in code order: u**3 before 4*u*v
+        total = parts[0][1].clone()
+        for _, g in parts[1:]:
+            total = total + g
+        found.append(LeafSum(names.get(id(variable), f"leaf{fmt.shape(variable)}"), parts, total))
+    found.sort(key=lambda s: (sequence[s.parts[0][0]], order.get(s.name, len(order))))
+    return Steps(
+        output=output_name,
+        seed=raws[0].grad_out[0] if raws and raws[0].grad_out else None,
+        steps=tuple(steps),
+        forward=tuple(forward_of[id(r.node)] for r in ordered if " = " in forward_of[id(r.node)]),
+        made_up=tuple(made_up),
+        leaves=tuple(found),
+        cut=tracer.cut,
+        digits=digits,
+        max_items=max_items,
+        several=len(found) > 1,
+    )
+
+
+def _letters(taken: set[str]) -> Any:
+    for size in itertools.count(1):
+        for combo in itertools.product(string.ascii_lowercase, repeat=size):
+            name = "".join(combo)
+            if name not in taken:
+                yield name
+
+
+def _at_kink(saved: dict[str, Any]) -> bool:
+    for key in ("self", "result"):
+        value = saved.get(key)
+        if isinstance(value, SavedTensor):
+            with torch.no_grad():
+                return bool((value.tensor == 0).any())
+    return False
+
+
+def _ops(recorder: Any, node_names: dict[int, str], names: dict[int, str], digits: int) -> dict[int, Op]:
+    """id(node) -> the recorded call that made it (name, its constants, its arguments as text)."""
+    if recorder is None:
+        return {}
+    from .record import Ref, RootRef, unflatten
+
+    record = recorder.record
+    made = getattr(recorder, "node_ops", {})
+    by_op = {index: id(node) for node, index, _ in made.values()}
+    found: dict[int, Op] = {}
+    for key, (_node, index, originals) in made.items():
+        op = record.ops[index]
+
+        def text(item: Any, position: int, originals: tuple = originals) -> str:
+            if isinstance(item, RootRef):
+                return names.get(id(record.roots[item.root].tensor), "leaf")
+            if isinstance(item, Ref):
+                return node_names.get(by_op.get(item.op, -1), "…")
+            weak = originals[position] if position < len(originals) else None
+            original = weak() if weak is not None else None
+            if original is not None and id(original) in names:
+                return names[id(original)]
+            return _const(item, digits)
+
+        constants = [v for v in op.inputs if not isinstance(v, (Ref, RootRef))]
+        try:
+            args, kwargs = unflatten([text(v, i) for i, v in enumerate(op.inputs)], op.spec)
+            shown = [str(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items() if v not in ("None",)]
+        except Exception:
+            shown = []
+        refs = {text(v, i) for i, v in enumerate(op.inputs) if isinstance(v, (Ref, RootRef))}
+        found[key] = Op(op.name, constants, shown, refs)
+    return found
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    constants: list[Any]
+    shown: list[str]
+    refs: set[str]
+
+
+def _const(value: Any, digits: int, names: dict[int, str] | None = None) -> str:
+    if isinstance(value, SavedTensor):
+        if names and id(value.tensor) in names:
+            return names[id(value.tensor)]
+        value = value.copy if value.copy is not None else value.tensor
+    if isinstance(value, torch.Tensor):
+        if names and id(value) in names:
+            return names[id(value)]
+        if value.numel() <= 4:
+            return fmt.values(value, digits, 4)
+        return f"tensor{fmt.shape(value)}"
+    if isinstance(value, bool | int | float | complex):
+        return fmt.number(value, digits)
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return repr(value)
+    return "c"
+
+
+def _fields(
+    kind: str,
+    operands: list,
+    saved: dict[str, Any],
+    op: Op | None,
+    out: str,
+    digits: int,
+    names: dict[int, str],
+) -> _Fields:
+    """Text for the template fields: operands a, b, c (constants from what the node saved or
+    the record), the exponent, alpha, dim, target ..."""
+    fields = _Fields(o=out)
+    constants = [c for c in op.constants if isinstance(c, (int, float, complex, torch.Tensor))] if op else []
+    attrs = ("self", "mat1", "mat2") if kind == "AddmmBackward0" else ("self", "other", "mat2")
+    if kind in ("MmBackward0", "BmmBackward0", "MvBackward0"):
+        attrs = ("self", "mat2" if kind != "MvBackward0" else "vec", "")
+    for letter, operand, attr in zip("abc", [*operands, None, None, None], attrs, strict=False):
+        if operand is not None:
+            fields[letter] = operand
+            continue
+        value = saved.get(attr)
+        if value is not None:
+            fields[letter] = _const(value, digits, names)
+        elif constants:
+            fields[letter] = _const(constants.pop(0), digits)
+        elif letter in "ab" and kind.startswith(("Add", "Sub", "Rsub", "Mul", "Div")):
+            fields[letter] = "c"
+    exponent = saved.get("exponent")
+    if exponent is not None and not isinstance(exponent, tuple):
+        value = exponent
+        if isinstance(exponent, SavedTensor):
+            copy = exponent.copy
+            value = copy.item() if copy is not None and copy.numel() == 1 else None
+        fields["exponent"] = _const(exponent, digits)
+        fields["power"] = _power(fields.get("a", "x"), value)
+    fields["alpha"] = _const(saved.get("alpha", 1), digits)
+    if "dim" in saved:
+        dim = saved["dim"]
+        fields["dim"] = _const(dim, digits) if not isinstance(dim, tuple) else ", ".join(str(d) for d in dim)
+    if kind == "PowBackward2" and "self" in saved:
+        fields["base"] = _const(saved["self"], digits)
+    if "target" in saved:
+        fields["target"] = _const(saved["target"], digits, names) if names else "t"
+    if "self_sym_numel" in saved:
+        fields["n"] = str(saved["self_sym_numel"])
+    return fields
+
+
+def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
+    """The forward expression a node undoes: the call the cell made where the record has it
+    and its tensors are the node's inputs (``softmax(z, dim=-1)``), else the node's template."""
+    template = FORWARD.get(kind)
+    names = {o for o in operands if o is not None}
+    if op is not None and op.shown and op.name not in BINARY_OPS and op.refs <= names and op.refs:
+        return f"{op.name}({', '.join(op.shown)})"
+    if template is None:
+        args = ", ".join(o if o is not None else "c" for o in operands)
+        base = kind
+        for suffix in ("Backward0", "Backward1", "Backward2"):
+            base = base.removesuffix(suffix)
+        return f"{base.lower()}({args})"
+    if kind in ("MulBackward0", "MulBackward1") and len(operands) > 1 and operands[1] is None:
+        fields = _Fields(
+            fields, a=fields.get("b", "c"), b=fields.get("a", "…")
+        )  # a constant factor first: 3 · a
+    return template.format_map(fields)
