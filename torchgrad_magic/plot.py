@@ -20,8 +20,10 @@ plotting every point, spikes included.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .messages import note, t, using
+from .messages import Note, note, t, using
 from .spec import GradError
 
 WIDTH_IN, HEIGHT_IN, DPI = 6.4, 4.0, 100
@@ -150,7 +152,7 @@ def cjk_font() -> str | None:
     return None
 
 
-def _fonts(language: str, notes: list[str]) -> tuple[str, list[str]]:
+def _fonts(language: str, notes: list[Note]) -> tuple[str, list[str]]:
     """The label language and the font families every text of the figure is given (so that the
     figure draws the same whenever it is drawn, whatever rcParams are then)."""
     global _warned_no_cjk
@@ -203,7 +205,7 @@ def make_figure(
     from .messages import resolve
 
     language = resolve(language)
-    notes: list[str] = []
+    notes: list[Note] = []
     leaves = result.leaves
     problem = _unplottable(result)
     if problem is not None:
@@ -302,7 +304,7 @@ def _twin(ax):
     return twin
 
 
-def _vector_figure(result: Any, notes: list[str], style: _Style):
+def _vector_figure(result: Any, notes: list[Note], style: _Style):
     name, out_name = next(iter(result.leaves)), result.output_name
     x = result.values[name].detach().float().cpu()
     grad = result.grads[name]
@@ -348,7 +350,7 @@ def _vector_figure(result: Any, notes: list[str], style: _Style):
 
 
 def _point_figure(
-    result: Any, evaluate: Callable | None, window, notes: list[str], label: Callable, style: _Style
+    result: Any, evaluate: Callable | None, window, notes: list[Note], label: Callable, style: _Style
 ):
     names = list(result.leaves)
     out = f"sum({result.output_name})" if result.summed else result.output_name
@@ -566,6 +568,343 @@ def _place_slope(ax, spec, points: Any, frame: tuple[float, ...], style: _Style)
         va="bottom" if dy > 0 else "top" if dy < 0 else "center",
     )
     return spot
+
+
+# ---------------------------------------------------------------------------
+# gradient flow of a model: mean and max |grad| per layer, in forward order
+# ---------------------------------------------------------------------------
+@dataclass
+class LayerFlow:
+    """One row of a gradient-flow picture: a layer (or one parameter) and its grad's summary."""
+
+    name: str
+    kind: str = ""
+    mean_abs: float = 0.0
+    max_abs: float = 0.0
+    norm: float = 0.0
+    zero_fraction: float = 0.0
+    finite: bool = True
+    frozen: bool = False
+
+
+# the few labels of the flow picture (kept here: a figure's words, not the report's)
+FLOW_LABELS = {
+    "en": {
+        "title": "Gradient flow: |grad| per layer",
+        "xlabel": "layer (forward order)",
+        "ylabel": "|grad| (log scale)",
+        "mean": "mean |grad|",
+        "max": "max |grad|",
+        "zero": "all zero",
+        "frozen": "frozen",
+        "non-finite": "non-finite",
+        "count": "{label} ({count})",
+        "every": "{count} layers, 1 in {step} named",
+        "prefix": "names after {prefix}",
+        "empty": "no layers to show",
+    },
+    "zh": {
+        "title": "梯度流：每层的 |梯度|",
+        "xlabel": "层（前向顺序）",
+        "ylabel": "|梯度|（对数刻度）",
+        "mean": "平均 |梯度|",
+        "max": "最大 |梯度|",
+        "zero": "全为零",
+        "frozen": "已冻结",
+        "non-finite": "含 nan/inf",
+        "count": "{label}（{count} 层）",
+        "every": "共 {count} 层，每 {step} 层标一个名字",
+        "prefix": "名字省去了 {prefix}",
+        "empty": "没有可显示的层",
+    },
+}
+MEAN_COLOR, MAX_COLOR = "tab:blue", "tab:orange"
+# how each kind of layer that log scale cannot show is drawn at the bottom: marker, color, band
+FLOW_MARKS = {
+    "zero": ("X", "tab:red", "#fde4e1"),
+    "non-finite": ("*", "tab:purple", "#efe3f7"),
+    "frozen": ("s", "0.45", "0.93"),
+}
+FLOW_WIDTH_IN, FLOW_MAX_WIDTH_IN = WIDTH_IN, 9.0
+TICK_PX = 18  # room a 10 pt label needs across its line (rotated: between neighbours)
+CHAR_PX = 7  # a 10 pt character, on average
+PREFIX_CHARS = 8  # a shared prefix this long is left out of turned names (and said once)
+NAME_CHARS = 30  # longer names keep their end: "…layers.3.attn.q_proj.weight"
+STRIP = 0.06  # where the markers of layers without a plottable grad sit (axes fraction)
+
+
+def flow_status(layer: Any) -> str | None:
+    """``"frozen"``, ``"non-finite"``, ``"zero"`` (all grads exactly 0) or None (plottable)."""
+    if layer.frozen:
+        return "frozen"
+    if not layer.finite or not (math.isfinite(layer.mean_abs) and math.isfinite(layer.max_abs)):
+        return "non-finite"
+    if layer.max_abs <= 0:
+        return "zero"
+    return None
+
+
+def _short_name(name: str) -> str:
+    return name if len(name) <= NAME_CHARS else "…" + name[-(NAME_CHARS - 1) :]
+
+
+def _tick_plan(count: int, width_px: float, status: list, capacity_px: float = TICK_PX) -> list[int]:
+    """The layers whose names are written: all when they fit, else every k-th one, the layers
+    without a plottable grad first (those matter most); no two nearer than k layers."""
+    capacity = max(2, int(width_px // capacity_px))
+    if count <= capacity:
+        return list(range(count))
+    step = math.ceil(count / capacity)
+    marked = [i for i, s in enumerate(status) if s is not None]
+    chosen: list[int] = []
+    for i in [*marked, *range(0, count, step)]:
+        if all(abs(i - j) >= step for j in chosen):
+            chosen.append(i)
+    return sorted(chosen)
+
+
+def _turned_name(name: str, kind: str) -> str:
+    """A turned tick label: the name, with the layer's type when that stays short."""
+    with_kind = f"{name} ({kind})"
+    return with_kind if kind and len(with_kind) <= NAME_CHARS else _short_name(name)
+
+
+def _common_prefix(names: list[str]) -> str:
+    """The dotted prefix every name starts with and none is only: ``model.encoder.`` or ``""``."""
+    if len(names) < 2:
+        return ""
+    parts = [name.split(".")[:-1] for name in names]  # the last part is never shared away
+    shared = 0
+    while all(len(p) > shared and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return "".join(f"{part}." for part in parts[0][:shared])
+
+
+def flow_figure(layers: Any, language: str | None = "en", notes: list | None = None):
+    """The gradient-flow picture of a model: per layer (forward order) the mean and the max |grad|
+    on a log scale; layers whose grads are all zero, frozen or non-finite are drawn on a strip at
+    the bottom with their own marker, band and words. A ``matplotlib.figure.Figure`` made without
+    pyplot; *notes* (a list) receives the one-time "no Chinese font" note."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.markers import TICKDOWN
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    from .messages import resolve
+
+    layers = list(layers)
+    language, family = _fonts(resolve(language), notes if notes is not None else [])
+    words = FLOW_LABELS.get(language, FLOW_LABELS["en"])
+    style = _Style(family)
+    count = len(layers)
+    status = [flow_status(layer) for layer in layers]
+    mean = np.array(
+        [layer.mean_abs if s is None else np.nan for layer, s in zip(layers, status, strict=True)],
+        dtype=float,
+    )
+    high = np.array(
+        [layer.max_abs if s is None else np.nan for layer, s in zip(layers, status, strict=True)], dtype=float
+    )
+    mean = np.where(mean > 0, mean, np.nan)  # a mean of 0 under a max > 0 cannot be: not drawn
+
+    # the size: wider for more layers (up to a notebook's width), taller for long rotated names
+    width_in = min(FLOW_MAX_WIDTH_IN, max(FLOW_WIDTH_IN, 1.3 + count * TICK_PX / DPI))
+    axes_px = (width_in - 1.1) * DPI
+    spacing = axes_px / max(count, 1)
+    with_kind = count <= 12
+    texts = [
+        _short_name(layer.name) + (f"\n{layer.kind}" if with_kind and layer.kind else "") for layer in layers
+    ]
+    widest = max((max(len(line) for line in text.split("\n")) for text in texts), default=0) * CHAR_PX
+    rotation = 0 if widest <= spacing * 0.9 else 90  # (45° names reach out of a narrow figure)
+    prefix = ""
+    if rotation:  # turned names: without the prefix they all share (said once, under the axis)
+        prefix = _common_prefix([layer.name for layer in layers])
+        if len(prefix) < PREFIX_CHARS:
+            prefix = ""
+        texts = [_turned_name(layer.name[len(prefix) :], layer.kind if with_kind else "") for layer in layers]
+        widest = max(len(text) for text in texts) * CHAR_PX
+    drop = widest if rotation else 0
+    figure = Figure(
+        figsize=(width_in, HEIGHT_IN + max(0.0, drop - 40) / DPI),
+        dpi=DPI,
+        layout="constrained",
+        facecolor="white",
+        edgecolor="white",
+    )
+    ax = figure.add_subplot(1, 1, 1)
+    ax.set_yscale("log")
+    figure.suptitle(words["title"], fontproperties=style.font(TITLE_SIZE))
+    style.axes(ax, words["xlabel"], words["ylabel"])
+    if not count:
+        ax.text(
+            0.5,
+            0.5,
+            words["empty"],
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontproperties=style.font(LABEL_SIZE),
+        )
+        ax.set_xticks([])
+        ax.yaxis.set_major_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        return figure
+
+    # the y-range: the plottable values, with room below them for the strip of the others
+    shown = np.concatenate([mean[np.isfinite(mean)], high[np.isfinite(high) & (high > 0)]])
+    annotate = sum(s is not None for s in status) <= 12 and spacing >= 20
+    floor = 0.3 if annotate and any(s is not None for s in status) else 0.14
+    if shown.size:
+        low, top = math.log10(shown.min()), math.log10(shown.max())
+    else:  # nothing to put on the scale: no numbers on it either
+        low, top = -2.0, 0.0
+    if top - low < 2:  # at least two decades, so that two powers of ten are labelled
+        low, top = (low + top) / 2 - 1, (low + top) / 2 + 1
+    span = top - low
+    bottom = low - floor * span / (1 - floor - 0.08)
+    ax.set_ylim(10**bottom, 10 ** (top + 0.08 * span))
+    # 10⁻³: plain text, no mathtext
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten) if shown.size else NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    x = np.arange(count, dtype=float)
+    ax.set_xlim(-0.6, count - 0.4)
+
+    # mean and max per layer: markers joined by lines (broken where a layer has no value), and a
+    # light bar from mean to max
+    few = count <= 60
+    ends = np.isfinite(mean) & np.isfinite(high)
+    ax.vlines(x[ends], mean[ends], high[ends], color=MAX_COLOR, alpha=0.3, linewidth=3 if few else 1.5)
+    ax.plot(
+        x, high, color=MAX_COLOR, marker="^" if few else None, markersize=6, linewidth=1.4, label=words["max"]
+    )
+    ax.plot(
+        x,
+        mean,
+        color=MEAN_COLOR,
+        marker="o" if few else None,
+        markersize=5,
+        linewidth=1.8,
+        label=words["mean"],
+    )
+    ax.grid(True, axis="y", color="0.9")
+    ax.set_axisbelow(True)
+
+    # the layers log scale cannot show: a band over the layer, a marker on the strip, words
+    strip = ax.get_xaxis_transform()  # x in layers, y in axes fraction
+    high_line, mean_line = ax.get_lines()
+    handles, labels = [mean_line, high_line], [words["mean"], words["max"]]
+    for kind, (marker, color, band) in FLOW_MARKS.items():
+        where = [i for i, s in enumerate(status) if s == kind]
+        if not where:
+            continue
+        for start, stop in _runs(where):
+            ax.axvspan(start - 0.5, stop + 0.5, color=band, zorder=0, linewidth=0)
+        ax.plot(
+            x[where],
+            [STRIP] * len(where),
+            linestyle="none",
+            marker=marker,
+            color=color,
+            markersize=9,
+            transform=strip,
+            clip_on=False,
+            zorder=3,
+        )
+        handles.append(Line2D([], [], linestyle="none", marker=marker, color=color, markersize=9))
+        labels.append(
+            words["count"].format(label=words[kind], count=len(where)) if len(where) > 1 else words[kind]
+        )
+        if annotate:
+            for i in where:
+                ax.text(
+                    i,
+                    STRIP + 0.05,
+                    words[kind],
+                    transform=strip,
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    color=color,
+                    fontproperties=style.font(TEXT_SIZE),
+                    zorder=4,
+                )
+    legend = ax.legend(
+        handles,
+        labels,
+        prop=style.font(TEXT_SIZE),
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01),
+        ncol=len(handles),
+        frameon=False,
+        borderaxespad=0.0,
+        handletextpad=0.4,
+        columnspacing=1.2,
+    )
+    legend.set_in_layout(True)
+
+    # the names: every layer's when they fit, else a thinned set (its layers marked by small ticks)
+    named = _tick_plan(count, axes_px, status, TICK_PX if rotation else max(TICK_PX, widest / 0.9))
+    ax.xaxis.set_major_locator(FixedLocator(named))
+    ax.set_xticklabels(
+        [texts[i] for i in named],
+        fontproperties=style.font(TEXT_SIZE),
+        rotation=rotation,
+        ha="center",
+    )
+    xlabel = [words["xlabel"]]
+    if prefix:
+        xlabel.append(words["prefix"].format(prefix=prefix))
+    if len(named) < count:
+        xlabel.append(words["every"].format(count=count, step=_step(named)))
+    if len(xlabel) > 1:
+        ax.set_xlabel(" · ".join(xlabel), fontproperties=style.font(LABEL_SIZE))
+    if len(named) < count:  # the unnamed layers get a short tick each (one artist: 500 Ticks are slow)
+        ax.plot(
+            x,
+            np.zeros(count),
+            linestyle="none",
+            marker=TICKDOWN,
+            markersize=3,
+            markeredgewidth=0.8,
+            color="black",
+            transform=strip,
+            clip_on=False,
+        )
+    for tick, i in zip(ax.xaxis.get_major_ticks(), named, strict=False):
+        if status[i] is not None:
+            tick.label1.set_color(FLOW_MARKS[status[i]][1])
+    return figure
+
+
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power_of_ten(value: float, _position: object = None) -> str:
+    """``1e-3`` -> ``"10⁻³"`` (``"1"``, ``"10"``); other values as numbers."""
+    if not value > 0:
+        return ""
+    exponent = round(math.log10(value))
+    if not math.isclose(value, 10.0**exponent, rel_tol=1e-6):
+        return fmt.number(value)
+    return {0: "1", 1: "10"}.get(exponent, "10" + str(exponent).translate(SUPERSCRIPT))
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """``[1, 2, 3, 7]`` -> ``[(1, 3), (7, 7)]``."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _step(named: list[int]) -> int:
+    gaps = [b - a for a, b in itertools.pairwise(named)]
+    return statistics.median_low(gaps) if gaps else 1
 
 
 # ---------------------------------------------------------------------------
