@@ -14,7 +14,7 @@ import warnings
 import matplotlib
 import pytest
 import torch
-from conftest import Failure
+from conftest import Failure, global_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -32,10 +32,13 @@ EXACT = [
     ("--wrt x=3 --order 11", "y = x", "--order 11: use a whole number from 1 to 10"),
     ("--wrt x=3 --order two", "y = x", "argument --order: 'two' is not a valid int"),
     ("--wrt x=3 --expect", "y = x", "argument --expect: expected a value after it"),
+    # the magic's parser checks choices; grad(lang=..., graph=...) checks the keyword itself
     ("--wrt x=3 --lang fr", "y = x",
-     "argument --lang: invalid choice: 'fr' (choose from 'en', 'zh')"),
+     {"magic": "argument --lang: invalid choice: 'fr' (choose from 'en', 'zh')",
+      "function": (ValueError, "language must be one of auto, en, zh; got 'fr'")}),
     ("--wrt x=3 --graph wide", "y = x",
-     "argument --graph: invalid choice: 'wide' (choose from 'simple', 'full')"),
+     {"magic": "argument --graph: invalid choice: 'wide' (choose from 'simple', 'full')",
+      "function": "--graph wide: use --graph (names, values, grads) or --graph full (also what each node saved)"}),
     ("--wrt x=3 --device cuda:0" if not torch.cuda.is_available() else "--wrt x=3 --device nowhere", "y = x",
      "--device cuda:0: CUDA is not available on this machine; use --device cpu" if not torch.cuda.is_available()
      else "--device nowhere: not a device name (try cpu or cuda)"),
@@ -83,9 +86,11 @@ def test_exact_note(run, line, cell, message):
 @pytest.mark.parametrize(("line", "cell", "message"), EXACT, ids=[e[0] for e in EXACT])
 def test_exact_message(run, tmp_path, monkeypatch, line, cell, message):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(Failure) as info:
+    expected = message[run.kind] if isinstance(message, dict) else message
+    error, expected = expected if isinstance(expected, tuple) else (Failure, expected)
+    with pytest.raises(error) as info:
         run(line, cell)
-    assert str(info.value) == message
+    assert str(info.value) == expected
     assert run("--wrt x=3", "y = 3 * x ** 2").grads["x"].item() == 18
 
 
@@ -156,16 +161,6 @@ CELLS = st.sampled_from(
 )
 
 
-def _state():
-    return (
-        torch.is_grad_enabled(),
-        torch.is_anomaly_enabled(),
-        torch.get_default_dtype(),
-        list(warnings.filters),
-        dict(matplotlib.rcParams),
-    )
-
-
 @settings(max_examples=2000, deadline=None)
 @given(st.lists(TOKENS, max_size=8).map(" ".join) | st.text(max_size=60))
 def test_parser_fuzz_only_raises_grad_error(line):
@@ -178,7 +173,7 @@ def test_parser_fuzz_only_raises_grad_error(line):
 def test_magic_fuzz_only_usage_errors(shell, tmp_path, monkeypatch, line, cell):
     monkeypatch.chdir(tmp_path)
     shell.user_ns.setdefault("x", 1.0)
-    before = _state()
+    before = global_state()
     outcome = shell.run_cell(f"%%grad {line}\n{cell}")
     error = outcome.error_in_exec or outcome.error_before_exec
     if error is not None and not isinstance(
@@ -186,13 +181,13 @@ def test_magic_fuzz_only_usage_errors(shell, tmp_path, monkeypatch, line, cell):
     ):  # else only the cell's own error, from its code
         frames = traceback.extract_tb(error.__traceback__)
         assert any("ipython-input" in f.filename for f in frames), (line, cell, repr(error))
-    assert _state() == before
+    assert global_state() == before
 
 
 @settings(max_examples=300, deadline=None)
 @given(wrt=st.lists(TOKENS, max_size=5).map(" ".join), cell=CELLS)
 def test_function_fuzz_only_grad_errors_or_the_users_own(wrt, cell):
-    before = _state()
+    before = global_state()
     try:
         grad(cell, wrt=wrt, namespace={"x": 1.0})
     except GradError:
@@ -200,7 +195,7 @@ def test_function_fuzz_only_grad_errors_or_the_users_own(wrt, cell):
     except Exception as e:  # only the cell's own code may raise something else
         frames = traceback.extract_tb(e.__traceback__)
         assert any(f.filename.startswith("<grad-cell") for f in frames), (wrt, cell, repr(e))
-    assert _state() == before
+    assert global_state() == before
 
 
 # ---------------------------------------------------------------------------
@@ -221,19 +216,19 @@ def test_state_after_failures(shell, line, cell):
     import matplotlib.pyplot as plt
 
     figures = plt.get_fignums()
-    before = _state()
+    before = global_state()
 
     def after(code: str):
         try:
             with warnings.catch_warnings():
                 shell.user_ns.update(torch=torch, x=torch.tensor(3.0, requires_grad=True))  # as --wrt x=3
                 shell.run_cell(code)
-                return _state()
+                return global_state()
         finally:
-            torch.set_grad_enabled(before[0])
-            torch.set_anomaly_enabled(before[1])
-            torch.set_default_dtype(before[2])
-            matplotlib.rcParams.update(before[-1])
+            torch.set_grad_enabled(before.grad_enabled)
+            torch.set_anomaly_enabled(before.anomaly_enabled)
+            torch.set_default_dtype(before.default_dtype)
+            matplotlib.rcParams.update(before.rc_params)
 
     plain = after(cell)
     ours = after(f"%%grad {line}\n{cell}")
@@ -241,11 +236,11 @@ def test_state_after_failures(shell, line, cell):
     assert shell.run_cell("%%grad --wrt x=3 --plot\ny = 3 * x ** 2").success
 
 
-def test_keyboard_interrupt_in_the_function_restores_state():
-    before = _state()
+def test_keyboard_interrupt_in_the_function_restoresglobal_state():
+    before = global_state()
     with pytest.raises(KeyboardInterrupt):
         grad("raise KeyboardInterrupt", wrt="x=3", dtype="float64", plot=True)
-    assert _state() == before
+    assert global_state() == before
 
 
 # ---------------------------------------------------------------------------
