@@ -347,3 +347,36 @@ def test_html_is_a_plain_table():
 def test_steps_with_other_flags(run, flag):
     result = run(f"--wrt x=3 --steps {flag}", "y = 3 * x ** 2")
     assert result.steps.leaves[0].total.item() == 18
+
+
+def test_graph_edges_carry_the_same_numbers():
+    result = grad("f = u**3 + v**2 + 4*u*v", wrt="u=3 v=4", steps=True, graph="simple")
+    graph = result.graph
+    labels = [label for label in graph.labels if label]
+    assert "×27 → 27" in labels and "×4 → 16" in labels and "×12 → 12" in labels and "×8 → 8" in labels
+    text, svg = graph.to_text(), graph.to_svg()
+    assert "[×27 → 27] u (AccumulateGrad)" in text and "×4 → 16" in svg
+    mul = [n for n in graph.nodes if n.op == "MulBackward0"]
+    assert sorted(n.grad for n in mul) == ["1", "4"]  # the gradient that arrived at each node
+    leaves = {n.name: n.grad for n in graph.nodes if n.kind == "leaf"}
+    assert leaves == {"u": "43", "v": "20"}
+    layout = graph.layout()
+    assert len(layout.label_spots()) == len(labels)
+    assert graph.to_png()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not grad("y = 3 * x ** 2", wrt="x=3", graph="simple").graph.labels  # only with --steps
+
+
+def test_grad_states_are_told_apart_in_the_table():
+    _, rows = grad("y = 3 * x ** 2", wrt="x=3 z=1").table()
+    cells = {row[0]: row[3] for row in rows}
+    assert cells == {"x": "18", "z": "None (no path to the output)", "y": "None (not a leaf: not kept)"}
+    ns: dict = {}
+    source = "x = torch.tensor(3.0, requires_grad=True)\nfor _ in range(3):\n    (3 * x ** 2).backward()"
+    _, rows = grad(source, namespace=ns).table()
+    assert rows[0][3] == "54 (added up over 3 backward() calls)"
+    _, rows = grad("(3 * x ** 2).backward()", namespace=ns).table()
+    assert rows[0][3] == "72 (this call's grad added to what .grad held before)"
+    _, rows = grad("x.grad.zero_()\n(3 * x ** 2).backward()", namespace=ns).table()
+    assert rows[0][3] == "18"  # zeroed first: one call's grad, nothing added up
+    _, rows = grad("y = 0 * x", namespace=ns).table()
+    assert rows[0][3] == "0"  # computed, and zero: a number, not None

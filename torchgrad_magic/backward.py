@@ -171,7 +171,12 @@ def _from_call(
             )
         )
 
-    rows = list(_rows(leaves, values, column, "input" if wrt else "leaf"))
+    role = "input" if wrt else "leaf"
+    rows = [
+        TensorRow.of(n, role, leaf, column.get(n), values.get(n),
+                     (caught[n].added_calls, caught[n].held_before) if caught.get(n) is not None else (1, False))
+        for n, leaf in leaves.items()
+    ]  # fmt: skip
     if retain_grad:
         for name, grad in call.intermediates.items():
             tensor = ns.get(name)
@@ -263,8 +268,8 @@ def _computed(
         leaves = dict(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
-        rows = (TensorRow.of(out_name, "output", output, None),)
-        return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), rows,
+        alone = (TensorRow.of(out_name, "output", output, None),)
+        return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), alone,
                      (_no_dependence(out_name, output, wrt),))  # fmt: skip
     intermediates: dict[str, torch.Tensor] = {}
     if retain_grad:

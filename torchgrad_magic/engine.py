@@ -158,7 +158,9 @@ def _to_leaf(
     return leaf.requires_grad_(True)
 
 
-def _make_leaves(specs: list[WrtSpec], namespace: dict[str, Any], dtype, device) -> dict[str, torch.Tensor]:
+def _make_leaves(
+    specs: list[WrtSpec], namespace: dict[str, Any], dtype: torch.dtype | None, device: torch.device | None
+) -> dict[str, torch.Tensor]:
     made: dict[str, torch.Tensor] = {}
     for spec in specs:
         made[spec.name] = _to_leaf(spec, _evaluate(spec, namespace, made), dtype, device)
@@ -337,7 +339,12 @@ def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int, steps: Any =
     if any(row.role == "intermediate" for row in first.rows) or first.output.retains_grad:
         grads[id(first.output)] = torch.ones_like(first.output)  # d out / d out
     tensors = [*named.values(), first.output]
-    built = graph.build(first.output, first.output_name, names, tensors, grads, full, digits)
+    flow = None
+    if steps is not None and first.trace is not None:
+        from .steps import graph_flow
+
+        flow = graph_flow(first.trace, digits)
+    built = graph.build(first.output, first.output_name, names, tensors, grads, full, digits, flow)
     for node in built.nodes:  # leaves as they were when the grads were computed, as in the table
         if node.kind == "leaf" and node.name in first.values and node.data is not None:
             node.data = fmt.values(first.values[node.name], digits)

@@ -37,6 +37,8 @@ MAX_SHOWN = 80  # nodes drawn before "… N more nodes"
 MAX_INDENT = 36  # characters of indentation in the text tree
 # pixels: a monospace character at 12 px, a text line, padding, gaps between boxes and rows
 FONT_PX, CHAR_W, LINE_H, PAD, GAP_X, GAP_Y = 12.0, 7.25, 15.0, 6.0, 18.0, 44.0
+GAP_LABEL = 64.0  # rows' gap when edges carry labels (--steps --graph)
+LABEL_PX, LABEL_W = 10.0, 6.05  # edge labels: font size and character width
 GAP_DUMMY = 12.0  # between an edge passing a row and its neighbours
 STUB = 8.0  # edges leave and enter boxes vertically for this long (the arrowhead sits on it)
 PORT_GAP = 10.0  # between the ends of several edges on one side of a box
@@ -45,6 +47,7 @@ PLACE_ROUNDS = 8  # x-placement rounds
 SEARCH_NODES = 40  # up to this many nodes, other rows for the leaves are tried against crossings
 FILL = {"output": "#d9f2d9", "leaf": "#d6e6fb", "named": "#fff2c2", "function": "#eeeeee", "saved": "#f7e1f3"}
 BACKGROUND, TEXT, STROKE, EDGE, MORE = "#ffffff", "#111111", "#555555", "#777777", "#aa0000"
+LABEL = "#0b4f8a"  # edge labels (--steps): dark blue on the white background
 SVG_FONTS = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
 PNG_DPI = 100  # one layout pixel = one image pixel
 
@@ -85,6 +88,29 @@ class Layout:
     boxes: dict[int, tuple[float, float, float, float]]
     edges: list[tuple[int, int, list[tuple[float, float]]]]
     hidden: int  # nodes not drawn
+    labels: list[str | None] = field(default_factory=list)  # per edge (--steps): the gradient flowing
+
+    def label_spots(self) -> list[tuple[str, float, float]]:
+        """(text, x, y) of each edge label: in the gap under the parent, on the edge's line,
+        moved further down the edge where it would cover a label already placed."""
+        spots: list[tuple[str, float, float]] = []
+        boxes: list[tuple[float, float, float, float]] = []
+        step = LABEL_PX + 3
+        for (_, _, points), text in zip(self.edges, self.labels, strict=False):
+            if not text:
+                continue
+            half = (fmt.width(text) * LABEL_W + 4) / 2
+            middle = points[0][1] + GAP_LABEL / 2
+            for y in (middle, middle + step, middle - step, middle + 2 * step, middle - 2 * step):
+                x = _x_at(points, y)
+                if not any(abs(x - bx) < half + bh and abs(y - by) < step for bx, bh, by, _ in boxes):
+                    break
+            else:
+                y = middle
+            x = _x_at(points, y)
+            boxes.append((x, half, y, step))
+            spots.append((text, x, y))
+        return spots
 
 
 @dataclass
@@ -94,6 +120,10 @@ class Graph:
 
     nodes: list[Node]
     edges: list[tuple[int, int]]
+    labels: list[str | None] = field(default_factory=list)  # per edge, with --steps: "×6 → 18"
+
+    def label(self, index: int) -> str | None:
+        return self.labels[index] if index < len(self.labels) else None
 
     def children(self) -> dict[int, list[int]]:
         kids: dict[int, list[int]] = {n.id: [] for n in self.nodes}
@@ -101,19 +131,28 @@ class Graph:
             kids[a].append(b)
         return kids
 
+    def child_labels(self) -> dict[int, list[str | None]]:
+        found: dict[int, list[str | None]] = {n.id: [] for n in self.nodes}
+        for k, (a, _) in enumerate(self.edges):
+            found[a].append(self.label(k))
+        return found
+
     # ---- text ------------------------------------------------------------
     def to_text(self, limit: int = MAX_SHOWN) -> str:
         """An indented tree from the output; a shared node is drawn once and referred to after."""
         if not self.nodes:
             return ""
         kids, by_id = self.children(), {n.id: n for n in self.nodes}
+        edge_labels = self.child_labels()
         lines: list[str] = []
         seen: set[int] = set()
-        stack: list[tuple[int, str, str]] = [(self.nodes[0].id, "", "")]
+        stack: list[tuple[int, str, str, str | None]] = [(self.nodes[0].id, "", "", None)]
         while stack:
-            node_id, lead, branch = stack.pop()
+            node_id, lead, branch, flow = stack.pop()
             node = by_id[node_id]
             label = " · ".join(node.lines())
+            if flow:
+                branch += f"[{flow}] "
             if node_id in seen:
                 lines.append(f"{lead}{branch}↑ {node.name or node.op} {t('graph.shared')}")
                 continue
@@ -122,12 +161,14 @@ class Graph:
                 break
             seen.add(node_id)
             lines.append(f"{lead}{branch}{label}")
-            child_lead = "" if not branch else lead + ("   " if branch == "└─ " else "│  ")
+            child_lead = "" if not branch else lead + ("   " if branch.startswith("└─ ") else "│  ")
             if len(child_lead) > MAX_INDENT:  # long chains: stop indenting, stay readable
                 child_lead = lead
             items = kids[node_id]
             for i, child in reversed(list(enumerate(items))):
-                stack.append((child, child_lead, "└─ " if i == len(items) - 1 else "├─ "))
+                stack.append(
+                    (child, child_lead, "└─ " if i == len(items) - 1 else "├─ ", edge_labels[node_id][i])
+                )
         return "\n".join(lines)
 
     # ---- drawing -----------------------------------------------------------
@@ -135,8 +176,12 @@ class Graph:
         """The drawing of the first *limit* nodes: output at the top, leaves at the bottom."""
         shown = self.nodes[:limit]
         ids = {n.id for n in shown}
-        edges = [(a, b) for a, b in self.edges if a in ids and b in ids]
-        return _layout(shown, edges, len(self.nodes) - len(shown))
+        kept = [k for k, (a, b) in enumerate(self.edges) if a in ids and b in ids]
+        labels = [self.label(k) for k in kept]
+        gap = GAP_LABEL if any(labels) else GAP_Y
+        lay = _layout(shown, [self.edges[k] for k in kept], len(self.nodes) - len(shown), gap)
+        lay.labels = labels
+        return lay
 
     def to_svg(self, limit: int = MAX_SHOWN) -> str:
         """A standalone SVG (presentation attributes only, its own white background, ids unique
@@ -155,6 +200,14 @@ class Graph:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             out.append(
                 f'<polyline points="{path}" fill="none" stroke="{EDGE}" stroke-width="1" marker-end="url(#{arrow})"/>'
+            )
+        for text, lx, ly in lay.label_spots():
+            w = fmt.width(text) * LABEL_W + 4
+            out.append(
+                f'<rect x="{lx - w / 2:.1f}" y="{ly - LABEL_PX / 2 - 2:.1f}" width="{w:.1f}" '
+                f'height="{LABEL_PX + 4:.1f}" fill="{BACKGROUND}" fill-opacity="0.9"/>'
+                f'<text x="{lx:.1f}" y="{ly + LABEL_PX * 0.35:.1f}" fill="{LABEL}" font-size="{LABEL_PX:.0f}" '
+                f'text-anchor="middle">{html.escape(text)}</text>'
             )
         for n in lay.nodes:
             x0, y0, w, h = lay.boxes[n.id]
@@ -233,6 +286,12 @@ class Graph:
                     transform=px,
                     zorder=4,
                 )
+        for text, lx, ly in lay.label_spots():
+            fig.text(
+                lx, ly, text, ha="center", va="center", family=fonts, size=LABEL_PX * 72 / PNG_DPI, color=LABEL,
+                transform=px, zorder=2.5,
+                bbox={"boxstyle": "square,pad=0.1", "facecolor": BACKGROUND, "edgecolor": "none", "alpha": 0.9},
+            )  # fmt: skip
         if lay.hidden:
             more = t("graph.more", count=lay.hidden)
             fig.text(
@@ -262,6 +321,14 @@ class Graph:
             bundle["image/png"] = self.to_png()
         bundle["text/plain"] = self.to_text()
         return bundle
+
+
+def _x_at(points: list[tuple[float, float]], y: float) -> float:
+    """The x of a polyline (going down) at height *y*."""
+    for (x1, y1), (x2, y2) in itertools.pairwise(points):
+        if y1 <= y <= y2 and y2 > y1:
+            return x1 + (x2 - x1) * (y - y1) / (y2 - y1)
+    return points[0][0]
 
 
 def _baseline(top: float, line: int) -> float:
@@ -371,7 +438,7 @@ def _best_plan(shown: list[Node], edges: list[tuple[int, int]]) -> _Plan:
     return plan
 
 
-def _layout(shown: list[Node], edges: list[tuple[int, int]], hidden: int) -> Layout:
+def _layout(shown: list[Node], edges: list[tuple[int, int]], hidden: int, gap_y: float = GAP_Y) -> Layout:
     """Layers, dummy points for long edges, crossing reduction, x placement and edge routing."""
     plan = _best_plan(shown, edges)
     layer, size, chains, rows, real = plan.layer, plan.size, plan.chains, plan.rows, len(shown)
@@ -383,7 +450,7 @@ def _layout(shown: list[Node], edges: list[tuple[int, int]], hidden: int) -> Lay
         height = max((size[i][1] for i in row), default=0.0)
         top.append(y)
         bottom.append(y + height)
-        y += height + GAP_Y
+        y += height + gap_y
     left = min((x[i] - size[i][0] / 2 for i in range(count)), default=0.0)
     shift = PAD - left
     x = [v + shift for v in x]
@@ -595,6 +662,7 @@ def build(
     grads: dict[int, torch.Tensor | None],
     full: bool = False,
     digits: int = 4,
+    flow: dict[int, tuple[str | None, list[str | None]]] | None = None,
 ) -> Graph:
     """The graph behind *output*.
 
@@ -606,7 +674,11 @@ def build(
         ``id(tensor) -> grad`` to show (leaves' grads, retained intermediates').
     full
         also show the values each backward node saved (exponents, factors, saved tensors).
+    flow
+        with ``--steps``: ``id(node) -> (gradient that arrived, a label per input edge)``,
+        the numbers autograd passed along each edge (:func:`.steps.graph_flow`).
     """
+    flow = flow or {}
 
     def values(x: torch.Tensor) -> str:
         return fmt.values(x, digits, 4)
@@ -653,23 +725,28 @@ def build(
             nodes.append(Node(node_id, "named", op, name, values(tensor.detach()), grad_text(tensor)))
         else:
             nodes.append(Node(node_id, "function", op))
+        if id(fn) in flow and nodes[-1].grad is None:
+            nodes[-1].grad = flow[id(fn)][0]
         if full:
             nodes[-1].extra = _saved(fn, values, name_of)
         return node_id
 
+    labels: list[str | None] = []
     queue = deque([output.grad_fn])
     add(output.grad_fn)
     while queue:
         fn = queue.popleft()
         parent = index[id(fn)]
-        for nxt, _ in fn.next_functions:
+        edge_flow = flow.get(id(fn), (None, []))[1]
+        for i, (nxt, _) in enumerate(fn.next_functions):
             if nxt is None:
                 continue
             if id(nxt) not in index:
                 add(nxt)
                 queue.append(nxt)
             edges.append((parent, index[id(nxt)]))
-    return Graph(nodes, edges)
+            labels.append(edge_flow[i] if i < len(edge_flow) else None)
+    return Graph(nodes, edges, labels if any(labels) else [])
 
 
 def _saved(fn: Any, values: Any, name_of: Any) -> list[str]:

@@ -670,6 +670,22 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "把结果对象（.grads、.output 等）存进变量 NAME",
     },
     "help.quiet": {"en": "show nothing (use with --out)", "zh": "不显示任何内容（配合 --out 使用）"},
+    # ---- grad states in the table ------------------------------------------
+    "state.no_path": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
+    "state.not_leaf": {"en": "None (not a leaf: not kept)", "zh": "None（不是叶子：不保留）"},
+    "state.no_grad": {"en": "None (requires_grad=False)", "zh": "None（requires_grad=False）"},
+    "state.added": {
+        "en": "{value} (added up over {count} backward() calls)",
+        "zh": "{value}（{count} 次 backward() 累加）",
+    },
+    "state.added_before": {
+        "en": "{value} (this call's grad added to what .grad held before)",
+        "zh": "{value}（本次梯度加到了 .grad 原有的值上）",
+    },
+    "state.added_before_many": {
+        "en": "{value} ({count} backward() calls here, added to what .grad held before)",
+        "zh": "{value}（本单元格 {count} 次 backward()，加到了 .grad 原有的值上）",
+    },
     # ---- --steps: the chain rule ------------------------------------------
     "help.steps": {
         "en": "show the chain rule step by step with autograd's own numbers: each backward node, "
@@ -689,6 +705,18 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "backward (in the order autograd ran it), starting from {start}:",
         "zh": "反向传播（按 autograd 实际执行的顺序），起点 {start}：",
     },
+    "formula.each": {"en": "1 (each element)", "zh": "1（每个元素）"},
+    "formula.mean_dim": {"en": "1/n along dim={dim}", "zh": "沿 dim={dim} 为 1/n"},
+    "formula.rows": {"en": "g (summed over rows)", "zh": "g（按行求和）"},
+    "formula.nll": {
+        "en": "−1/n at each row's target class, 0 elsewhere",
+        "zh": "每行目标类别处为 −1/n，其余为 0",
+    },
+    "formula.expand": {"en": "g summed over the copies", "zh": "g 在各个副本上求和"},
+    "formula.picked": {"en": "g at the picked entries, 0 elsewhere", "zh": "选中的位置为 g，其余为 0"},
+    "formula.transposed": {"en": "g transposed back", "zh": "g 转置回去"},
+    "formula.permuted": {"en": "g permuted back", "zh": "g 按原顺序排回去"},
+    "formula.passed_on": {"en": "1 (g passed on)", "zh": "1（g 原样传下去）"},
     "steps.col.node": {"en": "backward node", "zh": "反向节点"},
     "steps.col.forward": {"en": "undoes", "zh": "对应的前向计算"},
     "steps.col.local": {"en": "local derivative", "zh": "局部导数"},
@@ -823,9 +851,10 @@ def resolve(language: str | None) -> str:
 @contextlib.contextmanager
 def using(language: str | None) -> Iterator[str]:
     """Make every ``t()`` inside use *language* (``None``/``auto``: keep/derive it)."""
-    token = _current.set(resolve(language))
+    resolved = resolve(language)
+    token = _current.set(resolved)
     try:
-        yield _current.get()
+        yield resolved
     finally:
         _current.reset(token)
 

@@ -63,6 +63,8 @@ class Leaf:
     grad_after: torch.Tensor | None  # .grad right after the call (backward: grad plus what was there)
     grad_before: torch.Tensor | None  # .grad before the call (a copy), when there was one
     grad_version: int = 0  # grad._version at the call: a kept (not copied) grad changed later shows
+    added_calls: int = 1  # backward() calls whose grads .grad holds, added up (this cell's)
+    held_before: bool = False  # .grad already held grads from before this cell when they started
 
     @property
     def kept(self) -> bool:
@@ -221,6 +223,7 @@ class Observer:
         self._engine: Any = None
         self._filter: Any = None
         self._params: dict[int, list] = {}  # module id -> its named parameters, for this cell
+        self._added: dict[int, tuple[int, bool]] = {}  # id(leaf) -> (calls added up in .grad, held before)
         self._names: dict[int, str] = {}  # id(leaf) -> its name, from the last look at the namespace
         self._shown: Any = None
         self._showwarning: Any = None
@@ -252,7 +255,7 @@ class Observer:
             if warnings.showwarning is self._showwarning:
                 warnings.showwarning = self._shown
             if self._filter in warnings.filters:
-                warnings.filters.remove(self._filter)
+                warnings.filters.remove(self._filter)  # type: ignore[attr-defined]  # a list at run time
                 mutated = getattr(warnings, "_filters_mutated", None)  # resets the once-per-place caches
                 if callable(mutated):
                     mutated()
@@ -326,6 +329,12 @@ class Observer:
                 grad = _snapshot(after)  # a copy: a later zero_() must not change what is shown
             if grad is None:  # not reached by this call
                 continue
+            added = (1, False)
+            if accumulate and leaf.is_leaf and before[name] is not None and not _all_zero(before[name]):
+                count, held = self._added.get(id(leaf), (0, True))
+                added = (count + 1, held)
+            if accumulate and leaf.is_leaf:
+                self._added[id(leaf)] = added
             seen[name] = Leaf(
                 name=name,
                 tensor=leaf,
@@ -339,6 +348,8 @@ class Observer:
                 ),
                 grad_before=before[name],
                 grad_version=grad._version,
+                added_calls=added[0],
+                held_before=added[1],
             )
         if create:
             self.created.update(
@@ -448,6 +459,14 @@ def _all_ones(tensor: torch.Tensor) -> bool:
     try:
         with torch.no_grad():
             return bool((tensor == 1).all())
+    except Exception:
+        return False
+
+
+def _all_zero(tensor: torch.Tensor) -> bool:
+    try:
+        with torch.no_grad():
+            return bool((tensor == 0).all())
     except Exception:
         return False
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .messages import Note, t, using
+from .messages import Note, note, t, using
 
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
 COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
@@ -36,6 +36,10 @@ class TensorRow:
     grad_fn: str | None
     is_leaf: bool
     requires_grad: bool
+    added: tuple[int, bool] = (
+        1,
+        False,
+    )  # backward() calls added up in .grad, and whether it held some before
 
     @classmethod
     def of(
@@ -45,8 +49,10 @@ class TensorRow:
         tensor: torch.Tensor,
         grad: torch.Tensor | None,
         value: torch.Tensor | None = None,
+        added: tuple[int, bool] = (1, False),
     ) -> TensorRow:
-        """*value*: the tensor's value when the grads were computed (default: now)."""
+        """*value*: the tensor's value when the grads were computed (default: now); *added*:
+        how many backward() calls .grad added up, and whether it held grads from before the cell."""
         return cls(
             name=name,
             role=role,
@@ -55,7 +61,24 @@ class TensorRow:
             grad_fn=None if tensor.grad_fn is None else type(tensor.grad_fn).__name__,
             is_leaf=tensor.is_leaf,
             requires_grad=tensor.requires_grad,
+            added=added,
         )
+
+    def grad_text(self, digits: int, max_items: int) -> str:
+        """The grad told apart from its look-alikes: not computed (why), or added up over calls."""
+        if self.grad is None:
+            if not self.is_leaf:
+                return t("state.not_leaf")
+            return t("state.no_path") if self.requires_grad else t("state.no_grad")
+        text = fmt.values(self.grad, digits, max_items)
+        count, held = self.added
+        if held:
+            return t(
+                "state.added_before" if count == 1 else "state.added_before_many", value=text, count=count
+            )
+        if count > 1:
+            return t("state.added", value=text, count=count)
+        return text
 
     @property
     def is_scalar(self) -> bool:
@@ -66,7 +89,7 @@ class TensorRow:
             self.name,
             t(f"role.{self.role}"),
             fmt.values(self.data, digits, max_items),
-            "None" if self.grad is None else fmt.values(self.grad, digits, max_items),
+            self.grad_text(digits, max_items),
             str(self.grad_fn),
             str(self.is_leaf),
             str(self.requires_grad),
@@ -74,8 +97,8 @@ class TensorRow:
         if extra:
             cells += [fmt.shape(self.data), fmt.dtype(self.data)]
         if times_input:
-            show = self.role in ("input", "leaf") and self.grad is not None
-            cells.append(fmt.values(self.grad * self.data, digits, max_items) if show else "")
+            grad = self.grad if self.role in ("input", "leaf") else None
+            cells.append("" if grad is None else fmt.values(grad * self.data, digits, max_items))
         return cells
 
 
@@ -138,7 +161,7 @@ class GradResult:
         """The one place the report is put together from each stage's result."""
         notes = list(first.notes)
         if opts.steps and steps is None and first.output is not None:
-            notes.append(Note("steps.none", {}))
+            notes.append(note("steps.none"))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
             notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
         return cls(
@@ -287,7 +310,7 @@ class GradResult:
     def __repr__(self) -> str:
         return f"<GradResult: {self.headline}>"
 
-    def _repr_pretty_(self, p, cycle: bool) -> None:
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(repr(self) if cycle else str(self))
 
     def figure_bundle(self) -> dict[str, Any]:

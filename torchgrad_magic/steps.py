@@ -516,19 +516,19 @@ LOCAL = {
     "SinBackward0": ("cos({a})",), "CosBackward0": ("−sin({a})",), "TanhBackward0": ("1 − tanh²({a}) = 1 − {o}²",),
     "SigmoidBackward0": ("σ({a})·(1 − σ({a})) = {o}·(1 − {o})",), "ReluBackward0": ("1 if {a} > 0 else 0",),
     "AbsBackward0": ("sign({a})",), "ReciprocalBackward0": ("−1/{a}²",),
-    "SumBackward0": ("1 (each element)",), "SumBackward1": ("1 (each element)",),
-    "MeanBackward0": ("1/n (n = {n})",), "MeanBackward1": ("1/n along dim={dim}",),
+    "SumBackward0": ("@formula.each",), "SumBackward1": ("@formula.each",),
+    "MeanBackward0": ("1/n (n = {n})",), "MeanBackward1": ("@formula.mean_dim",),
     "MmBackward0": ("g @ {b}ᵀ", "{a}ᵀ @ g"), "BmmBackward0": ("g @ {b}ᵀ", "{a}ᵀ @ g"),
     "MvBackward0": ("g ⊗ {b}", "{a}ᵀ @ g"), "DotBackward0": ("g·{b}", "g·{a}"),
-    "AddmmBackward0": ("g (summed over rows)", "g @ {c}ᵀ", "{b}ᵀ @ g"),
+    "AddmmBackward0": ("@formula.rows", "g @ {c}ᵀ", "{b}ᵀ @ g"),
     "SoftmaxBackward0": ("{o} ⊙ (g − Σ g⊙{o})",), "LogSoftmaxBackward0": ("g − softmax({a})·Σg",),
     "MseLossBackward0": ("2·({a} − {target})/n", "−2·({a} − {target})/n"),
-    "NllLossBackward0": ("−1/n at each row's target class, 0 elsewhere",),
+    "NllLossBackward0": ("@formula.nll",),
 }  # fmt: skip
 ROUTE_LOCAL = {
-    "ExpandBackward0": "g summed over the copies", "SelectBackward0": "g at the picked entries, 0 elsewhere",
-    "SliceBackward0": "g at the picked entries, 0 elsewhere", "IndexBackward0": "g at the picked entries, 0 elsewhere",
-    "TBackward0": "gᵀ", "TransposeBackward0": "g transposed back", "PermuteBackward0": "g permuted back",
+    "ExpandBackward0": "@formula.expand", "SelectBackward0": "@formula.picked",
+    "SliceBackward0": "@formula.picked", "IndexBackward0": "@formula.picked",
+    "TBackward0": "gᵀ", "TransposeBackward0": "@formula.transposed", "PermuteBackward0": "@formula.permuted",
 }  # fmt: skip
 BINARY_OPS = {
     "add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "rsub", "mul", "__mul__", "__rmul__", "div",
@@ -648,7 +648,9 @@ def build(
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
             formula = formulas[i].format_map(fields) if i < len(formulas) else None
             if formula is None and kind in ROUTING:
-                formula = ROUTE_LOCAL.get(kind, "1 (g passed on)")
+                formula = ROUTE_LOCAL.get(kind, "@formula.passed_on")
+            if formula is not None and formula.startswith("@"):  # words: in the report's language
+                formula = t(formula[1:]).format_map(fields)
             if formula is not None and "…" in formula:
                 formula = None
             if formula is not None:
@@ -698,6 +700,26 @@ def build(
         max_items=max_items,
         several=len(found) > 1,
     )
+
+
+def graph_flow(tracer: Tracer, digits: int = 4) -> dict[int, tuple[str | None, list[str | None]]]:
+    """For ``--graph``: per node, the gradient that arrived, and per input edge a label with
+    the local factor and the gradient sent (``×6 → 18``), from the same traced numbers."""
+    found: dict[int, tuple[str | None, list[str | None]]] = {}
+    for raw in tracer.raws:
+        arrived = raw.grad_out[0] if raw.grad_out else None
+        labels: list[str | None] = []
+        for i in range(len(raw.node.next_functions)):
+            sent = raw.grad_in[i] if i < len(raw.grad_in) else None
+            local = raw.local[i] if i < len(raw.local) else None
+            if sent is None:
+                labels.append(None)
+            elif local is not None and local.numel() == 1:
+                labels.append(f"×{fmt.values(local, digits)} → {fmt.values(sent, digits)}")
+            else:
+                labels.append(f"→ {fmt.values(sent, digits, 3)}")
+        found[id(raw.node)] = (None if arrived is None else fmt.values(arrived, digits, 3), labels)
+    return found
 
 
 def _letters(taken: set[str]) -> Any:
