@@ -231,3 +231,30 @@ def test_graph_in_a_kernel(kernel):
     assert svg.startswith("<svg") and 'xmlns="http://www.w3.org/2000/svg"' in svg
     assert "x (AccumulateGrad)" in svg and "PowBackward0" in svg
     assert drawing["data"]["image/png"]  # base64 PNG for front ends without SVG
+
+
+def test_model_cell_in_a_kernel_matches_a_plain_run(kernel):
+    """A model from an earlier cell: no --wrt, the parameters are the leaves, named as the model
+    names them; the grads equal a plain run's named_parameters() grads, and --steps/--graph run."""
+    setup = (
+        "from torch import nn\ntorch.manual_seed(0)\n"
+        "net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))\n"
+        "data, target = torch.randn(16, 8), torch.randn(16, 1)"
+    )
+    assert kernel.run(setup).status == "ok"
+    plain = kernel.run(
+        "loss = ((net(data) - target) ** 2).mean()\nloss.backward()\n"
+        "plain = {n: p.grad.clone() for n, p in net.named_parameters()}\nnet.zero_grad(set_to_none=True)"
+    )
+    assert plain.status == "ok", plain.text()
+    reply = kernel.run(
+        "%%grad --out r --steps --graph\nloss = ((net(data) - target) ** 2).mean()\nloss.backward()"
+    )
+    assert reply.status == "ok", reply.text()
+    text = reply.text()
+    assert "grads of 4 parameters" in text and "net.0.weight  (32, 8)" in text and "chain rule" in text
+    same = kernel.value(
+        "all(torch.equal(r.grads['net.' + n], g) and torch.equal(p.grad, g)"
+        " for (n, g), p in zip(plain.items(), net.parameters()))"
+    )
+    assert same == "True"

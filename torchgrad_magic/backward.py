@@ -97,7 +97,10 @@ def first_derivatives(
     of: str | None,
     retain_grad: bool,
     steps: bool = False,
+    owned: set[int] | None = None,
 ) -> First:
+    """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*."""
+    owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
     names = tensor_names(ns, (*wrt, *assigned))
     call = observed.primary
     if call is not None and (of is None or ns.get(of) is call.output):
@@ -105,7 +108,7 @@ def first_derivatives(
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
         return First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
-    return _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps)
+    return _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps, owned)
 
 
 def _values(leaves: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -255,6 +258,7 @@ def _computed(
     retain_grad: bool,
     observed: Observation,
     steps: bool = False,
+    owned: set[int] | None = None,
 ) -> First:
     """The cell did not differentiate this output: do it here, without writing the
     user's .grad and without freeing the graph. Which leaves (and, with --retain-grad,
@@ -327,11 +331,11 @@ def _computed(
             if not leaves:
                 notes.append(_no_dependence(out_name, output, wrt))
         for name, leaf in leaves.items():
-            if name in wrt and wrt[name] is leaf:
+            if owned is not None and id(leaf) in owned:
                 leaf.grad = grads[name]  # our own leaf: it carries its grad
             elif leaf.grad is not None:
                 notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
-        user = [n for n in leaves if not (n in wrt and wrt[n] is leaves[n])]
+        user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
         if user and any(grads[n] is not None for n in user):
             notes.append(note("note.not_stored", names=", ".join(user), out=out_name))
     rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))

@@ -161,10 +161,41 @@ def _to_leaf(
 def _make_leaves(
     specs: list[WrtSpec], namespace: dict[str, Any], dtype: torch.dtype | None, device: torch.device | None
 ) -> dict[str, torch.Tensor]:
+    """The --wrt leaves: fresh ones (ours), or a model's own parameters, tracked in place
+    (``--wrt net.0.weight``, ``--wrt W=net[0].weight``): a copy is a tensor the model never uses."""
     made: dict[str, torch.Tensor] = {}
     for spec in specs:
-        made[spec.name] = _to_leaf(spec, _evaluate(spec, namespace, made), dtype, device)
+        if spec.dotted:
+            made[spec.name] = _parameter(spec, namespace)
+            continue
+        value = _evaluate(spec, namespace, made)
+        made[spec.name] = value if _is_parameter(value) else _to_leaf(spec, value, dtype, device)
     return made
+
+
+def _is_parameter(value: Any) -> bool:
+    return isinstance(value, torch.nn.Parameter) and value.is_leaf and value.requires_grad
+
+
+def _parameter(spec: WrtSpec, namespace: dict[str, Any]) -> torch.Tensor:
+    """``net.0.weight``: the parameter itself, found as the model names it."""
+    head, _, rest = spec.name.partition(".")
+    if head not in namespace:
+        raise GradError(t("err.wrt_undefined", name=head))
+    value = namespace[head]
+    found = None
+    if isinstance(value, torch.nn.Module):
+        found = dict(value.named_parameters(remove_duplicate=False)).get(rest)
+    if found is None:  # attributes and indices of other objects
+        found = value
+        for part in rest.split("."):
+            try:
+                found = found[int(part)] if part.isdigit() else getattr(found, part)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                raise GradError(t("err.wrt_no_param", name=spec.name, head=head, rest=rest)) from None
+    if not isinstance(found, torch.Tensor) or not found.is_leaf or not found.requires_grad:
+        raise GradError(t("err.wrt_not_param", name=spec.name))
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -264,8 +295,14 @@ def run(
     try:
         with _torch_state(torch_dtype):
             leaves = _make_leaves(specs, ns, torch_dtype, torch_device)
-            originals = {s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value}
-            ns.update(leaves)
+            dotted = {s.name for s in specs if s.dotted}
+            originals = {
+                s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value and not s.dotted
+            }
+            owned = {
+                id(leaf) for name, leaf in leaves.items() if not _is_parameter(leaf) and name not in dotted
+            }
+            ns.update((n, leaf) for n, leaf in leaves.items() if n not in dotted)
             recorder = None
             if opts.needs_record:
                 from .record import Recorder
@@ -280,12 +317,24 @@ def run(
         try:
             assigned = names_assigned(tree, ns, before)
             first = first_derivatives(
-                ns, leaves, observer.result(), last_value, assigned, opts.of, opts.retain_grad, opts.steps
+                ns,
+                leaves,
+                observer.result(),
+                last_value,
+                assigned,
+                opts.of,
+                opts.retain_grad,
+                opts.steps,
+                owned,
             )
-            steps = _steps(first, ns, leaves, recorder, opts) if opts.steps else None
+            steps = _steps(first, ns, owned, recorder, opts) if opts.steps else None
+            model = _model(first, ns, opts)
             from .extras import extras
 
-            more = extras(first, recorder, observer, opts, window, ns)
+            # a model's --plot is its gradient flow (below), not f and f' of millions of inputs
+            more = extras(first, recorder, observer, opts.replace(plot=False) if model else opts, window, ns)
+            if model is not None:
+                more = _flow(model, more, opts)
             graph = (
                 _graph(first, ns, opts.graph == "full", opts.digits, steps)
                 if opts.graph and first.output is not None
@@ -293,7 +342,7 @@ def run(
             )
         except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
             raise GradError(t("err.report_interrupted")) from None
-        result = GradResult.assemble(first, more, graph, opts, language, steps)
+        result = GradResult.assemble(first, more, graph, opts, language, steps, model)
         if opts.expect is not None:
             result = _expect(result, opts.expect, ns)
     finally:
@@ -303,9 +352,31 @@ def run(
     return result, last_value
 
 
-def _steps(
-    first: Any, ns: dict[str, Any], wrt: dict[str, torch.Tensor], recorder: Any, opts: GradOptions
-) -> Any:
+def _model(first: Any, ns: dict[str, Any], opts: GradOptions) -> Any:
+    """The parameters' summary when the tracked leaves include a model's parameters."""
+    if first.output is None or not first.leaves:
+        return None
+    from .model import model_report
+
+    return model_report(first.leaves, first.values, first.grads, ns, opts.digits)
+
+
+def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
+    """The model's notes, and with --plot its gradient-flow picture, added to the extras."""
+    import dataclasses
+
+    notes = list(more.notes) + list(model.notes)
+    figure = None
+    if opts.plot and model.modules:
+        from . import plot
+
+        figure = plot.flow_figure(model.layers(), opts.lang, notes)
+        if opts.save is not None:
+            plot.save(figure, opts.save)
+    return dataclasses.replace(more, notes=tuple(notes), figure=figure if figure is not None else more.figure)
+
+
+def _steps(first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions) -> Any:
     """``--steps``: the traced backward pass as steps (None when no pass was traced)."""
     from . import steps
 
@@ -320,7 +391,7 @@ def _steps(
     if first.call is not None:  # the cell's own pass: backward() writes every leaf's .grad, grad() none
         to_grad = set(first.call.leaves) if first.call.kind == "backward" else set()
     else:  # ours: only the --wrt leaves (ours) carry their grads
-        to_grad = {n for n, leaf in first.leaves.items() if wrt.get(n) is leaf}
+        to_grad = {n for n, leaf in first.leaves.items() if id(leaf) in owned}
     return steps.build(tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad)
 
 

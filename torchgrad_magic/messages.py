@@ -670,6 +670,54 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "把结果对象（.grads、.output 等）存进变量 NAME",
     },
     "help.quiet": {"en": "show nothing (use with --out)", "zh": "不显示任何内容（配合 --out 使用）"},
+    # ---- models ------------------------------------------------------------
+    "err.wrt_no_param": {
+        "en": "--wrt {name}: {head} has no parameter or attribute {rest}; its parameters are listed by "
+        "[n for n, _ in {head}.named_parameters()]",
+        "zh": "--wrt {name}：{head} 没有叫 {rest} 的参数或属性；可用 [n for n, _ in {head}.named_parameters()] 查看",
+    },
+    "err.wrt_not_param": {
+        "en": "--wrt {name}: not a leaf tensor that requires grad (a model's parameter), so it cannot be "
+        "tracked in place; to start from a copy of a value, give it a name: --wrt w=EXPRESSION",
+        "zh": "--wrt {name}：它不是需要梯度的叶子张量（模型参数），不能原地跟踪；"
+        "要从某个值的副本开始，请给它起个名字：--wrt w=表达式",
+    },
+    "model.col.param": {"en": "parameter", "zh": "参数"},
+    "model.col.module": {"en": "module", "zh": "模块"},
+    "model.col.shape": {"en": "shape", "zh": "形状"},
+    "model.col.norm": {"en": "grad norm", "zh": "梯度范数"},
+    "model.col.zeros": {"en": "zeros", "zh": "零的比例"},
+    "model.frozen": {"en": "frozen (requires_grad=False)", "zh": "已冻结（requires_grad=False）"},
+    "model.no_grad": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
+    "model.more": {"en": "… {count} more parameters", "zh": "…… 另有 {count} 个参数"},
+    "model.params": {"en": "{count} param.", "zh": "{count} 个参数"},
+    "model.summary": {
+        "en": "{params} parameter tensors ({values} values) in {modules} modules; {trained} get grads",
+        "zh": "{modules} 个模块中共 {params} 个参数张量（{values} 个数），其中 {trained} 个有梯度",
+    },
+    "model.fold_text": {
+        "en": "(per module; result.model.params has each of the {count} parameters)",
+        "zh": "（按模块汇总；result.model.params 里有全部 {count} 个参数）",
+    },
+    "model.all_params": {"en": "every parameter ({count})", "zh": "全部参数（{count} 个）"},
+    "model.all_zero": {
+        "en": "{module} ({kind}): every grad is exactly 0, so this layer does not learn from this batch "
+        "(a ReLU before it that is never active, a detached branch, or an output that does not use it).",
+        "zh": "{module}（{kind}）：所有梯度都恰好为 0，这一层在这批数据上学不到东西"
+        "（前面的 ReLU 从不激活、分支被 detach，或输出没有用到它）。",
+    },
+    "model.non_finite": {
+        "en": "{module} ({kind}): grads contain nan or inf (exploding values, a log of 0, a division by 0).",
+        "zh": "{module}（{kind}）：梯度里有 nan 或 inf（数值爆炸、对 0 取对数或除以 0）。",
+    },
+    "model.frozen_note": {
+        "en": "frozen (requires_grad=False, no grads): {names}",
+        "zh": "已冻结（requires_grad=False，没有梯度）：{names}",
+    },
+    "model.headline": {
+        "en": "{out} = {value}; grads of {count} parameters",
+        "zh": "{out} = {value}；{count} 个参数的梯度",
+    },
     # ---- grad states in the table ------------------------------------------
     "state.no_path": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
     "state.not_leaf": {"en": "None (not a leaf: not kept)", "zh": "None（不是叶子：不保留）"},

@@ -23,6 +23,7 @@ EXTRA_COLUMNS = ("shape", "dtype")
 TIMES_INPUT = "grad×input"
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 MATRIX_ITEMS = 6  # rows and columns of a matrix shown before "…"
+FOLD_OUT = 100  # a big model's parameters listed in its fold-out at most
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,18 @@ class GradResult:
     figure: Any = None  # a matplotlib Figure with --plot
     curves: tuple[Any, ...] = ()  # the plotted lines as data (plot.Curve)
     steps: Any = None  # steps.Steps with --steps
+    model: Any = None  # model.ModelReport when the leaves include a model's parameters
 
     @classmethod
     def assemble(
-        cls, first: Any, extras: Any, graph: Any, opts: Any, language: str, steps: Any = None
+        cls,
+        first: Any,
+        extras: Any,
+        graph: Any,
+        opts: Any,
+        language: str,
+        steps: Any = None,
+        model: Any = None,
     ) -> GradResult:
         """The one place the report is put together from each stage's result."""
         notes = list(first.notes)
@@ -187,6 +196,7 @@ class GradResult:
             figure=extras.figure,
             curves=extras.curves,
             steps=steps,
+            model=model,
         )
 
     def replace(self, **changes: Any) -> GradResult:
@@ -215,6 +225,9 @@ class GradResult:
                 return t("headline.nothing")
         out = f"sum({self.output_name})" if self.summed else self.output_name
         value = self.output.detach().sum() if self.summed else self.output.detach()
+        if self.model is not None and len(self.model.params) > 1 and not self.orders:
+            with using(self.language):
+                return t("model.headline", out=out, value=self._values(value), count=len(self.grads))
         d = "d" if len(self.grads) == 1 else "∂"
         top = f"({out})" if self.summed else out
         parts = [f"{out} = {self._values(value)}"]
@@ -237,13 +250,29 @@ class GradResult:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Column names and the cells of each row, as text."""
-        extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self.rows)
+        extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self._rows())
         with using(self.language):
             header = [t(c) if c.startswith("col.") else c for c in COLUMNS + (EXTRA_COLUMNS if extra else ())]
             if self.times_input:
                 header.append(TIMES_INPUT)
-            rows = [row.cells(self.digits, self.max_items, extra, self.times_input) for row in self.rows]
+            rows = [row.cells(self.digits, self.max_items, extra, self.times_input) for row in self._rows()]
             return header, rows
+
+    def _rows(self) -> tuple[TensorRow, ...]:
+        """The table's rows: in a model's report its parameters have their own table."""
+        if self.model is None:
+            return self.rows
+        params = {p.name for p in self.model.params}
+        return tuple(row for row in self.rows if row.name not in params)
+
+    def model_table(self) -> tuple[list[str], list[list[str]]] | None:
+        """The parameters' table (per module for a big model), or None."""
+        if self.model is None:
+            return None
+        with using(self.language):
+            if self.model.by_module:
+                return self.model.header(t("model.col.module")), self.model.module_rows()
+            return self.model.header(t("model.col.param")), self.model.param_rows()
 
     def blocks(self) -> list[Block]:
         """The parts under the main table: matrices, checks, symbolic answers."""
@@ -295,7 +324,15 @@ class GradResult:
     # ---- views ---------------------------------------------------------
     def __str__(self) -> str:
         header, body = self.table()
-        lines = [self.headline, "", *_text_table(header, body)] if body else [self.headline]
+        lines = [self.headline]
+        model = self.model_table()
+        if model is not None:
+            with using(self.language):
+                lines += ["", self.model.summary(), *_text_table(*model)]
+                if self.model.by_module:
+                    lines.append(t("model.fold_text", count=len(self.model.params)))
+        if body:
+            lines += ["", *_text_table(header, body)]
         for block in self.blocks():
             lines += ["", block.title]
             lines += _text_table(block.header, block.rows) if block.header else [r[0] for r in block.rows]
@@ -327,7 +364,17 @@ class GradResult:
     def _repr_html_(self) -> str:
         esc = html.escape
         header, body = self.table()
-        parts = [f"<p><b>{esc(self.headline)}</b></p>"] + ([_html_table(header, body)] if body else [])
+        parts = [f"<p><b>{esc(self.headline)}</b></p>"]
+        model = self.model_table()
+        if model is not None:
+            with using(self.language):
+                parts += [f"<p>{esc(self.model.summary())}</p>", _html_numbers_table(*model)]
+                if self.model.by_module:  # every parameter, folded: open it when wanted
+                    title = esc(t("model.all_params", count=len(self.model.params)))
+                    header = self.model.header(t("model.col.param"))
+                    table = _html_numbers_table(header, self.model.param_rows(FOLD_OUT))
+                    parts.append(f"<details><summary>{title}</summary>{table}</details>")
+        parts += [_html_table(header, body)] if body else []
         for block in self.blocks():
             parts.append(f"<p>{esc(block.title)}</p>")
             if block.header:
@@ -402,3 +449,12 @@ def _html_table(header: list[str], body: list[list[str]]) -> str:
         for cells in body
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
+    """A table of names and numbers (a model's parameters): the same look with less markup, so a
+    big model's report stays small (numbers need no code boxes and never break)."""
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    return f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

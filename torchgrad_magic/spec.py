@@ -123,6 +123,7 @@ class WrtSpec:
     name: str
     expr: str | None = None
     value: Any = _MISSING
+    dotted: bool = False  # a model's parameter by its qualified name (net.0.weight): tracked in place
 
     @property
     def has_value(self) -> bool:
@@ -150,6 +151,10 @@ def parse_wrt_item(item: str) -> WrtSpec:
     where = f"--wrt {text}"
     if not name:
         raise GradError(t("err.wrt_name_missing", where=where))
+    head, *rest = name.split(".")
+    dotted = bool(rest) and head.isidentifier() and not keyword.iskeyword(head)
+    if not sep and dotted and all(p.isidentifier() or p.isdigit() for p in rest):
+        return WrtSpec(name, dotted=True)  # a model's parameter: net.0.weight
     if not name.isidentifier() and not keyword.iskeyword(name):
         message = t("err.bad_name", where=where, name=name)
         if sep and expr.strip().isidentifier():

@@ -1,0 +1,188 @@
+"""%%grad on nn.Module cells: parameters as leaves with the model's names, their grads
+summarised, tracked in place with --wrt, gradient flow, and the contract with the user's model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from torchgrad_magic import grad
+
+SETUP = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
+data = torch.randn(16, 8)
+target = torch.randn(16, 1)
+"""
+LOSS = "loss = ((net(data) - target) ** 2).mean()"
+
+
+def namespace(setup: str = SETUP) -> dict:
+    ns: dict = {}
+    exec(setup, ns)
+    return ns
+
+
+def plain_grads(setup: str, cell: str) -> dict[str, torch.Tensor]:
+    ns = namespace(setup)
+    exec(cell, ns)
+    ns["loss"].backward()
+    return {n: p.grad for n, p in ns["net"].named_parameters()}
+
+
+def test_parameters_are_the_leaves_with_the_models_names(run):
+    run.ns.update(namespace()) if run.kind == "function" else run.shell.run_cell(SETUP)
+    result = run("", LOSS)
+    expected = plain_grads(SETUP, LOSS)
+    assert list(result.grads) == [f"net.{n}" for n in expected]
+    for name, g in expected.items():
+        torch.testing.assert_close(result.grads[f"net.{name}"], g)
+    model = result.model
+    assert [p.name for p in model.params] == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
+    w0 = model.params[0]
+    assert w0.module == "net.0" and w0.kind == "Linear" and w0.shape == (32, 8) and not w0.frozen
+    g = expected["0.weight"]
+    assert w0.stats.grad_norm == pytest.approx(float(g.norm()), rel=1e-6)
+    assert w0.stats.mean_abs == pytest.approx(float(g.abs().mean()), rel=1e-6)
+    assert w0.stats.max_abs == pytest.approx(float(g.abs().max()), rel=1e-6)
+    assert w0.stats.zero_fraction == 0
+    weight = (run.ns if run.kind == "function" else run.shell.user_ns)["net"][0].weight
+    assert w0.stats.ratio == pytest.approx(float(g.norm() / weight.detach().norm()), rel=1e-6)
+    text = str(result)
+    assert "loss = " in text and "grads of 4 parameters" in text and "‖g‖/‖w‖" in text
+    assert "net.0.weight  (32, 8)" in text
+    assert weight.grad is None  # the cell did not call backward(): no .grad written on the user's model
+
+
+def test_training_step_grads_at_the_moment_and_model_as_plain():
+    cell = LOSS + "\nopt.zero_grad()\nloss.backward()\nopt.step()"
+    setup = SETUP + "opt = torch.optim.SGD(net.parameters(), lr=0.1)\n"
+    plain, ours = namespace(setup), namespace(setup)
+    exec(cell, plain)
+    result = grad(cell, namespace=ours)
+    for (name, p), q in zip(plain["net"].named_parameters(), ours["net"].parameters(), strict=True):
+        assert torch.equal(p, q) and torch.equal(p.grad, q.grad), name  # stepped once, same .grad
+        torch.testing.assert_close(result.grads[f"net.{name}"], p.grad)
+
+
+def test_nested_tied_frozen_and_buffers():
+    setup = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.Linear(4, 4)
+        self.norm = nn.BatchNorm1d(4)
+    def forward(self, x):
+        return self.norm(torch.relu(self.attn(x)))
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 4, bias=False)
+        self.encoder = nn.ModuleList([Block(), Block()])
+        self.head = nn.Linear(4, 4, bias=False)
+        self.head.weight = self.embed.weight  # tied
+        self.frozen = nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+    def forward(self, x):
+        x = self.embed(x)
+        for block in self.encoder:
+            x = block(x)
+        return self.head(self.frozen(x))
+model = Model()
+x = torch.randn(8, 4)
+"""
+    ns = namespace(setup)
+    result = grad("loss = model(x).pow(2).mean()", namespace=ns)
+    names = [p.name for p in result.model.params]
+    assert "model.encoder.1.attn.weight" in names and "model.encoder.0.norm.bias" in names
+    tied = next(p for p in result.model.params if p.name == "model.embed.weight")
+    assert tied.aliases == ("model.head.weight",) and "model.head.weight" not in names  # once, both names
+    frozen = [p for p in result.model.params if p.frozen]
+    assert {p.name for p in frozen} == {"model.frozen.weight", "model.frozen.bias"}
+    assert all(p.stats.grad_norm is None for p in frozen)
+    assert not any("running_mean" in n for n in names)  # buffers are not parameters
+    assert "frozen (requires_grad=False" in str(result) and "= model.head.weight" in str(result)
+    expected = namespace(setup)
+    expected["model"](expected["x"]).pow(2).mean().backward()
+    for name, p in expected["model"].named_parameters():
+        if p.requires_grad and f"model.{name}" in result.grads:
+            torch.testing.assert_close(result.grads[f"model.{name}"], p.grad)
+
+
+def test_wrt_a_dotted_parameter_tracks_it_in_place(run):
+    if run.kind == "function":
+        run.ns.update(namespace())
+    else:
+        run.shell.run_cell(SETUP)
+    ns = run.ns if run.kind == "function" else run.shell.user_ns
+    result = run("--wrt net.0.weight", LOSS + "\nloss.backward()")
+    weight = ns["net"][0].weight
+    assert list(result.grads) == ["net.0.weight"] and result.tensors["net.0.weight"] is weight
+    torch.testing.assert_close(result.grads["net.0.weight"], plain_grads(SETUP, LOSS)["0.weight"])
+    torch.testing.assert_close(weight.grad, result.grads["net.0.weight"])  # as the cell's backward left it
+    assert "net.0.weight" not in ns  # no variable made for it
+
+
+def test_wrt_name_equals_a_parameter_is_not_a_copy():
+    ns = namespace()
+    result = grad(LOSS, wrt="W=net[0].weight", namespace=ns)
+    assert result.tensors["W"] is ns["net"][0].weight
+    torch.testing.assert_close(result.grads["W"], plain_grads(SETUP, LOSS)["0.weight"])
+    assert ns["net"][0].weight.grad is None  # the cell did not call backward(): nothing written
+    assert not any("does not depend" in n for n in result.note_texts)
+
+
+@pytest.mark.parametrize(
+    ("wrt", "message"),
+    [
+        ("net.5.weight", "net has no parameter or attribute 5.weight"),
+        ("data.T", "data.T: not a leaf tensor that requires grad"),
+        ("nothing.weight", "no variable 'nothing'"),
+    ],
+)
+def test_wrt_dotted_errors(wrt, message):
+    from torchgrad_magic import GradError
+
+    with pytest.raises(GradError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        grad(LOSS, wrt=wrt, namespace=namespace())
+
+
+def test_dead_layer_and_non_finite_are_named():
+    setup = SETUP.replace("nn.Tanh()", "nn.ReLU()") + "with torch.no_grad():\n    net[0].bias.fill_(-100.0)\n"
+    result = grad(LOSS, namespace=namespace(setup))
+    texts = " ".join(result.note_texts)
+    assert "net.0 (Linear): every grad is exactly 0" in texts
+    row = next(m for m in result.model.modules if m.name == "net.0")
+    assert row.stats.grad_norm == 0 and row.stats.zero_fraction == 1
+    bad = SETUP + "with torch.no_grad():\n    net[2].weight[0, 0] = float('inf')\n"
+    result = grad(LOSS, namespace=namespace(bad))
+    assert any("grads contain nan or inf" in n for n in result.note_texts)
+
+
+def test_plot_on_a_model_is_its_gradient_flow():
+    result = grad(LOSS, namespace=namespace(), plot=True)
+    figure = result.figure
+    ax = figure.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert any("net.0" in label for label in labels) and any("net.2" in label for label in labels)
+    assert result.figure_bundle()["image/png"][:4] == b"\x89PNG"
+
+
+def test_big_model_folds_per_module():
+    setup = "import torch\nfrom torch import nn\ntorch.manual_seed(0)\nnet = nn.Sequential(*[nn.Linear(8, 8) for _ in range(40)])\ndata = torch.randn(4, 8)\ntarget = torch.randn(4, 8)\n"
+    result = grad(LOSS, namespace=namespace(setup))
+    assert result.model.by_module and len(result.model.params) == 80 and len(result.model.modules) == 40
+    text, html = str(result), result._repr_html_()
+    assert text.count("\n") < 70 and "result.model.params has each of the 80 parameters" in text
+    assert "<details><summary>every parameter (80)</summary>" in html and len(html) < 20_000
+
+
+def test_zh_model_table():
+    text = str(grad(LOSS, namespace=namespace(), lang="zh"))
+    assert "个参数的梯度" in text and "梯度范数" in text
