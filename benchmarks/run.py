@@ -7,10 +7,16 @@ median ratio and its spread (lowest and highest round).
     python benchmarks/run.py                    # full sizes, writes results.md
     python benchmarks/run.py --quick            # tiny sizes, no results file (the tests run this)
     python benchmarks/run.py --only ops,leaks   # only these figures, no results file
+    python benchmarks/run.py --only model --update   # re-run these, put their rows into results.md
+    python benchmarks/run.py --only model --device cuda   # the model cells on the GPU
 
 Figure names for --only: cell, load, plot, memory, notebook, graph, ops (an
-op-heavy cell), train (a training loop), leaks (per-run leaks of every flag).
-Each figure's wall time goes to stderr.
+op-heavy cell), train (a training loop), leaks (per-run leaks of every flag),
+model (`%%grad` on forward+backward of a ~10M-parameter MLP and of a transformer
+block, with and without `backward()` in the cell, and the size and build time of
+their report; `mlp` or `transformer` for one of the two). `--device` (auto, cpu,
+cuda) is the model cells' device: auto runs them on the CPU, and on cuda too when
+torch sees a GPU. Each figure's wall time goes to stderr.
 """
 
 from __future__ import annotations
@@ -590,6 +596,181 @@ def bench_leaks(warmup: int, runs: int) -> Figure:
 
 
 # ---------------------------------------------------------------------------
+# model cells (#13): forward+backward of a ~10M-parameter MLP and of a transformer block
+# ---------------------------------------------------------------------------
+DEVICE = "auto"  # the model cells' device (`--device`); the other figures run on the CPU
+REPORT_MS, REPORT_KB = 50, 20  # targets: the report built in ≤ 50 ms, ≤ 20 kB of HTML
+MODEL_OUT = "_bench_model_result"  # the %%grad cell's result (--out), for timing its report
+
+
+@dataclass
+class ModelCase:
+    """A model defined in an earlier cell (*setup*) and the cell's forward pass and loss."""
+
+    key: str
+    what: str
+    setup: str
+    forward: str
+    module: str  # the model's name in the namespace (its grads are reset before each timed run)
+
+
+def model_cases(quick: bool, device: str) -> list[ModelCase]:
+    """The MLP (≈10.5M parameters, batch 64) and `nn.TransformerEncoderLayer(d_model=256, nhead=8)`
+    on (32, 64, 256); *quick*: the same code at tiny sizes."""
+    d, hidden, batch = (16, 32, 4) if quick else (1024, 4096, 64)
+    mlp = (
+        f"torch.manual_seed(0)\n"
+        f"net = torch.nn.Sequential(torch.nn.Linear({d}, {hidden}), torch.nn.ReLU(), "
+        f"torch.nn.Linear({hidden}, {d}), torch.nn.ReLU(), torch.nn.Linear({d}, {d}), torch.nn.ReLU(), "
+        f"torch.nn.Linear({d}, {d})).to({device!r})\n"
+        f"x = torch.randn({batch}, {d}, device={device!r})\n"
+        f"y = torch.randn({batch}, {d}, device={device!r})"
+    )
+    params = d * hidden + hidden + hidden * d + d + 2 * (d * d + d)
+    model, heads, (b, s), extra = (16, 2, (2, 4), ", dim_feedforward=32") if quick else (256, 8, (32, 64), "")
+    transformer = (
+        f"torch.manual_seed(0)\n"
+        f"block = torch.nn.TransformerEncoderLayer(d_model={model}, nhead={heads}, batch_first=True{extra})"
+        f".to({device!r})\n"
+        f"src = torch.randn({b}, {s}, {model}, device={device!r})"
+    )
+    return [
+        ModelCase(
+            "mlp",
+            f"a {f'{params / 1e6:.3g}M' if params >= 1e6 else f'{params:,}'}-parameter MLP "
+            f"({d}-{hidden}-{d}-{d}-{d}, ReLU), batch {batch}",
+            mlp,
+            "loss = ((net(x) - y) ** 2).mean()",
+            "net",
+        ),
+        ModelCase(
+            "transformer",
+            f"`nn.TransformerEncoderLayer(d_model={model}, nhead={heads}{extra})` on ({b}, {s}, {model})",
+            transformer,
+            "loss = block(src).pow(2).mean()",
+            "block",
+        ),
+    ]
+
+
+@dataclass
+class ReportSize:
+    cell: str
+    html_s: float
+    text_s: float
+    html_bytes: int
+
+
+def bench_model_cell(case: ModelCase, backward: bool, rounds: int, device: str, reports: list) -> Figure:
+    """`%%grad` on the model cell against the plain cell, same shell, grads reset (untimed) before
+    each run. Without `backward()` in the cell, %%grad computes the grads itself: the plain side is
+    then the cell with `loss.backward()` added (what one writes to get them by hand)."""
+    where = "" if device == "cpu" else f" on {device}"
+    cell = f"{case.forward}\nloss.backward()" if backward else case.forward
+    shown = cell.replace("\n", "; ")
+    name = f"per-cell time of `%%grad` on `{shown}`: {case.what}{where} (run_cell, HTML on)"
+    compared = (
+        "the plain cell, same shell"
+        if backward
+        else "the plain cell with `loss.backward()` added (the grads by hand), same shell"
+    )
+    target = "≤ 1.10×"
+    try:
+        import torch
+
+        shell = notebook_shell()
+        run_quietly(shell, case.setup)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        module = shell.user_ns[case.module]
+
+        def side(code: str) -> Callable[[], None]:
+            def run() -> None:
+                run_quietly(shell, code)
+                sync()
+
+            return run
+
+        ours = side(f"%%grad --out {MODEL_OUT}\n{cell}")
+        theirs = side(f"{case.forward}\nloss.backward()")
+        setup = lambda: module.zero_grad(set_to_none=True)  # noqa: E731
+        for fn in (ours, theirs):  # warm up
+            setup(), fn()
+        o, t_, ratios = side_by_side(ours, theirs, rounds, setup=setup)
+        result = shell.user_ns.pop(MODEL_OUT)
+        html_s, text_s, html = [], [], ""
+        for _ in range(5):  # the report alone: what the display formatters call
+            start = time.perf_counter()
+            html = result._repr_html_()
+            html_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            str(result)
+            text_s.append(time.perf_counter() - start)
+        reports.append(
+            ReportSize(
+                f"`{shown}`, {case.key}{where}",
+                statistics.median(html_s),
+                statistics.median(text_s),
+                len(html.encode()),
+            )
+        )
+        del result
+        shell.history_manager.outputs.clear()
+    except Exception as e:  # the model report is being written: report, do not crash
+        return error_figure(name, compared, target, e)
+    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= 1.10)
+
+
+def model_report_figure(reports: list[ReportSize], cells: int) -> Figure:
+    name = "the report of the model cells above: built (`_repr_html_()` + `str()`) and its HTML size"
+    compared = "timed apart from the cell (median of 5)"
+    target = f"≤ {REPORT_MS} ms, ≤ {REPORT_KB} kB"
+    if not reports:
+        return Figure(name, compared, target, [], [], [], False, value="no model cell ran")
+    detail = [
+        f"The report of each model cell (target: built in ≤ {REPORT_MS} ms, ≤ {REPORT_KB} kB of HTML):",
+        "",
+        "| cell | `_repr_html_()` | `str()` | together | HTML | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        ok = (r.html_s + r.text_s) * 1e3 <= REPORT_MS and r.html_bytes / 1e3 <= REPORT_KB
+        detail.append(
+            f"| {r.cell} | {_seconds(r.html_s)} | {_seconds(r.text_s)} | {_seconds(r.html_s + r.text_s)} | "
+            f"{r.html_bytes / 1e3:.1f} kB | {'met' if ok else 'MISSED'} |"
+        )
+    slowest = max(r.html_s + r.text_s for r in reports)
+    biggest = max(r.html_bytes for r in reports)
+    value = f"worst: {_seconds(slowest)}, {biggest / 1e3:.1f} kB"
+    if len(reports) < cells:
+        value += f" ({cells - len(reports)} cell(s) failed)"
+    ok = len(reports) == cells and slowest * 1e3 <= REPORT_MS and biggest / 1e3 <= REPORT_KB
+    return Figure(name, compared, target, [], [], [], ok, value=value, detail="\n".join(detail))
+
+
+def bench_models(quick: bool, keys: tuple[str, ...] = ("mlp", "transformer")) -> list[Figure]:
+    """The model cells with and without `backward()`, then their reports, on each device asked."""
+    rounds = {"mlp": 1 if quick else 21, "transformer": 1 if quick else 11}
+    figures, reports, cells = [], [], 0
+    for device in devices():
+        for case in model_cases(quick, device):
+            if case.key not in keys:
+                continue
+            for backward in (True, False):
+                cells += 1
+                figures.append(bench_model_cell(case, backward, rounds[case.key], device, reports))
+    return [*figures, model_report_figure(reports, cells)]
+
+
+def devices() -> list[str]:
+    """`--device`: cpu, cuda, or auto (the CPU, and cuda too when torch sees a GPU)."""
+    if DEVICE != "auto":
+        return [DEVICE]
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+# ---------------------------------------------------------------------------
 # the example notebook in a kernel against the same notebook in plain torch
 # ---------------------------------------------------------------------------
 def bench_notebook(rounds: int) -> Figure:
@@ -627,21 +808,107 @@ FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
         else bench_train(50, 15, TRAIN_SETUP_MNIST, "a 784-256-10 MLP, batch 128"),
     ],
     "leaks": lambda quick: [bench_leaks(1, 2) if quick else bench_leaks(5, 40)],
+    "model": lambda quick: bench_models(quick),
+    "mlp": lambda quick: bench_models(quick, ("mlp",)),
+    "transformer": lambda quick: bench_models(quick, ("transformer",)),
 }
+ALIASES = {"mlp", "transformer"}  # parts of "model": run by --only, not again in a full run
+
+
+def _code_version() -> str:
+    """``, code at 8f74ec1 (with uncommitted changes)``: what the figures measured."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if not found:
+        return ""
+    commit, dirty = found.removesuffix("-dirty"), found.endswith("-dirty")
+    return f", code at {commit}{' (with uncommitted changes)' if dirty else ''}"
+
+
+def update_results(path: Path, figures: list[Figure], header: str, stamp: str) -> None:
+    """Put *figures* into results.md in place of their earlier rows and detail tables (matched by
+    the figure's name and the detail's first line), adding the ones it lacks; the rest stays."""
+    lines = path.read_text().splitlines() if path.exists() else [header]
+    for figure in figures:
+        row = figure.row()
+        key = row.split(" | ")[0] + " | "
+        at = next((i for i, line in enumerate(lines) if line.startswith(key)), None)
+        if at is not None:
+            lines[at] = row
+        else:
+            tables = [i for i, line in enumerate(lines) if line.startswith("|")]
+            end = tables[0] if tables else len(lines)
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            if not tables:
+                lines[end:end] = ["", *header.splitlines()[-2:]]
+                end += 3
+            lines.insert(end, row)
+        if figure.detail:
+            block = figure.detail.splitlines()
+            start = next((i for i, line in enumerate(lines) if line == block[0]), None)
+            if start is None:
+                lines += ["", *block]
+                continue
+            end = start + 1
+            while end < len(lines) and not lines[end].startswith("|"):  # the text up to its table
+                end += 1
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            lines[start:end] = block
+    first = stamp.split(":")[0]
+    lines = [line for line in lines if not line.startswith(first)]
+    at = next((i for i, line in enumerate(lines) if line.startswith("Written by")), 0)
+    lines[at + 1 : at + 1] = ["", stamp]
+    path.write_text("\n".join(lines).rstrip("\n").replace("\n\n\n", "\n\n") + "\n")
 
 
 def main(argv: list[str]) -> int:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, no results file")
     parser.add_argument(
         "--only", metavar="NAME[,NAME]", help=f"only these figures, no results file ({', '.join(FIGURES)})"
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="with --only: write these figures into results.md in place of their earlier rows",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="device of the model cells (model, mlp, transformer); auto: the CPU, and cuda too when "
+        "there is a GPU",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
-    names = list(FIGURES) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    if args.update and (args.only is None or quick):
+        parser.error("--update goes with --only and full sizes (a full run writes the whole file)")
+    DEVICE = args.device
+    if DEVICE == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
+    names = (
+        [n for n in FIGURES if n not in ALIASES]
+        if args.only is None
+        else [n.strip() for n in args.only.split(",") if n.strip()]
+    )
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         parser.error(f"unknown figure {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    if args.update and ALIASES & set(names):
+        parser.error("--update: use `model` (mlp and transformer share its report row)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     figures = []
     for name in names:
         start = time.perf_counter()
@@ -654,18 +921,41 @@ def main(argv: list[str]) -> int:
     table = "\n".join([header, *(f.row() for f in figures)])
     details = "".join(f"\n\n{f.detail}" for f in figures if f.detail)
     print(table + details)
-    if not args.quick and args.only is None:
+    if not args.quick and (args.only is None or args.update):
         import platform
 
         import torch
 
-        text = (
-            "# Benchmark results\n\n"
-            f"Written by `make bench` on {time.strftime('%Y-%m-%d')}: Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.machine()}.\n\n{table}{details}\n"
+        busy = ""
+        if load is not None:
+            end = os.getloadavg()[0]
+            noisy = max(load, end) >= 0.5 * (os.cpu_count() or 1)
+            busy = (
+                f" Load average {load:.1f} at the start, {end:.1f} at the end, on {os.cpu_count()} CPUs"
+                f"{' (other work was running: timings are noisy)' if noisy else ''}."
+            )
+        machine = (
+            f"Python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+            f"{platform.machine()}"
         )
-        (HERE / "results.md").write_text(text)
-        print(f"\nwritten to {HERE / 'results.md'}")
+        if "cuda" in devices():
+            machine += f", {torch.cuda.get_device_name()}"
+        machine += _code_version()
+        path = HERE / "results.md"
+        if args.only is None:
+            text = (
+                "# Benchmark results\n\n"
+                f"Written by `make bench` on {time.strftime('%Y-%m-%d')}: {machine}.{busy}\n\n"
+                f"{table}{details}\n"
+            )
+            path.write_text(text)
+        else:
+            stamp = (
+                f"Rows of `--only {args.only}` re-run on {time.strftime('%Y-%m-%d')} "
+                f"(`benchmarks/run.py --only {args.only} --update`): {machine}.{busy}"
+            )
+            update_results(path, figures, f"# Benchmark results\n\n{header}", stamp)
+        print(f"\nwritten to {path}")
     return 0
 
 

@@ -39,7 +39,15 @@ def test_benchmarks_run_quick():
     assert "| magic line | objects / run | tensors / run | linecache entries / run |" in out.stdout
     for flag in FLAG_LINES:
         assert f"| `{flag}` |" in out.stdout, flag
-    for name in ("cell", "load", "plot", "memory", "notebook", "graph", "ops", "train", "leaks"):
+    # the model cells (#13): MLP and transformer block, with and without backward() in the cell, and
+    # their report's build time and size (tiny sizes here; a row may say "error: ...")
+    for cell in ("loss = ((net(x) - y) ** 2).mean()", "loss = block(src).pow(2).mean()"):
+        assert f"on `{cell}; loss.backward()`:" in out.stdout, cell
+        assert f"on `{cell}`:" in out.stdout, cell
+    assert "a 1,616-parameter MLP (16-32-16-16-16, ReLU), batch 4" in out.stdout
+    assert "| the report of the model cells above:" in out.stdout
+    assert "| cell | `_repr_html_()` | `str()` | together | HTML | |" in out.stdout
+    for name in ("cell", "load", "plot", "memory", "notebook", "graph", "ops", "train", "leaks", "model"):
         assert f"{name}: " in out.stderr, name  # each figure's wall time
 
 
@@ -47,6 +55,51 @@ def test_benchmarks_only_rejects_unknown_figures():
     # `--only` itself is used by hand (`--only ops,leaks`); running a figure here would cost seconds
     bad = subprocess.run([sys.executable, str(BENCH), "--only", "ops,nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown figure nope" in bad.stderr
+
+
+def test_benchmarks_update_needs_only_and_full_sizes():
+    for argv in (["--update"], ["--only", "model", "--update", "--quick"]):
+        bad = subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True)
+        assert bad.returncode == 2 and "--update goes with --only" in bad.stderr
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_run", module)  # (its dataclasses look their module up there)
+    spec.loader.exec_module(sys.modules["bench_run"])
+    return sys.modules["bench_run"]
+
+
+def test_update_results_replaces_only_the_rows_it_ran(tmp_path):
+    bench = _bench_module()
+    results = tmp_path / "results.md"
+    results.write_text(
+        "# Benchmark results\n\nWritten by `make bench` on 2026-01-01: Python 3.11.\n\n"
+        "| figure | compared with | median | ratio | target | |\n|---|---|---|---|---|---|\n"
+        "| kept | x | 1 ms vs 1 ms | 1.000× (1.000–1.000) | ≤ 1.1× | met |\n"
+        "| model row | x | 9 ms vs 1 ms | 9.000× (9.000–9.000) | ≤ 1.1× | MISSED |\n\n"
+        "Other detail:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "Model detail:\n\n| c | d |\n|---|---|\n| old | old |\n"
+    )
+    row = bench.Figure("model row", "x", "≤ 1.1×", [1.05], [1.05], [1.0], True)
+    new = bench.Figure(
+        "new row", "y", "t", [], [], [], True, value="5 ms", detail="Model detail:\n\n| c |\n| new |"
+    )
+    for _ in range(2):  # twice: the same file
+        bench.update_results(
+            results, [row, new], "# Benchmark results", "Rows of `--only model` re-run: now."
+        )
+    text = results.read_text()
+    assert (
+        "| kept | x |" in text and "9.000×" not in text and "| model row | x | 1.050 s vs 1.000 s |" in text
+    )
+    lines = text.splitlines()
+    assert lines.index("| new row | y | — | 5 ms | t | met |") == lines.index(row.row()) + 1  # in the table
+    assert "Other detail:" in text and "| old | old |" not in text and text.count("| new |") == 1
+    assert text.count("Rows of `--only model` re-run") == 1 and lines[3] == ""
 
 
 def test_gpu_check_script_runs():
