@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +159,7 @@ def _from_call(
     for name, c in caught.items():
         if c is not None and c.grad_before is not None and call.kind == "backward":
             notes.append(
-                note("note.accumulated", name=name, old=fmt.values(c.grad_before), new=fmt.values(c.grad),
+                note("note.accumulated", name=name, old=c.grad_before_text or fmt.values(c.grad_before), new=fmt.values(c.grad),
                      total=fmt.values(c.grad_after) if c.grad_after is not None else "?")
             )  # fmt: skip
     notes += _changed_after(caught, call)
@@ -198,6 +199,25 @@ def _from_call(
     )  # fmt: skip
 
 
+def _changed(now: torch.Tensor, then: torch.Tensor, version: int) -> bool:
+    """Whether .grad now differs from what it was after the call (the same memory, unchanged
+    since: no need to compare every element of a big grad)."""
+    if now.data_ptr() == then.data_ptr() and now._version == version:
+        return False
+    return not torch.equal(now, then)
+
+
+def finite(tensor: torch.Tensor) -> bool:
+    """No nan or inf in *tensor*: one fast reduction in the common case, no temporary copy."""
+    if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
+        return True
+    with torch.no_grad():  # the L2 norm (a fast pass) is finite unless an element is not, or it overflows
+        wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
+        if math.isfinite(float(torch.linalg.vector_norm(tensor.detach(), dtype=wide))):
+            return True
+        return bool(torch.isfinite(tensor.detach()).all())
+
+
 def _changed_after(caught: dict, call: Call) -> list[Note]:
     """One note on what the cell did to the leaves and their .grad after the call shown."""
     changes = []
@@ -211,7 +231,9 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
             now = leaf.grad
             if now is None:
                 changes.append(t("after.grad_none", name=name))
-            elif now.detach().shape == c.grad_after.shape and not torch.equal(now.detach(), c.grad_after):
+            elif now.detach().shape == c.grad_after.shape and _changed(
+                now.detach(), c.grad_after, c.after_version
+            ):
                 zero = not bool(now.detach().any())
                 changes.append(
                     t(
@@ -231,7 +253,7 @@ def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) 
         if g is None:
             notes.append(note("note.unused", out=out_name, name=name))
     for name, value in values.items():
-        if value.device.type != "meta" and not bool(torch.isfinite(value).all()):
+        if value.device.type != "meta" and not finite(value):
             notes.append(note("note.non_finite", name=name))
     leaf_names = ", ".join(leaves) or t("word.the_leaves")
     read = set()

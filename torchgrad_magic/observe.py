@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from . import format as fmt
+
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 SNAPSHOT_LIMIT = 1024  # elements: values and grads up to this size are copied at each call (bigger ones
 # are kept by reference with their version, and said to be shown as they are now if the cell changed them)
@@ -61,8 +63,10 @@ class Leaf:
     version: int  # tensor._version at the call: a later in-place change shows
     grad: torch.Tensor | None  # what this call computed for it (None: not reached)
     grad_after: torch.Tensor | None  # .grad right after the call (backward: grad plus what was there)
-    grad_before: torch.Tensor | None  # .grad before the call (a copy), when there was one
+    grad_before: torch.Tensor | None  # .grad before the call (a copy when small), when there was one
     grad_version: int = 0  # grad._version at the call: a kept (not copied) grad changed later shows
+    grad_before_text: str | None = None  # .grad before the call, as the report shows it
+    after_version: int = -1  # ._version of .grad right after the call (a later in-place change shows)
     added_calls: int = 1  # backward() calls whose grads .grad holds, added up (this cell's)
     held_before: bool = False  # .grad already held grads from before this cell when they started
 
@@ -299,7 +303,10 @@ class Observer:
                 tracer.__enter__()
             # a hook only where .grad already holds something (the engine adds to it in place);
             # elsewhere .grad after the call is exactly this call's grad
-            before = {n: (t.grad.detach().clone() if t.grad is not None else None) for n, t in leaves.items()}
+            before = {n: (_snapshot(t.grad) if t.grad is not None else None) for n, t in leaves.items()}
+            # a big .grad is not copied: what the report says of it is taken now (the engine adds in place)
+            before_text = {n: fmt.values(g) for n, g in before.items() if g is not None}
+            before_zero = {n: _all_zero(g) for n, g in before.items() if g is not None}
             for name, leaf in leaves.items():
                 if before[name] is not None or not accumulate or not leaf.is_leaf:
                     handles.append(leaf.register_hook(_catcher(caught, name)))
@@ -330,7 +337,7 @@ class Observer:
             if grad is None:  # not reached by this call
                 continue
             added = (1, False)
-            if accumulate and leaf.is_leaf and before[name] is not None and not _all_zero(before[name]):
+            if accumulate and leaf.is_leaf and before[name] is not None and not before_zero[name]:
                 count, held = self._added.get(id(leaf), (0, True))
                 added = (count + 1, held)
             if accumulate and leaf.is_leaf:
@@ -347,6 +354,8 @@ class Observer:
                     else (grad.detach() if accumulate else None)
                 ),
                 grad_before=before[name],
+                grad_before_text=before_text.get(name),
+                after_version=after._version if after is not None else -1,
                 grad_version=grad._version,
                 added_calls=added[0],
                 held_before=added[1],
@@ -464,9 +473,14 @@ def _all_ones(tensor: torch.Tensor) -> bool:
 
 
 def _all_zero(tensor: torch.Tensor) -> bool:
+    """Every element 0 (the L2 norm, a fast pass, first: a nonzero grad is not 0)."""
     try:
         with torch.no_grad():
-            return bool((tensor == 0).all())
+            t = tensor.detach()
+            wide = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
+            if t.is_floating_point() and float(torch.linalg.vector_norm(t, dtype=wide)) != 0:
+                return False
+            return int(torch.count_nonzero(t)) == 0
     except Exception:
         return False
 
