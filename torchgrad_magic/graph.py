@@ -16,6 +16,12 @@ barycenter sweeps down and up with adjacent swaps, keeping the order with the
 fewest crossings; then x positions fitted to the neighbours under the rows'
 order and spacing (isotonic regression), so boxes never overlap and an edge
 only runs through the gaps between them.
+
+On a model (``--graph`` with ``nn.Module`` calls in the cell), :func:`fold` puts the nodes each
+module call made into one box (``net.0 (Linear)``, its ops and parameters listed inside) and
+repeated blocks chained one after another into one (``layers.0–11 (TransformerEncoderLayer) ×
+12``); the result is a plain :class:`Graph` again, drawn by the same views. Which call made which
+node comes from :mod:`.modules`, through :attr:`Graph.sources`.
 """
 
 from __future__ import annotations
@@ -45,7 +51,14 @@ PORT_GAP = 10.0  # between the ends of several edges on one side of a box
 SWEEPS = 12  # crossing-reduction rounds (each: one sweep down, one up)
 PLACE_ROUNDS = 8  # x-placement rounds
 SEARCH_NODES = 40  # up to this many nodes, other rows for the leaves are tried against crossings
-FILL = {"output": "#d9f2d9", "leaf": "#d6e6fb", "named": "#fff2c2", "function": "#eeeeee", "saved": "#f7e1f3"}
+FILL = {
+    "output": "#d9f2d9",
+    "leaf": "#d6e6fb",
+    "named": "#fff2c2",
+    "function": "#eeeeee",
+    "saved": "#f7e1f3",
+    "module": "#fde4cc",  # a folded nn.Module call (fold)
+}
 BACKGROUND, TEXT, STROKE, EDGE, MORE = "#ffffff", "#111111", "#555555", "#777777", "#aa0000"
 LABEL = "#0b4f8a"  # edge labels (--steps): dark blue on the white background
 SVG_FONTS = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
@@ -63,6 +76,7 @@ class Node:
     data: str | None = None
     grad: str | None = None
     extra: list[str] = field(default_factory=list)  # saved values (--graph=full)
+    shape: str | None = None  # a leaf's shape, "(32, 8)" (folded modules list their parameters with it)
 
     def lines(self) -> list[str]:
         head = f"{self.name} ({self.op})" if self.name and self.op else self.name or self.op
@@ -121,6 +135,9 @@ class Graph:
     nodes: list[Node]
     edges: list[tuple[int, int]]
     labels: list[str | None] = field(default_factory=list)  # per edge, with --steps: "×6 → 18"
+    # node id -> id() of the autograd node it was drawn from (build); valid only while something
+    # holds those autograd nodes (modules.owner_of_nodes does): see fold()
+    sources: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     def label(self, index: int) -> str | None:
         return self.labels[index] if index < len(self.labels) else None
@@ -702,6 +719,10 @@ def build(
     nodes: list[Node] = []
     edges: list[tuple[int, int]] = []
     index: dict[int, int] = {}
+    # PyTorch makes a new Python object for an autograd node each time one is asked for while none
+    # is alive, so id() is only stable while one is held: every node seen is kept until the end
+    held: list[Any] = []
+    sources: dict[int, int] = {}
     if output.grad_fn is None:  # the output is a leaf itself
         nodes.append(Node(0, "output", "", out_name, values(output.detach()), grad_text(output)))
         return Graph(nodes, edges)
@@ -709,13 +730,17 @@ def build(
     def add(fn: Any) -> int:
         node_id = len(nodes)
         index[id(fn)] = node_id
+        held.append(fn)
+        sources[node_id] = id(fn)
         op = type(fn).__name__
         variable = getattr(fn, "variable", None)
         if isinstance(variable, torch.Tensor):
             name = names.get(id(variable))
             data = values(variable.detach())
             label = name or f"{type(variable).__name__} {fmt.shape(variable)}"
-            nodes.append(Node(node_id, "leaf", op, label, data, grad_text(variable)))
+            nodes.append(
+                Node(node_id, "leaf", op, label, data, grad_text(variable), shape=fmt.shape(variable))
+            )
             return node_id
         if node_id == 0:
             nodes.append(Node(node_id, "output", op, out_name, values(output.detach()), grad_text(output)))
@@ -746,7 +771,7 @@ def build(
                 queue.append(nxt)
             edges.append((parent, index[id(nxt)]))
             labels.append(edge_flow[i] if i < len(edge_flow) else None)
-    return Graph(nodes, edges, labels if any(labels) else [])
+    return Graph(nodes, edges, labels if any(labels) else [], sources)
 
 
 def _saved(fn: Any, values: Any, name_of: Any) -> list[str]:
@@ -784,3 +809,420 @@ def _saved(fn: Any, values: Any, name_of: Any) -> list[str]:
         if shown is not None:
             found.append(f"{label} = {shown}")
     return found
+
+
+# ---------------------------------------------------------------------------
+# folding modules (--graph on a model)
+# ---------------------------------------------------------------------------
+MIN_RUN = 3  # repeated blocks chained one after another fold into one box from this many on
+MAX_PARAM_LINES = 6  # parameters listed in a module's box
+MAX_OP_NAMES = 3  # a box names its ops when they are of at most this many kinds
+CALL_MARK = "#"  # a call key's mark for a module's later calls: "cell#2" (modules.call_keys)
+WORDS: dict[str, dict[str, str]] = {  # the boxes' words (to move into messages.py)
+    "fold.op": {"en": "1 op", "zh": "1 个运算"},
+    "fold.ops": {"en": "{count} ops", "zh": "{count} 个运算"},
+    "fold.named_ops": {"en": "{ops}: {names}", "zh": "{ops}：{names}"},
+    "fold.each": {"en": "each: {text}", "zh": "每个：{text}"},
+    "fold.more_params": {"en": "… {count} more parameters", "zh": "…… 另有 {count} 个参数"},
+}
+
+
+def _word(key: str, **fields: object) -> str:
+    from .messages import resolve
+
+    return WORDS[key][resolve(None)].format(**fields)
+
+
+@dataclass
+class Box(Node):
+    """A module call folded into one node (:func:`fold`): ``name`` the module's qualified name
+    (``net.0``; ``model.layers.0–11`` for repeated blocks), ``op`` its type, ``extra`` the lines
+    under the title (the outputs named in the cell, the ops, the parameters)."""
+
+    repeat: int = 1  # blocks folded into this box ("× 12")
+    calls: list[str] = field(default_factory=list)  # the call keys folded in, in forward order
+    members: list[int] = field(default_factory=list)  # ids of the folded graph's nodes inside
+
+    def lines(self) -> list[str]:
+        head = f"{self.name} ({self.op})" if self.op and self.name != self.op else self.name or self.op
+        return [head + (f" × {self.repeat}" if self.repeat > 1 else ""), *self.extra]
+
+
+@dataclass
+class _Calls:
+    """What fold knows of the calls: plain names, parents, levels, and which made other calls."""
+
+    kinds: dict[str, str]
+    parent: dict[str, str | None]
+    level: dict[str, int]
+    has_calls: set[str]
+    order: dict[str, int]
+
+
+def _plain(key: str) -> str:
+    """``net.0#2`` -> ``net.0``."""
+    name, mark, count = key.rpartition(CALL_MARK)
+    return name if mark and count.isdigit() else key
+
+
+def _call_number(key: str) -> int:
+    name, mark, count = key.rpartition(CALL_MARK)
+    return int(count) if mark and count.isdigit() and name else 1
+
+
+def _calls(keys: Any, kinds: dict[str, str], parents: dict[str, str | None] | None) -> _Calls:
+    every = dict.fromkeys([*kinds, *keys])
+    if parents is None:  # from the names: the longest dotted prefix that is a call too
+        by_name: dict[str, str] = {}
+        for key in every:
+            by_name.setdefault(_plain(key), key)
+        parents = {}
+        for key in every:
+            parts = _plain(key).split(".")
+            parents[key] = next(
+                (
+                    by_name[p]
+                    for p in (".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1))
+                    if p in by_name
+                ),
+                None,
+            )
+    parent = {key: parents.get(key) for key in every}
+    for key in list(parent):  # a parent nothing else mentions
+        p = parent[key]
+        if p is not None and p not in parent:
+            parent[p] = None
+    level: dict[str, int] = {}
+
+    def level_of(key: str) -> int:
+        chain = []
+        k: str | None = key
+        while k is not None and k not in level and k not in chain:
+            chain.append(k)
+            k = parent.get(k)
+        base = level.get(k, -1) if k is not None else -1
+        for c in reversed(chain):
+            # a call from the cell: level 0 if it is a variable (net), else 1 (net.0 called directly)
+            base = base + 1 if base >= 0 else (0 if "." not in _plain(c) else 1)
+            level[c] = base
+        return level[key]
+
+    for key in parent:
+        level_of(key)
+    has_calls = {p for p in parent.values() if p is not None}
+    order = {key: i for i, key in enumerate(parent)}
+    return _Calls({k: kinds.get(k, "") for k in parent}, parent, level, has_calls, order)
+
+
+def _box_of(key: str, depth: int, calls: _Calls) -> str | None:
+    """The call whose box a node made in call *key* goes into at *depth*; None: drawn as it is."""
+    if calls.level[key] >= depth:
+        chain = [key]
+        while (p := calls.parent[chain[-1]]) is not None:
+            chain.append(p)
+        return next(k for k in reversed(chain) if calls.level[k] >= depth)
+    return None if key in calls.has_calls else key  # a module that calls no other stays one box
+
+
+def _short_op(op: str) -> str:
+    """``AddmmBackward0`` -> ``Addmm``."""
+    head, _, tail = op.rpartition("Backward")
+    return head if head and (not tail or tail.isdigit()) else op
+
+
+def fold(
+    graph: Graph,
+    owners: dict[int, str],
+    kinds: dict[str, str],
+    depth: int | None = None,
+    parents: dict[str, str | None] | None = None,
+) -> Graph:
+    """*graph* with the nodes each module call made folded into one box.
+
+    owners
+        graph node id -> the key of the innermost module call that made it (``net.0``;
+        ``cell#2`` for a module's second call): :func:`.modules.owner_of_nodes` through
+        :attr:`Graph.sources` (:func:`.modules.fold_graph` does both).
+    kinds
+        call key -> the module's type name (``Linear``).
+    depth
+        which calls become boxes. Calls are counted from the cell: the call of a model variable
+        (``net(x)``) is level 0, the calls it makes level 1, theirs level 2; a submodule called
+        directly (``net.0(x)``) is level 1. At depth *d* every node made in a call of level
+        *d* or deeper goes into the box of its level-*d* call (or of the outermost call it is in,
+        if that is deeper); a node made directly in a shallower call (the model's own
+        ``torch.relu`` between two layers) stays as it is, unless that call made no module calls
+        itself (a ``Linear`` variable is still one box). ``None`` is 1: one box per layer of
+        ``net = nn.Sequential(...)`` (``net.0 (Linear)``, ``net.1 (Tanh)``, ...); 2 one level
+        deeper; 0 one box per model. For no folding at all (``--graph full``) do not fold.
+    parents
+        call key -> the key of the call it was made from (None: the cell); without it, read
+        from the dotted names.
+
+    Then blocks of one type and the same make-up, chained one after another (``layers.0``,
+    ``layers.1``, ... each reading the one before, or one module called several times in a row),
+    fold into one box from :data:`MIN_RUN` on: ``layers.0–11 (TransformerEncoderLayer) × 12``.
+
+    A box lists the named tensors the cell computed in it (the output), its ops (``2 ops: Addmm,
+    T``) and the module's parameters (``weight (32, 8) · grad …``: the leaves the module owns go
+    inside its box; the cell's own leaves and ops stay outside). Edges between boxes appear once.
+    A box that would put the graph in a loop (a module reading a tensor made outside it by a
+    path that passes through it) is not folded."""
+    if not owners or not graph.nodes:
+        return graph
+    want = 1 if depth is None else max(0, depth)
+    calls = _calls(set(owners.values()), kinds, parents)
+    position = {n.id: i for i, n in enumerate(graph.nodes)}
+    by_id = {n.id: n for n in graph.nodes}
+    group: dict[int, str] = {}  # node id -> box key
+    for node in graph.nodes:
+        key = owners.get(node.id)
+        if key is not None:
+            box = _box_of(key, want, calls)
+            if box is not None:
+                group[node.id] = box
+    _shared_leaves_out(graph, group, by_id)
+    _break_loops(graph, group)
+    boxes: dict[str, list[int]] = {}
+    for node in graph.nodes:
+        if node.id in group:
+            boxes.setdefault(group[node.id], []).append(node.id)
+    runs = _runs(graph, group, boxes, calls, by_id)
+    # the new nodes, in the order of their first node (the output's first)
+    members: dict[Any, list[int]] = {}
+    run_of = {key: first for first, run in runs.items() for key in run}
+    for node in graph.nodes:
+        key = group.get(node.id)
+        gkey: Any = node.id if key is None else ("box", run_of.get(key, key))
+        members.setdefault(gkey, []).append(node.id)
+    ordered = sorted(members, key=lambda g: position[members[g][0]])
+    new_id = {g: i for i, g in enumerate(ordered)}
+    names = _box_names(ordered, runs, calls)
+    nodes: list[Node] = []
+    sources: dict[int, int] = {}
+    for g in ordered:
+        if not isinstance(g, tuple):
+            nodes.append(_copy(by_id[g], new_id[g]))
+            if g in graph.sources:
+                sources[new_id[g]] = graph.sources[g]
+            continue
+        first = g[1]
+        keys = runs.get(first, [first])
+        nodes.append(_make_box(new_id[g], names[first], keys, boxes, calls, by_id))
+    gid = {n: new_id[g] for g, ids in members.items() for n in ids}
+    edges: list[tuple[int, int]] = []
+    found: dict[tuple[int, int], list[str | None]] = {}
+    for k, (a, b) in enumerate(graph.edges):
+        edge = (gid[a], gid[b])
+        if edge[0] == edge[1]:
+            continue
+        if edge not in found:
+            found[edge] = []
+            edges.append(edge)
+        found[edge].append(graph.label(k))
+    labels = [found[e][0] if len(found[e]) == 1 else None for e in edges]
+    return Graph(nodes, edges, labels if any(labels) else [], sources)
+
+
+def _copy(node: Node, new: int) -> Node:
+    from dataclasses import replace
+
+    return replace(node, id=new, extra=list(node.extra))
+
+
+def _shared_leaves_out(graph: Graph, group: dict[int, str], by_id: dict[int, Node]) -> None:
+    """A parameter also used outside its module's box (a module called several times, tied
+    weights) is drawn as a leaf of its own, not inside the box of the call that met it first."""
+    for a, b in graph.edges:
+        if b in group and by_id[b].kind == "leaf" and group.get(a) != group[b]:
+            del group[b]
+
+
+def _group_edges(graph: Graph, group: dict[int, Any]) -> dict[Any, set[Any]]:
+    out: dict[Any, set[Any]] = {}
+    for n in graph.nodes:
+        out.setdefault(group.get(n.id, n.id), set())
+    for a, b in graph.edges:
+        ga, gb = group.get(a, a), group.get(b, b)
+        if ga != gb:
+            out[ga].add(gb)
+    return out
+
+
+def _in_loops(out: dict[Any, set[Any]]) -> set[Any]:
+    """The groups on or between loops: what is left after peeling sources and sinks off."""
+    indegree = dict.fromkeys(out, 0)
+    back: dict[Any, set[Any]] = {g: set() for g in out}
+    for a, bs in out.items():
+        for b in bs:
+            indegree[b] += 1
+            back[b].add(a)
+    outdegree = {g: len(bs) for g, bs in out.items()}
+    left = set(out)
+    for degree, nxt in ((indegree, out), (outdegree, back)):
+        queue = deque(g for g in left if degree[g] == 0)
+        while queue:
+            g = queue.popleft()
+            left.discard(g)
+            for h in nxt[g]:
+                degree[h] -= 1
+                if degree[h] == 0 and h in left:
+                    queue.append(h)
+    return left
+
+
+def _break_loops(graph: Graph, group: dict[int, Any]) -> None:
+    """Unfold the boxes that would make a loop (the drawing needs the graph to stay acyclic)."""
+    for _ in range(len(set(group.values())) + 1):
+        left = _in_loops(_group_edges(graph, group))
+        bad = {g for g in left if not isinstance(g, int)}
+        if not bad:
+            return
+        for n in [n for n, g in group.items() if g in bad]:
+            del group[n]
+
+
+def _signature(
+    key: str, ids: list[int], by_id: dict[int, Node], made: dict[str, list[str]], calls: _Calls
+) -> Any:
+    """What makes blocks the same: the types of the calls made inside, in order, and the
+    parameters (names and shapes). Not the ops: a first block whose input needs no grad has
+    fewer backward nodes than the others."""
+
+    def tree(k: str) -> tuple[Any, ...]:
+        return (calls.kinds[k], tuple(tree(c) for c in made.get(k, [])))
+
+    prefix = _plain(key)
+    params = sorted(
+        (_relative(by_id[i].name, prefix), by_id[i].shape or "") for i in ids if by_id[i].kind == "leaf"
+    )
+    return tree(key), tuple(params)
+
+
+def _relative(name: str | None, prefix: str) -> str:
+    name = name or ""
+    return name[len(prefix) + 1 :] if name.startswith(prefix + ".") else name
+
+
+def _runs(
+    graph: Graph, group: dict[int, str], boxes: dict[str, list[int]], calls: _Calls, by_id: dict[int, Node]
+) -> dict[str, list[str]]:
+    """Repeated blocks chained one after another: first box key -> the keys of the run."""
+    series: dict[tuple[Any, ...], list[tuple[int, str]]] = {}
+    plain_count: dict[str, int] = {}
+    for key in boxes:
+        plain_count[_plain(key)] = plain_count.get(_plain(key), 0) + 1
+    for key in boxes:
+        name, kind, parent = _plain(key), calls.kinds[key], calls.parent[key]
+        if plain_count[name] > 1:  # one module called again and again
+            series.setdefault(("call", parent, kind, name), []).append((_call_number(key), key))
+            continue
+        base, _, index = name.rpartition(".")
+        if base and index.isdigit():  # layers.0, layers.1, ...
+            series.setdefault(("num", parent, kind, base), []).append((int(index), key))
+    runs: dict[str, list[str]] = {}
+    edges = _group_edges(graph, group)
+    made: dict[str, list[str]] = {}  # call key -> the calls made from it, in order
+    for k, p in calls.parent.items():
+        if p is not None:
+            made.setdefault(p, []).append(k)
+    for items in series.values():
+        if len(items) < MIN_RUN:
+            continue
+        items.sort()
+        signature = {k: _signature(k, boxes[k], by_id, made, calls) for _, k in items}
+        run = [items[0][1]]
+        for (i, prev), (j, key) in itertools.pairwise(items):
+            if j == i + 1 and signature[key] == signature[prev] and prev in edges.get(key, ()):
+                run.append(key)
+                continue
+            _keep_run(run, runs, graph, group)
+            run = [key]
+        _keep_run(run, runs, graph, group)
+    return runs
+
+
+def _keep_run(run: list[str], runs: dict[str, list[str]], graph: Graph, group: dict[int, str]) -> None:
+    if len(run) < MIN_RUN:
+        return
+    members = set(run)
+    merged = {n: (run[0] if g in members else g) for n, g in group.items()}
+    if _in_loops(_group_edges(graph, merged)):
+        return
+    runs[run[0]] = run
+    group.update(merged)
+
+
+def _box_names(ordered: list[Any], runs: dict[str, list[str]], calls: _Calls) -> dict[str, str]:
+    """Each box's title name: ``net.0``; ``layers.0–11`` for a run; ``cell #2`` where one module's
+    calls make several boxes (numbered in forward order among the boxes shown)."""
+    names: dict[str, str] = {}
+    same: dict[str, list[str]] = {}
+    for g in ordered:
+        if not isinstance(g, tuple):
+            continue
+        first = g[1]
+        run = runs.get(first)
+        if run is not None and _plain(run[0]) != _plain(run[-1]):
+            base = _plain(run[0]).rpartition(".")[0]
+            names[first] = f"{base}.{_plain(run[0]).rpartition('.')[2]}–{_plain(run[-1]).rpartition('.')[2]}"
+            continue
+        names[first] = _plain(first)
+        same.setdefault(_plain(first), []).append(first)
+    for keys in same.values():
+        if len(keys) > 1:
+            for k, key in enumerate(sorted(keys, key=lambda key: calls.order[key]), 1):
+                names[key] = f"{names[key]} #{k}"
+    return names
+
+
+def _param_order(params: list[Node], prefix: str) -> list[Node]:
+    """Parameters module by module in forward order (the graph lists them from the output back),
+    a submodule's next to its parent's (``self_attn.in_proj_weight``, ``self_attn.out_proj.weight``),
+    in each module the weights before the biases."""
+    rank: dict[str, int] = {}
+    for p in reversed(params):
+        path = _relative(p.name, prefix).split(".")[:-1]
+        for k in range(1, len(path) + 1):
+            rank.setdefault(".".join(path[:k]), len(rank))
+
+    def key(p: Node) -> tuple[Any, ...]:
+        *path, last = _relative(p.name, prefix).split(".")
+        return (*(rank[".".join(path[: k + 1])] for k in range(len(path))), -1, "bias" in last)
+
+    return sorted(params, key=key)
+
+
+def _make_box(
+    new: int, name: str, keys: list[str], boxes: dict[str, list[int]], calls: _Calls, by_id: dict[int, Node]
+) -> Box:
+    first = boxes[keys[0]]
+    inside = [i for key in keys for i in boxes[key]]
+    counts = {sum(1 for i in boxes[key] if by_id[i].kind != "leaf") for key in keys}
+    each = len(keys) > 1 and len(counts) == 1  # blocks alike down to their ops: "each: 3 ops"
+    lines = []
+    for i in inside:  # the tensors the cell named (the output first)
+        n = by_id[i]
+        if n.kind in ("output", "named") and n.name:
+            line = f"→ {n.name}" + (f" = {n.data}" if n.data is not None else "")
+            lines.append(line + (f" · grad {n.grad}" if n.grad is not None else ""))
+    counted = first if each or len(keys) == 1 else inside
+    ops = [by_id[i].op for i in reversed(counted) if by_id[i].kind != "leaf"]  # forward order
+    if ops:
+        kinds = list(dict.fromkeys(_short_op(op) for op in ops))
+        text = _word("fold.op") if len(ops) == 1 else _word("fold.ops", count=len(ops))
+        if len(kinds) <= MAX_OP_NAMES:
+            text = _word("fold.named_ops", ops=text, names=", ".join(kinds))
+        lines.append(_word("fold.each", text=text) if each else text)
+    prefix = _plain(keys[0])
+    params = _param_order([by_id[i] for i in first if by_id[i].kind == "leaf"], prefix)
+    shown = params if len(params) <= MAX_PARAM_LINES else params[: MAX_PARAM_LINES - 1]
+    for p in shown:
+        line = " ".join(s for s in (_relative(p.name, prefix), p.shape) if s)
+        if len(keys) == 1 and p.grad is not None:
+            line += f" · grad {p.grad}"
+        lines.append(line)
+    if len(shown) < len(params):
+        lines.append(_word("fold.more_params", count=len(params) - len(shown)))
+    kind = calls.kinds[keys[0]]
+    return Box(new, "module", kind, name, extra=lines, repeat=len(keys), calls=list(keys), members=inside)

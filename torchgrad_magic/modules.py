@@ -1,0 +1,354 @@
+"""Which ``nn.Module`` call made each backward node (``--graph`` on a model; ``--steps``).
+
+:class:`ModuleTracker` records every module forward call while a cell runs, with PyTorch's public
+global hooks (``register_module_forward_pre_hook`` / ``register_module_forward_hook``): the module,
+the autograd nodes of its tensor inputs and outputs, who called it, in what order. The hooks return
+None (the user's outputs are untouched) and are removed when the ``with`` block ends, also on an
+exception.
+
+Afterwards :func:`owner_of_nodes` tells, for each backward node made inside a module call, the
+innermost call it belongs to, and :func:`fold_graph` folds a :class:`.graph.Graph` into one box
+per module call (:func:`.graph.fold`). The order matters, because an autograd node's Python object,
+and so its ``id()``, only lives while something holds it::
+
+    with ModuleTracker() as tracker:
+        ...  # the cell
+    owners = owner_of_nodes(tracker.calls, module_names(namespace))  # holds the nodes it names
+    built = graph.build(...)  # Graph.sources: graph node id -> id(autograd node)
+    folded = fold_graph(built, owners, depth)  # depth None/1: children of the model; "full": no fold
+    tracker.clear()
+    del owners  # the model's autograd nodes are held up to here only
+
+A call key names one call: the module's qualified name (``net.0``,
+``model.encoder.layers.3.self_attn``); the module's second, third, ... call in the cell gets
+``#2``, ``#3`` (``cell#2``), so that a module called in a loop folds into one box per call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn.modules import module as _nn_module
+
+MAX_CALLS = 20_000  # calls kept; past it the oldest half is dropped (long training loops)
+MAX_ITEMS = 256  # tensors looked at in one call's arguments or output
+MAX_NESTING = 4  # containers inside containers looked into
+CALL_MARK = "#"  # "cell#2": the second call of cell
+
+
+@dataclass(eq=False)
+class ModuleCall:
+    """One forward call of a module."""
+
+    order: int  # when it started (0, 1, ...): outer calls before the calls they make
+    module: torch.nn.Module  # held until ModuleTracker.clear(): a module made in the cell may be gone by then
+    kind: str  # the module's type name: Linear, TransformerEncoderLayer
+    parent: ModuleCall | None  # the call this one was made from
+    inputs: list[Any] = field(default_factory=list)  # grad_fn of tensor arguments
+    leaves: list[torch.Tensor] = field(default_factory=list)  # tensor arguments that are leaves with grad
+    outputs: list[Any] = field(default_factory=list)  # grad_fn of tensor outputs (flattened)
+    children: int = 0  # calls made from this one
+
+
+class ModuleTracker:
+    """Records every ``nn.Module`` forward call made (on this thread) inside the ``with`` block.
+
+    ``calls`` lists the finished calls whose output is part of an autograd graph, in the order
+    they finished (a call's inner calls come before it). They hold autograd nodes, and so the
+    graphs: :meth:`clear` when done."""
+
+    def __init__(self, limit: int = MAX_CALLS) -> None:
+        self.calls: list[ModuleCall] = []
+        self.started = 0  # calls seen
+        self.dropped = 0  # calls dropped past *limit*
+        self._limit = limit
+        self._stack: list[ModuleCall] = []
+        self._handles: list[Any] = []
+        self._thread: int | None = None
+
+    def __enter__(self) -> ModuleTracker:
+        self._thread = threading.get_ident()
+        pre = _nn_module.register_module_forward_pre_hook(self._pre)
+        try:
+            post = _nn_module.register_module_forward_hook(self._post, with_kwargs=True, always_call=True)
+        except BaseException:
+            pre.remove()
+            raise
+        self._handles = [pre, post]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+            _forget_kwargs_flag(handle.id)
+        self._stack.clear()
+
+    def clear(self) -> None:
+        """Drop every record (and with them the autograd nodes they hold)."""
+        self.calls = []
+        self._stack.clear()
+
+    # ---- the hooks: they never raise and always return None ----------------------
+    def _pre(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if threading.get_ident() != self._thread:
+            return None
+        try:
+            parent = self._stack[-1] if self._stack else None
+            call = ModuleCall(self.started, module, type(module).__name__, parent)
+            self.started += 1
+            _collect(args, call.inputs, call.leaves)
+            if parent is not None:
+                parent.children += 1
+            self._stack.append(call)
+        except Exception:  # pragma: no cover - a record lost, the user's call goes on
+            pass
+        return None
+
+    def _post(self, module: torch.nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
+        # rest: (kwargs, output) after a forward; (output,) when the forward raised (always_call)
+        if threading.get_ident() != self._thread or not self._stack:
+            return None
+        try:
+            call = self._stack[-1]
+            if call.module is not module:  # its pre-hook never ran (another hook raised first)
+                return None
+            self._stack.pop()
+            if len(rest) != 2:
+                return None
+            kwargs, output = rest
+            if kwargs:
+                _collect(kwargs, call.inputs, call.leaves)
+            _collect(output, call.outputs, None)
+            if call.outputs:
+                self.calls.append(call)
+                if len(self.calls) > self._limit:
+                    drop = len(self.calls) // 2
+                    del self.calls[:drop]
+                    self.dropped += drop
+        except Exception:  # pragma: no cover
+            pass
+        return None
+
+
+def _forget_kwargs_flag(hook_id: int) -> None:
+    """PyTorch (2.1 to 2.13 at least) leaves a global forward hook's ``with_kwargs`` flag behind
+    when its handle is removed: ``torch.nn.modules.module._has_any_global_hook()`` then stays
+    true, and every later ``torch.compile(module)`` call warns about global hooks. Drop it."""
+    flags = getattr(_nn_module, "_global_forward_hooks_with_kwargs", None)
+    if isinstance(flags, dict) and hook_id not in getattr(_nn_module, "_global_forward_hooks", {}):
+        flags.pop(hook_id, None)
+
+
+def _collect(value: Any, nodes: list[Any], leaves: list[torch.Tensor] | None) -> None:
+    """The grad_fn of every tensor in *value* (tensors, tuples, lists, dicts, nested a little) into
+    *nodes*; leaf tensors that require grad into *leaves*."""
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while todo and seen < MAX_ITEMS:
+        item, depth = todo.pop()
+        seen += 1
+        if isinstance(item, torch.Tensor):
+            fn = item.grad_fn
+            if fn is not None:
+                nodes.append(fn)
+            elif leaves is not None and item.requires_grad:
+                leaves.append(item)
+        elif depth < MAX_NESTING:
+            if isinstance(item, tuple | list):
+                todo.extend((v, depth + 1) for v in item)
+            elif isinstance(item, dict):
+                todo.extend((v, depth + 1) for v in item.values())
+
+
+# ---------------------------------------------------------------------------
+# names
+# ---------------------------------------------------------------------------
+def module_names(namespace: dict[str, Any]) -> dict[int, str]:
+    """``id(module) -> qualified name`` for every module reachable from the namespace's
+    ``nn.Module`` variables: ``net``, ``net.0``, ``model.encoder.layers.3.self_attn``. A module
+    under two names (shared, or two variables) keeps the first."""
+    names: dict[int, str] = {}
+    for var, value in list(namespace.items()):
+        if var.startswith("_") or not isinstance(value, torch.nn.Module):
+            continue
+        for qual, sub in value.named_modules():
+            names.setdefault(id(sub), f"{var}.{qual}" if qual else var)
+    return names
+
+
+class NodeOwners(dict[int, str]):
+    """``id(autograd node) -> call key`` of the innermost module call that made it, plus what
+    :func:`.graph.fold` needs about the calls (in the order they started):
+
+    kinds
+        call key -> the module's type name (``Linear``)
+    parents
+        call key -> the key of the call it was made from (None: called from the cell)
+    params
+        id(AccumulateGrad node) -> the parameter's qualified name (``net.0.weight``)
+
+    It holds the autograd nodes it names, so their ids stay valid: keep it until the graph is
+    built and folded, then let it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: dict[str, str] = {}
+        self.parents: dict[str, str | None] = {}
+        self.params: dict[int, str] = {}
+        self.held: dict[int, Any] = {}  # id(node) -> the node: keeps the ids valid
+
+
+def call_keys(calls: Iterable[ModuleCall], names: dict[int, str]) -> dict[ModuleCall, str]:
+    """A key per call (and per call they were made from): the module's qualified name, ``#2``,
+    ``#3`` for its later calls. A module no variable reaches is named from the call it was made
+    from (``net.3.inner``) or by its type (``Linear``)."""
+    every: dict[int, ModuleCall] = {}
+    for call in calls:
+        c: ModuleCall | None = call
+        while c is not None and id(c) not in every:
+            every[id(c)] = c
+            c = c.parent
+    ordered = sorted(every.values(), key=lambda c: c.order)  # parents before their calls
+    subnames: dict[int, dict[int, str]] = {}  # per parent module: id(submodule) -> its relative name
+    plain: dict[int, str] = {}  # id(call) -> qualified name
+    for call in ordered:
+        module = call.module
+        name = names.get(id(module))
+        if name is None:
+            name = call.kind
+            parent = call.parent
+            if parent is not None:
+                parent_module = parent.module
+                known = subnames.get(id(parent_module))
+                if known is None:
+                    known = {id(m): q for q, m in parent_module.named_modules() if q}
+                    subnames[id(parent_module)] = known
+                if id(module) in known:
+                    name = f"{plain[id(parent)]}.{known[id(module)]}"
+        plain[id(call)] = name
+    keys: dict[ModuleCall, str] = {}
+    count: dict[str, int] = {}
+    for call in ordered:
+        name = plain[id(call)]
+        count[name] = count.get(name, 0) + 1
+        keys[call] = name if count[name] == 1 else f"{name}{CALL_MARK}{count[name]}"
+    return keys
+
+
+# ---------------------------------------------------------------------------
+# ownership
+# ---------------------------------------------------------------------------
+def owner_of_nodes(calls: list[ModuleCall], names: dict[int, str]) -> NodeOwners:
+    """The innermost module call each backward node was made in.
+
+    A call owns the nodes reachable backwards from its outputs, stopping at its inputs (the
+    grad_fn of its tensor arguments, and leaf arguments) and at nodes owned by calls that are not
+    inside it (an earlier layer's output it reads); the ``AccumulateGrad`` nodes of the module's
+    own parameters (its submodules' included) belong to it too, also one it hands to an inner
+    call as an argument; other leaves stay the cell's. Calls are taken in the order
+    they finished, so an inner call claims its nodes first; an outer call then steps over an
+    inner call's part in one jump, from its outputs to its inputs: the cost is linear in the size
+    of the graphs."""
+    owners = NodeOwners()
+    keys = call_keys(calls, names)
+    for call, key in sorted(keys.items(), key=lambda kv: kv[0].order):
+        owners.kinds[key] = call.kind
+        owners.parents[key] = keys[call.parent] if call.parent is not None else None
+    owner: dict[int, ModuleCall] = {}  # id(node) -> innermost call
+    passed: dict[int, list[Any]] = {}  # id(call) -> the AccumulateGrad nodes it met and left (not its own)
+    params: dict[int, dict[int, str]] = {}  # id(module) -> id(parameter) -> name (submodules' too)
+    for call in calls:
+        key = keys[call]
+        module = call.module
+        own = params.get(id(module))
+        if own is None:
+            own = {}
+            for pname, param in module.named_parameters(remove_duplicate=False):
+                own.setdefault(id(param), pname)
+            params[id(module)] = own
+        stop = {id(fn) for fn in call.inputs}
+        leaves = {id(t) for t in call.leaves}
+        jumped: set[int] = set()
+        todo = list(call.outputs)
+        while todo:
+            fn = todo.pop()
+            node = id(fn)
+            if node in stop:
+                continue
+            prior = owner.get(node)
+            if prior is not None:
+                if prior is not call:
+                    inner = _child_of(prior, call)
+                    if inner is not None and id(inner) not in jumped:  # step over the inner call
+                        jumped.add(id(inner))
+                        todo.extend(inner.inputs)
+                        todo.extend(passed.get(id(inner), ()))  # a parameter handed to it, maybe ours
+                continue
+            if type(fn).__name__ == "AccumulateGrad":
+                variable = getattr(fn, "variable", None)
+                if variable is not None and id(variable) in own and id(variable) not in leaves:
+                    owner[node] = call
+                    owners[node] = key
+                    owners.params[node] = f"{_plain(key)}.{own[id(variable)]}"
+                    owners.held[node] = fn
+                else:
+                    passed.setdefault(id(call), []).append(fn)
+                continue
+            owner[node] = call
+            owners[node] = key
+            owners.held[node] = fn
+            todo.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
+    return owners
+
+
+def _child_of(inner: ModuleCall, outer: ModuleCall) -> ModuleCall | None:
+    """The call made directly from *outer* that *inner* is (or is inside); None if none is."""
+    c = inner
+    while c.parent is not None:
+        if c.parent is outer:
+            return c
+        c = c.parent
+    return None
+
+
+def _plain(key: str) -> str:
+    name, mark, count = key.rpartition(CALL_MARK)
+    return name if mark and count.isdigit() else key
+
+
+def fold_graph(graph: Any, owners: NodeOwners, depth: int | str | bool | None = None) -> Any:
+    """*graph* (from :func:`.graph.build`, while *owners* is alive) folded one box per module
+    call at *depth* (:func:`.graph.fold`): ``None``/``True`` the default (1: one box per layer of
+    the model), an int, ``"full"`` not folded (*graph* itself). A parameter the graph has no
+    name for is named as its model names it (``net.0.weight``)."""
+    from dataclasses import replace
+
+    from .graph import Graph, fold
+
+    if depth == "full" or not owners:
+        return graph
+    if depth is None or isinstance(depth, bool):
+        depth = None
+    elif isinstance(depth, str):
+        depth = int(depth)
+
+    ops = {n.id: n.op for n in graph.nodes}
+    # an id that names another node than the one drawn (the graph built before the owners were
+    # found, its nodes gone since) is left out rather than put in a wrong box
+    by_node = {
+        gid: owners[src]
+        for gid, src in graph.sources.items()
+        if src in owners and type(owners.held[src]).__name__ == ops.get(gid)
+    }
+    nodes = list(graph.nodes)
+    for i, node in enumerate(nodes):
+        qualified = owners.params.get(graph.sources.get(node.id, -1))
+        if qualified and node.kind == "leaf" and (not node.name or node.name.startswith("Parameter ")):
+            nodes[i] = replace(node, name=qualified)
+    named = Graph(nodes, graph.edges, graph.labels, graph.sources)
+    return fold(named, by_node, owners.kinds, depth, owners.parents)
