@@ -136,12 +136,18 @@ def test_big_graph_is_cut_and_stays_small():
     ET.fromstring(svg)
 
 
-def test_module_parameters_are_unnamed_leaves(run):
+def test_module_parameters_go_in_the_module_box(run):
     run.ns["net"] = torch.nn.Linear(2, 1)
     result = run("--wrt inp=[1.0, 2.0] --graph", "out = net(inp)")
     leaves = [n for n in result.graph.nodes if n.kind == "leaf"]
-    assert {n.name for n in leaves} == {"inp", "Parameter (1, 2)", "Parameter (1,)"}
-    assert all(n.grad is None for n in leaves if n.name != "inp")
+    assert {n.name for n in leaves} == {"inp"}
+    (box,) = [n for n in result.graph.nodes if n.kind == "module"]
+    text = " ".join(box.lines())
+    assert box.name.startswith("net") and "Linear" in text and "weight (1, 2)" in text and "bias (1,)" in text
+    assert "grad" not in text  # --wrt inp: the parameters get no grads
+    full = run("--wrt inp=[1.0, 2.0] --graph full", "out = net(inp)").graph
+    names = {n.name for n in full.nodes if n.kind == "leaf"}
+    assert names == {"inp", "net.weight", "net.bias"}  # unfolded: the parameters as the model names them
 
 
 # ---------------------------------------------------------------------------

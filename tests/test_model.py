@@ -186,3 +186,29 @@ def test_big_model_folds_per_module():
 def test_zh_model_table():
     text = str(grad(LOSS, namespace=namespace(), lang="zh"))
     assert "个参数的梯度" in text and "梯度范数" in text
+
+
+def test_graph_folds_a_model_per_layer_and_depth_unfolds(run):
+    if run.kind == "function":
+        run.ns.update(namespace())
+    else:
+        run.shell.run_cell(SETUP)
+    cell = LOSS + "\nloss.backward()"
+    boxes = [n.name for n in run("--graph", cell).graph.nodes if n.kind == "module"]
+    assert boxes == ["net.2", "net.1", "net.0"]  # from the loss back to the input, one box per layer
+    whole = [n.name for n in run("--graph 0", cell).graph.nodes if n.kind == "module"]
+    assert whole == ["net"]
+    full = run("--graph full", cell).graph
+    assert not [n for n in full.nodes if n.kind == "module"] and any(
+        n.op == "AddmmBackward0" for n in full.nodes
+    )
+    steps = run("--graph --steps", cell).graph
+    assert any(label for label in steps.labels)  # the flowing gradients label the folded edges too
+
+
+def test_graph_depth_errors(shell):
+    outcome = shell.run_cell("%%grad --wrt x=3 --graph 99\ny = x")
+    assert "--graph 99: use --graph" in str(outcome.error_in_exec)
+    outcome = shell.run_cell("%%grad --wrt x=3 --graph deep\ny = x")
+    assert "--graph deep" in str(outcome.error_in_exec)
+    assert shell.run_cell("1 + 1").result == 2

@@ -312,7 +312,16 @@ def run(
             if recorder is not None and isinstance(runner, ShellRunner):
                 runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
             before = {name: id(value) for name, value in ns.items()}
-            with observer, recorder if recorder is not None else contextlib.nullcontext():
+            tracker = None
+            if opts.graph is not None:  # which module made which node: a model folds into boxes
+                from .modules import ModuleTracker
+
+                tracker = ModuleTracker()
+            with (
+                observer,
+                recorder if recorder is not None else contextlib.nullcontext(),
+                tracker if tracker is not None else contextlib.nullcontext(),
+            ):
                 last_value = runner.run(source)
         try:
             assigned = names_assigned(tree, ns, before)
@@ -336,10 +345,12 @@ def run(
             if model is not None:
                 more = _flow(model, more, opts)
             graph = (
-                _graph(first, ns, opts.graph == "full", opts.digits, steps)
-                if opts.graph and first.output is not None
+                _graph(first, ns, opts.graph, opts.digits, steps, tracker)
+                if opts.graph is not None and first.output is not None
                 else None
             )
+            if tracker is not None:
+                tracker.clear()
         except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
             raise GradError(t("err.report_interrupted")) from None
         result = GradResult.assemble(first, more, graph, opts, language, steps, model)
@@ -395,12 +406,18 @@ def _steps(first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts:
     return steps.build(tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad)
 
 
-def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int, steps: Any = None) -> Any:
+def _graph(
+    first: Any, ns: dict[str, Any], kind: Any, digits: int, steps: Any = None, tracker: Any = None
+) -> Any:
     from . import graph
 
     named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_")}
     named.update(first.leaves)
     names = {id(v): n for n, v in reversed(list(named.items()))}
+    from .model import parameters_in
+
+    for key, entries in parameters_in(ns).items():  # a model's parameters, as the model names them
+        names.setdefault(key, entries[0][0])
     names[id(first.output)] = first.output_name
     grads: dict[int, torch.Tensor | None] = {id(first.leaves[n]): g for n, g in first.grads.items()}
     for row in first.rows:
@@ -415,10 +432,19 @@ def _graph(first: Any, ns: dict[str, Any], full: bool, digits: int, steps: Any =
         from .steps import graph_flow
 
         flow = graph_flow(first.trace, digits)
-    built = graph.build(first.output, first.output_name, names, tensors, grads, full, digits, flow)
+    owners = None
+    if tracker is not None and tracker.calls:  # before build: the owners keep the nodes (and their ids)
+        from . import modules
+
+        owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+    built = graph.build(first.output, first.output_name, names, tensors, grads, kind == "full", digits, flow)
     for node in built.nodes:  # leaves as they were when the grads were computed, as in the table
         if node.kind == "leaf" and node.name in first.values and node.data is not None:
             node.data = fmt.values(first.values[node.name], digits)
+    if owners:
+        from . import modules
+
+        built = modules.fold_graph(built, owners, None if kind == "simple" else kind)
     return built
 
 

@@ -43,6 +43,13 @@ def _choice(flag: str, choices: list[str]) -> Callable[[str], str]:
     return check
 
 
+def _graph_kind(value: str) -> str:
+    """``--graph``, ``--graph full`` or ``--graph 2`` (how deep a model's modules unfold)."""
+    if value in ("simple", "full") or (value.isdigit() and int(value) <= 20):
+        return value
+    raise GradError(t("graph.bad", value=value))
+
+
 def _integer(flag: str) -> Callable[[str], int]:
     def check(value: str) -> int:
         try:
@@ -83,7 +90,7 @@ class GradMagic(Magics):
         False, help="Draw the function and its derivative under every cell (a cell's --no-plot wins)."
     ).tag(config=True)
 
-    def __init__(self, shell=None, **kwargs):
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         document(self.language)
 
@@ -112,8 +119,8 @@ class GradMagic(Magics):
         "--graph",
         nargs="?",
         const="simple",
-        type=_choice("--graph", ["simple", "full"]),
-        metavar="{simple,full}",
+        type=_graph_kind,
+        metavar="{simple,full,DEPTH}",
         help=_help("graph"),
     )
     @argument("--steps", action="store_true", help=_help("steps"))

@@ -654,8 +654,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     },
     "help.graph": {
         "en": "the backward graph from the output to the leaves with names, values and grads (--graph full: "
-        "also what each node saved)",
-        "zh": "从输出到叶子的反向计算图，标出名字、数值和梯度 （--graph full： 另加每个节点保存的值）",
+        "also what each node saved; a model's modules are folded into one box per layer, --graph 2 unfolds "
+        "one level deeper, --graph full shows every operation)",
+        "zh": "从输出到叶子的反向计算图，标出名字、数值和梯度 （--graph full： 另加每个节点保存的值；"
+        "模型的每一层折叠成一个方框，--graph 2 再展开一层，--graph full 显示每个运算）",
     },
     "help.times_input": {
         "en": "add a grad×input column (an input-sensitivity score)",
@@ -807,8 +809,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "graph.more": {"en": "… {count} more nodes", "zh": "…… 另有 {count} 个节点"},
     "graph.freed": {"en": "(freed by backward())", "zh": "（已被 backward() 释放）"},
     "graph.bad": {
-        "en": "--graph {value}: use --graph (names, values, grads) or --graph full (also what each node saved)",
-        "zh": "--graph {value}：请用 --graph（名字、数值、梯度）或 --graph full（另加每个节点保存的值）",
+        "en": "--graph {value}: use --graph (names, values, grads), --graph full (also what each node saved) "
+        "or --graph N (a model's modules unfolded N levels deep, 0 to 20)",
+        "zh": "--graph {value}：请用 --graph（名字、数值、梯度）、--graph full（另加每个节点保存的值）"
+        "或 --graph N（模型的模块展开 N 层，0 到 20）",
     },
     # ---- plots -----------------------------------------------------------
     "plot.tangent": {

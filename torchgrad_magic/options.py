@@ -21,7 +21,8 @@ class GradOptions:
     """Everything ``%%grad`` can be asked for (see ``%%grad?`` and the README).
 
     ``wrt`` is a string (``"u=3 v=4"``), a list of such strings or a mapping
-    ``{"x": 3.0}``; ``graph`` is ``None``, ``"simple"`` or ``"full"``;
+    ``{"x": 3.0}``; ``graph`` is ``None``, ``"simple"``, ``"full"`` or a depth (an int: how far
+    a model's modules are unfolded; ``"simple"`` is one box per layer);
     ``plot_range`` is ``"a:b"`` or ``(a, b)``; ``expect`` is ``"38"``,
     ``"u=43 v=20"`` or a list of such items.
     """
@@ -44,7 +45,7 @@ class GradOptions:
     symbolic: bool = False
     expect: Any = None
     times_input: bool = False
-    graph: str | None = None
+    graph: str | bool | None = None  # True means "simple"
     steps: bool = False
 
     def validated(self) -> GradOptions:
@@ -52,8 +53,13 @@ class GradOptions:
         order = self.order
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 10:
             raise GradError(t("calc.bad_order", order=order))
-        graph = "simple" if self.graph is True else (self.graph or None)
-        if graph not in (None, *GRAPH_KINDS):
+        graph = (
+            "simple" if self.graph is True else (self.graph if self.graph not in (None, False, "") else None)
+        )
+        if isinstance(graph, str) and graph.isdigit():
+            graph = int(graph)
+        depth = isinstance(graph, int) and not isinstance(graph, bool) and 0 <= graph <= 20
+        if graph not in (None, *GRAPH_KINDS) and not depth:
             raise GradError(t("graph.bad", value=self.graph))
         plot = bool(self.plot) or self.save is not None or self.plot_range is not None
         return dataclasses.replace(self, graph=graph, plot=plot)
