@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint lab bench clean system-packages
+.PHONY: demo test lint lab bench clean system-packages compat smoke
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) examples/run_demo.py
 
-test: $(STAMP) system-packages lint
+test: $(STAMP) system-packages lint smoke
 	$(PY) -m pytest -n 2 -q
+
+# The built wheel in a fresh venv (no dev extras, constraints.txt pins, torch 2.13.0 from this
+# machine's disk): %load_ext, the tutorial cells, --plot/--graph/--symbolic, one kernel run.
+smoke:
+	$(PYTHON) scripts/compat.py --only pinned
+
+# The compatibility matrix (README: "Supported versions"); FULL=1 adds Python 3.10/3.12/3.13
+# (multi-GB CUDA wheels of torch from the registry); OLDER=1 torch releases below the floor.
+compat:
+	$(PYTHON) scripts/compat.py $(if $(FULL),--full) $(if $(OLDER),--older)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab examples
@@ -28,9 +38,10 @@ system-packages:
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build examples/*.executed.ipynb .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist examples/*.executed.ipynb .pytest_cache .ruff_cache .hypothesis
