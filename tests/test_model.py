@@ -212,3 +212,20 @@ def test_graph_depth_errors(shell):
     outcome = shell.run_cell("%%grad --wrt x=3 --graph deep\ny = x")
     assert "--graph deep" in str(outcome.error_in_exec)
     assert shell.run_cell("1 + 1").result == 2
+
+
+def test_steps_on_a_model_are_per_layer():
+    result = grad(LOSS + "\nloss.backward()", namespace=namespace(), steps=True)
+    steps = result.steps
+    layers = [item for item in steps.shown() if type(item).__name__ == "Layer"]
+    assert [(layer.module, layer.kind) for layer in layers] == [
+        ("net.2", "Linear"),
+        ("net.1", "Tanh"),
+        ("net.0", "Linear"),
+    ]
+    text = steps.to_text()
+    assert "∂loss/∂weight = gᵀ·b" in text and "→ net.2.weight.grad" in text and "d = c − target" in text
+    sent = {e.to: e.sent for layer in layers for e in layer.leaving}
+    for name in ("net.0.weight", "net.2.bias"):
+        torch.testing.assert_close(sent[name], result.grads[name])
+    assert len(steps.shown()) == 6  # mean, pow, sub, then three layers: not every scalar op

@@ -313,7 +313,7 @@ def run(
                 runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
             before = {name: id(value) for name, value in ns.items()}
             tracker = None
-            if opts.graph is not None:  # which module made which node: a model folds into boxes
+            if opts.graph is not None or opts.steps:  # which module made which node: a model's layers
                 from .modules import ModuleTracker
 
                 tracker = ModuleTracker()
@@ -336,7 +336,7 @@ def run(
                 opts.steps,
                 owned,
             )
-            steps = _steps(first, ns, owned, recorder, opts) if opts.steps else None
+            steps = _steps(first, ns, owned, recorder, opts, tracker) if opts.steps else None
             model = _model(first, ns, opts)
             from .extras import extras
 
@@ -387,7 +387,9 @@ def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
     return dataclasses.replace(more, notes=tuple(notes), figure=figure if figure is not None else more.figure)
 
 
-def _steps(first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions) -> Any:
+def _steps(
+    first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions, tracker: Any = None
+) -> Any:
     """``--steps``: the traced backward pass as steps (None when no pass was traced)."""
     from . import steps
 
@@ -403,7 +405,14 @@ def _steps(first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts:
         to_grad = set(first.call.leaves) if first.call.kind == "backward" else set()
     else:  # ours: only the --wrt leaves (ours) carry their grads
         to_grad = {n for n, leaf in first.leaves.items() if id(leaf) in owned}
-    return steps.build(tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad)
+    owners = None
+    if tracker is not None and tracker.calls:
+        from . import modules
+
+        owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+    return steps.build(
+        tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad, owners
+    )
 
 
 def _graph(

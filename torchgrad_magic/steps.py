@@ -228,6 +228,8 @@ class Step:
     edges: tuple[Edge, ...]
     routing: bool = False  # moves values around (view, index, expand, transpose): no arithmetic
     kink: bool = False  # relu/abs evaluated exactly at 0
+    module: str = ""  # the model's layer that made this node (net.2), when the cell called a model
+    module_kind: str = ""  # its type (Linear)
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,9 @@ class Steps:
             if isinstance(item, Fold):
                 rows.append(["…", item.text(), "", "", ""])
                 continue
+            if isinstance(item, Layer):
+                rows += self._layer_rows(item)
+                continue
             step = item
             arriving = self.d(self.output, step.name) + " = " + self._v(step.arriving)
             if step.parts:
@@ -311,6 +316,31 @@ class Steps:
                 if step.kink and k == 0:
                     local += " " + t("steps.kink")
                 rows.append([*(head if k == 0 else ["", "", ""]), local, sent])
+        return rows
+
+    def _layer_rows(self, layer: Layer) -> list[list[str]]:
+        """One layer of a model: the gradient arriving at its output, its rule, and what it sends
+        to its parameters and to the layer before."""
+        first = layer.steps[0]
+        index = f"{first.index}–{layer.steps[-1].index}" if len(layer.steps) > 1 else str(first.index)
+        head = [index, f"{layer.module} ({layer.kind})", first.forward]
+        rule = LAYER_RULES.get(layer.kind)
+        inputs = [n for n in layer.inputs if not n.startswith(layer.module + ".")]
+        x = inputs[0] if len(inputs) == 1 else "x"
+        local = (
+            rule.format(x=x).replace("∂L/", f"∂{self.output}/")
+            if rule
+            else ", ".join(dict.fromkeys(s.node for s in layer.steps))
+        )
+        rows = [[*head, local, self.d(self.output, first.name) + " = " + self._v(first.arriving)]]
+        for edge in layer.leaving:
+            target = edge.to.removeprefix(layer.module + ".") if edge.leaf else edge.to
+            sent = (
+                self.d(self.output, edge.to) + " = " + ("None" if edge.sent is None else self._v(edge.sent))
+            )
+            if edge.into_grad and edge.sent is not None:
+                sent += f" → {edge.to}.grad"
+            rows.append(["", "", "", f"→ {target}", sent])
         return rows
 
     def leaf_lines(self) -> list[str]:
@@ -350,10 +380,11 @@ class Steps:
         return [*self.forward[:HEAD], t("steps.more_lines", count=more), *self.forward[-(SHOWN - HEAD) :]]
 
     # ---- folding -------------------------------------------------------------
-    def shown(self) -> list[Step | Fold]:
+    def shown(self) -> list[Step | Fold | Layer]:
         """The steps to show: all of a short pass; of a long one the first and last ones,
-        the middle folded into repeated blocks ("AddBackward0, MulBackward0 × 4998")."""
-        steps = list(self.steps)
+        the middle folded into repeated blocks ("AddBackward0, MulBackward0 × 4998"). A model's
+        layer is one step of its own (its nodes together: what goes in, what comes out)."""
+        steps: list[Any] = _layers(list(self.steps))
         if len(steps) <= SHOWN:
             return list(steps)
         head, middle, tail = steps[:HEAD], steps[HEAD : len(steps) - (SHOWN - HEAD)], steps[-(SHOWN - HEAD) :]
@@ -388,6 +419,56 @@ class Steps:
         if self.cut:
             parts.append(f"<p>{esc(t('steps.cut', limit=TRACE_LIMIT))}</p>")
         return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The steps of one layer of a model, shown as one (``--steps`` on a model cell)."""
+
+    module: str
+    kind: str
+    steps: tuple[Step, ...]
+    inputs: tuple[str, ...]  # names of what went into the layer (not its parameters)
+    leaving: tuple[Edge, ...]  # the gradients the layer sent out: to its parameters, to the layer before
+
+
+# what a layer's backward computes, by the layer's type (g: the gradient arriving at its output)
+LAYER_RULES = {
+    "Linear": "∂L/∂weight = gᵀ·{x},  ∂L/∂bias = Σ g,  ∂L/∂{x} = g·weight",
+    "Tanh": "∂L/∂{x} = g·(1 − tanh²({x}))",
+    "Sigmoid": "∂L/∂{x} = g·σ({x})·(1 − σ({x}))",
+    "ReLU": "∂L/∂{x} = g where {x} > 0, else 0",
+    "LeakyReLU": "∂L/∂{x} = g where {x} > 0, else slope·g",
+    "Softmax": "∂L/∂{x} = s ⊙ (g − Σ g⊙s),  s = softmax({x})",
+    "LogSoftmax": "∂L/∂{x} = g − softmax({x})·Σg",
+    "MSELoss": "∂L/∂{x} = 2·({x} − target)/n",
+    "CrossEntropyLoss": "∂L/∂{x} = (softmax({x}) − onehot(target))/n",
+    "Dropout": "∂L/∂{x} = g·mask/(1 − p)",
+    "Embedding": "∂L/∂weight = g added at the rows picked",
+}
+
+
+def _layers(steps: list[Step]) -> list[Step | Layer]:
+    """Runs of steps made by one layer of a model, each folded into a :class:`Layer`."""
+    out: list[Step | Layer] = []
+    i = 0
+    while i < len(steps):
+        module = steps[i].module
+        j = i
+        while j < len(steps) and module and steps[j].module == module:
+            j += 1
+        if not module or j == i:
+            out.append(steps[i])
+            i += 1
+            continue
+        run = steps[i:j]
+        inside = {s.name for s in run}
+        leaving = tuple(e for s in run for e in s.edges if e.to not in inside)
+        params = tuple(e.to for e in leaving if e.leaf and e.to.startswith(module + "."))
+        inputs = tuple(dict.fromkeys(e.to for e in leaving if e.to not in params))
+        out.append(Layer(module, run[0].module_kind, tuple(run), inputs, leaving))
+        i = j
+    return out
 
 
 @dataclass(frozen=True)
@@ -574,6 +655,7 @@ def build(
     digits: int = 4,
     max_items: int = 6,
     to_grad: frozenset[str] | set[str] = frozenset(),
+    owners: Any = None,
 ) -> Steps:
     """The steps of the traced pass.
 
@@ -583,6 +665,8 @@ def build(
         names in use (made-up names avoid them).
     to_grad
         the leaves whose ``.grad`` this pass wrote (``→ x.grad``).
+    owners
+        :class:`~.modules.NodeOwners` when the cell called a model: each step gets its layer.
     recorder
         the :class:`~.record.Recorder`, when the run recorded the computation: it knows the
         constants (``+ 4``) and the functions the cell called that the graph forgot.
@@ -672,6 +756,8 @@ def build(
                 edges=tuple(edges),
                 routing=kind in ROUTING,
                 kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved),
+                module=_layer_of(owners, id(node)),
+                module_kind=owners.kinds.get(_layer_of(owners, id(node)), "") if owners else "",
             )
         )
     order = {name: i for i, name in enumerate(named)}
@@ -722,6 +808,16 @@ def graph_flow(tracer: Tracer, digits: int = 4) -> dict[int, tuple[str | None, l
     return found
 
 
+def _layer_of(owners: Any, key: int) -> str:
+    """The layer (a module called by the model the cell called: ``net.2``) that made a node."""
+    if not owners or key not in owners:
+        return ""
+    chain = [owners[key]]
+    while owners.parents.get(chain[-1]) is not None and len(chain) < 64:
+        chain.append(owners.parents[chain[-1]])
+    return chain[-2] if len(chain) >= 2 else chain[-1]
+
+
 def _letters(taken: set[str]) -> Any:
     for size in itertools.count(1):
         for combo in itertools.product(string.ascii_lowercase, repeat=size):
@@ -763,7 +859,12 @@ def _ops(recorder: Any, node_names: dict[int, str], names: dict[int, str], digit
                 return names[id(original)]
             return _const(item, digits)
 
-        constants = [v for v in op.inputs if not isinstance(v, (Ref, RootRef))]
+        constants = [
+            text(v, i)
+            for i, v in enumerate(op.inputs)
+            if not isinstance(v, (Ref, RootRef)) and isinstance(v, (int, float, complex, torch.Tensor))
+            and not isinstance(v, bool)
+        ]  # fmt: skip
         try:
             args, kwargs = unflatten([text(v, i) for i, v in enumerate(op.inputs)], op.spec)
             shown = [str(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items() if v not in ("None",)]
@@ -777,7 +878,7 @@ def _ops(recorder: Any, node_names: dict[int, str], names: dict[int, str], digit
 @dataclass(frozen=True)
 class Op:
     name: str
-    constants: list[Any]
+    constants: list[str]  # the call's constant arguments, as text
     shown: list[str]
     refs: set[str]
 
@@ -814,7 +915,7 @@ def _fields(
     """Text for the template fields: operands a, b, c (constants from what the node saved or
     the record), the exponent, alpha, dim, target ..."""
     fields = _Fields(o=out)
-    constants = [c for c in op.constants if isinstance(c, (int, float, complex, torch.Tensor))] if op else []
+    constants = list(op.constants) if op else []  # as text: the cell's names where it has them
     attrs = ("self", "mat1", "mat2") if kind == "AddmmBackward0" else ("self", "other", "mat2")
     if kind in ("MmBackward0", "BmmBackward0", "MvBackward0"):
         attrs = ("self", "mat2" if kind != "MvBackward0" else "vec", "")
@@ -826,7 +927,7 @@ def _fields(
         if value is not None:
             fields[letter] = _const(value, digits, names)
         elif constants:
-            fields[letter] = _const(constants.pop(0), digits)
+            fields[letter] = constants.pop(0)
         elif letter in "ab" and kind.startswith(("Add", "Sub", "Rsub", "Mul", "Div")):
             fields[letter] = "c"
     exponent = saved.get("exponent")
