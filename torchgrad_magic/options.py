@@ -45,7 +45,7 @@ class GradOptions:
     symbolic: bool = False
     expect: Any = None
     times_input: bool = False
-    graph: str | bool | None = None  # True means "simple"
+    graph: str | int | bool | None = None  # True means "simple"; an int: a model's depth
     steps: bool = False
 
     def validated(self) -> GradOptions:
@@ -53,7 +53,7 @@ class GradOptions:
         order = self.order
         if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= 10:
             raise GradError(t("calc.bad_order", order=order))
-        graph = (
+        graph: str | int | bool | None = (
             "simple" if self.graph is True else (self.graph if self.graph not in (None, False, "") else None)
         )
         if isinstance(graph, str) and graph.isdigit():
