@@ -67,6 +67,7 @@ def test_license_and_typing_marker_ship():
 def test_symbolic_without_sympy_is_a_note_with_the_install_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "sympy", None)  # `import sympy` raises ImportError
     monkeypatch.delitem(sys.modules, "torchgrad_magic.symbolic", raising=False)
+    monkeypatch.delattr(torchgrad_magic, "symbolic", raising=False)  # else `from . import symbolic` finds it
     result = grad("y = 3 * x ** 2", wrt="x=3", symbolic=True, plot=True)
     assert result.grads["x"].item() == 18 and result.figure is not None  # the rest of the report comes
     assert result.symbolic == ()
