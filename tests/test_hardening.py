@@ -37,8 +37,8 @@ EXACT = [
      {"magic": "argument --lang: invalid choice: 'fr' (choose from 'en', 'zh')",
       "function": (ValueError, "language must be one of auto, en, zh; got 'fr'")}),
     ("--wrt x=3 --graph wide", "y = x",
-     {"magic": "argument --graph: invalid choice: 'wide' (choose from 'simple', 'full')",
-      "function": "--graph wide: use --graph (names, values, grads) or --graph full (also what each node saved)"}),
+     "--graph wide: use --graph (names, values, grads), --graph full (also what each node saved) "
+     "or --graph N (a model's modules unfolded N levels deep, 0 to 20)"),
     ("--wrt x=3 --device cuda:0" if not torch.cuda.is_available() else "--wrt x=3 --device nowhere", "y = x",
      "--device cuda:0: CUDA is not available on this machine; use --device cpu" if not torch.cuda.is_available()
      else "--device nowhere: not a device name (try cpu or cuda)"),

@@ -380,3 +380,65 @@ def test_grad_states_are_told_apart_in_the_table():
     assert rows[0][3] == "18"  # zeroed first: one call's grad, nothing added up
     _, rows = grad("y = 0 * x", namespace=ns).table()
     assert rows[0][3] == "0"  # computed, and zero: a number, not None
+
+
+# ---------------------------------------------------------------------------
+# found by a red-team run in real kernels
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["steps", "check", "plot"])
+def test_torch_func_and_inference_mode_cells_run_with_extras(flag):
+    func_cell = (
+        "x = torch.tensor([1., 2.], requires_grad=True)\ny = torch.func.grad(lambda t: (t ** 3).sum())(x)"
+    )
+    result = grad(func_cell, **{flag: True})
+    torch.testing.assert_close(result.output, torch.tensor([3.0, 12.0]))
+    inference = (
+        "x = torch.tensor(3., requires_grad=True)\nwith torch.inference_mode():\n    y = x * 2\nz = x * 3"
+    )
+    result = grad(inference, **{flag: True})
+    assert result.grads["x"].item() == 3
+    if flag == "check":
+        assert result.checks[0].ok  # the record treats inference tensors as constants
+
+
+def test_users_backward_code_is_never_run_by_us(capsys):
+    cell = (
+        "class Sq(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x * x\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        print('bwd')\n        (x,) = ctx.saved_tensors\n"
+        "        return 2 * x * g\n"
+        "x = torch.tensor(3., requires_grad=True)\ny = Sq.apply(x)"
+    )
+    result = grad(cell, steps=True)
+    assert "bwd" not in capsys.readouterr().out  # a plain run of the cell prints nothing
+    assert any("runs your own Python code (Sq)" in n for n in result.note_texts)
+    ns: dict = {}
+    exec("import torch\nnet = torch.nn.Linear(2, 1)\ncalls = []\n"
+         "net.register_full_backward_hook(lambda *a: calls.append('bwd'))", ns)  # fmt: skip
+    result = grad("loss = net(torch.ones(2)).sum()", namespace=ns)
+    assert ns["calls"] == [] and any("a module's backward hook" in n for n in result.note_texts)
+    result = grad(cell + "\ny.backward()", steps=True)  # the cell's own backward: once, as plain
+    assert capsys.readouterr().out.count("bwd") == 1 and result.grads["x"].item() == 6
+
+
+def test_names_of_several_outputs_and_unrun_nodes():
+    steps = grad("a, b = x.unbind()\ny = a * b", wrt="x=torch.tensor([2.0, 1.0])", steps=True).steps
+    mul = steps.steps[0]
+    assert mul.forward == "y = a · b"
+    assert [(e.to, e.formula) for e in mul.edges] == [("a", "b"), ("b", "a")]
+    steps = grad("y = torch.stack([a, b]).sum()", wrt="a=1.0 b=2.0", steps=True).steps
+    assert "c = stack([a, b])" in steps.forward
+    steps = grad("f = u**3 + v**2 + 4*u*v\nf.backward(inputs=[u])", wrt="u=3 v=4", steps=True).steps
+    assert not any("Backward" in line for line in steps.forward)  # a node the pass skipped gets a name too
+    assert grad("y = x * 1.0001", wrt="x=1.0", steps=True).steps.forward == ("y = 1.0001 · x",)
+
+
+def test_a_hook_that_changes_a_grad_is_told():
+    result = grad("x.register_hook(lambda g: g * 10)\ny = 3 * x ** 2\ny.backward()", wrt="x=3", steps=True)
+    assert result.grads["x"].item() == 180 and result.steps.leaves[0].total.item() == 18
+    assert result.steps.hooked == ("x",) and any("a hook changed a gradient" in n for n in result.note_texts)
+
+
+def test_nan_grad_is_not_a_change():
+    result = grad("x = torch.tensor(-1., requires_grad=True)\ny = torch.sqrt(x)\ny.backward()")
+    assert not any("went on to change" in n for n in result.note_texts)

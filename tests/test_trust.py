@@ -88,6 +88,7 @@ def test_no_torch_function_mode_without_extras(run):
 
 def test_extras_leave_the_random_generator_and_linecache_as_a_plain_run(run):
     cell = "noise = torch.rand(3)\ny = (x * noise).sum() + torch.nn.functional.dropout(x, 0.5).sum()"
+    run("--wrt x=[1.0, 2.0, 3.0] --check --plot --jacobian", cell)  # first imports (matplotlib) are not leaks
     torch.manual_seed(1)
     plain = {"x": torch.tensor([1.0, 2.0, 3.0], requires_grad=True)}
     exec(cell, {"torch": torch}, plain)
@@ -145,7 +146,7 @@ def test_check_still_catches_a_wrong_grad():
         "class Wrong(torch.autograd.Function):\n"
         "    @staticmethod\n    def forward(ctx, t):\n        return t ** 2\n"
         "    @staticmethod\n    def backward(ctx, g):\n        return g * 3.0\n"
-        "y = Wrong.apply(x).sum()"
+        "y = Wrong.apply(x).sum()\ny.backward()"  # %%grad never runs a user's backward code itself
     )
     for wrt in ("x=torch.linspace(-1, 1, 10)", "x=torch.linspace(-1, 1, 10**5)"):
         result = grad(cell, wrt=wrt, check=True)

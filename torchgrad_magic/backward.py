@@ -204,6 +204,9 @@ def _changed(now: torch.Tensor, then: torch.Tensor, version: int) -> bool:
     since: no need to compare every element of a big grad)."""
     if now.data_ptr() == then.data_ptr() and now._version == version:
         return False
+    if now.is_floating_point() or now.is_complex():  # nan == nan here: a nan grad left as it was is unchanged
+        same = (now == then) | (torch.isnan(now) & torch.isnan(then))
+        return not bool(same.all())
     return not torch.equal(now, then)
 
 
@@ -322,13 +325,19 @@ def _computed(
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         failed = False
-        if steps:
+        user_code = _users_backward_code(target)
+        if user_code:  # running it would do what the plain cell never does (print, append, count)
+            failed = True
+            notes.append(note("note.users_backward", out=out_name, what=", ".join(user_code)))
+        elif steps:
             from .steps import Tracer
 
             tracer = Tracer((target,))
+        computed: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
         try:
-            with tracer if tracer is not None else contextlib.nullcontext():
-                computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
+            if not failed:
+                with tracer if tracer is not None else contextlib.nullcontext():
+                    computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
         except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
             failed = True
             hint = hint_for(e)
@@ -359,15 +368,36 @@ def _computed(
                 notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
         user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
         if user and any(grads[n] is not None for n in user):
-            notes.append(note("note.not_stored", names=", ".join(user), out=out_name))
+            listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
+            notes.append(note("note.not_stored", names=", ".join(listed), out=out_name))
     rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))
     rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
     if all(output is not leaf for leaf in leaves.values()):
-        own = output.grad if output.is_leaf or output.retains_grad else None
-        rows.append(TensorRow.of(out_name, "output", output, own))
+        kept = output.grad if output.is_leaf or output.retains_grad else None
+        rows.append(TensorRow.of(out_name, "output", output, kept))
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     trace = tracer if tracer is not None and leaves else None
     return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace)
+
+
+def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]:
+    """The user's own Python code in *output*'s backward graph (a custom ``autograd.Function``'s
+    backward, a module's backward hook): the names, empty when there is none (or the graph is
+    bigger than *limit* nodes: then it is not looked for)."""
+    Custom = torch.autograd.function.BackwardCFunction
+    found: dict[str, None] = {}
+    seen: dict[int, Any] = {}
+    stack = [output.grad_fn] if output.grad_fn is not None else []
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        if isinstance(node, Custom):
+            name = type(node).__name__.removesuffix("Backward")
+            found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
+        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    return list(found)
 
 
 def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor]) -> Note:

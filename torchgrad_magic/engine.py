@@ -21,6 +21,7 @@ for extras), backward (the output and first derivatives), extras (--check,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import numbers
 from collections.abc import Iterator
 from typing import Any
@@ -410,9 +411,18 @@ def _steps(
         from . import modules
 
         owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
-    return steps.build(
+    built = steps.build(
         tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad, owners
     )
+    hooked = []  # a hook (on a tensor or a parameter) changed a gradient between two nodes
+    for leaf in built.leaves:
+        grad = first.grads.get(leaf.name)
+        total = leaf.total
+        if not isinstance(grad, torch.Tensor) or total is None or grad.shape != total.shape:
+            continue
+        if not torch.allclose(grad.to(total.dtype), total, rtol=1e-4, atol=1e-6, equal_nan=True):
+            hooked.append(leaf.name)
+    return dataclasses.replace(built, hooked=tuple(hooked)) if hooked else built
 
 
 def _graph(

@@ -77,9 +77,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "note.not_stored": {
         "en": "the cell did not call backward(), so %%grad computed the grads of {out} without storing them "
-        "({names}.grad unchanged, graph kept); call {out}.backward() to fill .grad.",
+        "({names} unchanged, graph kept); call {out}.backward() to fill .grad.",
         "zh": "单元格没有调用 backward()，所以 %%grad 算出了 {out} 的梯度但没有存进 .grad"
-        "（{names}.grad 不变，计算图保留）；调用 {out}.backward() 才会填写 .grad。",
+        "（{names} 不变，计算图保留）；调用 {out}.backward() 才会填写 .grad。",
     },
     "note.nothing": {
         "en": "nothing to differentiate here: the cell made no tensor that depends on a leaf with requires_grad=True "
@@ -672,6 +672,18 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "把结果对象（.grads、.output 等）存进变量 NAME",
     },
     "help.quiet": {"en": "show nothing (use with --out)", "zh": "不显示任何内容（配合 --out 使用）"},
+    "rec.cannot_follow": {
+        "en": "the record of {out}'s computation could not follow this cell (torch.func transforms, "
+        "inference mode or tensors without storage): the extras that evaluate it are left out",
+        "zh": "无法记录 {out} 的计算过程（torch.func 变换、inference mode 或没有存储的张量）：需要它的附加项略去",
+    },
+    "note.users_backward": {
+        "en": "{out}'s backward pass runs your own Python code ({what}); %%grad does not run it for you "
+        "(a plain cell would not), so no grads are shown: call {out}.backward() in the cell to see them",
+        "zh": "{out} 的反向传播会运行你自己的 Python 代码（{what}）；%%grad 不替你运行它（普通单元格也不会运行），"
+        "所以不显示梯度：请在单元格里调用 {out}.backward() 来查看",
+    },
+    "word.module_hook": {"en": "a module's backward hook", "zh": "模块的反向钩子"},
     # ---- models ------------------------------------------------------------
     "err.wrt_no_param": {
         "en": "--wrt {name}: {head} has no parameter or attribute {rest}; its parameters are listed by "
@@ -794,6 +806,12 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "steps.cut": {
         "en": "(the graph has more than {limit} nodes: only the first {limit} were followed)",
         "zh": "（计算图超过 {limit} 个节点：只跟踪了前 {limit} 个）",
+    },
+    "steps.hooked": {
+        "en": "the steps show what each node sent; a hook changed a gradient on its way, so the grad of "
+        "{names} is not the sum shown under the steps (the table shows the grad itself)",
+        "zh": "逐步展开显示的是每个节点传出的梯度；钩子在途中改变了梯度，所以 {names} 的梯度"
+        "不等于步骤下方的和（表格里是实际的梯度）",
     },
     "steps.none": {
         "en": "--steps: no backward pass of the output was run to show step by step "

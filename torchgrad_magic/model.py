@@ -116,7 +116,7 @@ class ModelReport:
             return [t("model.no_grad"), "", "", "", ""]
         n = lambda v: "" if v is None else fmt.number(float(v), self.digits)  # noqa: E731
         zeros = stats.zero_fraction or 0.0
-        zero_text = "0" if zeros == 0 else f"{zeros:.0%}" if zeros >= 0.01 else f"{zeros:.1e}"
+        zero_text = "0" if zeros == 0 else f"{zeros:.0%}" if zeros >= 0.01 else _percent(zeros)
         return [n(stats.grad_norm), n(stats.mean_abs), n(stats.max_abs), zero_text, n(stats.ratio)]
 
     def param_rows(self, limit: int | None = None) -> list[list[str]]:
@@ -189,6 +189,11 @@ def _stats(grad: torch.Tensor | None, weight: torch.Tensor) -> Stats:
 
 
 LOW = (torch.float16, torch.bfloat16)
+
+
+def _percent(fraction: float) -> str:
+    """A small share as a percentage with two significant digits: 0.61%, 0.098%, 1e-05%."""
+    return f"{fraction * 100:.2g}%"
 
 
 def _quick(grad: torch.Tensor | None) -> tuple[float | None, bool]:

@@ -441,7 +441,8 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
     """The leaf tensors behind *outputs* (the variables of their AccumulateGrad nodes);
     None when the graph has more than *limit* nodes (not all were seen)."""
     found: dict[int, torch.Tensor] = {}
-    seen: set[int] = set()
+    seen: dict[int, Any] = {}  # the nodes themselves are kept: before torch 2.5 (about) a node's Python
+    # object dies once unreferenced, and a new one for another node can get its id
     stack = []
     for t in outputs:
         if t.grad_fn is not None:
@@ -452,7 +453,7 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
         fn = stack.pop()
         if id(fn) in seen:
             continue
-        seen.add(id(fn))
+        seen[id(fn)] = fn
         if limit is not None and len(seen) > limit:
             return None
         variable = getattr(fn, "variable", None)

@@ -187,7 +187,7 @@ class Recorder(TorchFunctionMode):
         return self._track(tensor) if tensor.requires_grad and tensor.grad_fn is None else None
 
     def _track(self, value: Any) -> Ref | RootRef | None:
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, torch.Tensor) or value.is_inference():  # inference tensors: constants
             return None
         bound = self._where.get(id(value))
         if bound is not None and bound[1] == value._version:
@@ -206,13 +206,39 @@ class Recorder(TorchFunctionMode):
         return None
 
     def _bind(self, tensor: torch.Tensor, ref: Ref | RootRef) -> None:
+        if tensor.is_inference():  # made under inference_mode: no grad, no version counter
+            return
         if id(tensor) not in self._where:
             self._keep.append(tensor)
             self._bytes += tensor.numel() * tensor.element_size() if tensor.layout == torch.strided else 0
         self._where[id(tensor)] = (ref, tensor._version)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        """The call, once, and its record. What the record cannot follow (torch.func's wrapped
+        tensors, inference tensors, ...) stops the record; the cell's call itself goes on."""
         kwargs = kwargs or {}
+        state: dict[str, Any] = {}
+        try:
+            return self._record(func, types, args, kwargs, state)
+        except Exception:
+            if state.get("raised"):  # the cell's own error: it is the cell's
+                raise
+            self.record.broken = self.record.broken or "failed"
+            if "out" in state:
+                return state["out"]
+            return func(*args, **kwargs)
+
+    def _call(self, state: dict[str, Any], func: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            out = func(*args, **kwargs)
+        except BaseException:
+            state["raised"] = True
+            raise
+        state["out"] = out
+        return out
+
+    def _record(self, func, types, args, kwargs, state):
+        call = self._call
         record = self.record
         name = op_name(func)
         if (
@@ -220,21 +246,21 @@ class Recorder(TorchFunctionMode):
             or name in IGNORED
             or (name.startswith(".") and name[1:] not in VALUE_PROPERTIES)
         ):
-            return func(*args, **kwargs)
+            return call(state, func, args, kwargs)
         if name == "__iter__" and args and isinstance(args[0], torch.Tensor):
             return iter(self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0)))
         flat, spec = _flatten(args, kwargs)
         refs = [self._track(value) for value in flat]
         if not any(r is not None for r in refs):
-            return func(*args, **kwargs)
+            return call(state, func, args, kwargs)
         if name in ESCAPES:
             record.escapes.append(name)
-            return func(*args, **kwargs)
+            return call(state, func, args, kwargs)
         inplace = is_inplace(name)
         target = next((v for v in flat if isinstance(v, torch.Tensor)), None)
         if inplace and isinstance(refs[0], RootRef):
             # an update of a leaf (w -= lr * w.grad, optimizer.step()): its next use is a new root
-            out = func(*args, **kwargs)
+            out = call(state, func, args, kwargs)
             for value, ref in zip(flat, refs, strict=True):
                 if isinstance(ref, RootRef):
                     self._where.pop(id(value), None)
@@ -243,7 +269,7 @@ class Recorder(TorchFunctionMode):
             record.broken = record.broken or "view"
         rng = torch.get_rng_state() if name in RANDOM else None
         grad_enabled = torch.is_grad_enabled()
-        out = func(*args, **kwargs)
+        out = call(state, func, args, kwargs)
         inputs = [
             ref if ref is not None else self._constant(value) for value, ref in zip(flat, refs, strict=True)
         ]
@@ -339,7 +365,8 @@ def replay_for(
 ) -> Replay | str:
     """A Replay of the output in terms of *leaves*, or the message id saying why there is none."""
     if record.broken is not None:
-        return {"view": "rec.view", "too big": "rec.too_big"}.get(record.broken, "rec.changed")
+        known = {"view": "rec.view", "too big": "rec.too_big", "failed": "rec.cannot_follow"}
+        return known.get(record.broken, "rec.changed")
     if output_ref is None:
         return "rec.no_output"
     if record.changed_constants():

@@ -171,6 +171,8 @@ class GradResult:
         notes = list(first.notes)
         if opts.steps and steps is None and first.output is not None:
             notes.append(note("steps.none"))
+        if steps is not None and steps.hooked:
+            notes.append(note("steps.hooked", names=", ".join(steps.hooked)))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
             notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
         return cls(
@@ -227,7 +229,12 @@ class GradResult:
         value = self.output.detach().sum() if self.summed else self.output.detach()
         if self.model is not None and len(self.model.params) > 1 and not self.orders:
             with using(self.language):
-                return t("model.headline", out=out, value=self._values(value), count=len(self.grads))
+                count = sum(1 for p in self.model.params if not p.frozen)
+                others = [n for n in self.grads if n not in {p.name for p in self.model.params}]
+                text = t("model.headline", out=out, value=self._values(value), count=count)
+                return text + "".join(
+                    f", ∂{out}/∂{n} = {self._values(g)}" for n in others if (g := self.grads[n]) is not None
+                )
         d = "d" if len(self.grads) == 1 else "∂"
         top = f"({out})" if self.summed else out
         parts = [f"{out} = {self._values(value)}"]

@@ -78,8 +78,10 @@ class PlainRunner:
         filename = "<grad-cell>"
         tree = ast.parse(cell, filename)
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
+        tail = tree.body[-1] if tree.body else None
+        if isinstance(tail, ast.Expr):
+            tree.body.pop()
+            last = ast.Expression(tail.value)
         lines = cell.splitlines(keepends=True)
         linecache.cache[filename] = (len(cell), None, lines, filename)  # one entry, reused
         try:
@@ -89,6 +91,9 @@ class PlainRunner:
             hint = hint_for(e)
             if hint and hasattr(e, "add_note"):
                 e.add_note(hint)
+            elif hint:  # Python 3.10 has no add_note; PEP 678's __notes__ is what IPython shows
+                with contextlib.suppress(AttributeError, TypeError):
+                    e.__notes__ = [*getattr(e, "__notes__", ()), hint]  # type: ignore[attr-defined]
             raise e.with_traceback(without_our_frames(e.__traceback__)) from e.__cause__
 
 

@@ -36,6 +36,7 @@ from .messages import t
 TRACE_LIMIT = 100_000  # nodes hooked at most
 KEEP = 1024  # grads up to this many elements are copied when caught
 LOCAL_LIMIT = 4096  # element-wise local derivatives are worked out up to this size
+CONST_DIGITS = 8  # constants of the cell are shown as written (1.0001 is not 1)
 SHOWN = 24  # steps shown in full before the middle ones are folded
 HEAD = 12  # ... of which this many from the start (the rest from the end)
 MAX_PERIOD = 8  # the longest repeated block of steps that is folded as "× count"
@@ -255,6 +256,7 @@ class Steps:
     digits: int = 4
     max_items: int = 6
     several: bool = field(default=False)  # several leaves: partial derivatives (∂)
+    hooked: tuple[str, ...] = ()  # leaves whose grad is not the sum the steps show (a hook changed it)
 
     # ---- words -----------------------------------------------------------
     def _v(self, tensor: torch.Tensor | None) -> str:
@@ -680,19 +682,27 @@ def build(
     node_names: dict[int, str] = {}
     if output.grad_fn is not None:
         node_names[id(output.grad_fn)] = output_name
+    by_output: dict[tuple[int, int], str] = {}  # (node, which of its outputs) -> name: a, b = x.unbind()
     for name, tensor in named.items():
-        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None and tensor.output_nr == 0:
-            node_names.setdefault(id(tensor.grad_fn), name)
+        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
+            by_output.setdefault((id(tensor.grad_fn), tensor.output_nr), name)
+            if tensor.output_nr == 0:
+                node_names.setdefault(id(tensor.grad_fn), name)
+    made_up: list[str] = []
+    letters = _letters(taken | set(names.values()) | {output_name})
 
-    def input_name(nxt: Any) -> tuple[str, bool]:
+    def input_name(nxt: Any, nr: int = 0) -> tuple[str, bool]:
         variable = getattr(nxt, "variable", None)
         if isinstance(variable, torch.Tensor):
             name = names.get(id(variable))
             return (name if name is not None else f"leaf{fmt.shape(variable)}"), True
-        return node_names.get(id(nxt), type(nxt).__name__), False
+        if (id(nxt), nr) in by_output:
+            return by_output[(id(nxt), nr)], False
+        if id(nxt) not in node_names:  # a node this pass did not run (not needed): a name all the same
+            node_names[id(nxt)] = next(letters)
+            made_up.append(node_names[id(nxt)])
+        return node_names[id(nxt)], False
 
-    made_up: list[str] = []
-    letters = _letters(taken | set(names.values()) | {output_name})
     ordered = sorted(raws, key=lambda r: r.node._sequence_nr())
     for raw in ordered:  # in code order, so that a, b, c read in the order they were made
         key = id(raw.node)
@@ -705,7 +715,7 @@ def build(
         node_names[key] = next(letters)
         made_up.append(node_names[key])
 
-    ops = _ops(recorder, node_names, names, digits)
+    ops = _ops(recorder, node_names, names, digits, by_output)
     arrivals: dict[int, list[tuple[int, torch.Tensor]]] = {}  # contributions to nodes and leaves
     steps: list[Step] = []
     forward_of: dict[int, str] = {}
@@ -713,7 +723,7 @@ def build(
         node = raw.node
         kind = type(node).__name__
         edges_in = node.next_functions
-        operands = [input_name(nxt)[0] if nxt is not None else None for nxt, _ in edges_in]
+        operands = [input_name(nxt, nr)[0] if nxt is not None else None for nxt, nr in edges_in]
         op = ops.get(id(node))
         fields = _fields(kind, operands, raw.saved, op, node_names[id(node)], digits, names)
         expression = _forward(kind, fields, op, operands)
@@ -725,10 +735,10 @@ def build(
         forward_of[id(node)] = forward
         formulas = LOCAL.get(kind, ())
         edges = []
-        for i, (nxt, _) in enumerate(edges_in):
+        for i, (nxt, nr) in enumerate(edges_in):
             if nxt is None:
                 continue
-            to, is_leaf = input_name(nxt)
+            to, is_leaf = input_name(nxt, nr)
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
             formula = formulas[i].format_map(fields) if i < len(formulas) else None
             if formula is None and kind in ROUTING:
@@ -835,7 +845,13 @@ def _at_kink(saved: dict[str, Any]) -> bool:
     return False
 
 
-def _ops(recorder: Any, node_names: dict[int, str], names: dict[int, str], digits: int) -> dict[int, Op]:
+def _ops(
+    recorder: Any,
+    node_names: dict[int, str],
+    names: dict[int, str],
+    digits: int,
+    by_output: dict[tuple[int, int], str] | None = None,
+) -> dict[int, Op]:
     """id(node) -> the recorded call that made it (name, its constants, its arguments as text)."""
     if recorder is None:
         return {}
@@ -852,7 +868,8 @@ def _ops(recorder: Any, node_names: dict[int, str], names: dict[int, str], digit
             if isinstance(item, RootRef):
                 return names.get(id(record.roots[item.root].tensor), "leaf")
             if isinstance(item, Ref):
-                return node_names.get(by_op.get(item.op, -1), "…")
+                node = by_op.get(item.op, -1)
+                return (by_output or {}).get((node, item.index)) or node_names.get(node, "…")
             weak = originals[position] if position < len(originals) else None
             original = weak() if weak is not None else None
             if original is not None and id(original) in names:
@@ -867,12 +884,19 @@ def _ops(recorder: Any, node_names: dict[int, str], names: dict[int, str], digit
         ]  # fmt: skip
         try:
             args, kwargs = unflatten([text(v, i) for i, v in enumerate(op.inputs)], op.spec)
-            shown = [str(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items() if v not in ("None",)]
+            shown = [_arg(a) for a in args] + [f"{k}={_arg(v)}" for k, v in kwargs.items() if v != "None"]
         except Exception:
             shown = []
         refs = {text(v, i) for i, v in enumerate(op.inputs) if isinstance(v, (Ref, RootRef))}
         found[key] = Op(op.name, constants, shown, refs)
     return found
+
+
+def _arg(value: Any) -> str:
+    """An argument as text: names and numbers as they are, lists as [a, b] (no quotes)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_arg(v) for v in value) + "]"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -892,15 +916,15 @@ def _const(value: Any, digits: int, names: dict[int, str] | None = None) -> str:
         if names and id(value) in names:
             return names[id(value)]
         if value.numel() <= 4:
-            return fmt.values(value, digits, 4)
+            return fmt.values(value, max(digits, CONST_DIGITS), 4)
         return f"tensor{fmt.shape(value)}"
     if isinstance(value, bool | int | float | complex):
-        return fmt.number(value, digits)
+        return fmt.number(value, max(digits, CONST_DIGITS))
     if value is None:
         return "None"
     if isinstance(value, str):
         return repr(value)
-    return "c"
+    return "const"
 
 
 def _fields(
@@ -929,7 +953,7 @@ def _fields(
         elif constants:
             fields[letter] = constants.pop(0)
         elif letter in "ab" and kind.startswith(("Add", "Sub", "Rsub", "Mul", "Div")):
-            fields[letter] = "c"
+            fields[letter] = "const"
     exponent = saved.get("exponent")
     if exponent is not None and not isinstance(exponent, tuple):
         value = exponent
@@ -959,13 +983,13 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
     if op is not None and op.shown and op.name not in BINARY_OPS and op.refs <= names and op.refs:
         return f"{op.name}({', '.join(op.shown)})"
     if template is None:
-        args = ", ".join(o if o is not None else "c" for o in operands)
+        args = ", ".join(o if o is not None else "const" for o in operands)
         base = kind
         for suffix in ("Backward0", "Backward1", "Backward2"):
             base = base.removesuffix(suffix)
         return f"{base.lower()}({args})"
     if kind in ("MulBackward0", "MulBackward1") and len(operands) > 1 and operands[1] is None:
         fields = _Fields(
-            fields, a=fields.get("b", "c"), b=fields.get("a", "…")
+            fields, a=fields.get("b", "const"), b=fields.get("a", "…")
         )  # a constant factor first: 3 · a
     return template.format_map(fields)
