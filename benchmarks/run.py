@@ -481,6 +481,13 @@ LEAK_CASES = [
         "no --wrt, cell calls backward",
         "%%grad\nx = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()",
     ),
+    ("--steps", "%%grad --wrt u=3 v=4 --steps\nf = u ** 3 + v ** 2 + 4 * u * v"),
+    ("--steps --graph", "%%grad --wrt x=3 --steps --graph\ny = 3 * x ** 2"),
+    (
+        "a model: --plot --graph --steps",
+        "%%grad --plot --graph --steps\nnet = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), "
+        "torch.nn.Linear(8, 1))\nloss = net(torch.ones(2, 4)).pow(2).mean()\nloss.backward()",
+    ),
 ]
 
 LEAKS = """

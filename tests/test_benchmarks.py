@@ -24,6 +24,9 @@ FLAG_LINES = [
     "--expect 18",
     "--out r -q",
     "no --wrt, cell calls backward",
+    "--steps",
+    "--steps --graph",
+    "a model: --plot --graph --steps",
 ]
 
 
@@ -35,7 +38,7 @@ def test_benchmarks_run_quick():
     # "error: ..." while the engine is rewritten; it must still be there)
     assert "on a cell of 100 small tensor ops" in out.stdout
     assert "on a training loop: 5 SGD steps" in out.stdout
-    assert "per-run leaks of `%%grad`, 14 magic lines" in out.stdout
+    assert "per-run leaks of `%%grad`, 17 magic lines" in out.stdout
     assert "| magic line | objects / run | tensors / run | linecache entries / run |" in out.stdout
     for flag in FLAG_LINES:
         assert f"| `{flag}` |" in out.stdout, flag
