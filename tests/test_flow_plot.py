@@ -16,6 +16,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from test_plot import _texts
 
 from torchgrad_magic import plot
 from torchgrad_magic.messages import using
@@ -101,14 +102,8 @@ def tick_texts(ax) -> list[str]:
 
 
 def all_texts(figure) -> list:
-    """Every text the figure draws (tick labels as made when it was last drawn)."""
-    found = [t for t in figure.texts]
-    for ax in figure.axes:
-        found += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
-        found += [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_visible() and t.get_text()]
-        if ax.get_legend() is not None:
-            found += ax.get_legend().get_texts()
-    return [t for t in found if t.get_text()]
+    """Every text the figure draws: the figure's own texts and those of its axes (test_plot's helper)."""
+    return [t for t in figure.texts if t.get_text()] + _texts(figure)
 
 
 def legend_texts(ax) -> list[str]:
