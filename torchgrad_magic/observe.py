@@ -37,7 +37,7 @@ _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\
 # ---------------------------------------------------------------------------
 def engine_slot() -> tuple[Any, str]:
     """Where PyTorch keeps the autograd engine that every backward()/grad() call uses:
-    ``torch.autograd.variable.Variable._execution_engine`` (torch 2.1 to 2.14)."""
+    ``torch.autograd.variable.Variable._execution_engine`` (torch 2.13 and 2.14, the versions make compat tests)."""
     from torch.autograd.variable import Variable
 
     return Variable, "_execution_engine"
