@@ -152,3 +152,19 @@ def test_user_tensor_is_unchanged_after_a_failure(shell):
     shell.run_cell("%%grad --wrt x\nraise RuntimeError('fail')")
     assert shell.user_ns["x"] is x and not x.requires_grad and x.grad is None
     torch.testing.assert_close(x, torch.tensor([1.0, 2.0]))
+
+
+def test_a_failing_cell_is_named_by_its_own_number(shell):
+    """IPython counts the next cell while one runs: the cell's code must still be In[n]."""
+    import traceback
+
+    def cell_numbers(outcome) -> list[str]:
+        frames = traceback.extract_tb(outcome.error_in_exec.__traceback__)
+        return [f.filename.split("-")[2] for f in frames if f.filename.startswith("<ipython-input-")]
+
+    plain = shell.run_cell("x = 1\nraise ValueError('boom')", store_history=True)
+    assert cell_numbers(plain) == [str(plain.execution_count)]
+    ours = shell.run_cell("%%grad\nx = 1\nraise ValueError('boom')", store_history=True)
+    assert cell_numbers(ours)[-1] == str(ours.execution_count)
+    after = shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2\ny", store_history=True)
+    assert after.execution_count == ours.execution_count + 1 and after.result.item() == 27

@@ -129,9 +129,16 @@ class ShellRunner:
         outer = shell.displayhook.exec_result  # the %%grad cell's own result, which a nested run resets
         if _event_loop_running():  # in a kernel: a cell with top-level await needs a loop of its own
             shell.loop_runner = _InThread(self.thread_context)
+        # the cell's code is named after the %%grad cell's number (IPython 9 has already counted the
+        # next one while a cell runs): tracebacks say In[n], as without %%grad
+        count = shell.execution_count
+        number = getattr(outer, "execution_count", None)
+        if isinstance(number, int) and number > 0:
+            shell.execution_count = number
         try:
             outcome = shell.run_cell(cell, store_history=False)
         finally:
+            shell.execution_count = count
             shell.displayhook.exec_result = outer
             shell.loop_runner = loop_runner
             shell.custom_exceptions, shell.CustomTB = saved
