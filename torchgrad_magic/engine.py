@@ -337,7 +337,12 @@ def run(
                 opts.steps,
                 owned,
             )
-            steps = _steps(first, ns, owned, recorder, opts, tracker) if opts.steps else None
+            owners = None  # which layer made which node: one walk, for --steps and --graph
+            if tracker is not None and tracker.calls:
+                from . import modules
+
+                owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+            steps = _steps(first, ns, owned, recorder, opts, owners) if opts.steps else None
             model = _model(first, ns, opts)
             from .extras import extras
 
@@ -346,12 +351,13 @@ def run(
             if model is not None:
                 more = _flow(model, more, opts)
             graph = (
-                _graph(first, ns, opts.graph, opts.digits, steps, tracker)
+                _graph(first, ns, opts.graph, opts.digits, steps, owners)
                 if opts.graph is not None and first.output is not None
                 else None
             )
             if tracker is not None:
                 tracker.clear()
+            owners = None
         except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
             raise GradError(t("err.report_interrupted")) from None
         result = GradResult.assemble(first, more, graph, opts, language, steps, model)
@@ -389,7 +395,7 @@ def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
 
 
 def _steps(
-    first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions, tracker: Any = None
+    first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions, owners: Any = None
 ) -> Any:
     """``--steps``: the traced backward pass as steps (None when no pass was traced)."""
     from . import steps
@@ -406,11 +412,6 @@ def _steps(
         to_grad = set(first.call.leaves) if first.call.kind == "backward" else set()
     else:  # ours: only the --wrt leaves (ours) carry their grads
         to_grad = {n for n, leaf in first.leaves.items() if id(leaf) in owned}
-    owners = None
-    if tracker is not None and tracker.calls:
-        from . import modules
-
-        owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
     built = steps.build(
         tracer, output, name, named, set(ns), recorder, opts.digits, opts.max_items, to_grad, owners
     )
@@ -426,7 +427,7 @@ def _steps(
 
 
 def _graph(
-    first: Any, ns: dict[str, Any], kind: Any, digits: int, steps: Any = None, tracker: Any = None
+    first: Any, ns: dict[str, Any], kind: Any, digits: int, steps: Any = None, owners: Any = None
 ) -> Any:
     from . import graph
 
@@ -451,11 +452,7 @@ def _graph(
         from .steps import graph_flow
 
         flow = graph_flow(first.trace, digits)
-    owners = None
-    if tracker is not None and tracker.calls:  # before build: the owners keep the nodes (and their ids)
-        from . import modules
-
-        owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+    # (*owners*, made before this build, hold the nodes they name: their ids stay valid)
     built = graph.build(first.output, first.output_name, names, tensors, grads, kind == "full", digits, flow)
     for node in built.nodes:  # leaves as they were when the grads were computed, as in the table
         if node.kind == "leaf" and node.name in first.values and node.data is not None:
