@@ -668,20 +668,31 @@ class ReportSize:
     html_bytes: int
 
 
-def bench_model_cell(case: ModelCase, backward: bool, rounds: int, device: str, reports: list) -> Figure:
+def bench_model_cell(
+    case: ModelCase, backward: bool, rounds: int, device: str, reports: list
+) -> list[Figure]:
     """`%%grad` on the model cell against the plain cell, same shell, grads reset (untimed) before
     each run. Without `backward()` in the cell, %%grad computes the grads itself: the plain side is
-    then the cell with `loss.backward()` added (what one writes to get them by hand)."""
+    then the cell with `loss.backward()` added (what one writes to get them by hand).
+
+    Two figures, as the issue sets its targets: the cell itself (`-q`: the report is not shown;
+    ≤ 1.10×), whose fresh report's first build (`_repr_html_()` + `str()`, the statistics computed
+    then) is timed apart for the report figure (≤ 50 ms); and what a notebook user waits, the
+    cell with its report shown (HTML on), against both targets together (≤ 1.10× + 50 ms)."""
     where = "" if device == "cpu" else f" on {device}"
     cell = f"{case.forward}\nloss.backward()" if backward else case.forward
     shown = cell.replace("\n", "; ")
-    name = f"per-cell time of `%%grad` on `{shown}`: {case.what}{where} (run_cell, HTML on)"
+    names = (
+        f"per-cell time of `%%grad -q` on `{shown}`: {case.what}{where} (run_cell; the report is not "
+        "shown: its first build is timed apart, below)",
+        f"the same cell with its report shown (run_cell, HTML on): what a notebook user waits, {case.key}{where}",
+    )
     compared = (
         "the plain cell, same shell"
         if backward
         else "the plain cell with `loss.backward()` added (the grads by hand), same shell"
     )
-    target = "≤ 1.10×"
+    targets = ("≤ 1.10×", f"≤ 1.10× + {REPORT_MS} ms (both targets together)")
     try:
         import torch
 
@@ -697,39 +708,52 @@ def bench_model_cell(case: ModelCase, backward: bool, rounds: int, device: str, 
 
             return run
 
-        ours = side(f"%%grad --out {MODEL_OUT}\n{cell}")
+        html_s, text_s, sizes = [], [], []
+
+        def setup() -> None:  # untimed: the last run's fresh report built once, then the grads reset
+            result = shell.user_ns.pop(MODEL_OUT, None)
+            if result is not None:
+                start = time.perf_counter()
+                html = result._repr_html_()
+                sync()
+                html_s.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                str(result)
+                text_s.append(time.perf_counter() - start)
+                sizes.append(len(html.encode()))
+            shell.history_manager.outputs.clear()
+            module.zero_grad(set_to_none=True)
+
+        quiet = side(f"%%grad -q --out {MODEL_OUT}\n{cell}")
+        shown_ = side(f"%%grad\n{cell}")
         theirs = side(f"{case.forward}\nloss.backward()")
-        setup = lambda: module.zero_grad(set_to_none=True)  # noqa: E731
-        for fn in (ours, theirs):  # warm up
+        for fn in (quiet, shown_, theirs):  # warm up
             setup(), fn()
-        o, t_, ratios = side_by_side(ours, theirs, rounds, setup=setup)
-        result = shell.user_ns.pop(MODEL_OUT)
-        html_s, text_s, html = [], [], ""
-        for _ in range(5):  # the report alone: what the display formatters call
-            start = time.perf_counter()
-            html = result._repr_html_()
-            html_s.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            str(result)
-            text_s.append(time.perf_counter() - start)
+        html_s.clear(), text_s.clear(), sizes.clear()
+        o, t_, ratios = side_by_side(quiet, theirs, rounds, setup=setup)
+        setup()
+        o2, t2, ratios2 = side_by_side(shown_, theirs, rounds, setup=setup)
         reports.append(
             ReportSize(
                 f"`{shown}`, {case.key}{where}",
                 statistics.median(html_s),
                 statistics.median(text_s),
-                len(html.encode()),
+                max(sizes),
             )
         )
-        del result
         shell.history_manager.outputs.clear()
     except Exception as e:  # the model report is being written: report, do not crash
-        return error_figure(name, compared, target, e)
-    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= 1.10)
+        return [error_figure(name, compared, target, e) for name, target in zip(names, targets, strict=True)]
+    waits = statistics.median(o2) <= 1.10 * statistics.median(t2) + REPORT_MS / 1e3
+    return [
+        Figure(names[0], compared, targets[0], ratios, o, t_, statistics.median(ratios) <= 1.10),
+        Figure(names[1], compared, targets[1], ratios2, o2, t2, waits),
+    ]
 
 
 def model_report_figure(reports: list[ReportSize], cells: int) -> Figure:
-    name = "the report of the model cells above: built (`_repr_html_()` + `str()`) and its HTML size"
-    compared = "timed apart from the cell (median of 5)"
+    name = "the report of the model cells above: its first build (`_repr_html_()` + `str()`) and HTML size"
+    compared = "a fresh report after each `-q` run above, timed apart from the cell (median)"
     target = f"≤ {REPORT_MS} ms, ≤ {REPORT_KB} kB"
     if not reports:
         return Figure(name, compared, target, [], [], [], False, value="no model cell ran")
@@ -756,7 +780,7 @@ def model_report_figure(reports: list[ReportSize], cells: int) -> Figure:
 
 def bench_models(quick: bool, keys: tuple[str, ...] = ("mlp", "transformer")) -> list[Figure]:
     """The model cells with and without `backward()`, then their reports, on each device asked."""
-    rounds = {"mlp": 1 if quick else 21, "transformer": 1 if quick else 11}
+    rounds = {"mlp": 1 if quick else 21, "transformer": 1 if quick else 9}
     figures, reports, cells = [], [], 0
     for device in devices():
         for case in model_cases(quick, device):
@@ -764,7 +788,7 @@ def bench_models(quick: bool, keys: tuple[str, ...] = ("mlp", "transformer")) ->
                 continue
             for backward in (True, False):
                 cells += 1
-                figures.append(bench_model_cell(case, backward, rounds[case.key], device, reports))
+                figures += bench_model_cell(case, backward, rounds[case.key], device, reports)
     return [*figures, model_report_figure(reports, cells)]
 
 

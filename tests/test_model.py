@@ -164,6 +164,48 @@ def test_dead_layer_and_non_finite_are_named():
     assert any("grads contain nan or inf" in n for n in result.note_texts)
 
 
+class _Reductions(torch.overrides.TorchFunctionMode):
+    """Counts the reductions a statistic or a finiteness check makes over a big tensor (small ones,
+    up to 1,024 elements, are copied at the call and compared: cheap by design)."""
+
+    NAMES = frozenset(
+        {"vector_norm", "norm", "count_nonzero", "aminmax", "isfinite", "abs", "amax", "any", "all", "eq"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        big = args and isinstance(args[0], torch.Tensor) and args[0].numel() > 1024
+        if big and getattr(func, "__name__", "") in self.NAMES:
+            self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["no backward", "backward"])
+def test_no_pass_over_the_parameters_on_the_cells_path(backward):
+    """The statistics and the notes that need a pass over every element (all-zero or non-finite
+    layers, a non-finite weight) are found when the report is first read, not while the cell runs:
+    on a big model that is what keeps %%grad close to the plain cell (make bench)."""
+    setup = SETUP.replace("nn.Tanh()", "nn.ReLU()").replace("Linear(8, 32)", "Linear(8, 256)")
+    setup = setup.replace("Linear(32, 1)", "Linear(256, 8)").replace("randn(16, 1)", "randn(16, 8)")
+    setup += "with torch.no_grad():\n    net[0].bias.fill_(-100.0)\n    net[2].weight[0, 0] = float('nan')\n"
+    cell = LOSS + ("\nloss.backward()" if backward else "")
+    ns = namespace(setup)
+    with _Reductions() as seen:
+        result = grad(cell, namespace=ns)
+    assert seen.seen == []  # none of ours (the cell itself makes none)
+    assert all(
+        "_norm_finite" not in row.__dict__ and "stats" not in row.__dict__ for row in result.model.params
+    )
+    texts = result.note_texts  # read now: found on the tensors the result holds
+    assert any("net.0 (Linear): every grad is exactly 0" in n for n in texts)
+    assert any("net.2.weight" in n and "nan" in n for n in texts), texts
+    assert result.notes is result.notes  # found once
+    assert texts == result.replace(digits=3).note_texts  # a copy finds the same
+
+
 def test_plot_on_a_model_is_its_gradient_flow():
     result = grad(LOSS, namespace=namespace(), plot=True)
     figure = result.figure

@@ -16,6 +16,7 @@ import ast
 import contextlib
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ class First:
     call: Call | None = None  # the cell's backward()/grad() call shown, if any
     backward_calls: int = 0
     trace: Any = None  # steps.Tracer of the pass shown (--steps)
+    # notes that need a pass over every element (is a leaf's value finite?): found when the report
+    # is first read, not on the cell's path (see GradResult.notes)
+    later: tuple[Callable[[], list[Note]], ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -195,7 +199,7 @@ def _from_call(
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count,
-        call.trace,
+        call.trace, (_non_finite(values),),
     )  # fmt: skip
 
 
@@ -250,14 +254,25 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
     return [note("note.after", index=call.index, changes=t("headline.sep").join(changes))]
 
 
+def _non_finite(values: dict[str, torch.Tensor]) -> Callable[[], list[Note]]:
+    """The notes on leaves whose value has a nan or inf, found when asked (a pass over each value:
+    kept off the cell's path; the values are the ones the report holds)."""
+
+    def notes() -> list[Note]:
+        return [
+            note("note.non_finite", name=name)
+            for name, value in values.items()
+            if value.device.type != "meta" and not finite(value)
+        ]
+
+    return notes
+
+
 def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) -> list[Note]:
     notes = []
     for name, g in grads.items():
         if g is None:
             notes.append(note("note.unused", out=out_name, name=name))
-    for name, value in values.items():
-        if value.device.type != "meta" and not finite(value):
-            notes.append(note("note.non_finite", name=name))
     leaf_names = ", ".join(leaves) or t("word.the_leaves")
     read = set()
     for name in observed.nonleaf_reads:
@@ -377,7 +392,10 @@ def _computed(
         rows.append(TensorRow.of(out_name, "output", output, kept))
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     trace = tracer if tracer is not None and leaves else None
-    return First(output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace)
+    return First(
+        output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
+        (_non_finite(values),),
+    )  # fmt: skip
 
 
 def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]:

@@ -380,18 +380,19 @@ def _model(first: Any, ns: dict[str, Any], opts: GradOptions) -> Any:
 
 
 def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
-    """The model's notes, and with --plot its gradient-flow picture, added to the extras."""
+    """With --plot, the model's gradient-flow picture added to the extras (the model's notes are
+    the report's, found when first read)."""
     import dataclasses
 
-    notes = list(more.notes) + list(model.notes)
-    figure = None
-    if opts.plot and model.modules:
-        from . import plot
+    if not (opts.plot and model.modules):
+        return more
+    from . import plot
 
-        figure = plot.flow_figure(model.layers(), opts.lang, notes)
-        if opts.save is not None:
-            plot.save(figure, opts.save)
-    return dataclasses.replace(more, notes=tuple(notes), figure=figure if figure is not None else more.figure)
+    notes = list(more.notes)  # the picture may add one (no font for the language's glyphs)
+    figure = plot.flow_figure(model.layers(), opts.lang, notes)
+    if opts.save is not None:
+        plot.save(figure, opts.save)
+    return dataclasses.replace(more, notes=tuple(notes), figure=figure)
 
 
 def _steps(

@@ -59,8 +59,19 @@ class ParamRow:
     frozen: bool
     grad: torch.Tensor | None = field(default=None, repr=False)  # as the report got it (not copied)
     weight: torch.Tensor | None = field(default=None, repr=False)
-    grad_norm: float | None = None  # taken when the report was made (one fast pass)
-    finite: bool = True
+
+    @cached_property
+    def _norm_finite(self) -> tuple[float | None, bool]:
+        return _quick(self.grad)
+
+    @property
+    def grad_norm(self) -> float | None:
+        """‖grad‖ (one fast pass, when first asked: not on the cell's path)."""
+        return self._norm_finite[0]
+
+    @property
+    def finite(self) -> bool:
+        return self._norm_finite[1]
 
     @cached_property
     def stats(self) -> Stats:
@@ -98,8 +109,25 @@ class ModelReport:
 
     params: tuple[ParamRow, ...]
     modules: tuple[ModuleRow, ...]
-    notes: tuple[Note, ...] = ()
     digits: int = 4
+
+    @cached_property
+    def notes(self) -> tuple[Note, ...]:
+        """Layers whose grads are not finite or all zero, and the frozen parameters (a pass over
+        each grad: found when first asked, not on the cell's path)."""
+        notes: list[Note] = []
+        for m in self.modules:
+            if m.frozen:
+                continue
+            if not m.finite:
+                notes.append(note("model.non_finite", module=m.name, kind=m.kind))
+            elif m.grad_norm == 0:
+                notes.append(note("model.all_zero", module=m.name, kind=m.kind))
+        frozen = [r.name for r in self.params if r.frozen]
+        if frozen:
+            listed = ", ".join(frozen[:6]) + (" …" if len(frozen) > 6 else "")
+            notes.append(note("model.frozen_note", names=listed))
+        return tuple(notes)
 
     @property
     def by_module(self) -> bool:
@@ -278,10 +306,8 @@ def model_report(
         if key in tracked:
             name = tracked[key]
             aliases = tuple(q for q, _, _ in entries if q != name)
-            grad = grads.get(name)
-            norm, finite = _quick(grad)
             weight = values.get(name, leaves[name])
-            rows.append(ParamRow(name, aliases, module_name, kind, shape, False, grad, weight, norm, finite))
+            rows.append(ParamRow(name, aliases, module_name, kind, shape, False, grads.get(name), weight))
         elif not param.requires_grad:
             aliases = tuple(q for q, _, _ in entries[1:])
             rows.append(ParamRow(qualified, aliases, module_name, kind, shape, True, None, param))
@@ -293,17 +319,4 @@ def model_report(
         ModuleRow(name, members[0].kind, len(members), all(m.frozen for m in members), tuple(members))
         for name, members in modules.items()
     )
-    notes: list[Note] = []
-    for m in module_rows:
-        if m.frozen:
-            continue
-        if not m.finite:
-            notes.append(note("model.non_finite", module=m.name, kind=m.kind))
-        elif m.grad_norm == 0:
-            notes.append(note("model.all_zero", module=m.name, kind=m.kind))
-    frozen = [r.name for r in rows if r.frozen]
-    if frozen:
-        notes.append(
-            note("model.frozen_note", names=", ".join(frozen[:6]) + (" …" if len(frozen) > 6 else ""))
-        )
-    return ModelReport(tuple(rows), module_rows, tuple(notes), digits)
+    return ModelReport(tuple(rows), module_rows, digits)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -123,7 +125,9 @@ class GradResult:
     summing; ``None`` when the cell had nothing to differentiate, and ``notes``
     say why). ``str(result)`` is the text report; in a notebook the result shows
     as an HTML table. ``notes`` are :class:`~torchgrad_magic.messages.Note`
-    objects (``.id`` and ``.fields``), put into words when shown.
+    objects (``.id`` and ``.fields``), put into words when shown. Notes that need a pass over
+    every element of big tensors (a non-finite value, a layer whose grads are all zero) are
+    found when ``notes`` is first read, on the tensors the result holds, not while the cell runs.
 
     Optional parts: ``orders`` (``--order``: name -> [d1, d2, ...]),
     ``matrices`` (``--hessian``/``--jacobian``), ``checks`` (``--check``),
@@ -139,7 +143,7 @@ class GradResult:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # the leaf tensors themselves
     summed: bool = False
     backward_calls: int = 0
-    notes: tuple[Note, ...] = ()
+    found: tuple[Note, ...] = ()  # the notes known when the cell ended (see ``notes``)
     digits: int = 4
     max_items: int = 6
     language: str = "en"
@@ -155,6 +159,15 @@ class GradResult:
     curves: tuple[Any, ...] = ()  # the plotted lines as data (plot.Curve)
     steps: Any = None  # steps.Steps with --steps
     model: Any = None  # model.ModelReport when the leaves include a model's parameters
+    later: tuple[Callable[[], Any], ...] = field(default=(), repr=False, compare=False)
+
+    @cached_property
+    def notes(self) -> tuple[Note, ...]:
+        """Every note: those known when the cell ended, then those found on first reading."""
+        found = list(self.found)
+        for make in self.later:
+            found += make()
+        return tuple(found)
 
     @classmethod
     def assemble(
@@ -184,7 +197,7 @@ class GradResult:
             tensors=first.leaves,
             summed=first.summed,
             backward_calls=first.backward_calls,
-            notes=tuple(notes) + extras.notes,
+            found=tuple(notes) + extras.notes,
             digits=opts.digits,
             max_items=opts.max_items,
             language=language,
@@ -199,9 +212,13 @@ class GradResult:
             curves=extras.curves,
             steps=steps,
             model=model,
+            later=(*first.later, lambda: model.notes) if model is not None else first.later,
         )
 
     def replace(self, **changes: Any) -> GradResult:
+        """A copy with *changes*; ``notes=`` replaces every note (the ones found later too)."""
+        if "notes" in changes:
+            changes["found"], changes["later"] = tuple(changes.pop("notes")), ()
         return dataclasses.replace(self, **changes)
 
     @property
