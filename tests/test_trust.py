@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torchgrad_magic import grad
-from torchgrad_magic.observe import engine_slot, is_transformed
+from torchgrad_magic.observe import _accumulate_grad_class, engine_slot, graph_leaves, is_transformed
 
 
 # ---------------------------------------------------------------------------
@@ -54,6 +54,18 @@ def test_functorch_wrapped_tensors_are_recognised():
     seen = []
     torch.func.grad(lambda t: (seen.append(is_transformed(t)), t**3)[1])(torch.tensor(2.0))
     assert seen == [True] and not is_transformed(torch.tensor(2.0))
+
+
+def test_the_graph_walk_finds_leaves_by_their_accumulate_grad_node():
+    """The walk at every backward() tells a leaf's node by its class (found once with public
+    calls): if torch changed that, no leaf would be found, and this fails first."""
+    assert _accumulate_grad_class().__name__ == "AccumulateGrad"
+    w, b = torch.ones(3, requires_grad=True), torch.zeros((), requires_grad=True)
+    net = torch.nn.Linear(3, 2)
+    y = (net(w * 2 + b).tanh().sum() + w.sum()) * b
+    found = graph_leaves((y,))
+    assert {id(t) for t in found} == {id(w), id(b), id(net.weight), id(net.bias)}
+    assert graph_leaves((w,)) == [w] and graph_leaves((y,), limit=2) is None
 
 
 def test_torch_func_inside_a_cell_is_not_mistaken_for_the_cells_backward(run):

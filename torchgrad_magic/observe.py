@@ -20,6 +20,7 @@ import linecache
 import re
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -46,8 +47,10 @@ def engine_slot() -> tuple[Any, str]:
 def is_transformed(tensor: Any) -> bool:
     """True for tensors inside a ``torch.func`` transform (their backward calls are
     torch.func's own business, not the cell's)."""
-    check = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return bool(check is not None and isinstance(tensor, torch.Tensor) and check(tensor))
+    return bool(_WRAPPED is not None and isinstance(tensor, torch.Tensor) and _WRAPPED(tensor))
+
+
+_WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)  # (once)
 
 
 # ---------------------------------------------------------------------------
@@ -80,22 +83,36 @@ class Leaf:
 
 @dataclass(frozen=True)
 class Call:
-    """One call into the autograd engine made by the cell."""
+    """One call into the autograd engine made by the cell.
+
+    A training loop makes hundreds of calls and the report shows one: each call keeps only plain
+    tuples (``seen``: :class:`Leaf`'s fields) and the gradients it was given; the
+    :class:`Leaf` objects and ``gradient_given`` are made when first asked."""
 
     index: int  # 1, 2, ...
     kind: str  # "backward" or "grad"
     outputs: tuple[torch.Tensor, ...]
-    leaves: dict[str, Leaf]
+    seen: tuple[tuple, ...]  # one tuple of Leaf's fields per leaf this call reached
     intermediates: dict[str, torch.Tensor | None]  # named non-leaf tensors' grads (retain_grad)
     create_graph: bool
-    gradient_given: bool  # backward(gradient=...) / grad(grad_outputs=...)
-    higher_order: bool  # differentiates a grad made with create_graph=True
+    gradients: tuple = ()  # what the engine was given: backward(gradient=...) / grad(grad_outputs=...)
+    higher_order: bool = False  # differentiates a grad made with create_graph=True
     record_ref: Any = None  # where the output sits in the record (extras only)
     trace: Any = None  # steps.Tracer of this call (--steps only)
 
     @property
     def output(self) -> torch.Tensor:
         return self.outputs[0]
+
+    @cached_property
+    def leaves(self) -> dict[str, Leaf]:
+        return {row[0]: Leaf(*row) for row in self.seen}
+
+    @cached_property
+    def gradient_given(self) -> bool:
+        """Whether the cell gave weights (backward() on a scalar passes ones to the engine:
+        only other weights are a real v)."""
+        return any(isinstance(g, torch.Tensor) and not _all_ones(g) for g in self.gradients)
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,7 @@ class Observer:
         self._engine: Any = None
         self._filter: Any = None
         self._params: dict[int, list] = {}  # module id -> its named parameters, for this cell
+        self._by_name: dict[int, dict] = {}  # module id -> {parameter name: parameter}, for this cell
         self._added: dict[int, tuple[int, bool]] = {}  # id(leaf) -> (calls added up in .grad, held before)
         self._names: dict[int, str] = {}  # id(leaf) -> its name, from the last look at the namespace
         self._shown: Any = None
@@ -304,9 +322,11 @@ class Observer:
             # a hook only where .grad already holds something (the engine adds to it in place);
             # elsewhere .grad after the call is exactly this call's grad
             before = {n: (_snapshot(t.grad) if t.grad is not None else None) for n, t in leaves.items()}
-            # a big .grad is not copied: what the report says of it is taken now (the engine adds in place)
-            before_text = {n: fmt.values(g) for n, g in before.items() if g is not None}
-            before_zero = {n: _all_zero(g) for n, g in before.items() if g is not None}
+            before_text: dict[str, str] = {}
+            before_zero: dict[str, bool] = {}
+            for n, g in before.items():  # (none in a loop that zeroes its grads: nothing to do)
+                if g is not None:  # a big .grad is not copied: what the report says of it is taken now
+                    before_text[n], before_zero[n] = fmt.values(g), _all_zero(g)
             for name, leaf in leaves.items():
                 if before[name] is not None or not accumulate or not leaf.is_leaf:
                     handles.append(leaf.register_hook(_catcher(caught, name)))
@@ -328,38 +348,29 @@ class Observer:
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
         self.count += 1
-        seen = {}
+        seen = []  # per leaf reached, Leaf's fields (Leaf objects are made for the call shown only)
         for name, leaf in leaves.items():
             grad = caught.get(name)
+            held = before[name]
             after = leaf.grad if accumulate and leaf.is_leaf else None
-            if grad is None and before[name] is None and after is not None:
+            if grad is None and held is None and after is not None:
                 grad = _snapshot(after)  # a copy: a later zero_() must not change what is shown
             if grad is None:  # not reached by this call
                 continue
             added = (1, False)
-            if accumulate and leaf.is_leaf and before[name] is not None and not before_zero[name]:
-                count, held = self._added.get(id(leaf), (0, True))
-                added = (count + 1, held)
             if accumulate and leaf.is_leaf:
+                if held is not None and not before_zero[name]:
+                    count, was_held = self._added.get(id(leaf), (0, True))
+                    added = (count + 1, was_held)
                 self._added[id(leaf)] = added
-            seen[name] = Leaf(
-                name=name,
-                tensor=leaf,
-                value=_snapshot(leaf),
-                version=leaf._version,
-                grad=grad.detach(),
-                grad_after=(
-                    _snapshot(after)
-                    if before[name] is not None and after is not None
-                    else (grad.detach() if accumulate else None)
-                ),
-                grad_before=before[name],
-                grad_before_text=before_text.get(name),
-                after_version=after._version if after is not None else -1,
-                grad_version=grad._version,
-                added_calls=added[0],
-                held_before=added[1],
+            grad = grad.detach()
+            grad_after = (
+                _snapshot(after) if held is not None and after is not None else grad if accumulate else None
             )
+            seen.append((
+                name, leaf, _snapshot(leaf), leaf._version, grad, grad_after, held, grad._version,
+                before_text.get(name), after._version if after is not None else -1, added[0], added[1],
+            ))  # fmt: skip
         if create:
             self.created.update(
                 id(g.grad_fn)
@@ -373,11 +384,10 @@ class Observer:
             index=self.count,
             kind="backward" if accumulate else "grad",
             outputs=outputs,
-            leaves=seen,
+            seen=tuple(seen),
             intermediates={n: caught.get("\0" + n) for n in inter},
             create_graph=create,
-            # (backward() on a scalar passes ones to the engine: only other weights are a real v)
-            gradient_given=any(isinstance(g, torch.Tensor) and not _all_ones(g) for g in gradients or ()),
+            gradients=tuple(gradients or ()),
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
             trace=tracer,
@@ -408,7 +418,7 @@ class Observer:
     def namespace_value(self, name: str) -> Any:
         if name in self.wrt:
             return self.wrt[name]
-        return _lookup_param(self.namespace, name, self._params)
+        return _lookup_param(self.namespace, name, self._params, self._by_name)
 
     def _intermediates(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         nodes = graph_functions(outputs)
@@ -425,16 +435,21 @@ class Observer:
         return found
 
 
-def _lookup_param(namespace: dict[str, Any], name: str, params: dict[int, list]) -> Any:
-    """The tensor a name from :func:`named_leaves` stands for now (``net.0.weight`` too)."""
+def _lookup_param(
+    namespace: dict[str, Any], name: str, params: dict[int, list], by_name: dict[int, dict] | None = None
+) -> Any:
+    """The tensor a name from :func:`named_leaves` stands for now (``net.0.weight`` too);
+    *by_name* caches each module's parameters by name (one lookup, not a scan, per name)."""
     head, _, rest = name.partition(".")
     value = namespace.get(head)
     if not rest or value is None:
         return value
-    for pname, param in params.get(id(value), ()):
-        if pname == rest:
-            return param
-    return None
+    table = by_name.get(id(value)) if by_name is not None else None
+    if table is None:
+        table = dict(reversed(params.get(id(value), ())))  # the first of a name wins, as in a scan
+        if by_name is not None and id(value) in params:
+            by_name[id(value)] = table
+    return table.get(rest)
 
 
 def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> list[torch.Tensor] | None:
@@ -449,24 +464,45 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
             stack.append(t.grad_fn)
         elif t.requires_grad:
             found[id(t)] = t
-    while stack:
-        fn = stack.pop()
-        if id(fn) in seen:
+    accumulate = _accumulate_grad_class()
+    pop, push = stack.pop, stack.append
+    while stack:  # (runs at every backward() of a training loop: kept tight)
+        fn = pop()
+        key = id(fn)
+        if key in seen:
             continue
-        seen[id(fn)] = fn
+        seen[key] = fn
         if limit is not None and len(seen) > limit:
             return None
-        variable = getattr(fn, "variable", None)
-        if isinstance(variable, torch.Tensor):
+        if type(fn) is accumulate:  # a leaf's node: it has no next functions
+            variable = fn.variable  # type: ignore[attr-defined]  # AccumulateGrad has it
             found.setdefault(id(variable), variable)
-        stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
+            continue
+        for nxt, _ in fn.next_functions:
+            if nxt is not None:
+                push(nxt)
     return list(found.values())
+
+
+_ACCUMULATE: list[type] = []
+
+
+def _accumulate_grad_class() -> type:
+    """The class of the backward node that writes a leaf's ``.grad`` (``AccumulateGrad``), found
+    with public calls once: the node behind a view of a fresh leaf."""
+    if not _ACCUMULATE:
+        leaf = torch.zeros((), requires_grad=True)
+        node = leaf.view_as(leaf).grad_fn
+        _ACCUMULATE.append(type(node.next_functions[0][0]) if node is not None else type(None))
+    return _ACCUMULATE[0]
 
 
 def _all_ones(tensor: torch.Tensor) -> bool:
     """Whether *tensor* is all ones (what backward() passes for a scalar); False where it
     cannot be looked at (a batched tensor inside torch.autograd.functional's vmap)."""
     try:
+        if tensor.numel() == 1:  # backward() on a scalar: one number, no comparison kernel
+            return bool(tensor.item() == 1)
         with torch.no_grad():
             return bool((tensor == 1).all())
     except Exception:
