@@ -307,6 +307,10 @@ class Observer:
         create = bool(args[3]) if len(args) > 3 else False
         inputs = tuple(args[4]) if len(args) > 4 and args[4] else ()
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
+        # this call replaces the last one of its kind: let go of that one's grads before the engine
+        # runs, so that it can reuse their memory as a plain run does (after zero_grad() nothing
+        # else holds them; holding them made every step of a training loop allocate afresh)
+        self.calls = [c for c in self.calls if c.higher_order != higher]
 
         leaves = self._leaves(outputs, inputs)
         caught: dict[str, torch.Tensor] = {}
@@ -393,7 +397,7 @@ class Observer:
             trace=tracer,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
-        self.calls = [c for c in self.calls if c.higher_order != call.higher_order] + [call]
+        self.calls.append(call)
         return result
 
     def _leaves(self, outputs: tuple[torch.Tensor, ...], inputs: tuple) -> dict[str, torch.Tensor]:
