@@ -339,3 +339,72 @@ def test_symbolic_keeps_sympys_own_warning_filter():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr
+
+
+# ---------------------------------------------------------------------------
+# what a call differentiated: weights, several outputs, second derivatives, torch's helpers
+# ---------------------------------------------------------------------------
+X3 = "x = torch.tensor(3.0, requires_grad=True)\n"
+
+
+def test_several_outputs_at_once_are_named_as_what_was_differentiated(run):
+    cell = (
+        X3
+        + "y1 = x ** 2\ny2 = 3 * x\ntorch.autograd.backward([y1, y2], [torch.tensor(1.0), torch.tensor(2.0)])"
+    )
+    result = run("--check", cell)
+    # 12 = 1·(2x) + 2·3 at x = 3: the grad of y1 + 2·y2, not dy1/dx (6)
+    assert result.headline == "y1 = 9, y2 = 9, d(y1 + 2·y2)/dx = 12 (at x = 3)"
+    assert result.grads["x"].item() == 12 and result.differentiated == "y1 + 2·y2"
+    assert [r.name for r in result.rows] == ["x", "y1", "y2"]
+    texts = " ".join(result.note_texts)
+    assert "several outputs at once (y1, y2): each grad is the grad of y1 + 2·y2" in texts
+    assert not result.checks and "evaluate one output" in texts  # never a false FAIL
+
+
+def test_a_scalar_weight_is_in_the_headline_and_the_check_says_what_it_checks(run):
+    result = run("--check", X3 + "y = 3 * x ** 2\ny.backward(torch.tensor(2.0))")
+    assert result.headline == "y = 27, d(2·y)/dx = 36 (at x = 3)"  # dy/dx is 18
+    texts = " ".join(result.note_texts)
+    assert "given the weight 2 for y, so each grad is 2 × dy/dx" in texts
+    assert "look at y itself" in texts
+    assert [(c.name, c.ok, c.autograd.item()) for c in result.checks] == [("x", True, 18.0)]  # dy/dx
+
+
+def test_a_vector_weight_and_ones_name_the_quantity(run):
+    vec = "x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)\ny = x ** 2\n"
+    result = run("", vec + "v = torch.tensor([0.1, 1.0, 0.0001])\ny.backward(v)")
+    assert result.headline.startswith("y = [1, 4, 9], d(v·y)/dx = [0.2, 4, 0.0006]")
+    assert "each grad is v·(dy/dx)" in " ".join(result.note_texts)
+    result = run("", vec + "y.backward(torch.ones_like(y))")
+    assert result.headline.startswith("y = [1, 4, 9], d(sum(y))/dx = [2, 4, 6]")
+    assert "given ones for y (3 elements), so each grad is the grad of y.sum()" in " ".join(result.note_texts)
+    result = run("", vec + "s = y.sum()\ns.backward()")  # one number: the output itself
+    assert result.differentiated is None and result.headline.startswith("s = 14, ds/dx = [2, 4, 6]")
+
+
+def test_a_second_derivative_by_grad_is_said_with_its_value_and_no_false_grad_claim(run):
+    cell = "x = torch.tensor(2.0, requires_grad=True)\ng, = torch.autograd.grad(x ** 3, x, create_graph=True)\nh, = torch.autograd.grad(g, x)"
+    result = run("", cell)
+    texts = " ".join(result.note_texts)
+    assert "a second derivative (x: 12), returned by that call" in texts
+    assert ".grad now also holds" not in texts
+    assert result.grads["x"].item() == 12  # 3x² at 2
+
+
+def test_torch_helpers_passes_are_theirs_not_the_cells(run):
+    cell = "x = torch.tensor([1.0, 2.0], requires_grad=True)\nJ = torch.autograd.functional.jacobian(lambda t: t ** 2, x)"
+    result = run("", cell)
+    texts = " ".join(result.note_texts)
+    assert result.output is None and "torch.autograd.functional.jacobian (2): torch's helper" in texts
+    assert "requires_grad=True" not in texts  # x does require grad: that hint would mislead
+    ns = run.ns
+    torch.testing.assert_close(ns["J"], torch.diag(torch.tensor([2.0, 4.0])))
+    assert ns["x"].grad is None
+    cell = (
+        "x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)\n"
+        "ok = torch.autograd.gradcheck(lambda t: (t ** 2).sum(), (x,))\ny = (x ** 2).sum()\ny.backward()"
+    )
+    result = run("", cell)
+    assert result.headline == "y = 5, dy/dx = [2, 4]" and result.backward_calls == 1
+    assert "torch.autograd.gradcheck.gradcheck (" in " ".join(result.note_texts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable
@@ -47,6 +48,9 @@ class First:
     # notes that need a pass over every element (is a leaf's value finite?): found when the report
     # is first read, not on the cell's path (see GradResult.notes)
     later: tuple[Callable[[], list[Note]], ...] = ()
+    # what the grads are the grads of when that is not the output itself: "2·y", "v·y", "y1 + y2"
+    differentiated: str | None = None
+    others: tuple[tuple[str, torch.Tensor], ...] = ()  # the call's other outputs (several at once)
 
 
 # ---------------------------------------------------------------------------
@@ -105,6 +109,26 @@ def first_derivatives(
     owned: set[int] | None = None,
 ) -> First:
     """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*."""
+    first = _first(ns, wrt, observed, last_value, assigned, of, retain_grad, steps, owned)
+    if observed.helpers:  # jacobian(), gradcheck(): their passes are not the cell's calls
+        helpers = ", ".join(f"{name} ({count})" for name, count in observed.helpers)
+        # a helper's result has no graph: "create the input with requires_grad=True" would mislead
+        kept = [n for n in first.notes if first.output is not None or n.id != "err.no_leaf"]
+        first = dataclasses.replace(first, notes=(*kept, note("note.helpers", helpers=helpers)))
+    return first
+
+
+def _first(
+    ns: dict[str, Any],
+    wrt: dict[str, torch.Tensor],
+    observed: Observation,
+    last_value: Any,
+    assigned: list[str],
+    of: str | None,
+    retain_grad: bool,
+    steps: bool,
+    owned: set[int] | None,
+) -> First:
     owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
     names = tensor_names(ns, (*wrt, *assigned))
     call = observed.primary
@@ -137,6 +161,8 @@ def _from_call(
     """The grads the cell's own backward()/grad() call computed, at that moment."""
     output = call.output
     out_name = names.get(id(output), "out")
+    others = tuple((names.get(id(o), f"out{k}"), o) for k, o in enumerate(call.outputs[1:], start=2))
+    differentiated = _differentiated(call, (out_name, *(n for n, _ in others)), names)
     notes: list[Note] = []
     if wrt:
         caught = {n: call.leaves.get(n) for n in wrt}
@@ -158,8 +184,15 @@ def _from_call(
         notes.append(
             note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name)
         )
-    if call.gradient_given and output.numel() != 1:
-        notes.append(note("note.vjp", out=out_name))
+    if others:
+        listed = ", ".join((out_name, *(n for n, _ in others)))
+        notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))
+    elif call.gradient_given and output.numel() != 1:
+        notes.append(note("note.vjp", out=out_name, v=(differentiated or "v·").split("·")[0]))
+    elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
+        notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0]))
+    elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
+        notes.append(note("note.ones", what=what, out=out_name, count=output.numel()))
     for name, c in caught.items():
         if c is not None and c.grad_before is not None and call.kind == "backward":
             notes.append(
@@ -171,13 +204,13 @@ def _from_call(
     if lost:
         notes.append(note("note.not_kept", names=", ".join(lost), index=call.index))
     for higher in observed.higher:
-        notes.append(
-            note(
-                "note.higher_order",
-                index=higher.index,
-                what="backward()" if higher.kind == "backward" else "torch.autograd.grad()",
+        if higher.kind == "backward":  # it added to .grad
+            notes.append(note("note.higher_order", index=higher.index, what="backward()"))
+        else:  # grad() returned it: say what it was
+            found = "; ".join(
+                f"{n}: {fmt.values(c.grad)}" for n, c in higher.leaves.items() if c.grad is not None
             )
-        )
+            notes.append(note("note.higher_order_grad", index=higher.index, values=found or "—"))
 
     role = "input" if wrt else "leaf"
     rows = [
@@ -190,17 +223,44 @@ def _from_call(
             tensor = ns.get(name)
             if isinstance(tensor, torch.Tensor):
                 rows.append(TensorRow.of(name, "intermediate", tensor, grad))
-    if all(output is not leaf for leaf in leaves.values()):
-        rows.append(
-            TensorRow.of(
-                out_name, "output", output, output.grad if output.is_leaf or output.retains_grad else None
-            )
-        )
+    for name, tensor in ((out_name, output), *others):
+        if all(tensor is not leaf for leaf in leaves.values()):
+            kept = tensor.grad if tensor.is_leaf or tensor.retains_grad else None
+            rows.append(TensorRow.of(name, "output", tensor, kept))
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count,
-        call.trace, (_non_finite(values),),
+        call.trace, (_non_finite(values),), differentiated, others,
     )  # fmt: skip
+
+
+def _differentiated(call: Call, out_names: tuple[str, ...], names: dict[int, str]) -> str | None:
+    """What the call's grads are the grads of, when that is not its one output itself: ``2·y``
+    (``backward(gradient=2.0)``), ``v·y`` (a vector *v*: a vector-Jacobian product), ``sum(y)``
+    (ones for a non-scalar y), ``y1 + 2·y2`` (several outputs at once). None: the output itself."""
+    if len(call.outputs) == 1 and not call.gradient_given and call.outputs[0].numel() == 1:
+        return None
+    weights = call.gradients if len(call.gradients) == len(call.outputs) else (None,) * len(call.outputs)
+    vectors = 0
+    terms = []
+    for name, out, weight in zip(out_names, call.outputs, weights, strict=True):
+        try:
+            if not isinstance(weight, torch.Tensor) or _is_one(weight):
+                terms.append(name if out.numel() == 1 else f"sum({name})")
+            elif weight.numel() == 1:
+                terms.append(f"{fmt.number(weight.item())}·{name}")
+            else:
+                vectors += 1
+                given = names.get(id(weight))
+                terms.append(f"{given or ('v' if len(call.outputs) == 1 else f'v{vectors}')}·{name}")
+        except Exception:  # a weight that cannot be looked at (batched inside vmap)
+            return None
+    return " + ".join(terms)
+
+
+def _is_one(weight: torch.Tensor) -> bool:
+    with torch.no_grad():
+        return bool((weight == 1).all())
 
 
 def _changed(now: torch.Tensor, then: torch.Tensor, version: int) -> bool:

@@ -39,7 +39,12 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         return Extras()
     from .record import replay_for
 
+    if getattr(first, "others", ()):  # y1 + y2: the extras evaluate one output
+        recorder.finish()
+        return Extras(notes=(note("extras.several", label=first.differentiated or first.output_name),))
     notes: list[Note] = []
+    if first.call is not None and first.call.gradient_given:
+        notes.append(note("extras.weighted", out=first.output_name, label=first.differentiated or "v"))
     summed = first.output.numel() != 1
     ref = first.call.record_ref if first.call is not None else recorder.ref(first.output)
     record = recorder.finish()

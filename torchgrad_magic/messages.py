@@ -42,9 +42,37 @@ MESSAGES: dict[str, dict[str, str]] = {
         "（对 {out} 的 {what}）运行当时的结果。",
     },
     "note.vjp": {
-        "en": "backward() got a gradient= argument, so each grad is v·(d{out}/dx) for that v "
+        "en": "backward() got a gradient= argument, so each grad is {v}·(d{out}/dx) for that {v} "
         "(a vector-Jacobian product), not the grad of one number.",
-        "zh": "backward() 传入了 gradient= 参数，所以每个梯度是 v·(d{out}/dx)（向量-雅可比积），不是某个标量的梯度。",
+        "zh": "backward() 传入了 gradient= 参数，所以每个梯度是 {v}·(d{out}/dx)（向量-雅可比积），不是某个标量的梯度。",
+    },
+    "note.scaled": {
+        "en": "{what} was given the weight {c} for {out}, so each grad is {c} × d{out}/dx "
+        "(the grads of {c}·{out}), not d{out}/dx itself.",
+        "zh": "{what} 给 {out} 传入了权重 {c}，所以每个梯度是 {c} × d{out}/dx（即 {c}·{out} 的梯度），不是 d{out}/dx 本身。",
+    },
+    "extras.several": {
+        "en": "--check, --plot, --symbolic, --order, --hessian and --jacobian evaluate one output; the "
+        "cell's call differentiated {label}, so they are left out (differentiate one output in its own call).",
+        "zh": "--check、--plot、--symbolic、--order、--hessian 和 --jacobian 只针对一个输出；单元格的调用求的是 "
+        "{label} 的梯度，所以这些都略去了（请对单个输出单独求导）。",
+    },
+    "extras.weighted": {
+        "en": "--check, --plot and the other extras look at {out} itself (summed when it has several "
+        "elements), not at {label} with the weights given to the call.",
+        "zh": "--check、--plot 等附加项看的是 {out} 本身（多个元素时求和），不是带权重的 {label}。",
+    },
+    "note.ones": {
+        "en": "{what} was given ones for {out} ({count} elements), so each grad is the grad of "
+        "{out}.sum(); when {out} is computed element by element, that is each element's own derivative.",
+        "zh": "{what} 给 {out}（{count} 个元素）传入了全 1 的权重，所以每个梯度是 {out}.sum() 的梯度；"
+        "当 {out} 是逐元素算出来的，这正是每个元素自己的导数。",
+    },
+    "note.several": {
+        "en": "{what} differentiated several outputs at once ({outputs}): each grad is the grad of "
+        "{label}, what every output sends added up (one output's own grads need a call of their own).",
+        "zh": "{what} 一次对多个输出求导（{outputs}）：每个梯度是 {label} 的梯度，即各输出贡献之和"
+        "（单个输出自己的梯度要单独调用一次）。",
     },
     "note.accumulated": {
         "en": "{name}.grad already held {old}, so backward() added this call's {new}: {name}.grad = {total}. "
@@ -70,6 +98,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "the table shows the first derivatives, and .grad now also holds what that call added.",
         "zh": "第 {index} 次调用（{what}）对一个用 create_graph=True 得到的梯度再求导（二阶导数）；"
         "表中是一阶导数，而 .grad 里现在也包含了那次调用加上的值。",
+    },
+    "note.helpers": {
+        "en": "{helpers}: torch's helper ran backward passes of its own (the number of calls in brackets); "
+        "what it returned is the cell's result, and its passes are not shown as the cell's calls.",
+        "zh": "{helpers}：torch 的辅助函数自己做了反向传播（括号里是调用次数）；它返回的结果就是单元格得到的，"
+        "这些反向传播不算作单元格自己的调用。",
+    },
+    "note.higher_order_grad": {
+        "en": "call {index} (torch.autograd.grad()) differentiated a grad made with create_graph=True: "
+        "a second derivative ({values}), returned by that call; the table shows the first derivatives.",
+        "zh": "第 {index} 次调用（torch.autograd.grad()）对一个用 create_graph=True 得到的梯度再求导："
+        "即二阶导数（{values}），由那次调用返回；表中是一阶导数。",
     },
     "note.stale": {
         "en": "{name}.grad still holds {old} from earlier code; %%grad left it as it was (the table shows this cell's derivative).",

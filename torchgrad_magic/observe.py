@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import linecache
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,6 +49,27 @@ def is_transformed(tensor: Any) -> bool:
     """True for tensors inside a ``torch.func`` transform (their backward calls are
     torch.func's own business, not the cell's)."""
     return bool(_WRAPPED is not None and isinstance(tensor, torch.Tensor) and _WRAPPED(tensor))
+
+
+HELPER_MODULES = ("torch.autograd.functional", "torch.autograd.gradcheck")  # their calls are theirs
+
+
+def torch_helper() -> str | None:
+    """``torch.autograd.functional.jacobian`` when the engine call being made comes from inside
+    one of torch's differentiation helpers (the frames between the engine and the first frame
+    outside torch), else None. A handful of frames: cheap at every call."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:  # (the observer's own)
+        frame = frame.f_back
+    found = None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("torch."):
+            break
+        if module in HELPER_MODULES:
+            found = f"{module}.{frame.f_code.co_name}"  # the outermost helper frame wins
+        frame = frame.f_back
+    return found
 
 
 _WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)  # (once)
@@ -122,6 +144,7 @@ class Observation:
     calls: tuple[Call, ...]  # heavy data is kept for the primary call only
     call_count: int
     nonleaf_reads: tuple[str, ...]  # names whose .grad the cell read while it was None
+    helpers: tuple[tuple[str, int], ...] = ()  # (torch.autograd.functional.jacobian, its calls), ...
 
     @property
     def primary(self) -> Call | None:
@@ -237,6 +260,7 @@ class Observer:
         self.intermediates = intermediates
         self.recorder = recorder
         self.calls: list[Call] = []
+        self.helpers: dict[str, int] = {}  # torch helpers that ran backward passes of their own: calls
         self.count = 0
         self.created: set[int] = set()  # grad_fn ids of grads made with create_graph=True
         self.reads: list[str] = []
@@ -286,7 +310,9 @@ class Observer:
             setattr(self._owner, attr, self._engine)
 
     def result(self) -> Observation:
-        return Observation(tuple(self.calls), self.count, tuple(dict.fromkeys(self.reads)))
+        return Observation(
+            tuple(self.calls), self.count, tuple(dict.fromkeys(self.reads)), tuple(self.helpers.items())
+        )
 
     # ---- non-leaf .grad reads -------------------------------------------------
     def _nonleaf_read(self, filename: str, lineno: int) -> None:
@@ -301,6 +327,11 @@ class Observer:
         outputs = args[0] if args else kwargs.get("t_outputs", ())
         outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
         if not outputs or any(is_transformed(o) for o in outputs):
+            return engine.run_backward(*args, **kwargs)
+        helper = torch_helper()
+        if helper is not None:  # jacobian(), hessian(), gradcheck(): their own passes, not the cell's
+            self.helpers.setdefault(helper, 0)
+            self.helpers[helper] += 1
             return engine.run_backward(*args, **kwargs)
         accumulate = kwargs.get("accumulate_grad", args[6] if len(args) > 6 else True)
         gradients = args[1] if len(args) > 1 else ()

@@ -143,6 +143,9 @@ class GradResult:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # the leaf tensors themselves
     summed: bool = False
     backward_calls: int = 0
+    # what the grads are the grads of, when not the output itself ("2·y", "v·y", "y1 + y2")
+    differentiated: str | None = None
+    others: tuple[tuple[str, torch.Tensor], ...] = ()  # other outputs of the same call
     found: tuple[Note, ...] = ()  # the notes known when the cell ended (see ``notes``)
     digits: int = 4
     max_items: int = 6
@@ -197,6 +200,8 @@ class GradResult:
             tensors=first.leaves,
             summed=first.summed,
             backward_calls=first.backward_calls,
+            differentiated=first.differentiated,
+            others=first.others,
             found=tuple(notes) + extras.notes,
             digits=opts.digits,
             max_items=opts.max_items,
@@ -243,6 +248,7 @@ class GradResult:
             with using(self.language):
                 return t("headline.nothing")
         out = f"sum({self.output_name})" if self.summed else self.output_name
+        out = self.differentiated or out
         value = self.output.detach().sum() if self.summed else self.output.detach()
         if self.model is not None and len(self.model.params) > 1 and not self.orders:
             with using(self.language):
@@ -253,8 +259,15 @@ class GradResult:
                     f", ∂{out}/∂{n} = {self._values(g)}" for n in others if (g := self.grads[n]) is not None
                 )
         d = "d" if len(self.grads) == 1 else "∂"
-        top = f"({out})" if self.summed else out
-        parts = [f"{out} = {self._values(value)}"]
+        top = f"({out})" if self.summed or self.differentiated else out
+        if self.differentiated:  # each output's value, then the grads of what was differentiated
+            value = self.output.detach()
+            parts = [
+                f"{n} = {self._values(v.detach())}"
+                for n, v in ((self.output_name, self.output), *self.others)
+            ]
+        else:
+            parts = [f"{out} = {self._values(value)}"]
         for name, g in self.grads.items():
             parts.append(f"{d}{top}/{d}{name} = {'None' if g is None else self._values(g)}")
         for name, found in self.orders.items():
