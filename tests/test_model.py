@@ -271,3 +271,35 @@ def test_steps_on_a_model_are_per_layer():
     for name in ("net.0.weight", "net.2.bias"):
         torch.testing.assert_close(sent[name], result.grads[name])
     assert len(steps.shown()) == 6  # mean, pow, sub, then three layers: not every scalar op
+
+
+def test_grads_held_from_before_are_one_note_for_a_model(run):
+    """A second backward() without zero_grad(): one note naming the parameters in the model's
+    order (not one long note per parameter); the table shows this call's grads."""
+    setup = SETUP + LOSS + "\nloss.backward()\n"
+    run.ns.update(namespace(setup)) if run.kind == "function" else run.shell.run_cell(setup)
+    result = run("", LOSS + "\nloss.backward()")
+    texts = [n for n in result.note_texts if "already held" in n]
+    assert len(texts) == 1, result.note_texts
+    assert texts[0].startswith(
+        "net.0.weight, net.0.bias, net.2.weight, net.2.bias (4 parameters): .grad already held"
+    )
+    expected = plain_grads(SETUP, LOSS)  # one call's grads
+    for name, g in expected.items():
+        torch.testing.assert_close(result.grads[f"net.{name}"], g)
+    net = (run.ns if run.kind == "function" else run.shell.user_ns)["net"]
+    torch.testing.assert_close(net[0].weight.grad, 2 * expected["0.weight"])  # .grad holds the sum, as plain
+
+
+def test_three_leaves_held_from_before_are_one_note():
+    ns = {"torch": torch}
+    cell = "y = (u * v * w).sum()\ny.backward()"
+    exec("u, v, w = (torch.tensor(float(k), requires_grad=True) for k in (2, 3, 4))\n" + cell, ns)
+    result = grad(cell, namespace=ns)
+    texts = [n for n in result.note_texts if "already held" in n]
+    assert texts == [
+        "u, v, w (3 tensors): .grad already held grads from before, so backward() added this call's to them "
+        "(.grad now holds the sums). PyTorch adds grads up; clear them first (optimizer.zero_grad(), or "
+        ".grad = None) to get one call's."
+    ]
+    assert [result.rows[i].grad.item() for i in range(3)] == [24.0, 16.0, 12.0]  # the sums, as .grad holds

@@ -167,8 +167,9 @@ def _from_call(
     if wrt:
         caught = {n: call.leaves.get(n) for n in wrt}
         leaves = dict(wrt)
-    else:
-        caught = dict(call.leaves)
+    else:  # in the order the names come (the cell's own first, then the namespace's, a model's)
+        order = {name: i for i, name in enumerate(names.values())}
+        caught = dict(sorted(call.leaves.items(), key=lambda kv: order.get(kv[0], len(order))))
         leaves = {n: c.tensor for n, c in caught.items()}
     grads = {n: (c.grad if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
@@ -193,8 +194,20 @@ def _from_call(
         notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0]))
     elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
         notes.append(note("note.ones", what=what, out=out_name, count=output.numel()))
-    for name, c in caught.items():
-        if c is not None and c.grad_before is not None and call.kind == "backward":
+    added = [
+        n
+        for n, c in caught.items()
+        if c is not None and c.grad_before is not None and call.kind == "backward"
+    ]
+    if len(added) > 2:  # a model's parameters: one note, not one per parameter
+        listed = ", ".join(added[:4]) + (", …" if len(added) > 4 else "")
+        params = any(isinstance(caught[n].tensor, torch.nn.Parameter) for n in added)  # type: ignore[union-attr]
+        notes.append(note("note.accumulated_many" if not params else "note.accumulated_params",
+                          names=listed, count=len(added)))  # fmt: skip
+    else:
+        for name in added:
+            c = caught[name]
+            assert c is not None and c.grad_before is not None
             notes.append(
                 note("note.accumulated", name=name, old=c.grad_before_text or fmt.values(c.grad_before), new=fmt.values(c.grad),
                      total=fmt.values(c.grad_after) if c.grad_after is not None else "?")

@@ -80,6 +80,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name}.grad 里原来已有 {old}，所以 backward() 把这次的 {new} 加了上去：{name}.grad = {total}。"
         "PyTorch 会累加梯度；想只要一次的梯度，请先清零（{name}.grad = None 或 optimizer.zero_grad()）。",
     },
+    "note.accumulated_many": {
+        "en": "{names} ({count} tensors): .grad already held grads from before, so backward() added this "
+        "call's to them (.grad now holds the sums). PyTorch adds grads up; clear them first "
+        "(optimizer.zero_grad(), or .grad = None) to get one call's.",
+        "zh": "{names}（共 {count} 个张量）：.grad 里原来已有梯度，所以 backward() 把这次的梯度加了上去"
+        "（.grad 现在是两者之和）。PyTorch 会累加梯度；想只要一次的梯度，请先清零（optimizer.zero_grad() 或 .grad = None）。",
+    },
+    "note.accumulated_params": {
+        "en": "{names} ({count} parameters): .grad already held grads from before, so backward() added "
+        "this call's to them; the parameter table shows this call's grads, .grad now holds the sums. "
+        "PyTorch adds grads up; clear them first (optimizer.zero_grad()) to get one call's.",
+        "zh": "{names}（共 {count} 个参数）：.grad 里原来已有梯度，所以 backward() 把这次的梯度加了上去；"
+        "参数表中是这次的梯度，.grad 现在是两者之和。PyTorch 会累加梯度；想只要一次的梯度，请先清零（optimizer.zero_grad()）。",
+    },
     "note.after": {
         "en": "after call {index}, the cell went on to change: {changes}. The table shows the values at that call.",
         "zh": "第 {index} 次调用之后，单元格又改动了：{changes}。表中是那次调用当时的值。",
