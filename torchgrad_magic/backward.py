@@ -201,7 +201,7 @@ def _from_call(
     ]
     if len(added) > 2:  # a model's parameters: one note, not one per parameter
         listed = ", ".join(added[:4]) + (", …" if len(added) > 4 else "")
-        params = any(isinstance(caught[n].tensor, torch.nn.Parameter) for n in added)  # type: ignore[union-attr]
+        params = any(isinstance(caught[n].tensor, torch.nn.Parameter) for n in added)
         notes.append(note("note.accumulated_many" if not params else "note.accumulated_params",
                           names=listed, count=len(added)))  # fmt: skip
     else:
