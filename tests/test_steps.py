@@ -253,6 +253,39 @@ def test_linear_layer_and_cross_entropy_name_the_cells_tensors():
     torch.testing.assert_close(sums["b"], result.grads["b"])
 
 
+@pytest.mark.parametrize(
+    ("cell", "node", "formula"),
+    [
+        ("y = torch.prod(x)", "ProdBackward0", "the product of the other elements"),
+        ("y = torch.linalg.vector_norm(x)", "LinalgVectorNormBackward0", "x/‖x‖ = x/y"),
+        ("y = torch.linalg.vector_norm(x, ord=1)", "LinalgVectorNormBackward0", None),  # not the 2-norm
+        ("y = x.max()", "MaxBackward1", "1 at the largest element (shared among ties), 0 elsewhere"),
+        ("y = torch.sort(x).values[0]", "SortBackward0", "g put back where each element came from"),
+        ("y = F.mse_loss(x, torch.zeros(3))", "MseLossBackward0", "2·(x − [0, 0, 0])/n"),
+        ("y = F.mse_loss(x, torch.zeros(3), reduction='sum')", "MseLossBackward0", "2·(x − [0, 0, 0])"),
+        (
+            "y = F.binary_cross_entropy_with_logits(x, t)",
+            "BinaryCrossEntropyWithLogitsBackward0",
+            "(σ(x) − t) / n",
+        ),
+        (
+            "y = F.binary_cross_entropy_with_logits(x, t, pos_weight=t + 1)",
+            "BinaryCrossEntropyWithLogitsBackward0",
+            None,
+        ),
+    ],
+)
+def test_formulas_of_more_ops_hold_for_what_the_node_saved(cell, node, formula):
+    """A formula only where it holds (the 2-norm, an unweighted loss, 1/n only for a mean);
+    the numbers are autograd's either way."""
+    ns = {"torch": torch, "F": torch.nn.functional, "t": torch.tensor([1.0, 0.0, 1.0])}
+    result = grad(cell, wrt="x=torch.tensor([0.5, 2.0, 1.5])", steps=True, namespace=ns)
+    step = next(s for s in result.steps.steps if s.node == node)
+    assert step.edges[0].formula == formula
+    sums = {leaf.name: leaf.total for leaf in result.steps.leaves}
+    torch.testing.assert_close(sums["x"], result.grads["x"])
+
+
 def test_an_unknown_op_shows_its_name_and_numbers_never_a_wrong_formula():
     steps = grad("y = torch.special.erfcx(x)", wrt="x=0.5", steps=True).steps
     (step,) = steps.steps

@@ -833,6 +833,16 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "formula.transposed": {"en": "g transposed back", "zh": "g 转置回去"},
     "formula.permuted": {"en": "g permuted back", "zh": "g 按原顺序排回去"},
     "formula.passed_on": {"en": "1 (g passed on)", "zh": "1（g 原样传下去）"},
+    "formula.prod": {"en": "the product of the other elements", "zh": "其余元素之积"},
+    "formula.max": {
+        "en": "1 at the largest element (shared among ties), 0 elsewhere",
+        "zh": "最大元素处为 1（并列时平分），其余为 0",
+    },
+    "formula.min": {
+        "en": "1 at the smallest element (shared among ties), 0 elsewhere",
+        "zh": "最小元素处为 1（并列时平分），其余为 0",
+    },
+    "formula.unsorted": {"en": "g put back where each element came from", "zh": "g 放回每个元素原来的位置"},
     "steps.col.node": {"en": "backward node", "zh": "反向节点"},
     "steps.col.forward": {"en": "undoes", "zh": "对应的前向计算"},
     "steps.col.local": {"en": "local derivative", "zh": "局部导数"},

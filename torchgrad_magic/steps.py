@@ -551,7 +551,7 @@ ROUTING = {
     "PermuteBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward4", "UnsqueezeBackward0",
     "CloneBackward0", "ToCopyBackward0", "CatBackward0", "StackBackward0", "SplitBackward0",
     "UnbindBackward0", "AliasBackward0", "ExpandBackward1", "NarrowBackward0", "ViewAsRealBackward0",
-    "ContiguousBackward0", "FlattenBackward0",
+    "ContiguousBackward0", "FlattenBackward0", "SortBackward0", "TopkBackward0",
 }  # fmt: skip
 ELEMENTWISE = {
     "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1", "RsubBackward0", "RsubBackward1",
@@ -607,11 +607,41 @@ LOCAL = {
     "SoftmaxBackward0": ("{o} ⊙ (g − Σ g⊙{o})",), "LogSoftmaxBackward0": ("g − softmax({a})·Σg",),
     "MseLossBackward0": ("2·({a} − {target})/n", "−2·({a} − {target})/n"),
     "NllLossBackward0": ("@formula.nll",),
+    "ProdBackward0": ("@formula.prod",), "ProdBackward1": ("@formula.prod",),
+    "LinalgVectorNormBackward0": ("{a}/‖{a}‖ = {a}/{o}",),  # (the 2-norm only: see _local_formulas)
+    "MaxBackward0": ("@formula.max",), "MaxBackward1": ("@formula.max",), "AmaxBackward0": ("@formula.max",),
+    "MinBackward0": ("@formula.min",), "MinBackward1": ("@formula.min",), "AminBackward0": ("@formula.min",),
+    "LinalgDetBackward0": ("{o}·{a}⁻ᵀ",),
+    "BinaryCrossEntropyBackward0": ("({a} − {target}) / ({a}·(1 − {a})) / n",),
+    "BinaryCrossEntropyWithLogitsBackward0": ("(σ({a}) − {target}) / n",),
 }  # fmt: skip
+LOSSES = {
+    "MseLossBackward0",
+    "NllLossBackward0",
+    "BinaryCrossEntropyBackward0",
+    "BinaryCrossEntropyWithLogitsBackward0",
+}
+
+
+def _local_formulas(kind: str, saved: dict[str, Any]) -> tuple[str, ...]:
+    """The formulas of *kind*'s local derivatives where they hold for what the node saved: none
+    for a p-norm other than 2 or a weighted loss; a loss summed (or not reduced) has no 1/n."""
+    formulas = LOCAL.get(kind, ())
+    if kind == "LinalgVectorNormBackward0" and saved.get("ord") not in (2, 2.0):
+        return ()
+    if kind in LOSSES:
+        if isinstance(saved.get("weight"), SavedTensor) or isinstance(saved.get("pos_weight"), SavedTensor):
+            return ()
+        if saved.get("reduction") in (0, 2):  # Reduction.None, Reduction.Sum
+            return tuple(f.replace("/n", "").replace("/ n", "").rstrip() for f in formulas)
+    return formulas
+
+
 ROUTE_LOCAL = {
     "ExpandBackward0": "@formula.expand", "SelectBackward0": "@formula.picked",
     "SliceBackward0": "@formula.picked", "IndexBackward0": "@formula.picked",
     "TBackward0": "gᵀ", "TransposeBackward0": "@formula.transposed", "PermuteBackward0": "@formula.permuted",
+    "SortBackward0": "@formula.unsorted", "TopkBackward0": "@formula.picked",
 }  # fmt: skip
 BINARY_OPS = {
     "add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "rsub", "mul", "__mul__", "__rmul__", "div",
@@ -733,7 +763,7 @@ def build(
             else f"{node_names[id(node)]} = {expression}"
         )
         forward_of[id(node)] = forward
-        formulas = LOCAL.get(kind, ())
+        formulas = _local_formulas(kind, raw.saved)
         edges = []
         for i, (nxt, nr) in enumerate(edges_in):
             if nxt is None:
@@ -745,6 +775,8 @@ def build(
                 formula = ROUTE_LOCAL.get(kind, "@formula.passed_on")
             if formula is not None and formula.startswith("@"):  # words: in the report's language
                 formula = t(formula[1:]).format_map(fields)
+                if kind in LOSSES and raw.saved.get("reduction") in (0, 2):
+                    formula = formula.replace("/n", "")
             if formula is not None and "…" in formula:
                 formula = None
             if formula is not None:
