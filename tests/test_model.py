@@ -184,7 +184,7 @@ class _Reductions(torch.overrides.TorchFunctionMode):
 
 
 @pytest.mark.parametrize("backward", [False, True], ids=["no backward", "backward"])
-def test_no_pass_over_the_parameters_on_the_cells_path(backward):
+def test_no_pass_over_the_parameters_on_the_cells_path(backward, monkeypatch):
     """The statistics and the notes that need a pass over every element (all-zero or non-finite
     layers, a non-finite weight) are found when the report is first read, not while the cell runs:
     on a big model that is what keeps %%grad close to the plain cell (make bench)."""
@@ -193,6 +193,9 @@ def test_no_pass_over_the_parameters_on_the_cells_path(backward):
     setup += "with torch.no_grad():\n    net[0].bias.fill_(-100.0)\n    net[2].weight[0, 0] = float('nan')\n"
     cell = LOSS + ("\nloss.backward()" if backward else "")
     ns = namespace(setup)
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 1024)  # the weights as a real model's: not copied
     with _Reductions() as seen:
         result = grad(cell, namespace=ns)
     assert seen.seen == []  # none of ours (the cell itself makes none)

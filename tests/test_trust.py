@@ -408,3 +408,109 @@ def test_torch_helpers_passes_are_theirs_not_the_cells(run):
     result = run("", cell)
     assert result.headline == "y = 5, dy/dx = [2, 4]" and result.backward_calls == 1
     assert "torch.autograd.gradcheck.gradcheck (" in " ".join(result.note_texts)
+
+
+# ---------------------------------------------------------------------------
+# found by a red-team run in real kernels
+# ---------------------------------------------------------------------------
+GD = (
+    "loss = ((X @ w + b0 - yt) ** 2).mean()\nloss.backward()\n"
+    "with torch.no_grad():\n    w -= 0.01 * w.grad; b0 -= 0.01 * b0.grad\n    w.grad.zero_(); b0.grad.zero_()"
+)
+GD_SETUP = (
+    "torch.manual_seed(0); X = torch.randn(50, 2000); yt = torch.randn(50)\n"
+    "w = torch.zeros(2000, requires_grad=True); b0 = torch.zeros(1, requires_grad=True)"
+)
+
+
+def _gd_namespace() -> dict:
+    ns = {"torch": torch}
+    exec(GD_SETUP, ns)
+    return ns
+
+
+def test_manual_descent_on_a_course_sized_weight_shows_the_grad_at_the_call():
+    expected = _gd_namespace()
+    exec(GD.split("\nwith")[0], expected)
+    result = grad(GD, namespace=_gd_namespace())
+    torch.testing.assert_close(result.grads["w"], expected["w"].grad)  # copied: zero_() after cannot touch it
+    assert float(result.grads["w"].norm()) > 1 and "changed after the call" not in str(result)
+
+
+def test_a_big_grad_changed_after_the_call_is_not_shown_as_numbers(monkeypatch):
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)  # as a real model's 4096×1024 layer
+    result = grad(GD, namespace=_gd_namespace())
+    text = str(result)
+    assert "∂loss/∂w: changed after the call" in result.headline, result.headline
+    row = next(r for r in result.rows if r.name == "w")
+    assert row.changed and "[0, 0, 0" not in text
+    assert float(result.grads["b0"].abs().sum()) > 0  # the small one was copied: shown
+
+
+def test_a_models_big_grads_changed_after_the_call_make_no_false_dead_layer_note(monkeypatch):
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    ns = {"torch": torch}
+    exec(
+        "torch.manual_seed(0); net = torch.nn.Sequential(torch.nn.Linear(64, 64, bias=False), torch.nn.Tanh(), "
+        "torch.nn.Linear(64, 1))\nopt = torch.optim.SGD(net.parameters(), lr=0.1); X = torch.randn(8, 64)",
+        ns,
+    )
+    cell = "loss = net(X).pow(2).mean()\nopt.zero_grad()\nloss.backward()\nopt.step()\nfor p in net.parameters():\n    p.grad.zero_()"
+    result = grad(cell, namespace=ns)
+    texts = " ".join(result.note_texts)
+    assert (
+        "every grad is exactly 0" not in texts and "net.0.weight" in texts and "changed these grads" in texts
+    )
+    assert "changed after the call" in str(result)
+    # later changes to a report kept with --out are caught when it is first read
+    result = grad("loss = net(X).pow(2).mean()\nopt.zero_grad()\nloss.backward()", namespace=ns)
+    ns["opt"].zero_grad(set_to_none=False)
+    texts = " ".join(result.note_texts)
+    assert "every grad is exactly 0" not in texts and "changed these grads" in texts
+
+
+def test_batched_grad_outputs_run_as_plain():
+    cell = "x = torch.tensor([1., 2., 3.], requires_grad=True)\ny = x ** 2\ng, = torch.autograd.grad(y, x, grad_outputs=torch.eye(3), is_grads_batched=True)"
+    ns = {"torch": torch}
+    grad(cell, namespace=ns)
+    torch.testing.assert_close(ns["g"], torch.diag(torch.tensor([2.0, 4.0, 6.0])))
+
+
+def test_a_backward_that_raises_and_is_caught_keeps_the_call_before():
+    cell = (
+        "x = torch.tensor([1., 2.], requires_grad=True)\ny = (x ** 2).sum()\ny.backward()\n"
+        "try:\n    y.backward()\nexcept RuntimeError:\n    print('caught')"
+    )
+    result = grad(cell, namespace={"torch": torch})
+    assert result.headline == "y = 5, dy/dx = [2, 4]"
+
+
+def test_made_up_names_never_take_the_cells_own():
+    cell = "x = torch.tensor([1., 2.], requires_grad=True)\nout = x * 3\n(x ** 2).sum().backward()"
+    result = grad(cell, namespace={"torch": torch})
+    assert result.output_name == "out_1" and result.headline.startswith("out_1 = 5, dout_1/dx = [2, 4]")
+
+
+def test_a_pass_inside_a_pass_is_not_a_call_of_the_cell():
+    cell = (
+        "import torch.utils.checkpoint as cp\ntorch.manual_seed(0); lin = torch.nn.Linear(2, 2)\n"
+        "inp = torch.randn(3, 2, requires_grad=True)\n"
+        "out = cp.checkpoint(lambda t: torch.tanh(lin(t)), inp, use_reentrant=True).sum()\nout.backward()"
+    )
+    result = grad(cell, namespace={"torch": torch})
+    assert result.backward_calls == 1
+    assert "2 times" not in " ".join(result.note_texts)
+
+
+def test_a_users_function_inside_a_helper_is_the_helpers_business():
+    cell = (
+        "x = torch.tensor([1., 2.], requires_grad=True)\n"
+        "def g(t):\n    return torch.autograd.grad((t ** 3).sum(), t, create_graph=True)[0]\n"
+        "H = torch.autograd.functional.jacobian(g, x)"
+    )
+    result = grad(cell, namespace={"torch": torch})
+    assert result.backward_calls == 0 and "torch.autograd.functional.jacobian" in " ".join(result.note_texts)

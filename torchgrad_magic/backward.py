@@ -51,6 +51,7 @@ class First:
     # what the grads are the grads of when that is not the output itself: "2·y", "v·y", "y1 + y2"
     differentiated: str | None = None
     others: tuple[tuple[str, torch.Tensor], ...] = ()  # the call's other outputs (several at once)
+    lost: tuple[str, ...] = ()  # leaves whose big grad the cell changed in place after the call
 
 
 # ---------------------------------------------------------------------------
@@ -160,9 +161,11 @@ def _from_call(
 ) -> First:
     """The grads the cell's own backward()/grad() call computed, at that moment."""
     output = call.output
-    out_name = names.get(id(output), "out")
-    others = tuple((names.get(id(o), f"out{k}"), o) for k, o in enumerate(call.outputs[1:], start=2))
-    differentiated = _differentiated(call, (out_name, *(n for n, _ in others)), names)
+    out_name = names.get(id(output)) or _fresh("out", ns)
+    others = tuple(
+        (names.get(id(o)) or _fresh(f"out{k}", ns), o) for k, o in enumerate(call.outputs[1:], start=2)
+    )
+    differentiated = _differentiated(call, (out_name, *(n for n, _ in others)), names, ns)
     notes: list[Note] = []
     if wrt:
         caught = {n: call.leaves.get(n) for n in wrt}
@@ -189,7 +192,7 @@ def _from_call(
         listed = ", ".join((out_name, *(n for n, _ in others)))
         notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))
     elif call.gradient_given and output.numel() != 1:
-        notes.append(note("note.vjp", out=out_name, v=(differentiated or "v·").split("·")[0]))
+        notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0]))
     elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
         notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0]))
     elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
@@ -227,8 +230,11 @@ def _from_call(
 
     role = "input" if wrt else "leaf"
     rows = [
-        TensorRow.of(n, role, leaf, column.get(n), values.get(n),
-                     (caught[n].added_calls, caught[n].held_before) if caught.get(n) is not None else (1, False))
+        dataclasses.replace(
+            TensorRow.of(n, role, leaf, column.get(n), values.get(n),
+                         (caught[n].added_calls, caught[n].held_before) if caught.get(n) is not None else (1, False)),
+            changed=n in lost and not _grad_kept(caught[n]),
+        )
         for n, leaf in leaves.items()
     ]  # fmt: skip
     if retain_grad:
@@ -244,10 +250,28 @@ def _from_call(
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count,
         call.trace, (_non_finite(values),), differentiated, others,
+        tuple(n for n in lost if not _grad_kept(caught[n])),
     )  # fmt: skip
 
 
-def _differentiated(call: Call, out_names: tuple[str, ...], names: dict[int, str]) -> str | None:
+def _grad_kept(leaf: Any) -> bool:
+    """Whether the grad a call caught is still what it was (a copy, or unchanged since)."""
+    return leaf is None or leaf.grad is None or leaf.grad._version == leaf.grad_version
+
+
+def _fresh(base: str, ns: dict[str, Any]) -> str:
+    """A made-up name no variable of the cell has (``out``, else ``out_1``, ...)."""
+    if base not in ns:
+        return base
+    k = 1
+    while f"{base}_{k}" in ns:
+        k += 1
+    return f"{base}_{k}"
+
+
+def _differentiated(
+    call: Call, out_names: tuple[str, ...], names: dict[int, str], ns: dict[str, Any]
+) -> str | None:
     """What the call's grads are the grads of, when that is not its one output itself: ``2·y``
     (``backward(gradient=2.0)``), ``v·y`` (a vector *v*: a vector-Jacobian product), ``sum(y)``
     (ones for a non-scalar y), ``y1 + 2·y2`` (several outputs at once). None: the output itself."""
@@ -258,14 +282,20 @@ def _differentiated(call: Call, out_names: tuple[str, ...], names: dict[int, str
     terms = []
     for name, out, weight in zip(out_names, call.outputs, weights, strict=True):
         try:
+            if isinstance(weight, torch.Tensor) and weight.is_complex():  # (autograd conjugates: no label)
+                return None
             if not isinstance(weight, torch.Tensor) or _is_one(weight):
                 terms.append(name if out.numel() == 1 else f"sum({name})")
             elif weight.numel() == 1:
-                terms.append(f"{fmt.number(weight.item())}·{name}")
+                value = weight.item()
+                text = fmt.number(value)
+                text = text if float(text) == value else repr(value)  # 1.00001 is not 1
+                terms.append(f"{text}·{name}")
             else:
                 vectors += 1
                 given = names.get(id(weight))
-                terms.append(f"{given or ('v' if len(call.outputs) == 1 else f'v{vectors}')}·{name}")
+                made_up = _fresh("v" if len(call.outputs) == 1 else f"v{vectors}", ns)
+                terms.append(f"{given or made_up}·{name}")
         except Exception:  # a weight that cannot be looked at (batched inside vmap)
             return None
     return " + ".join(terms)

@@ -376,7 +376,7 @@ def _model(first: Any, ns: dict[str, Any], opts: GradOptions) -> Any:
         return None
     from .model import model_report
 
-    return model_report(first.leaves, first.values, first.grads, ns, opts.digits)
+    return model_report(first.leaves, first.values, first.grads, ns, opts.digits, first.lost)
 
 
 def _flow(model: Any, more: Any, opts: GradOptions) -> Any:

@@ -42,9 +42,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "（对 {out} 的 {what}）运行当时的结果。",
     },
     "note.vjp": {
-        "en": "backward() got a gradient= argument, so each grad is {v}·(d{out}/dx) for that {v} "
+        "en": "{what} was given the weights {v} for {out}, so each grad is {v}·(d{out}/dx) for that {v} "
         "(a vector-Jacobian product), not the grad of one number.",
-        "zh": "backward() 传入了 gradient= 参数，所以每个梯度是 {v}·(d{out}/dx)（向量-雅可比积），不是某个标量的梯度。",
+        "zh": "{what} 给 {out} 传入了权重 {v}，所以每个梯度是 {v}·(d{out}/dx)（向量-雅可比积），不是某个标量的梯度。",
     },
     "note.scaled": {
         "en": "{what} was given the weight {c} for {out}, so each grad is {c} × d{out}/dx "
@@ -102,6 +102,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "after.grad_none": {"en": "{name}.grad (now None)", "zh": "{name}.grad（现在是 None）"},
     "after.grad_zero": {"en": "{name}.grad (zeroed: now {now})", "zh": "{name}.grad（已清零：现在是 {now}）"},
     "after.grad_other": {"en": "{name}.grad (now {now})", "zh": "{name}.grad（现在是 {now}）"},
+    "state.changed": {
+        "en": "changed after the call (too big to copy at every call): not shown",
+        "zh": "调用后被改动（太大，无法每次都复制）：不显示",
+    },
     "note.not_kept": {
         "en": "{names}: too big to copy at every call, and changed in place after call {index}, so the values "
         "shown for them are as they are now.",
@@ -777,6 +781,14 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "model.non_finite": {
         "en": "{module} ({kind}): grads contain nan or inf (exploding values, a log of 0, a division by 0).",
         "zh": "{module}（{kind}）：梯度里有 nan 或 inf（数值爆炸、对 0 取对数或除以 0）。",
+    },
+    "model.changed_note": {
+        "en": "{names}: the cell (or later code) changed these grads in place after the call (.grad.zero_(), "
+        "clip_grad_norm_, zero_grad(set_to_none=False)); they are too big to copy at every call, so their "
+        "numbers are not shown. Look at them before changing them, or use zero_grad() (it sets them to None).",
+        "zh": "{names}：单元格（或之后的代码）在调用后原地改动了这些梯度（.grad.zero_()、clip_grad_norm_、"
+        "zero_grad(set_to_none=False)）；它们太大，无法每次都复制，所以不显示数值。请在改动前查看，或用 "
+        "zero_grad()（它把梯度设为 None）。",
     },
     "model.frozen_note": {
         "en": "frozen (requires_grad=False, no grads): {names}",

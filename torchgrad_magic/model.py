@@ -40,6 +40,7 @@ class Stats:
     zero_fraction: float | None
     weight_norm: float
     finite: bool = True
+    changed: bool = False  # the grad was changed in place after the call (too big to copy): no numbers
 
     @property
     def ratio(self) -> float | None:
@@ -59,10 +60,18 @@ class ParamRow:
     frozen: bool
     grad: torch.Tensor | None = field(default=None, repr=False)  # as the report got it (not copied)
     weight: torch.Tensor | None = field(default=None, repr=False)
+    lost: bool = False  # already changed in place when the cell ended
+    grad_version: int = -1  # the grad's version when the report was made
+
+    @property
+    def changed(self) -> bool:
+        """Whether the grad is no longer what the call computed (a big grad is kept, not copied:
+        ``.grad.zero_()``, ``clip_grad_norm_`` after the call change it in place)."""
+        return self.lost or (self.grad is not None and self.grad._version != self.grad_version)
 
     @cached_property
     def _norm_finite(self) -> tuple[float | None, bool]:
-        return _quick(self.grad)
+        return (None, True) if self.changed else _quick(self.grad)
 
     @property
     def grad_norm(self) -> float | None:
@@ -77,6 +86,8 @@ class ParamRow:
     def stats(self) -> Stats:
         """Every summary number (a few passes over the grad: computed when first shown)."""
         weight = self.weight if self.weight is not None else torch.zeros(0)
+        if self.changed:
+            return Stats(weight.numel(), None, None, None, None, 0.0, changed=True)
         return _stats(self.grad, weight, self.grad_norm)
 
 
@@ -91,7 +102,13 @@ class ModuleRow:
     @cached_property
     def stats(self) -> Stats:
         parts = [m.stats for m in self.members if not m.frozen] or [m.stats for m in self.members]
+        if any(p.changed for p in parts):
+            return Stats(sum(p.numel for p in parts), None, None, None, None, 0.0, changed=True)
         return _aggregate(parts)
+
+    @property
+    def changed(self) -> bool:
+        return any(m.changed for m in self.members if not m.frozen)
 
     @property
     def grad_norm(self) -> float | None:
@@ -117,12 +134,16 @@ class ModelReport:
         each grad: found when first asked, not on the cell's path)."""
         notes: list[Note] = []
         for m in self.modules:
-            if m.frozen:
+            if m.frozen or m.changed:  # (a grad changed after the call says nothing about this batch)
                 continue
             if not m.finite:
                 notes.append(note("model.non_finite", module=m.name, kind=m.kind))
             elif m.grad_norm == 0:
                 notes.append(note("model.all_zero", module=m.name, kind=m.kind))
+        changed = [r.name for r in self.params if not r.frozen and r.changed]
+        if changed:
+            listed = ", ".join(changed[:6]) + (" …" if len(changed) > 6 else "")
+            notes.append(note("model.changed_note", names=listed))
         frozen = [r.name for r in self.params if r.frozen]
         if frozen:
             listed = ", ".join(frozen[:6]) + (" …" if len(frozen) > 6 else "")
@@ -141,6 +162,8 @@ class ModelReport:
     def _cells(self, stats: Stats, frozen: bool) -> list[str]:
         if frozen:
             return [t("model.frozen"), "", "", "", ""]
+        if stats.changed:
+            return [t("state.changed"), "", "", "", ""]
         if stats.grad_norm is None:
             return [t("model.no_grad"), "", "", "", ""]
         n = lambda v: "" if v is None else fmt.number(float(v), self.digits)  # noqa: E731
@@ -163,6 +186,7 @@ class ModelReport:
         return [
             [f"{m.name} ({m.kind})", t("model.params", count=m.params), *self._cells(m.stats, m.frozen)]
             for m in self.modules
+            if not m.changed  # (its grads are no longer the call's: the note says so)
         ]
 
     def summary(self) -> str:
@@ -286,6 +310,7 @@ def model_report(
     grads: dict[str, torch.Tensor | None],
     namespace: dict[str, Any],
     digits: int,
+    lost: tuple[str, ...] = (),
 ) -> ModelReport | None:
     """The parameters among *leaves* (and the frozen ones of the same models), summarised with
     their *values* and *grads* at the moment the grads were computed; None when no leaf is a
@@ -306,8 +331,11 @@ def model_report(
         if key in tracked:
             name = tracked[key]
             aliases = tuple(q for q, _, _ in entries if q != name)
-            weight = values.get(name, leaves[name])
-            rows.append(ParamRow(name, aliases, module_name, kind, shape, False, grads.get(name), weight))
+            weight, grad = values.get(name, leaves[name]), grads.get(name)
+            version = grad._version if grad is not None else -1
+            rows.append(
+                ParamRow(name, aliases, module_name, kind, shape, False, grad, weight, name in lost, version)
+            )
         elif not param.requires_grad:
             aliases = tuple(q for q, _, _ in entries[1:])
             rows.append(ParamRow(qualified, aliases, module_name, kind, shape, True, None, param))

@@ -29,8 +29,9 @@ import torch
 from . import format as fmt
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
-SNAPSHOT_LIMIT = 1024  # elements: values and grads up to this size are copied at each call (bigger ones
-# are kept by reference with their version, and said to be shown as they are now if the cell changed them)
+SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
+# tensors, d2l's 784×10 weights) are copied at each call; bigger ones (a real model's layers) are
+# kept by reference with their version: a grad the cell changed in place afterwards is not shown
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
 
 
@@ -46,26 +47,29 @@ def engine_slot() -> tuple[Any, str]:
 
 
 def is_transformed(tensor: Any) -> bool:
-    """True for tensors inside a ``torch.func`` transform (their backward calls are
-    torch.func's own business, not the cell's)."""
-    return bool(_WRAPPED is not None and isinstance(tensor, torch.Tensor) and _WRAPPED(tensor))
+    """True for tensors inside a ``torch.func`` transform or torch's older vmap (their backward
+    calls are the transform's business, not the cell's)."""
+    if not isinstance(tensor, torch.Tensor):
+        return False
+    return bool((_WRAPPED is not None and _WRAPPED(tensor)) or (_LEGACY is not None and _LEGACY(tensor)))
 
 
 HELPER_MODULES = ("torch.autograd.functional", "torch.autograd.gradcheck")  # their calls are theirs
+HELPER_DEPTH = 48  # frames looked at (a notebook cell runs about 25 deep)
 
 
 def torch_helper() -> str | None:
     """``torch.autograd.functional.jacobian`` when the engine call being made comes from inside
-    one of torch's differentiation helpers (the frames between the engine and the first frame
-    outside torch), else None. A handful of frames: cheap at every call."""
+    one of torch's differentiation helpers (anywhere in the frames above, the user's own function
+    that a helper calls included), else None. A few dozen frames: cheap at every call."""
     frame: Any = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__") == __name__:  # (the observer's own)
         frame = frame.f_back
     found = None
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith("torch."):
+    for _ in range(HELPER_DEPTH):  # also past the user's function a helper calls (jacobian(g, x))
+        if frame is None:
             break
+        module = frame.f_globals.get("__name__", "")
         if module in HELPER_MODULES:
             found = f"{module}.{frame.f_code.co_name}"  # the outermost helper frame wins
         frame = frame.f_back
@@ -73,6 +77,8 @@ def torch_helper() -> str | None:
 
 
 _WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)  # (once)
+# the batched grads of torch.autograd.grad(..., is_grads_batched=True) (torch's older vmap)
+_LEGACY = getattr(getattr(torch._C, "_functorch", None), "is_legacy_batchedtensor", None)
 
 
 # ---------------------------------------------------------------------------
@@ -125,6 +131,11 @@ class Call:
     @property
     def output(self) -> torch.Tensor:
         return self.outputs[0]
+
+    def released(self) -> bool:
+        """Whether the cell let go of a grad this call left in ``.grad`` (``zero_grad()`` set it to
+        None): then only this record holds it."""
+        return any(row[5] is not None and row[1].grad is None for row in self.seen)
 
     @cached_property
     def leaves(self) -> dict[str, Leaf]:
@@ -261,6 +272,7 @@ class Observer:
         self.recorder = recorder
         self.calls: list[Call] = []
         self.helpers: dict[str, int] = {}  # torch helpers that ran backward passes of their own: calls
+        self._running = False  # inside the engine: a call made now is part of that call's pass
         self.count = 0
         self.created: set[int] = set()  # grad_fn ids of grads made with create_graph=True
         self.reads: list[str] = []
@@ -326,7 +338,13 @@ class Observer:
     def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
         outputs = args[0] if args else kwargs.get("t_outputs", ())
         outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
-        if not outputs or any(is_transformed(o) for o in outputs):
+        gradients = args[1] if len(args) > 1 else kwargs.get("grad_tensors", ())
+        if (
+            not outputs
+            or self._running  # a pass inside a pass (a reentrant checkpoint, a Function's backward)
+            or any(is_transformed(o) for o in outputs)
+            or any(is_transformed(g) for g in gradients or ())  # grad(..., is_grads_batched=True)
+        ):
             return engine.run_backward(*args, **kwargs)
         helper = torch_helper()
         if helper is not None:  # jacobian(), hessian(), gradcheck(): their own passes, not the cell's
@@ -334,14 +352,14 @@ class Observer:
             self.helpers[helper] += 1
             return engine.run_backward(*args, **kwargs)
         accumulate = kwargs.get("accumulate_grad", args[6] if len(args) > 6 else True)
-        gradients = args[1] if len(args) > 1 else ()
         create = bool(args[3]) if len(args) > 3 else False
         inputs = tuple(args[4]) if len(args) > 4 and args[4] else ()
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
-        # this call replaces the last one of its kind: let go of that one's grads before the engine
-        # runs, so that it can reuse their memory as a plain run does (after zero_grad() nothing
-        # else holds them; holding them made every step of a training loop allocate afresh)
-        self.calls = [c for c in self.calls if c.higher_order != higher]
+        # this call replaces the last one of its kind: where the cell let go of that one's grads
+        # (zero_grad()), let go of them too before the engine runs, so that it can reuse their
+        # memory as a plain run does (holding them made every step of a training loop allocate
+        # afresh); otherwise the last call stays until this one has succeeded (it may raise)
+        self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
 
         leaves = self._leaves(outputs, inputs)
         caught: dict[str, torch.Tensor] = {}
@@ -368,11 +386,13 @@ class Observer:
             inter = self._intermediates(outputs) if self.intermediates else {}
             for name, tensor in inter.items():
                 handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
+            self._running = True
             if create or torch.is_anomaly_enabled():  # the engine warns then: show it as without us
                 result = _as_if_called_from_torch(engine, args, kwargs)
             else:
                 result = engine.run_backward(*args, **kwargs)
         finally:
+            self._running = False
             for handle in handles:
                 handle.remove()
             if tracer is not None:
@@ -428,7 +448,7 @@ class Observer:
             trace=tracer,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
-        self.calls.append(call)
+        self.calls = [c for c in self.calls if c.higher_order != higher] + [call]
         return result
 
     def _leaves(self, outputs: tuple[torch.Tensor, ...], inputs: tuple) -> dict[str, torch.Tensor]:

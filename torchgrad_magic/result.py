@@ -43,6 +43,7 @@ class TensorRow:
         1,
         False,
     )  # backward() calls added up in .grad, and whether it held some before
+    changed: bool = False  # a grad too big to copy, changed in place after the call: not shown
 
     @classmethod
     def of(
@@ -69,6 +70,8 @@ class TensorRow:
 
     def grad_text(self, digits: int, max_items: int) -> str:
         """The grad told apart from its look-alikes: not computed (why), or added up over calls."""
+        if self.changed:
+            return t("state.changed")
         if self.grad is None:
             if not self.is_leaf:
                 return t("state.not_leaf")
@@ -146,6 +149,7 @@ class GradResult:
     # what the grads are the grads of, when not the output itself ("2·y", "v·y", "y1 + y2")
     differentiated: str | None = None
     others: tuple[tuple[str, torch.Tensor], ...] = ()  # other outputs of the same call
+    lost: tuple[str, ...] = ()  # leaves whose big grad the cell changed in place after the call
     found: tuple[Note, ...] = ()  # the notes known when the cell ended (see ``notes``)
     digits: int = 4
     max_items: int = 6
@@ -202,6 +206,7 @@ class GradResult:
             backward_calls=first.backward_calls,
             differentiated=first.differentiated,
             others=first.others,
+            lost=first.lost,
             found=tuple(notes) + extras.notes,
             digits=opts.digits,
             max_items=opts.max_items,
@@ -269,6 +274,10 @@ class GradResult:
         else:
             parts = [f"{out} = {self._values(value)}"]
         for name, g in self.grads.items():
+            if name in self.lost:
+                with using(self.language):
+                    parts.append(f"{d}{top}/{d}{name}: {t('state.changed')}")
+                continue
             parts.append(f"{d}{top}/{d}{name} = {'None' if g is None else self._values(g)}")
         for name, found in self.orders.items():
             for k, g in enumerate(found[1:], start=2):
