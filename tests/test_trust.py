@@ -501,9 +501,14 @@ def test_a_pass_inside_a_pass_is_not_a_call_of_the_cell():
         "inp = torch.randn(3, 2, requires_grad=True)\n"
         "out = cp.checkpoint(lambda t: torch.tanh(lin(t)), inp, use_reentrant=True).sum()\nout.backward()"
     )
-    result = grad(cell, namespace={"torch": torch})
+    ns = {"torch": torch}
+    result = grad(cell, namespace=ns)
     assert result.backward_calls == 1
     assert "2 times" not in " ".join(result.note_texts)
+    # the layer inside the checkpoint got its grads from the inner pass: they are the report's too
+    assert [p.name for p in result.model.params] == ["lin.weight", "lin.bias"]
+    torch.testing.assert_close(result.grads["lin.weight"], ns["lin"].weight.grad)
+    torch.testing.assert_close(result.grads["inp"], ns["inp"].grad)
 
 
 def test_a_users_function_inside_a_helper_is_the_helpers_business():

@@ -188,13 +188,14 @@ def _from_call(
         notes.append(
             note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name)
         )
+    x = next(iter(leaves)) if len(leaves) == 1 else "x"  # (d{out}/dx in the notes: the leaf's name)
     if others:
         listed = ", ".join((out_name, *(n for n, _ in others)))
         notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))
     elif call.gradient_given and output.numel() != 1:
-        notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0]))
+        notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0], x=x))
     elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
-        notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0]))
+        notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0], x=x))
     elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
         notes.append(note("note.ones", what=what, out=out_name, count=output.numel()))
     added = [

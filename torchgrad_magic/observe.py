@@ -273,6 +273,7 @@ class Observer:
         self.calls: list[Call] = []
         self.helpers: dict[str, int] = {}  # torch helpers that ran backward passes of their own: calls
         self._running = False  # inside the engine: a call made now is part of that call's pass
+        self._nested: dict[int, torch.Tensor] | None = None  # leaves such inner passes reached
         self.count = 0
         self.created: set[int] = set()  # grad_fn ids of grads made with create_graph=True
         self.reads: list[str] = []
@@ -339,6 +340,10 @@ class Observer:
         outputs = args[0] if args else kwargs.get("t_outputs", ())
         outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
         gradients = args[1] if len(args) > 1 else kwargs.get("grad_tensors", ())
+        if self._running and self._nested is not None and outputs:  # a pass inside the cell's pass:
+            for tensor in graph_leaves(outputs, 100_000) or ():  # (a reentrant checkpoint's layers)
+                if tensor.grad is None:  # then .grad after the pass is what the pass sent it
+                    self._nested.setdefault(id(tensor), tensor)
         if (
             not outputs
             or self._running  # a pass inside a pass (a reentrant checkpoint, a Function's backward)
@@ -386,13 +391,13 @@ class Observer:
             inter = self._intermediates(outputs) if self.intermediates else {}
             for name, tensor in inter.items():
                 handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
-            self._running = True
+            self._running, self._nested = True, ({} if accumulate else None)
             if create or torch.is_anomaly_enabled():  # the engine warns then: show it as without us
                 result = _as_if_called_from_torch(engine, args, kwargs)
             else:
                 result = engine.run_backward(*args, **kwargs)
         finally:
-            self._running = False
+            self._running, nested, self._nested = False, self._nested, None
             for handle in handles:
                 handle.remove()
             if tracer is not None:
@@ -402,6 +407,11 @@ class Observer:
             for name, leaf in leaves.items():
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
+        if nested:  # leaves only a pass inside this one reached (behind a reentrant checkpoint)
+            found = self._leaves((), tuple(nested.values()))
+            for name, tensor in found.items():
+                if name not in leaves and all(tensor is not t for t in leaves.values()):
+                    leaves[name], before[name] = tensor, None
         self.count += 1
         seen = []  # per leaf reached, Leaf's fields (Leaf objects are made for the call shown only)
         for name, leaf in leaves.items():
