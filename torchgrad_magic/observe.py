@@ -58,22 +58,35 @@ HELPER_MODULES = ("torch.autograd.functional", "torch.autograd.gradcheck")  # th
 HELPER_DEPTH = 48  # frames looked at (a notebook cell runs about 25 deep)
 
 
-def torch_helper() -> str | None:
+def torch_helper(namespace: dict[str, Any] | None = None) -> str | None:
     """``torch.autograd.functional.jacobian`` when the engine call being made comes from inside
     one of torch's differentiation helpers (anywhere in the frames above, the user's own function
-    that a helper calls included), else None. A few dozen frames: cheap at every call."""
+    that a helper calls included), else None. The walk stops at the cell's own top level (its
+    frame runs in *namespace*): a handful of frames in a training loop."""
+    helpers = _helper_globals()
     frame: Any = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__") == __name__:  # (the observer's own)
-        frame = frame.f_back
     found = None
     for _ in range(HELPER_DEPTH):  # also past the user's function a helper calls (jacobian(g, x))
-        if frame is None:
+        if frame is None or (frame.f_globals is namespace and frame.f_code.co_name == "<module>"):
             break
-        module = frame.f_globals.get("__name__", "")
-        if module in HELPER_MODULES:
+        module = helpers.get(id(frame.f_globals))
+        if module is not None:
             found = f"{module}.{frame.f_code.co_name}"  # the outermost helper frame wins
         frame = frame.f_back
     return found
+
+
+_HELPERS: dict[int, str] = {}
+
+
+def _helper_globals() -> dict[int, str]:
+    """id(the helper modules' globals) -> module name (imported with torch.autograd)."""
+    if not _HELPERS:
+        for name in HELPER_MODULES:
+            module = sys.modules.get(name)
+            if module is not None:
+                _HELPERS[id(vars(module))] = name
+    return _HELPERS
 
 
 _WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)  # (once)
@@ -351,7 +364,7 @@ class Observer:
             or any(is_transformed(g) for g in gradients or ())  # grad(..., is_grads_batched=True)
         ):
             return engine.run_backward(*args, **kwargs)
-        helper = torch_helper()
+        helper = torch_helper(self.namespace)
         if helper is not None:  # jacobian(), hessian(), gradcheck(): their own passes, not the cell's
             self.helpers.setdefault(helper, 0)
             self.helpers[helper] += 1
