@@ -306,3 +306,12 @@ def test_three_leaves_held_from_before_are_one_note():
         ".grad = None) to get one call's."
     ]
     assert [result.rows[i].grad.item() for i in range(3)] == [24.0, 16.0, 12.0]  # the sums, as .grad holds
+
+
+def test_a_layer_whose_big_grad_changed_is_not_drawn_as_dead(monkeypatch):
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    result = grad(LOSS + "\nloss.backward()\nnet[0].weight.grad.zero_()", namespace=namespace(), plot=True)
+    assert [layer.name for layer in result.model.layers()] == ["net.2"]  # net.0's grads are not the call's
+    assert "every grad is exactly 0" not in " ".join(result.note_texts)

@@ -519,3 +519,75 @@ def test_a_users_function_inside_a_helper_is_the_helpers_business():
     )
     result = grad(cell, namespace={"torch": torch})
     assert result.backward_calls == 0 and "torch.autograd.functional.jacobian" in " ".join(result.note_texts)
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["w.grad.data.zero_()", "w.grad.numpy()[:] = 0", "w.grad.zero_()"],
+    ids=["data", "numpy", "in place"],
+)
+def test_a_big_grad_changed_behind_the_version_counter_is_caught(monkeypatch, after):
+    """.data and numpy leave ._version alone: a probe of a few elements catches them."""
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    cell = "loss = ((X @ w + b0 - yt) ** 2).mean()\nloss.backward()\n" + after
+    result = grad(cell, namespace=_gd_namespace())
+    assert "∂loss/∂w: changed after the call" in result.headline, result.headline
+
+
+def test_a_no_op_change_of_a_big_grad_still_shows_it(monkeypatch):
+    """clip_grad_norm_ under its limit multiplies by 1 (the version moves, the numbers do not)."""
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    ns = _gd_namespace()
+    cell = "loss = ((X @ w + b0 - yt) ** 2).mean()\nloss.backward()\ntorch.nn.utils.clip_grad_norm_([w, b0], 1e6)\nw.grad.mul_(2); w.grad.div_(2)"
+    expected = _gd_namespace()
+    exec(cell, expected)
+    result = grad(cell, namespace=ns)
+    assert "changed after the call" not in str(result)
+    torch.testing.assert_close(result.grads["w"], expected["w"].grad)
+
+
+def test_a_big_grad_added_up_then_zeroed_is_not_shown_as_the_sum(monkeypatch):
+    from torchgrad_magic import observe
+
+    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    cell = "xb = torch.ones(200, requires_grad=True)\n(xb ** 2).sum().backward()\n(3 * xb).sum().backward()\nxb.grad.zero_()"
+    result = grad(cell, namespace={"torch": torch})
+    row = next(r for r in result.rows if r.name == "xb")
+    assert row.changed and "[0, 0, 0" not in str(result)
+
+
+def test_grad_results_are_copied_when_small():
+    cell = "x = torch.tensor([1., 2., 3.], requires_grad=True)\ng, = torch.autograd.grad((x ** 2).sum(), x)\ng.zero_()"
+    result = grad(cell, namespace={"torch": torch})
+    assert result.headline.startswith("out = 14, dout/dx = [2, 4, 6]"), result.headline
+    assert "changed after the call" not in str(result)
+
+
+def test_steps_are_left_out_for_a_weighted_call_with_a_note(run):
+    cell = (
+        X3
+        + "y1 = x ** 2\ny2 = 3 * x\ntorch.autograd.backward([y1, y2], [torch.tensor(1.0), torch.tensor(2.0)])"
+    )
+    result = run("--steps", cell)
+    assert result.steps is None and "--steps follows one output" in " ".join(result.note_texts)
+    result = run("--steps", X3 + "y = 3 * x ** 2\ny.backward(torch.tensor(2.0))")
+    assert result.steps is None and "differentiated 2·y" in " ".join(result.note_texts)
+    result = run("--steps", X3 + "y = 3 * x ** 2\ny.backward()")
+    assert result.steps is not None  # one output, no weight: the steps
+
+
+def test_batched_grads_complex_weights_and_near_one_weights_are_said():
+    ns = {"torch": torch}
+    cell = "x = torch.tensor([1., 2., 3.], requires_grad=True)\ny = x ** 2\ng, = torch.autograd.grad(y, x, grad_outputs=torch.eye(3), is_grads_batched=True)"
+    texts = " ".join(grad(cell, namespace=ns).note_texts)
+    assert "torch.autograd.grad(is_grads_batched=True) (1)" in texts and "failed" not in texts
+    cell = (
+        "z = torch.tensor([1+1j, 2-1j], requires_grad=True)\nq = (z ** 2).sum()\nq.backward(torch.tensor(2j))"
+    )
+    assert "complex weight for q" in " ".join(grad(cell, namespace=ns).note_texts)
+    result = grad(X3 + "y = x ** 2\ny.backward(torch.tensor(1.00001))", namespace=ns)
+    assert result.differentiated == "1.00001·y"

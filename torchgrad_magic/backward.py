@@ -114,7 +114,12 @@ def first_derivatives(
     if observed.helpers:  # jacobian(), gradcheck(): their passes are not the cell's calls
         helpers = ", ".join(f"{name} ({count})" for name, count in observed.helpers)
         # a helper's result has no graph: "create the input with requires_grad=True" would mislead
-        kept = [n for n in first.notes if first.output is not None or n.id != "err.no_leaf"]
+        # (and its pass freed the graph: our own pass failing there is no news)
+        kept = [
+            n
+            for n in first.notes
+            if n.id != "err.backward_failed" and (first.output is not None or n.id != "err.no_leaf")
+        ]
         first = dataclasses.replace(first, notes=(*kept, note("note.helpers", helpers=helpers)))
     return first
 
@@ -196,6 +201,8 @@ def _from_call(
         notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0], x=x))
     elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
         notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0], x=x))
+    elif differentiated is None and call.gradient_given:  # a complex weight: autograd conjugates
+        notes.append(note("note.complex_weight", what=what, out=out_name))
     elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
         notes.append(note("note.ones", what=what, out=out_name, count=output.numel()))
     added = [
@@ -214,7 +221,7 @@ def _from_call(
             assert c is not None and c.grad_before is not None
             notes.append(
                 note("note.accumulated", name=name, old=c.grad_before_text or fmt.values(c.grad_before), new=fmt.values(c.grad),
-                     total=fmt.values(c.grad_after) if c.grad_after is not None else "?")
+                     total=fmt.values(c.grad_after) if c.grad_after is not None and c.grad_kept else t("state.changed"))
             )  # fmt: skip
     notes += _changed_after(caught, call)
     lost = [n for n, c in caught.items() if c is not None and not c.kept]
@@ -257,7 +264,7 @@ def _from_call(
 
 def _grad_kept(leaf: Any) -> bool:
     """Whether the grad a call caught is still what it was (a copy, or unchanged since)."""
-    return leaf is None or leaf.grad is None or leaf.grad._version == leaf.grad_version
+    return leaf is None or leaf.grad_kept
 
 
 def _fresh(base: str, ns: dict[str, Any]) -> str:
@@ -290,7 +297,7 @@ def _differentiated(
             elif weight.numel() == 1:
                 value = weight.item()
                 text = fmt.number(value)
-                text = text if float(text) == value else repr(value)  # 1.00001 is not 1
+                text = text if float(text) == value else fmt.number(value, 8)  # 1.00001 is not 1
                 terms.append(f"{text}·{name}")
             else:
                 vectors += 1

@@ -62,6 +62,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "elements), not at {label} with the weights given to the call.",
         "zh": "--check、--plot 等附加项看的是 {out} 本身（多个元素时求和），不是带权重的 {label}。",
     },
+    "note.complex_weight": {
+        "en": "{what} was given a complex weight for {out}: PyTorch's grads of complex numbers are conjugate "
+        "Wirtinger derivatives (the weight multiplies the conjugate), so the grads shown are weighted ones, "
+        "not d{out}/dz itself.",
+        "zh": "{what} 给 {out} 传入了复数权重：PyTorch 对复数求的是共轭 Wirtinger 导数（权重乘在共轭上），"
+        "所以显示的是加权后的梯度，不是 d{out}/dz 本身。",
+    },
     "note.ones": {
         "en": "{what} was given ones for {out} ({count} elements), so each grad is the grad of "
         "{out}.sum(); when {out} is computed element by element, that is each element's own derivative.",
@@ -107,9 +114,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "调用后被改动（太大，无法每次都复制）：不显示",
     },
     "note.not_kept": {
-        "en": "{names}: too big to copy at every call, and changed in place after call {index}, so the values "
-        "shown for them are as they are now.",
-        "zh": "{names}：太大，无法在每次调用时复制，且在第 {index} 次调用后被原地修改，所以显示的是它们现在的值。",
+        "en": "{names}: too big to copy at every call, and changed in place after call {index}: their data "
+        "is shown as it is now, and a grad that changed is not shown.",
+        "zh": "{names}：太大，无法在每次调用时复制，且在第 {index} 次调用后被原地修改：数据显示的是现在的值，"
+        "改动过的梯度不显示。",
     },
     "note.higher_order": {
         "en": "call {index} ({what}) differentiated a grad made with create_graph=True (a second derivative); "
@@ -828,6 +836,12 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "steps.made_up": {
         "en": "({names}: names made up here for results the cell did not name)",
         "zh": "（{names}：单元格没有命名的中间结果，这里临时起的名字）",
+    },
+    "steps.weighted": {
+        "en": "--steps follows one output from d(out)/d(out) = 1; the cell's call differentiated {label} "
+        "(weights or several outputs), so the steps are left out: differentiate one output in its own call to see them.",
+        "zh": "--steps 从一个输出的 d(out)/d(out) = 1 出发；单元格的调用求的是 {label} 的梯度（带权重或多个输出），"
+        "所以略去了分步：请对单个输出单独求导来查看。",
     },
     "steps.backward": {
         "en": "backward (in the order autograd ran it), starting from {start}:",

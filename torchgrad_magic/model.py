@@ -25,6 +25,7 @@ import torch
 
 from . import format as fmt
 from .messages import Note, note, t
+from .observe import probe, unchanged
 
 MODULE_ROWS_FROM = 24  # more parameters than this: the table shows modules, the parameters fold out
 
@@ -62,12 +63,13 @@ class ParamRow:
     weight: torch.Tensor | None = field(default=None, repr=False)
     lost: bool = False  # already changed in place when the cell ended
     grad_version: int = -1  # the grad's version when the report was made
+    grad_probe: torch.Tensor | None = field(default=None, repr=False)  # and a few of its elements
 
     @property
     def changed(self) -> bool:
         """Whether the grad is no longer what the call computed (a big grad is kept, not copied:
         ``.grad.zero_()``, ``clip_grad_norm_`` after the call change it in place)."""
-        return self.lost or (self.grad is not None and self.grad._version != self.grad_version)
+        return self.lost or not unchanged(self.grad, self.grad_probe, self.grad_version)
 
     @cached_property
     def _norm_finite(self) -> tuple[float | None, bool]:
@@ -186,7 +188,6 @@ class ModelReport:
         return [
             [f"{m.name} ({m.kind})", t("model.params", count=m.params), *self._cells(m.stats, m.frozen)]
             for m in self.modules
-            if not m.changed  # (its grads are no longer the call's: the note says so)
         ]
 
     def summary(self) -> str:
@@ -211,6 +212,7 @@ class ModelReport:
                 frozen=m.frozen,
             )
             for m in self.modules
+            if not m.changed  # (its grads are no longer the call's: the notes say so, not a picture)
         ]
 
 
@@ -334,8 +336,9 @@ def model_report(
             weight, grad = values.get(name, leaves[name]), grads.get(name)
             version = grad._version if grad is not None else -1
             rows.append(
-                ParamRow(name, aliases, module_name, kind, shape, False, grad, weight, name in lost, version)
-            )
+                ParamRow(name, aliases, module_name, kind, shape, False, grad, weight, name in lost, version,
+                         probe(grad))
+            )  # fmt: skip
         elif not param.requires_grad:
             aliases = tuple(q for q, _, _ in entries[1:])
             rows.append(ParamRow(qualified, aliases, module_name, kind, shape, True, None, param))

@@ -113,13 +113,62 @@ class Leaf:
     after_version: int = -1  # ._version of .grad right after the call (a later in-place change shows)
     added_calls: int = 1  # backward() calls whose grads .grad holds, added up (this cell's)
     held_before: bool = False  # .grad already held grads from before this cell when they started
+    grad_probe: torch.Tensor | None = None  # a few elements of a big (kept, not copied) grad: see unchanged()
+    after_probe: torch.Tensor | None = None  # the same of grad_after
 
     @property
     def kept(self) -> bool:
         """Whether value and grad are still what they were at the call."""
         value_ok = self.value is not self.tensor and self.value.data_ptr() != self.tensor.data_ptr()
         value_ok = value_ok or self.tensor._version == self.version
-        return value_ok and (self.grad is None or self.grad._version == self.grad_version)
+        return value_ok and self.grad_kept
+
+    @property
+    def grad_kept(self) -> bool:
+        """Whether the grad (and .grad after the call) are still what the call left."""
+        return unchanged(self.grad, self.grad_probe, self.grad_version) and unchanged(
+            self.grad_after, self.after_probe, self.after_version
+        )
+
+
+PROBE = 64  # elements looked at to tell whether a big tensor kept by reference has changed
+
+
+def probe(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """A copy of 64 evenly spaced elements of a big tensor kept by reference (None for one that is
+    copied whole, or not laid out flat). ``._version`` alone misses changes made through ``.data``
+    or numpy (the old tutorials' ``w.grad.data.zero_()``) and counts no-ops (``clip_grad_norm_``
+    under its limit multiplies by 1)."""
+    if tensor is None or tensor.numel() <= SNAPSHOT_LIMIT:
+        return None
+    flat = tensor.detach()
+    if not flat.is_contiguous() or flat.layout != torch.strided:
+        return None
+    flat = flat.view(-1)
+    return flat[:: max(1, flat.numel() // PROBE)][:PROBE].clone()
+
+
+def _probes(grad: torch.Tensor, after: torch.Tensor | None) -> tuple[Any, Any]:
+    taken = probe(grad)
+    return taken, (taken if after is grad else probe(after))
+
+
+def unchanged(tensor: torch.Tensor | None, probe_then: torch.Tensor | None, version: int) -> bool:
+    """Whether *tensor* still holds what it did when *probe_then* / *version* were taken: by the
+    probe where there is one (the same elements, nan as nan), else by the version counter."""
+    if tensor is None or tensor.numel() <= SNAPSHOT_LIMIT:  # (a copy: nothing else holds it)
+        return True
+    if probe_then is None:
+        return tensor._version == version
+    now = probe(tensor)
+    if now is None or now.shape != probe_then.shape:
+        return False
+    same = (
+        (now == probe_then) | (torch.isnan(now) & torch.isnan(probe_then))
+        if now.is_floating_point()
+        else now == probe_then
+    )
+    return bool(same.all())
 
 
 @dataclass(frozen=True)
@@ -361,8 +410,11 @@ class Observer:
             not outputs
             or self._running  # a pass inside a pass (a reentrant checkpoint, a Function's backward)
             or any(is_transformed(o) for o in outputs)
-            or any(is_transformed(g) for g in gradients or ())  # grad(..., is_grads_batched=True)
         ):
+            return engine.run_backward(*args, **kwargs)
+        if any(is_transformed(g) for g in gradients or ()):  # grad(..., is_grads_batched=True): a
+            batched = "torch.autograd.grad(is_grads_batched=True)"  # vmap over the grads, not one call
+            self.helpers[batched] = self.helpers.get(batched, 0) + 1
             return engine.run_backward(*args, **kwargs)
         helper = torch_helper(self.namespace)
         if helper is not None:  # jacobian(), hessian(), gradcheck(): their own passes, not the cell's
@@ -420,6 +472,7 @@ class Observer:
             for name, leaf in leaves.items():
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
+
         if nested:  # leaves only a pass inside this one reached (behind a reentrant checkpoint)
             found = self._leaves((), tuple(nested.values()))
             for name, tensor in found.items():
@@ -428,7 +481,8 @@ class Observer:
         self.count += 1
         seen = []  # per leaf reached, Leaf's fields (Leaf objects are made for the call shown only)
         for name, leaf in leaves.items():
-            grad = caught.get(name)
+            grad = caught.get(name)  # what the call returned (or a hook saw) is the cell's to change:
+            grad = _snapshot(grad) if grad is not None else None  # a copy when small (g.zero_())
             held = before[name]
             after = leaf.grad if accumulate and leaf.is_leaf else None
             if grad is None and held is None and after is not None:
@@ -448,6 +502,7 @@ class Observer:
             seen.append((
                 name, leaf, _snapshot(leaf), leaf._version, grad, grad_after, held, grad._version,
                 before_text.get(name), after._version if after is not None else -1, added[0], added[1],
+                *_probes(grad, grad_after),
             ))  # fmt: skip
         if create:
             self.created.update(
