@@ -507,6 +507,9 @@ def test_a_pass_inside_a_pass_is_not_a_call_of_the_cell():
     assert "2 times" not in " ".join(result.note_texts)
     # the layer inside the checkpoint got its grads from the inner pass: they are the report's too
     assert [p.name for p in result.model.params] == ["lin.weight", "lin.bias"]
+    assert "lin.weight, lin.bias: their grads came from a backward pass run inside" in " ".join(
+        result.note_texts
+    )
     torch.testing.assert_close(result.grads["lin.weight"], ns["lin"].weight.grad)
     torch.testing.assert_close(result.grads["inp"], ns["inp"].grad)
 

@@ -194,6 +194,10 @@ def _from_call(
             note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name)
         )
     x = next(iter(leaves)) if len(leaves) == 1 else "x"  # (d{out}/dx in the notes: the leaf's name)
+    inner = [n for n in call.inner if n in leaves]
+    if inner:
+        listed = ", ".join(inner[:4]) + (", …" if len(inner) > 4 else "")
+        notes.append(note("note.inner_pass", names=listed, out=out_name))
     if others:
         listed = ", ".join((out_name, *(n for n, _ in others)))
         notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))

@@ -69,6 +69,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{what} 给 {out} 传入了复数权重：PyTorch 对复数求的是共轭 Wirtinger 导数（权重乘在共轭上），"
         "所以显示的是加权后的梯度，不是 d{out}/dz 本身。",
     },
+    "note.inner_pass": {
+        "en": "{names}: their grads came from a backward pass run inside the one on {out} (a reentrant "
+        "checkpoint recomputing its layers, or a custom Function's backward calling backward()).",
+        "zh": "{names}：它们的梯度来自在 {out} 的反向传播内部又运行的一次反向传播（重算层的可重入 checkpoint，"
+        "或在 backward 里调用 backward() 的自定义 Function）。",
+    },
     "note.ones": {
         "en": "{what} was given ones for {out} ({count} elements), so each grad is the grad of "
         "{out}.sum(); when {out} is computed element by element, that is each element's own derivative.",

@@ -189,6 +189,7 @@ class Call:
     higher_order: bool = False  # differentiates a grad made with create_graph=True
     record_ref: Any = None  # where the output sits in the record (extras only)
     trace: Any = None  # steps.Tracer of this call (--steps only)
+    inner: tuple[str, ...] = ()  # leaves whose grads came from a pass run inside this one
 
     @property
     def output(self) -> torch.Tensor:
@@ -473,11 +474,13 @@ class Observer:
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
 
+        inner: list[str] = []
         if nested:  # leaves only a pass inside this one reached (behind a reentrant checkpoint)
             found = self._leaves((), tuple(nested.values()))
             for name, tensor in found.items():
                 if name not in leaves and all(tensor is not t for t in leaves.values()):
                     leaves[name], before[name] = tensor, None
+                    inner.append(name)
         self.count += 1
         seen = []  # per leaf reached, Leaf's fields (Leaf objects are made for the call shown only)
         for name, leaf in leaves.items():
@@ -524,6 +527,7 @@ class Observer:
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
             trace=tracer,
+            inner=tuple(inner),
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
         self.calls = [c for c in self.calls if c.higher_order != higher] + [call]
