@@ -685,7 +685,8 @@ def bench_model_cell(
     names = (
         f"per-cell time of `%%grad -q` on `{shown}`: {case.what}{where} (run_cell; the report is not "
         "shown: its first build is timed apart, below)",
-        f"the same cell with its report shown (run_cell, HTML on): what a notebook user waits, {case.key}{where}",
+        f"`%%grad` on `{shown}` with its report shown (run_cell, HTML on): what a notebook user waits, "
+        f"{case.key}{where}",
     )
     compared = (
         "the plain cell, same shell"
