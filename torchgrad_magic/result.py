@@ -132,6 +132,12 @@ class GradResult:
     every element of big tensors (a non-finite value, a layer whose grads are all zero) are
     found when ``notes`` is first read, on the tensors the result holds, not while the cell runs.
 
+    ``differentiated`` names what the grads are the grads of when that is not the output itself
+    (``"y1 + 2·y2"``, ``"2·y"``, ``"v·y"``, ``"sum(y)"``; ``others`` holds the call's other
+    outputs); ``lost`` names the leaves whose big grad (over 65,536 elements, kept rather than
+    copied) the cell changed in place after the call: their ``grads`` entry is no longer the
+    call's, and the report says so instead of showing it.
+
     Optional parts: ``orders`` (``--order``: name -> [d1, d2, ...]),
     ``matrices`` (``--hessian``/``--jacobian``), ``checks`` (``--check``),
     ``symbolic`` (``--symbolic``), ``figure``/``curves`` (``--plot``),
