@@ -53,6 +53,11 @@ class First:
     others: tuple[tuple[str, torch.Tensor], ...] = ()  # the call's other outputs (several at once)
     lost: tuple[str, ...] = ()  # leaves whose big grad the cell changed in place after the call
 
+    @property
+    def weighted(self) -> bool:
+        """Whether the call shown differentiated several outputs or weighted ones (y1 + 2·y2, 2·y)."""
+        return bool(self.others) or (self.call is not None and self.call.gradient_given)
+
 
 # ---------------------------------------------------------------------------
 # names the cell assigned
@@ -110,40 +115,32 @@ def first_derivatives(
     owned: set[int] | None = None,
 ) -> First:
     """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*."""
-    first = _first(ns, wrt, observed, last_value, assigned, of, retain_grad, steps, owned)
-    if observed.helpers:  # jacobian(), gradcheck(): their passes are not the cell's calls
-        helpers = ", ".join(f"{name} ({count})" for name, count in observed.helpers)
-        # a helper's result has no graph: "create the input with requires_grad=True" would mislead
-        # (and its pass freed the graph: our own pass failing there is no news)
-        kept = [
-            n
-            for n in first.notes
-            if n.id != "err.backward_failed" and (first.output is not None or n.id != "err.no_leaf")
-        ]
-        first = dataclasses.replace(first, notes=(*kept, note("note.helpers", helpers=helpers)))
-    return first
-
-
-def _first(
-    ns: dict[str, Any],
-    wrt: dict[str, torch.Tensor],
-    observed: Observation,
-    last_value: Any,
-    assigned: list[str],
-    of: str | None,
-    retain_grad: bool,
-    steps: bool,
-    owned: set[int] | None,
-) -> First:
     owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
     names = tensor_names(ns, (*wrt, *assigned))
     call = observed.primary
     if call is not None and (of is None or ns.get(of) is call.output):
-        return _from_call(call, observed, ns, names, wrt, retain_grad)
+        return _with_helpers(_from_call(call, observed, ns, names, wrt, retain_grad), observed)
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
-        return First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
-    return _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps, owned)
+        first = First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
+        return _with_helpers(first, observed)
+    first = _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps, owned)
+    return _with_helpers(first, observed)
+
+
+def _with_helpers(first: First, observed: Observation) -> First:
+    """jacobian(), gradcheck(): their passes are not the cell's calls: a note names them."""
+    if not observed.helpers:
+        return first
+    helpers = ", ".join(f"{name} ({count})" for name, count in observed.helpers)
+    # a helper's result has no graph: "create the input with requires_grad=True" would mislead
+    # (and its pass freed the graph: our own pass failing there is no news)
+    kept = [
+        n
+        for n in first.notes
+        if n.id != "err.backward_failed" and (first.output is not None or n.id != "err.no_leaf")
+    ]
+    return dataclasses.replace(first, notes=(*kept, note("note.helpers", helpers=helpers)))
 
 
 def _values(leaves: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -395,12 +395,6 @@ def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
     return dataclasses.replace(more, notes=tuple(notes), figure=figure)
 
 
-def weighted(first: Any) -> bool:
-    """Whether the call shown differentiated several outputs or weighted ones (y1 + 2·y2, 2·y):
-    --steps follows one output from dy/dy = 1, so it is left out (a note says so)."""
-    return bool(first.others) or (first.call is not None and first.call.gradient_given)
-
-
 def _steps(
     first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions, owners: Any = None
 ) -> Any:
@@ -408,7 +402,8 @@ def _steps(
     from . import steps
 
     tracer = first.trace
-    if first.output is None or tracer is None or not tracer.raws or weighted(first):
+    # (--steps follows one output from dy/dy = 1: a weighted call is left out, a note says so)
+    if first.output is None or tracer is None or not tracer.raws or first.weighted:
         return None
     output = tracer.outputs[0]
     name = first.output_name if output is first.output else f"sum({first.output_name})"

@@ -196,10 +196,8 @@ class GradResult:
         """The one place the report is put together from each stage's result."""
         notes = list(first.notes)
         if opts.steps and steps is None and first.output is not None:
-            several = bool(first.others) or (first.call is not None and first.call.gradient_given)
-            notes.append(
-                note("steps.weighted", label=first.differentiated or "?") if several else note("steps.none")
-            )
+            weighted = note("steps.weighted", label=first.differentiated or "?")
+            notes.append(weighted if first.weighted else note("steps.none"))
         if steps is not None and steps.hooked:
             notes.append(note("steps.hooked", names=", ".join(steps.hooked)))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
