@@ -31,8 +31,6 @@ BAD = [
     ("--wrt x=[[1, 2], [3]]", "y = x", ["can't make a tensor"]),
     ("--wrt nothere", "y = 1", ["no variable 'nothere' yet", "--wrt nothere=3"]),
     ("--wrt torch=3", "y = 1", ["would hide the torch module"]),
-    ("--wrt x=3", "", ["empty"]),
-    ("--wrt x=3", "# only a comment\n", ["empty"]),
     ("--wrt x=3 --of 2y", "y = x * 2", ["'2y' is not a valid variable name"]),
     (
         "--wrt x=3 --dtype int8",
@@ -62,6 +60,8 @@ NOTHING = [
     ("", "y = torch.tensor(3.0) * 2", ["does not depend on any leaf tensor", "requires_grad=True"]),
     ("", "x = torch.tensor(3.0, requires_grad=True)", ["x is a leaf and the cell computed nothing from it"]),
     ("--wrt x=3", "y = x * 1j", ["y is complex", ".abs()"]),
+    ("--wrt x=3", "# only a comment\n", ["the cell has no code", "it ran"]),
+    ("", "# now the action:\n\n# (nothing yet)", ["the cell has no code", "it ran"]),
 ]
 
 
@@ -72,6 +72,17 @@ def test_nothing_to_differentiate_is_a_note(run, line, cell, words):
     for word in words:
         assert word in message, message
     assert all(g is None for g in result.grads.values())
+    assert run("--wrt x=3", "y = 3 * x ** 2").grads["x"].item() == 18
+
+
+def test_an_empty_cell(run):
+    """An empty body is IPython's own refusal for any cell magic; grad("") runs nothing, with a note."""
+    if run.kind == "magic":
+        with pytest.raises(Failure, match="cell body is empty"):
+            run("--wrt x=3", "")
+    else:
+        assert run("--wrt x=3", "").note_texts == [run("", "\n").note_texts[0]]
+        assert "the cell has no code" in run("", "").note_texts[0]
     assert run("--wrt x=3", "y = 3 * x ** 2").grads["x"].item() == 18
 
 

@@ -120,19 +120,24 @@ def test_cell_without_backward_and_without_wrt(run):
     assert any("without storing them" in n for n in result.note_texts)
 
 
-def test_nonleaf_grad_read_gives_a_note_not_a_warning(run, capsys):
+def test_nonleaf_grad_read_gives_a_note_and_the_warning(run, capsys):
+    """The note adds the why; PyTorch's own warning still reaches the user, as without %%grad."""
     cell = (
         "x = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()\nprint('y.grad:', y.grad)\n"
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run("", cell)
-    assert not [w for w in caught if "not a leaf" in str(w.message)]
-    assert "UserWarning" not in capsys.readouterr().err
+    assert len([w for w in caught if "not a leaf" in str(w.message)]) == 1
     notes = [n for n in result.note_texts if "y.grad" in n]
     assert len(notes) == 1
     note = notes[0]
     assert "y is not a leaf" in note and "--retain-grad" in note and "y.retain_grad()" in note
+    with warnings.catch_warnings(record=True) as caught:  # the user silenced it: still silent, still noted
+        warnings.simplefilter("ignore")
+        result = run("", cell)
+    assert caught == [] and "UserWarning" not in capsys.readouterr().err
+    assert any("y is not a leaf" in n for n in result.note_texts)
 
 
 def test_retain_grad_shows_intermediates(run):

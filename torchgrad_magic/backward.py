@@ -17,7 +17,8 @@ import contextlib
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch
 from . import format as fmt
 from .hints import hint_for
 from .messages import Note, note, t
-from .observe import Call, Observation, graph_leaves, named_leaves, tensor_names
+from .observe import Call, Observation, graph_leaves, kept_grad, named_leaves, tensor_names
 from .result import TensorRow
 
 
@@ -347,7 +348,7 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
         if leaf._version != c.version:
             changes.append(t("after.value", name=name, now=fmt.values(leaf.detach())))
         if call.kind == "backward" and c.grad_after is not None:
-            now = leaf.grad
+            now = kept_grad(leaf)
             if now is None:
                 changes.append(t("after.grad_none", name=name))
             elif now.detach().shape == c.grad_after.shape and _changed(
@@ -463,7 +464,10 @@ def _computed(
         computed: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
         try:
             if not failed:
-                with tracer if tracer is not None else contextlib.nullcontext():
+                with (
+                    tracer if tracer is not None else contextlib.nullcontext(),
+                    retained_grads_kept(ns),
+                ):
                     computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
         except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
             failed = True
@@ -508,6 +512,52 @@ def _computed(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
         (_non_finite(values),),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def retained_grads_kept(ns: dict[str, Any]) -> Iterator[None]:
+    """Our own pass leaves the ``.grad`` of the user's non-leaf tensors that called
+    ``retain_grad()`` as it was: PyTorch's retain_grad hook writes it in every pass through the
+    tensor, ``torch.autograd.grad(..., inputs)`` too (makemore's ``logits.retain_grad()``, then a
+    cell without ``backward()``). Put back on the way out, also when the pass fails halfway.
+    The hook replaces ``.grad`` (never adds in place), so keeping the old object is enough."""
+    kept = [(tensor, tensor.grad) for tensor in retaining(ns)]
+    try:
+        yield
+    finally:
+        for tensor, before in kept:
+            if tensor.grad is not before:
+                tensor.grad = before
+
+
+def retaining(ns: dict[str, Any], depth: int = 3, limit: int = 20_000) -> list[torch.Tensor]:
+    """The non-leaf tensors with ``retains_grad`` that the user can reach from *ns*: variables, and
+    inside lists, tuples, dicts and objects' attributes (makemore's ``layer.out`` of each layer in a
+    list), *depth* levels down, at most *limit* objects looked at."""
+    found: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    level = [v for n, v in list(ns.items()) if not n.startswith("_") and n not in ("In", "Out")]
+    for _ in range(depth + 1):
+        below: list[Any] = []
+        for value in level:
+            if id(value) in seen or len(seen) >= limit:
+                continue
+            seen.add(id(value))
+            if isinstance(value, torch.Tensor):
+                if value.retains_grad and not value.is_leaf:
+                    found[id(value)] = value
+            elif isinstance(value, (list, tuple)):
+                below.extend(value[:1000])
+            elif isinstance(value, dict):
+                below.extend(list(value.values())[:1000])
+            elif not isinstance(
+                value, (type, types.ModuleType, types.FunctionType, str, bytes, numbers.Number)
+            ):
+                attributes = getattr(value, "__dict__", None)
+                if isinstance(attributes, dict):
+                    below.extend(list(attributes.values())[:1000])
+        level = below
+    return list(found.values())
 
 
 def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]:

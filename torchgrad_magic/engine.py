@@ -30,7 +30,7 @@ import torch
 
 from . import format as fmt
 from .backward import first_derivatives, names_assigned, parse
-from .messages import t, using
+from .messages import note, t, using
 from .observe import Observer
 from .options import FIELDS, GradOptions
 from .result import GradResult
@@ -287,8 +287,7 @@ def run(
     ns = runner.namespace
     code = runner.python_source(source)
     tree = parse(code)
-    if tree is not None and not tree.body:
-        raise GradError(t("err.cell_empty"))
+    empty = tree is not None and not tree.body  # only comments and blank lines: runs, gets one note
     ns.setdefault("torch", torch)
 
     originals: dict[str, Any] = {}
@@ -329,7 +328,7 @@ def run(
             first = first_derivatives(
                 ns,
                 leaves,
-                observer.result(),
+                observer.result(tree),
                 last_value,
                 assigned,
                 opts.of,
@@ -337,6 +336,8 @@ def run(
                 opts.steps,
                 owned,
             )
+            if empty:
+                first = dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
             owners = None  # which layer made which node: one walk, for --steps and --graph
             if tracker is not None and tracker.calls:
                 from . import modules

@@ -153,6 +153,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "单元格没有调用 backward()，所以 %%grad 算出了 {out} 的梯度但没有存进 .grad"
         "（{names} 不变，计算图保留）；调用 {out}.backward() 才会填写 .grad。",
     },
+    "note.cell_empty": {
+        "en": "the cell has no code (only comments or blank lines): it ran, and there is nothing to "
+        "differentiate. Write the function under the %%grad line, e.g. y = 3 * x ** 2",
+        "zh": "单元格里没有代码（只有注释或空行）：已照常运行，没有可求导的内容。"
+        "请在 %%grad 这一行下面写函数，例如 y = 3 * x ** 2",
+    },
     "note.nothing": {
         "en": "nothing to differentiate here: the cell made no tensor that depends on a leaf with requires_grad=True "
         "(use --wrt x=3 to make one).",
@@ -334,10 +340,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{where}：无法把 {kind} 变成张量：{error}",
     },
     # ---- errors: the cell and its output --------------------------------
-    "err.cell_empty": {
-        "en": "the cell is empty: write the function under the %%grad line, e.g. y = 3 * x ** 2",
-        "zh": "单元格是空的：请在 %%grad 这一行下面写函数，例如 y = 3 * x ** 2",
-    },
     "err.cell_raised": {
         "en": "the cell raised {ename} (traceback above); no gradients were computed",
         "zh": "单元格出错 {ename}（见上面的 traceback）；没有计算梯度",

@@ -171,7 +171,7 @@ def unchanged(tensor: torch.Tensor | None, probe_then: torch.Tensor | None, vers
     return bool(same.all())
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # (not frozen: made at every backward() of a loop, its __init__ is kept cheap)
 class Call:
     """One call into the autograd engine made by the cell.
 
@@ -198,7 +198,7 @@ class Call:
     def released(self) -> bool:
         """Whether the cell let go of a grad this call left in ``.grad`` (``zero_grad()`` set it to
         None): then only this record holds it."""
-        return any(row[5] is not None and row[1].grad is None for row in self.seen)
+        return any(row[5] is not None and kept_grad(row[1]) is None for row in self.seen)
 
     @cached_property
     def leaves(self) -> dict[str, Leaf]:
@@ -355,17 +355,17 @@ class Observer:
         owner, attr = engine_slot()
         self._owner, self._engine = owner, getattr(owner, attr)
         setattr(owner, attr, _Engine(self._engine, self))
-        # PyTorch's warning about reading a non-leaf's .grad becomes a note. Only our own
-        # filter and showwarning are added, and only they are taken away afterwards:
-        # filters the cell sets itself stay, as they would without %%grad.
+        # PyTorch's warning about reading a non-leaf's .grad also gives a note. The warning itself
+        # is shown exactly as without %%grad: no filter is added (that would change which
+        # warnings show, and reset Python's once-per-place records), and every warning that
+        # reaches showwarning is passed on unchanged.
         shown = warnings.showwarning
-        warnings.filterwarnings("always", message=NONLEAF_WARNING)
-        self._filter = warnings.filters[0]
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
-            if re.match(NONLEAF_WARNING, str(message)):
-                self._nonleaf_read(filename, lineno)
-            else:
+            try:
+                if re.match(NONLEAF_WARNING, str(message)):
+                    self._nonleaf_read(filename, lineno)
+            finally:
                 shown(message, category, filename, lineno, file, line)
 
         self._shown, self._showwarning = shown, showwarning
@@ -376,26 +376,23 @@ class Observer:
         try:
             if warnings.showwarning is self._showwarning:
                 warnings.showwarning = self._shown
-            if self._filter in warnings.filters:
-                warnings.filters.remove(self._filter)  # type: ignore[attr-defined]  # a list at run time
-                mutated = getattr(warnings, "_filters_mutated", None)  # resets the once-per-place caches
-                if callable(mutated):
-                    mutated()
         finally:
             _, attr = engine_slot()
             setattr(self._owner, attr, self._engine)
 
-    def result(self) -> Observation:
+    def result(self, tree: Any = None) -> Observation:
+        """What the run showed; *tree* (the cell's syntax tree) adds the cell's own reads of a
+        non-leaf's ``.grad`` that Python did not warn about again (once per place is its rule)."""
+        reads = [*self.reads, *nonleaf_reads(tree, self.namespace)] if tree is not None else self.reads
         return Observation(
-            tuple(self.calls), self.count, tuple(dict.fromkeys(self.reads)), tuple(self.helpers.items())
+            tuple(self.calls), self.count, tuple(dict.fromkeys(reads)), tuple(self.helpers.items())
         )
 
     # ---- non-leaf .grad reads -------------------------------------------------
     def _nonleaf_read(self, filename: str, lineno: int) -> None:
         line = linecache.getline(filename, lineno)
         for expr in _GRAD_READ.findall(line):
-            value = _lookup(self.namespace, expr)
-            if isinstance(value, torch.Tensor) and value.grad_fn is not None and not value.retains_grad:
+            if _is_quiet_nonleaf(_lookup(self.namespace, expr)):
                 self.reads.append(expr)
 
     # ---- one engine call ----------------------------------------------------
@@ -430,7 +427,8 @@ class Observer:
         # (zero_grad()), let go of them too before the engine runs, so that it can reuse their
         # memory as a plain run does (holding them made every step of a training loop allocate
         # afresh); otherwise the last call stays until this one has succeeded (it may raise)
-        self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
+        if self.calls:
+            self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
 
         leaves = self._leaves(outputs, inputs)
         caught: dict[str, torch.Tensor] = {}
@@ -445,10 +443,15 @@ class Observer:
                 tracer.__enter__()
             # a hook only where .grad already holds something (the engine adds to it in place);
             # elsewhere .grad after the call is exactly this call's grad
-            before = {n: (_snapshot(t.grad) if t.grad is not None else None) for n, t in leaves.items()}
+            # (a .grad of zeros, w.grad.zero_() in a loop, counts as none: 0 + g is this call's g)
+            before: dict[str, torch.Tensor | None] = {}
             before_text: dict[str, str] = {}
             before_zero: dict[str, bool] = {}
-            for n, g in before.items():  # (none in a loop that zeroes its grads: nothing to do)
+            for n, t in leaves.items():
+                g = kept_grad(t)
+                if g is not None and g.numel() <= SNAPSHOT_LIMIT and _small_zero(g):
+                    g = None  # (one kernel, no copy: the zero_grad(set_to_none=False) loop's case)
+                before[n] = g = _snapshot(g) if g is not None else None
                 if g is not None:  # a big .grad is not copied: what the report says of it is taken now
                     before_text[n], before_zero[n] = fmt.values(g), _all_zero(g)
             for name, leaf in leaves.items():
@@ -514,8 +517,9 @@ class Observer:
                 if isinstance(g, torch.Tensor) and g.grad_fn is not None
             )
             for leaf in leaves.values():
-                if leaf.grad is not None and leaf.grad.grad_fn is not None:
-                    self.created.add(id(leaf.grad.grad_fn))
+                held = kept_grad(leaf)
+                if held is not None and held.grad_fn is not None:
+                    self.created.add(id(held.grad_fn))
         call = Call(
             index=self.count,
             kind="backward" if accumulate else "grad",
@@ -646,6 +650,19 @@ def _all_ones(tensor: torch.Tensor) -> bool:
         return False
 
 
+def _small_zero(tensor: torch.Tensor) -> bool:
+    """Every element of a small tensor 0 (one kernel; nan is not 0); False where it cannot be told."""
+    try:  # (a .grad needs no grad mode: it has no graph of its own in the common case)
+        if tensor.layout != torch.strided:
+            return False
+        if tensor.numel() <= 64 and tensor.device.type == "cpu":  # no kernel at all: 10× cheaper
+            values = tensor.detach().reshape(-1).tolist()
+            return not any(v != 0 for v in values)  # (nan != 0)
+        return not bool(tensor.any())
+    except Exception:
+        return False
+
+
 def _all_zero(tensor: torch.Tensor) -> bool:
     """Every element 0 (the L2 norm, a fast pass, first: a nonzero grad is not 0)."""
     try:
@@ -657,6 +674,36 @@ def _all_zero(tensor: torch.Tensor) -> bool:
             return int(torch.count_nonzero(t)) == 0
     except Exception:
         return False
+
+
+def kept_grad(tensor: torch.Tensor) -> torch.Tensor | None:
+    """``tensor.grad`` where PyTorch keeps one (a leaf, or retain_grad()); None elsewhere, without
+    reading it: a read warns, and that warning would be ours, not the cell's."""
+    return tensor.grad if tensor.is_leaf or tensor.retains_grad else None
+
+
+def _is_quiet_nonleaf(value: Any) -> bool:
+    """A tensor whose ``.grad`` PyTorch keeps None and warns about (never reads ``.grad`` itself)."""
+    return isinstance(value, torch.Tensor) and value.grad_fn is not None and not value.retains_grad
+
+
+def nonleaf_reads(tree: Any, namespace: dict[str, Any]) -> list[str]:
+    """``y.grad`` (and ``net.out.grad``) read by the cell's own code where ``y`` is, at the end of
+    the cell, a non-leaf that does not retain its grad."""
+    import ast
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
+            parts, base = [], node.value
+            while isinstance(base, ast.Attribute):
+                parts.append(base.attr)
+                base = base.value
+            if isinstance(base, ast.Name):
+                expr = ".".join([base.id, *reversed(parts)])
+                if _is_quiet_nonleaf(_lookup(namespace, expr)):
+                    found.append(expr)
+    return found
 
 
 def _catcher(caught: dict[str, torch.Tensor], name: str):
