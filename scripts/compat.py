@@ -40,8 +40,20 @@ def pinned() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-# The declared floors (pyproject.toml), each installed exactly.
-FLOORS = ["ipython==8.10.0", "traitlets==5.0.0", "matplotlib==3.6.0", "numpy==1.23.2", "sympy==1.13.3"]
+# The declared floors (pyproject.toml), each installed exactly; torch 2.9.1 is a CUDA build from
+# the registry (the floor's CPU build is not on PyPI), ipykernel 5.5.6 is Colab's pinned kernel.
+FLOORS = [
+    "torch==2.9.1", "ipython==7.34.0", "traitlets==5.0.0", "matplotlib==3.6.0", "numpy==1.23.2",
+    "sympy==1.13.3", "ipykernel==5.5.6",
+]  # fmt: skip
+# Colab's stack (google-colab pins ipython==7.34.0 and ipykernel==5.5.6; notebook 6.5 wants
+# jupyter-client<8; Python 3.12, torch 2.9, NumPy 2.0.2). ipykernel 5.5.6 imports the `imp` module,
+# which Python 3.12 removed: from PyPI it cannot start there, so this entry takes the newest ipykernel
+# that keeps IPython 7.34, and the `floors` entry runs 5.5.6 on Python 3.11.
+COLAB = [
+    "torch==2.9.1", "ipython==7.34.0", "traitlets==5.7.1", "matplotlib==3.10.0", "numpy==2.0.2",
+    "tornado==6.4.2", "jupyter_client==7.4.9", "ipykernel==6.29.5",
+]  # fmt: skip
 # Older torch releases than the floor (CUDA builds from the registry; --older, `make compat OLDER=1`),
 # with the other floors and the sympy they allow (2.5 and 2.6 pin exactly 1.13.1): what to run to
 # lower the torch floor. Both fail today (README: Supported versions).
@@ -59,6 +71,7 @@ class Entry:
     older: bool = False  # below the declared torch floor: only with --older
     kernel: bool = True
     no_sympy_check: bool = False  # also: uninstall sympy, then --symbolic must say what to install
+    suite: bool = False  # also: the repository's kernel tests against this venv's kernel (--kernel-suite)
     # filled in by run()
     ok: bool = False
     versions: str = ""
@@ -67,6 +80,8 @@ class Entry:
     downloaded_mb: float = 0.0
     venv_mb: float = 0.0
     problem: str = ""
+    suite_s: float = 0.0
+    suite_result: str = ""
     log: list[str] = field(default_factory=list)
 
 
@@ -79,7 +94,8 @@ def matrix() -> list[Entry]:
             "constraints.txt, as in CI (torch 2.13.0 from this disk)",
             no_sympy_check=True,
         ),
-        Entry("floors", "3.11", ["torch==2.13.0", *FLOORS], "every declared floor, torch 2.13.0"),
+        Entry("floors", "3.11", FLOORS, "every declared floor, torch 2.9.1 (registry), ipykernel 5.5.6"),
+        Entry("colab", "3.12", COLAB, "Colab's stack: IPython 7.34.0, torch 2.9.1 (registry)", suite=True),
         Entry("newest", "3.11", ["torch==2.14.1"], "newest of everything, torch 2.14.1 from this disk"),
         Entry("py3.10", "3.10", [], "newest of everything (torch from the registry)", full_only=True),
         Entry("py3.12", "3.12", [], "newest of everything (torch from the registry)", full_only=True),
@@ -185,6 +201,8 @@ def run(entry: Entry, wheel: Path, work: Path, keep: bool) -> None:
             if entry.no_sympy_check:
                 sympy_missing(py, scratch, log)
         entry.smoke_s = time.perf_counter() - start
+        if entry.suite and entry.kernel and SUITE_ON:
+            kernel_suite(entry, py, work)
         entry.ok = True
     except Exception as e:
         entry.problem = str(e)
@@ -194,7 +212,47 @@ def run(entry: Entry, wheel: Path, work: Path, keep: bool) -> None:
             shutil.rmtree(venv, ignore_errors=True)
 
 
-TOP = {"torch", "ipython", "traitlets", "matplotlib", "numpy", "sympy"}
+TOP = {
+    "torch",
+    "ipython",
+    "traitlets",
+    "matplotlib",
+    "numpy",
+    "sympy",
+    "ipykernel",
+    "jupyter_client",
+    "tornado",
+}
+
+
+SUITE = ["tests/test_kernel.py", "tests/test_corpus.py"]  # every test that drives a real kernel
+
+
+def kernel_suite(entry: Entry, py: Path, work: Path) -> None:
+    """The repository's kernel tests (the dev venv's pytest and jupyter_client) against a kernel
+    that runs *py*: the wheel, the entry's IPython, ipykernel and torch. Raises when one fails."""
+    dev = ROOT / ".venv" / "bin" / "python"
+    if not dev.exists():
+        raise RuntimeError("--kernel-suite needs the dev venv (make test or make demo makes it)")
+    name = f"tgm-compat-{entry.name}"
+    spec = work / "kernels" / "kernels" / name
+    spec.mkdir(parents=True, exist_ok=True)
+    argv = [str(py), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+    expect = ",".join(p for p in entry.pins if p.split("==")[0] in ("torch", "ipython", "ipykernel"))
+    env = {**os.environ, "JUPYTER_PATH": str(work / "kernels"), "TGM_KERNEL": name, "MPLBACKEND": "Agg",
+           "TGM_KERNEL_VERSIONS": expect}  # fmt: skip
+    start = time.perf_counter()
+    done = sh([str(dev), "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", *SUITE], entry.log,
+              cwd=ROOT, env=env)  # fmt: skip
+    entry.suite_s = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    entry.suite_result = next((ln for ln in reversed(lines) if " passed" in ln or " failed" in ln), "")
+    if done.returncode:
+        raise RuntimeError(f"kernel suite: {entry.suite_result or _last_failure(done.stdout)}")
+
+
+SUITE_ON = False  # --kernel-suite
 
 
 def sympy_missing(py: Path, scratch: str, log: list[str]) -> None:
@@ -224,14 +282,15 @@ def _last_failure(text: str) -> str:
 
 def report(entries: list[Entry], wheel: Path, total_s: float) -> str:
     rows = [
-        "| entry | Python and versions installed | install | smoke | downloaded | venv | result |",
-        "|---|---|---|---|---|---|---|",
+        "| entry | Python and versions installed | install | smoke | kernel suite | downloaded | venv | result |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         result = "pass" if e.ok else f"FAIL: {e.problem}"
         kernel = "" if e.kernel or not e.ok else " (no kernel run)"
+        suite = f"{e.suite_result} ({e.suite_s:.0f} s)" if e.suite_result else "–"
         rows.append(
-            f"| {e.name} | {e.versions or e.python} | {e.install_s:.0f} s | {e.smoke_s:.0f} s "
+            f"| {e.name} | {e.versions or e.python} | {e.install_s:.0f} s | {e.smoke_s:.0f} s | {suite} "
             f"| {e.downloaded_mb:.0f} MB | {e.venv_mb:.0f} MB | {result}{kernel} |"
         )
     head = f"wheel: {wheel.name}; {len(entries)} venvs in {total_s / 60:.1f} min\n\n"
@@ -244,7 +303,15 @@ def main() -> None:
     parser.add_argument("--older", action="store_true", help="torch releases older than the floor")
     parser.add_argument("--only", action="append", help="run only these entries (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the venvs under build/compat/<run>/")
+    parser.add_argument(
+        "--kernel-suite",
+        action="store_true",
+        help="in the entries that ask for it (colab): also tests/test_kernel.py and tests/test_corpus.py "
+        "against that venv's kernel",
+    )
     args = parser.parse_args()
+    global SUITE_ON
+    SUITE_ON = args.kernel_suite
     entries = [e for e in matrix() if (args.full or not e.full_only) and (args.older or not e.older)]
     if args.only:
         entries = [e for e in matrix() if e.name in args.only]

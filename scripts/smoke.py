@@ -40,7 +40,17 @@ def check(name: str, ok: bool, detail: object = "") -> None:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for dist in ("torchgrad-magic", "torch", "ipython", "traitlets", "matplotlib", "numpy", "sympy"):
+    for dist in (
+        "torchgrad-magic",
+        "torch",
+        "ipython",
+        "ipykernel",
+        "jupyter_client",
+        "traitlets",
+        "matplotlib",
+        "numpy",
+        "sympy",
+    ):
         try:
             found[dist] = md.version(dist)
         except md.PackageNotFoundError:

@@ -196,11 +196,17 @@ class Reply:
         return [o["content"] for o in self.outputs if o["msg_type"] == msg_type]
 
 
+# TGM_KERNEL=<kernelspec>: the kernel tests (test_kernel.py, test_corpus.py, ...) run against
+# another install, e.g. the Colab-like venv of `scripts/compat.py --kernel-suite` (the wheel there,
+# IPython 7.34, torch 2.9); by default this interpreter's own kernel.
+KERNEL_NAME = os.environ.get("TGM_KERNEL") or run_demo.KERNEL_NAME
+
+
 class Kernel:
     def __init__(self):
         from jupyter_client.manager import start_new_kernel
 
-        self.km, self.kc = start_new_kernel(kernel_name=run_demo.KERNEL_NAME, startup_timeout=120)
+        self.km, self.kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=120)
 
     def run(self, code: str, timeout: float = 120) -> Reply:
         outputs: list[dict] = []

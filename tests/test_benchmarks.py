@@ -38,6 +38,8 @@ def test_benchmarks_run_quick():
     # "error: ..." while the engine is rewritten; it must still be there)
     assert "on a cell of 100 small tensor ops" in out.stdout
     assert "on a training loop: 5 SGD steps" in out.stdout
+    assert "on 20 steps of manual gradient descent" in out.stdout
+    assert "rendering big reports" in out.stdout and "gradient-flow PNG, 500 layers" in out.stdout
     assert "per-run leaks of `%%grad`, 17 magic lines" in out.stdout
     assert "| magic line | objects / run | tensors / run | linecache entries / run |" in out.stdout
     for flag in FLAG_LINES:
@@ -50,7 +52,20 @@ def test_benchmarks_run_quick():
     assert "a 1,616-parameter MLP (16-32-16-16-16, ReLU), batch 4" in out.stdout
     assert "| the report of the model cells above:" in out.stdout
     assert "| cell | `_repr_html_()` | `str()` | together | HTML | |" in out.stdout
-    for name in ("cell", "load", "plot", "memory", "notebook", "graph", "ops", "train", "leaks", "model"):
+    for name in (
+        "cell",
+        "load",
+        "plot",
+        "memory",
+        "notebook",
+        "graph",
+        "ops",
+        "gd",
+        "render",
+        "train",
+        "leaks",
+        "model",
+    ):
         assert f"{name}: " in out.stderr, name  # each figure's wall time
 
 

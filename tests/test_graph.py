@@ -7,7 +7,6 @@ import itertools
 import re
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -338,7 +337,5 @@ def test_straight_chain_and_leaves_at_the_bottom():
 def test_big_graph_renders_fast():
     result = grad("y = x\nfor i in range(5000):\n    y = y * 1.0001 + 0.1", wrt="x=1.0", graph=True)
     g = result.graph
-    g.to_svg()
-    start = time.perf_counter()
-    g.to_svg(), g.to_text()
-    assert time.perf_counter() - start < 1.0  # about 0.02 s: only the first 80 nodes are laid out
+    svg, text = g.to_svg(), g.to_text()  # (how fast: benchmarks/run.py --only render)
+    assert svg.count("<g") < 400 and len(text.splitlines()) < 400  # only the first nodes are laid out

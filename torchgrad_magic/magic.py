@@ -11,13 +11,14 @@ can set them with ``c.GradMagic.digits = 6``.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
+import tokenize
 import types
 from collections.abc import Callable
 from typing import Any
 
-from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -151,7 +152,7 @@ class GradMagic(Magics):
             self.shell.user_ns[args.out] = result
         if not (args.quiet or silenced):
             _show(result)
-        if DisplayHook.semicolon_at_end_of_expression(cell):
+        if ends_with_semicolon(cell):
             return None  # a trailing ';' hides the cell's value, as in a plain cell
         return last
 
@@ -197,6 +198,21 @@ def document(language: str | None) -> None:
                 action.help = t(f"help.{action.dest}")
         parser.description = t("help.body")
         GradMagic.grad.__doc__ = parser.format_help()
+
+
+def ends_with_semicolon(cell: str) -> bool:
+    """Whether the cell's last token is ``;`` (comments and blank lines after it do not count):
+    IPython's rule for hiding a cell's value. Ours, not ``DisplayHook.semicolon_at_end_of_expression``
+    (IPython 8.10+; Colab's IPython 7.34 looks at the ``run_cell_magic(...)`` line instead)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(cell).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return False
+    for token in reversed(tokens):
+        if token.type in (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+            continue
+        return token.type == tokenize.OP and token.string == ";"
+    return False
 
 
 def _strip_semicolon(line: str) -> tuple[str, bool]:
