@@ -594,3 +594,50 @@ def test_batched_grads_complex_weights_and_near_one_weights_are_said():
     assert "complex weight for q" in " ".join(grad(cell, namespace=ns).note_texts)
     result = grad(X3 + "y = x ** 2\ny.backward(torch.tensor(1.00001))", namespace=ns)
     assert result.differentiated == "1.00001·y"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [0.1, -0.0, float("nan"), float("inf"), 1e-45],
+        [[1.5, 2.25], [3.0, -4.0]],
+        3.0,
+    ],
+)
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64]
+)
+def test_tiny_tensors_kept_as_numbers_round_trip_exactly(value, dtype):
+    from torchgrad_magic.observe import Frozen, _keep, thaw
+
+    tensor = torch.tensor(value).to(dtype)
+    kept = _keep(tensor)
+    assert type(kept) is Frozen
+    tensor.add_(1)  # a later in-place change does not reach what was kept
+    back = thaw(kept)
+    original = torch.tensor(value).to(dtype)
+    assert back.dtype == dtype and back.shape == original.shape
+    torch.testing.assert_close(back, original, rtol=0, atol=0, equal_nan=True)  # every value exactly
+    real = (lambda t: torch.view_as_real(t)) if dtype.is_complex else (lambda t: t)
+    numbers = ~torch.isnan(real(original))  # -0.0 stays -0.0 (a nan's sign bit is no number's)
+    assert torch.equal(torch.signbit(real(back))[numbers], torch.signbit(real(original))[numbers])
+
+
+def test_zeroed_grad_in_a_loop_is_no_accumulation(run):
+    """w.grad.zero_() before each backward(): the grad shown is the call's, with no 'already held' note."""
+    cell = (
+        "w = torch.tensor([1.0, -0.5], requires_grad=True)\nX = torch.tensor([[1.0, 2.0], [3.0, 4.0]])\n"
+        "for i in range(3):\n    loss = ((X @ w) ** 2).sum()\n    loss.backward()\n"
+        "    with torch.no_grad():\n        w -= 0.01 * w.grad\n        w.grad.zero_()"
+    )
+    result = run("", cell)
+    w = torch.tensor([1.0, -0.5], requires_grad=True)
+    X = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    for _ in range(2):
+        (g,) = torch.autograd.grad(((X @ w) ** 2).sum(), w)
+        with torch.no_grad():
+            w -= 0.01 * g
+    (expected,) = torch.autograd.grad(((X @ w) ** 2).sum(), w)
+    assert torch.equal(result.grads["w"], expected)
+    assert not any("already held" in n for n in result.note_texts)
+    assert torch.equal(run.ns["w"].grad, torch.zeros(2))

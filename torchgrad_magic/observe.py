@@ -148,7 +148,9 @@ def probe(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return flat[:: max(1, flat.numel() // PROBE)][:PROBE].clone()
 
 
-def _probes(grad: torch.Tensor, after: torch.Tensor | None) -> tuple[Any, Any]:
+def _probes(grad: Any, after: Any) -> tuple[Any, Any]:
+    if type(grad) is Frozen or grad.numel() <= SNAPSHOT_LIMIT:  # (copies: nothing to probe)
+        return None, None
     taken = probe(grad)
     return taken, (taken if after is grad else probe(after))
 
@@ -202,7 +204,7 @@ class Call:
 
     @cached_property
     def leaves(self) -> dict[str, Leaf]:
-        return {row[0]: Leaf(*row) for row in self.seen}
+        return {row[0]: Leaf(*map(thaw, row)) for row in self.seen}
 
     @cached_property
     def gradient_given(self) -> bool:
@@ -297,6 +299,40 @@ def named_leaves(
 def _snapshot(tensor: torch.Tensor) -> torch.Tensor:
     value = tensor.detach()
     return value.clone() if value.numel() <= SNAPSHOT_LIMIT else value
+
+
+FREEZE_LIMIT = 64  # elements: a tiny CPU tensor is kept as Python numbers (a tenth of a clone's cost)
+
+
+class Frozen:
+    """A tiny tensor's values as Python numbers, taken at a call (exact: every float, half and
+    complex value round-trips); made into a tensor again only for the call the report shows."""
+
+    __slots__ = ("dtype", "shape", "values")
+
+    def __init__(self, values: Any, dtype: torch.dtype, shape: torch.Size):
+        self.values, self.dtype, self.shape = values, dtype, shape
+
+    def tensor(self) -> torch.Tensor:
+        return torch.tensor(self.values, dtype=self.dtype).reshape(self.shape)
+
+
+def _keep(tensor: torch.Tensor) -> Any:
+    """What a call keeps of a tensor: Frozen numbers when tiny, a copy up to SNAPSHOT_LIMIT
+    elements, the tensor itself (with its version and a probe) when bigger."""
+    value = tensor.detach()
+    n = value.numel()
+    if n <= FREEZE_LIMIT and value.is_cpu and value.layout == torch.strided:
+        try:
+            return Frozen(value.tolist(), value.dtype, value.shape)
+        except (TypeError, RuntimeError):  # a dtype without Python numbers (float8, ...)
+            pass
+    return value.clone() if n <= SNAPSHOT_LIMIT else value
+
+
+def thaw(kept: Any) -> Any:
+    """A tensor again from what :func:`_keep` kept (anything else is returned as it is)."""
+    return kept.tensor() if type(kept) is Frozen else kept
 
 
 def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> set[int]:
@@ -487,12 +523,11 @@ class Observer:
         self.count += 1
         seen = []  # per leaf reached, Leaf's fields (Leaf objects are made for the call shown only)
         for name, leaf in leaves.items():
-            grad = caught.get(name)  # what the call returned (or a hook saw) is the cell's to change:
-            grad = _snapshot(grad) if grad is not None else None  # a copy when small (g.zero_())
+            grad = caught.get(name)  # what the call returned (or a hook saw) is the cell's to change
             held = before[name]
             after = leaf.grad if accumulate and leaf.is_leaf else None
             if grad is None and held is None and after is not None:
-                grad = _snapshot(after)  # a copy: a later zero_() must not change what is shown
+                grad = after  # (kept below: a later zero_() must not change what is shown)
             if grad is None:  # not reached by this call
                 continue
             added = (1, False)
@@ -501,12 +536,11 @@ class Observer:
                     count, was_held = self._added.get(id(leaf), (0, True))
                     added = (count + 1, was_held)
                 self._added[id(leaf)] = added
-            grad = grad.detach()
-            grad_after = (
-                _snapshot(after) if held is not None and after is not None else grad if accumulate else None
-            )
+            version = grad._version
+            grad = _keep(grad)
+            grad_after = _keep(after) if held is not None and after is not None else grad if accumulate else None
             seen.append((
-                name, leaf, _snapshot(leaf), leaf._version, grad, grad_after, held, grad._version,
+                name, leaf, _keep(leaf), leaf._version, grad, grad_after, held, version,
                 before_text.get(name), after._version if after is not None else -1, added[0], added[1],
                 *_probes(grad, grad_after),
             ))  # fmt: skip
@@ -651,13 +685,19 @@ def _all_ones(tensor: torch.Tensor) -> bool:
 
 
 def _small_zero(tensor: torch.Tensor) -> bool:
-    """Every element of a small tensor 0 (one kernel; nan is not 0); False where it cannot be told."""
-    try:  # (a .grad needs no grad mode: it has no graph of its own in the common case)
+    """Every element of a small tensor 0 (nan is not 0); False where it cannot be told. Tiny ones
+    are read as Python numbers (no kernel: the zero_() loop's case)."""
+    try:
         if tensor.layout != torch.strided:
             return False
-        if tensor.numel() <= 64 and tensor.device.type == "cpu":  # no kernel at all: 10× cheaper
-            values = tensor.detach().reshape(-1).tolist()
-            return not any(v != 0 for v in values)  # (nan != 0)
+        if tensor.is_cpu and tensor.numel() <= FREEZE_LIMIT:
+            dim = tensor.dim()
+            if dim == 0:
+                return tensor.item() == 0
+            if dim == 1:
+                return not any(tensor.tolist())  # (nan is truthy, -0.0 is not)
+            if dim == 2:
+                return not any(map(any, tensor.tolist()))
         return not bool(tensor.any())
     except Exception:
         return False
