@@ -25,9 +25,10 @@ smoke:
 	$(PYTHON) scripts/compat.py --only pinned
 
 # The compatibility matrix (README: "Supported versions"); FULL=1 adds Python 3.10/3.12/3.13
-# (multi-GB CUDA wheels of torch from the registry); OLDER=1 torch releases below the floor.
+# (multi-GB CUDA wheels of torch from the registry); OLDER=1 torch releases below the floor;
+# KERNELS=1 the kernel tests against the colab and floors venvs' kernels.
 compat:
-	$(PYTHON) scripts/compat.py $(if $(FULL),--full) $(if $(OLDER),--older)
+	$(PYTHON) scripts/compat.py $(if $(FULL),--full) $(if $(OLDER),--older) $(if $(KERNELS),--kernel-suite)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab examples

@@ -2,7 +2,8 @@
 and run scripts/smoke.py in each (``make compat``; ``make compat FULL=1`` adds the other Pythons;
 ``make test`` runs the ``pinned`` entry only, as ``make smoke``).
 
-    python scripts/compat.py                 # Python 3.11: pinned, floors, newest
+    python scripts/compat.py                 # pinned, floors, newest (3.11), colab (3.12)
+    python scripts/compat.py --only colab --kernel-suite   # ... and the kernel tests on Colab's stack
     python scripts/compat.py --full          # ... and Python 3.10, 3.12, 3.13 (torch from the registry)
     python scripts/compat.py --older         # ... torch older than the floor (2.1.2, 2.4.1): fail today
     python scripts/compat.py --only pinned   # one entry (what make test runs)
