@@ -473,11 +473,17 @@ def bench_gd(steps: int, rounds: int) -> Figure:
         "(`loss.backward()`, `w -= 0.01 * w.grad`, `w.grad.zero_()`; run_cell)"
     )
     compared = "the same loop without `%%grad`; w and the data re-created (untimed) before each run"
-    target = "≤ 1.15×"
+    return loop_figure(name, compared, "≤ 1.15×", 1.15, gd_loop(steps), GD_SETUP, rounds)
+
+
+def loop_figure(
+    name: str, compared: str, target: str, bound: float, loop: str, setup_code: str, rounds: int
+) -> Figure:
+    """*loop* under plain ``%%grad`` against the plain cell, *setup_code* re-run (untimed) before each."""
     try:
         shell = notebook_shell()
-        ours_cell, theirs_cell = f"%%grad\n{gd_loop(steps)}", gd_loop(steps)
-        setup = lambda: run_quietly(shell, GD_SETUP)  # noqa: E731
+        ours_cell, theirs_cell = f"%%grad\n{loop}", loop
+        setup = lambda: run_quietly(shell, setup_code)  # noqa: E731
         ours = lambda: run_quietly(shell, ours_cell)  # noqa: E731
         theirs = lambda: run_quietly(shell, theirs_cell)  # noqa: E731
         for fn in (ours, theirs):  # warm up
@@ -486,7 +492,7 @@ def bench_gd(steps: int, rounds: int) -> Figure:
         shell.history_manager.outputs.clear()
     except Exception as e:
         return error_figure(name, compared, target, e)
-    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= 1.15)
+    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= bound)
 
 
 # ---------------------------------------------------------------------------
@@ -522,20 +528,7 @@ def bench_train(steps: int, rounds: int, setup_code: str = TRAIN_SETUP, what: st
     compared = (
         "the same loop without `%%grad`; model, optimizer and data re-created (untimed) before each run"
     )
-    target = "≤ 1.10×"
-    try:
-        shell = notebook_shell()
-        ours_cell, theirs_cell = f"%%grad\n{train_loop(steps)}", train_loop(steps)
-        setup = lambda: run_quietly(shell, setup_code)  # noqa: E731
-        ours = lambda: run_quietly(shell, ours_cell)  # noqa: E731
-        theirs = lambda: run_quietly(shell, theirs_cell)  # noqa: E731
-        for fn in (ours, theirs):  # warm up
-            setup(), fn()
-        o, t_, ratios = side_by_side(ours, theirs, rounds, setup=setup)
-        shell.history_manager.outputs.clear()
-    except Exception as e:
-        return error_figure(name, compared, target, e)
-    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= 1.10)
+    return loop_figure(name, compared, "≤ 1.10×", 1.10, train_loop(steps), setup_code, rounds)
 
 
 # ---------------------------------------------------------------------------

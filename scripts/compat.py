@@ -46,6 +46,7 @@ def pinned() -> list[str]:
 FLOORS = [
     "torch==2.9.1", "ipython==7.34.0", "traitlets==5.0.0", "matplotlib==3.6.0", "numpy==1.23.2",
     "sympy==1.13.3", "ipykernel==5.5.6",
+    "matplotlib-inline==0.1.7",  # 0.2 calls RcParams._get (matplotlib 3.7+): `%matplotlib inline` fails on 3.6
 ]  # fmt: skip
 # Colab's stack (google-colab pins ipython==7.34.0 and ipykernel==5.5.6; notebook 6.5 wants
 # jupyter-client<8; Python 3.12, torch 2.9, NumPy 2.0.2). ipykernel 5.5.6 imports the `imp` module,
