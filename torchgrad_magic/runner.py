@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import linecache
 import os
+import re
+import sys
 import threading
 import types
 from collections.abc import Callable
@@ -132,7 +134,9 @@ class ShellRunner:
         # the cell's code is named after the %%grad cell's number (IPython 9 has already counted the
         # next one while a cell runs): tracebacks say In[n], as without %%grad
         count = shell.execution_count
-        number = getattr(outer, "execution_count", None)
+        number = _outer_cell_number()  # IPython's own name of the %%grad cell: its number is the one
+        if number is None:  # (ipykernel 6+ names cells by a hash: then the cell's execution count)
+            number = getattr(outer, "execution_count", None)
         if isinstance(number, int) and number > 0:
             shell.execution_count = number
         try:
@@ -150,6 +154,23 @@ class ShellRunner:
         if error is not None:
             raise CellError(error)
         return caught[-1] if caught else None
+
+
+_INPUT_NAME = re.compile(r"<ipython-input-(\d+)-[0-9a-f]+>")
+
+
+def _outer_cell_number() -> int | None:
+    """N of ``<ipython-input-N-hash>``, the name IPython gave the %%grad cell's code (found among
+    the frames above; None where the front end names cells otherwise, as ipykernel 6+ does)."""
+    frame = sys._getframe(1)
+    for _ in range(64):
+        if frame is None:
+            return None
+        found = _INPUT_NAME.fullmatch(frame.f_code.co_filename)
+        if found:
+            return int(found.group(1))
+        frame = frame.f_back
+    return None
 
 
 def _event_loop_running() -> bool:
