@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -220,6 +221,9 @@ class Kernel:
 
     def value(self, expr: str) -> str:
         reply = self.run(expr)
+        if reply.status == "aborted":  # ipykernel 5 (Colab's) drops requests queued right after an
+            time.sleep(0.5)  # error, plain cells' too ("Run all" stops there): ask once more
+            reply = self.run(expr)
         assert reply.status == "ok", reply.text()
         return reply.of_type("execute_result")[-1]["data"]["text/plain"]
 

@@ -191,7 +191,10 @@ class Session:
         self.setup()
 
     def setup(self, extra: str = "") -> None:
-        for code in (SETUP + extra, LOAD if self.magic else ""):
+        for code in (
+            SETUP + extra,
+            LOAD if self.magic else "pass",
+        ):  # (the same cell count: IPython 7 names cells by it)
             if code:
                 out = self.execute(code)
                 assert out.status == "ok", f"set-up failed: {out.ename}: {out.evalue}\n{out.stderr}"
