@@ -538,7 +538,9 @@ class Observer:
                 self._added[id(leaf)] = added
             version = grad._version
             grad = _keep(grad)
-            grad_after = _keep(after) if held is not None and after is not None else grad if accumulate else None
+            grad_after = (
+                _keep(after) if held is not None and after is not None else grad if accumulate else None
+            )
             seen.append((
                 name, leaf, _keep(leaf), leaf._version, grad, grad_after, held, version,
                 before_text.get(name), after._version if after is not None else -1, added[0], added[1],
