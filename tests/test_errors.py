@@ -61,6 +61,11 @@ NOTHING = [
     ("", "x = torch.tensor(3.0, requires_grad=True)", ["x is a leaf and the cell computed nothing from it"]),
     ("--wrt x=3", "y = x * 1j", ["y is complex", ".abs()"]),
     ("--wrt x=3", "# only a comment\n", ["the cell has no code", "it ran"]),
+    (
+        "",
+        "p = (torch.randn(4, 5, requires_grad=True) * 1.0).softmax(1)[0, 0]",
+        ["no name here", "W = torch.randn"],
+    ),
     ("", "# now the action:\n\n# (nothing yet)", ["the cell has no code", "it ran"]),
 ]
 

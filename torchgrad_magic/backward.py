@@ -13,6 +13,7 @@ Nothing here raises for a cell that has nothing to differentiate: it gets a note
 from __future__ import annotations
 
 import ast
+import collections
 import contextlib
 import dataclasses
 import math
@@ -530,32 +531,49 @@ def retained_grads_kept(ns: dict[str, Any]) -> Iterator[None]:
                 tensor.grad = before
 
 
-def retaining(ns: dict[str, Any], depth: int = 3, limit: int = 20_000) -> list[torch.Tensor]:
+def retaining(ns: dict[str, Any], depth: int = 10, limit: int = 50_000) -> list[torch.Tensor]:
     """The non-leaf tensors with ``retains_grad`` that the user can reach from *ns*: variables, and
-    inside lists, tuples, dicts and objects' attributes (makemore's ``layer.out`` of each layer in a
-    list), *depth* levels down, at most *limit* objects looked at."""
+    inside lists, tuples, sets, deques, dicts, objects' attributes (``__dict__`` and ``__slots__``:
+    makemore's ``layers[i].out``, a module's submodule's ``self.out``) and functions' closures,
+    *depth* levels down, at most *limit* objects looked at in all."""
     found: dict[int, torch.Tensor] = {}
     seen: set[int] = set()
-    level = [v for n, v in list(ns.items()) if not n.startswith("_") and n not in ("In", "Out")]
+    skip = (type, types.ModuleType, str, bytes, bytearray, numbers.Number, range, memoryview)
+    level = [v for n, v in list(ns.items()) if n not in ("In", "Out", "_ih", "_oh", "_dh")]
     for _ in range(depth + 1):
         below: list[Any] = []
         for value in level:
-            if id(value) in seen or len(seen) >= limit:
+            if len(seen) >= limit:
+                return list(found.values())
+            if id(value) in seen or value is None or isinstance(value, skip):
                 continue
             seen.add(id(value))
             if isinstance(value, torch.Tensor):
                 if value.retains_grad and not value.is_leaf:
                     found[id(value)] = value
-            elif isinstance(value, (list, tuple)):
-                below.extend(value[:1000])
-            elif isinstance(value, dict):
-                below.extend(list(value.values())[:1000])
-            elif not isinstance(
-                value, (type, types.ModuleType, types.FunctionType, str, bytes, numbers.Number)
-            ):
+                continue
+            if type(value).__module__ == "numpy":  # arrays and numpy scalars hold no tensors
+                continue
+            if isinstance(value, dict):
+                below.extend(list(value.values()))
+            elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+                below.extend(list(value))
+            elif isinstance(value, (types.FunctionType, types.MethodType)):
+                function = getattr(value, "__func__", value)
+                for cell in function.__closure__ or ():
+                    with contextlib.suppress(ValueError):  # an empty cell
+                        below.append(cell.cell_contents)
+                below.append(getattr(value, "__self__", None))
+            else:
                 attributes = getattr(value, "__dict__", None)
                 if isinstance(attributes, dict):
-                    below.extend(list(attributes.values())[:1000])
+                    below.extend(list(attributes.values()))
+                for klass in type(value).__mro__:
+                    slots = klass.__dict__.get("__slots__", ())
+                    for slot in (slots,) if isinstance(slots, str) else slots:
+                        if slot not in ("__dict__", "__weakref__"):
+                            with contextlib.suppress(AttributeError, TypeError):
+                                below.append(getattr(value, slot))
         level = below
     return list(found.values())
 
@@ -585,6 +603,8 @@ def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor])
         return note("err.leaf_only", name=name)
     if wrt:
         return note("err.no_path", name=name, wrt=", ".join(wrt))
+    if value.grad_fn is not None:  # it does depend on leaves, but none of them has a name
+        return note("err.unnamed_leaf", name=name)
     return note("err.no_leaf", name=name)
 
 

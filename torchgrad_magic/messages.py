@@ -378,6 +378,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name} 与 {wrt} 无关：计算图里没有通向它的路径；"
         "是不是用了 torch.tensor(...)、.detach()、.item()，或在 torch.no_grad() 里计算的？",
     },
+    "err.unnamed_leaf": {
+        "en": "{name} depends on leaf tensors that have no name here (made inside an expression, e.g. "
+        "torch.randn(4, 5, requires_grad=True) * 1.0), so there is nothing to show the grads against; "
+        "give the leaf a name (W = torch.randn(4, 5, requires_grad=True)), or use --wrt x=3.",
+        "zh": "{name} 依赖的叶子张量在这里没有名字（在表达式中创建，例如 torch.randn(4, 5, requires_grad=True) * 1.0），"
+        "所以无处显示梯度；请给叶子张量起个名字（W = torch.randn(4, 5, requires_grad=True)），或使用 --wrt x=3。",
+    },
     "err.no_leaf": {
         "en": "{name} does not depend on any leaf tensor that requires grad; "
         "create the input with requires_grad=True, or use --wrt x=3.",

@@ -162,7 +162,7 @@ _INPUT_NAME = re.compile(r"<ipython-input-(\d+)-[0-9a-f]+>")
 def _outer_cell_number() -> int | None:
     """N of ``<ipython-input-N-hash>``, the name IPython gave the %%grad cell's code (found among
     the frames above; None where the front end names cells otherwise, as ipykernel 6+ does)."""
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     for _ in range(64):
         if frame is None:
             return None

@@ -127,6 +127,68 @@ bad = (logits * 2).sum()
 print(logits.grad.abs().sum().item(), torch.allclose(dlogits, logits.grad))
 
 # %%
+# activations kept by modules inside modules (UvA-style diagnostics), by a closure, a deque,
+# a slots dataclass, a long list, and deep inside containers
+import collections, dataclasses
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+    def forward(self, x):
+        self.out = torch.relu(self.lin(x))
+        self.out.retain_grad()
+        return self.out
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(Block(), Block())
+        self.head = torch.nn.Linear(4, 1)
+    def forward(self, x):
+        return self.head(self.body(x))
+
+net = Net()
+xb = torch.randn(8, 4, generator=g)
+net(xb).sum().backward(retain_graph=True)
+
+def make():
+    w = torch.randn(3, generator=g).requires_grad_()
+    hid = w * 2
+    hid.retain_grad()
+    (hid ** 2).sum().backward(retain_graph=True)
+    return (lambda: hid), w
+
+getter, w_cl = make()
+
+@dataclasses.dataclass(slots=True)
+class Cache:
+    act: torch.Tensor
+
+ones = torch.ones(3, requires_grad=True)
+dq = collections.deque([ones * 2])
+big = [0.0] * 1500 + [ones * 4]
+cache = Cache(ones * 10)
+for t in (dq[0], big[-1], cache.act):
+    t.retain_grad()
+(dq[0].sum() + big[-1].sum() + cache.act.sum()).backward(retain_graph=True)
+runs = {'a': [{'layers': {'n': [net]}}]}
+
+# %%
+y2 = (net.body[1].out ** 2).sum()
+
+# %%
+z = (getter() ** 3).sum()
+
+# %%
+q = (dq[0] * 7).sum() + (big[-1] * 11).sum() + (cache.act ** 2).sum()
+
+# %%
+y4 = runs['a'][0]['layers']['n'][0].body[0].out.sum()
+
+# %%
+print([b.out.grad.sum().item() for b in net.body], getter().grad.tolist(), dq[0].grad.tolist(), big[-1].grad.tolist(), cache.act.grad.tolist())
+
+# %%
 # reading .grad of a non-leaf: PyTorch warns, exactly as without %%grad
 a = torch.tensor(2.0, requires_grad=True)
 b = a * 3
