@@ -641,3 +641,17 @@ def test_zeroed_grad_in_a_loop_is_no_accumulation(run):
     assert torch.equal(result.grads["w"], expected)
     assert not any("already held" in n for n in result.note_texts)
     assert torch.equal(run.ns["w"].grad, torch.zeros(2))
+
+
+def test_the_retain_grad_guard_survives_odd_objects(run):
+    """Bound builtins, objects whose attributes raise: the cell runs, the retained grad is kept."""
+    setup = (
+        "class Odd:\n    @property\n    def __dict__(self):\n        raise RuntimeError('no')\n"
+        "odd = Odd()\nm, f = [].append, print\na = torch.ones(2, requires_grad=True)\nh = a * 2\nh.retain_grad()\n"
+        "h.sum().backward(retain_graph=True)\nkeep = h.grad.clone()"
+    )
+    run.ns["torch"] = torch
+    exec(setup, run.ns)
+    result = run("", "yy = (h * 3).sum()")
+    assert result.output_name == "yy" and result.grads
+    assert torch.equal(run.ns["h"].grad, run.ns["keep"])

@@ -554,26 +554,29 @@ def retaining(ns: dict[str, Any], depth: int = 10, limit: int = 50_000) -> list[
                 continue
             if type(value).__module__ == "numpy":  # arrays and numpy scalars hold no tensors
                 continue
-            if isinstance(value, dict):
-                below.extend(list(value.values()))
-            elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-                below.extend(list(value))
-            elif isinstance(value, (types.FunctionType, types.MethodType)):
-                function = getattr(value, "__func__", value)
-                for cell in function.__closure__ or ():
-                    with contextlib.suppress(ValueError):  # an empty cell
-                        below.append(cell.cell_contents)
-                below.append(getattr(value, "__self__", None))
-            else:
-                attributes = getattr(value, "__dict__", None)
-                if isinstance(attributes, dict):
-                    below.extend(list(attributes.values()))
-                for klass in type(value).__mro__:
-                    slots = klass.__dict__.get("__slots__", ())
-                    for slot in (slots,) if isinstance(slots, str) else slots:
-                        if slot not in ("__dict__", "__weakref__"):
-                            with contextlib.suppress(AttributeError, TypeError):
-                                below.append(getattr(value, slot))
+            try:  # (whatever a user's object does when looked at, the cell goes on)
+                if isinstance(value, dict):
+                    below.extend(list(value.values()))
+                elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+                    below.extend(list(value))
+                elif isinstance(value, (types.FunctionType, types.MethodType)):
+                    function = getattr(value, "__func__", value)  # (a bound builtin has no closure)
+                    for cell in getattr(function, "__closure__", None) or ():
+                        with contextlib.suppress(ValueError):  # an empty cell
+                            below.append(cell.cell_contents)
+                    below.append(getattr(value, "__self__", None))
+                else:
+                    attributes = getattr(value, "__dict__", None)
+                    if isinstance(attributes, dict):
+                        below.extend(list(attributes.values()))
+                    for klass in type(value).__mro__:
+                        slots = klass.__dict__.get("__slots__", ())
+                        for slot in (slots,) if isinstance(slots, str) else slots:
+                            if slot not in ("__dict__", "__weakref__"):
+                                with contextlib.suppress(AttributeError, TypeError):
+                                    below.append(getattr(value, slot))
+            except Exception:
+                continue
         level = below
     return list(found.values())
 
