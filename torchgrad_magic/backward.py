@@ -28,6 +28,7 @@ import torch
 from . import format as fmt
 from .hints import hint_for
 from .messages import Note, note, t
+from .names import Reduced, named_rows, reduction_of
 from .observe import Call, Observation, graph_leaves, kept_grad, named_leaves, tensor_names
 from .result import TensorRow
 
@@ -54,6 +55,11 @@ class First:
     differentiated: str | None = None
     others: tuple[tuple[str, torch.Tensor], ...] = ()  # the call's other outputs (several at once)
     lost: tuple[str, ...] = ()  # leaves whose big grad the cell changed in place after the call
+    # the cell reduced a named tensor itself (Y.sum().backward()): output is Y, written "Y.sum()",
+    # target the reduced tensor (what was differentiated)
+    written: str | None = None
+    target: torch.Tensor | None = None
+    withheld: bool = False  # the grads would run the user's own backward code: not computed
 
     @property
     def weighted(self) -> bool:
@@ -115,19 +121,90 @@ def first_derivatives(
     retain_grad: bool,
     steps: bool = False,
     owned: set[int] | None = None,
+    texts: tuple[str, ...] = (),
 ) -> First:
-    """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*."""
+    """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*.
+    *texts*: what the cell differentiates, as it wrote it (:func:`names.differentiated_texts`)."""
     owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
     names = tensor_names(ns, (*wrt, *assigned))
     call = observed.primary
     if call is not None and (of is None or ns.get(of) is call.output):
-        return _with_helpers(_from_call(call, observed, ns, names, wrt, retain_grad), observed)
+        reduced = None if id(call.output) in names else reduction_of(call.output, ns, assigned, texts)
+        if reduced is not None:
+            names = {**names, id(call.output): reduced.written}
+        first = _from_call(call, observed, ns, names, wrt, retain_grad)
+        return _with_helpers(_finish(first, ns, assigned, reduced, retain_grad, call.intermediates), observed)
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
         first = First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
-        return _with_helpers(first, observed)
+        return _with_helpers(_finish(first, ns, assigned, None, retain_grad, {}), observed)
+    reduced = None
+    if found[1] is last_value and id(last_value) not in names:
+        reduced = reduction_of(last_value, ns, assigned, texts)
+        if reduced is not None:
+            found = (reduced.written, last_value)
     first = _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps, owned)
-    return _with_helpers(first, observed)
+    if of is not None and of not in assigned:  # the cell did not make it: say so, no other guess
+        guesses = ("err.no_leaf", "err.no_path", "err.unnamed_leaf", "err.grad_off")
+        kept = [n for n in first.notes if n.id not in guesses]
+        first = dataclasses.replace(first, notes=(note("note.of_earlier", name=of), *kept))
+    grads = {r.name: r.grad for r in first.rows if r.role == "intermediate"}
+    return _with_helpers(_finish(first, ns, assigned, reduced, retain_grad, grads), observed)
+
+
+def _finish(
+    first: First,
+    ns: dict[str, Any],
+    assigned: list[str],
+    reduced: Reduced | None,
+    retain_grad: bool,
+    caught: dict[str, torch.Tensor | None],
+) -> First:
+    """The report's rows as the cell wrote them: an output the cell reduced itself is the tensor it
+    reduced (``Y``, with ``Y.sum()`` as what was differentiated), and every other tensor the cell
+    named gets a row. With --retain-grad the output's grad is d(out)/d(out), as PyTorch keeps it."""
+    rows = [r for r in first.rows if r.role != "intermediate"]
+    output, name = first.output, first.output_name
+    if reduced is not None and output is reduced.result:
+        output, name = reduced.tensor, reduced.name
+        grad = caught.get(name)
+        rows = [r for r in rows if r.name != reduced.written]
+        if all(reduced.tensor is not leaf for leaf in first.leaves.values()):
+            rows.append(TensorRow.of(name, "output", reduced.tensor, grad))
+        first = dataclasses.replace(
+            first, output=output, output_name=name, written=reduced.written, target=reduced.result,
+            summed=reduced.kind == "sum" and reduced.tensor.numel() != 1,
+        )  # fmt: skip
+    elif retain_grad and output is not None and output.numel() == 1 and output.requires_grad:
+        rows = [
+            dataclasses.replace(r, grad=torch.ones_like(output.detach()))
+            if r.role == "output" and r.name == name and r.grad is None and not r.is_leaf
+            else r
+            for r in rows
+        ]
+    shown = {id(first.leaves[n]): n for n in first.leaves}
+    shown.update((id(t), n) for n, t in first.others)
+    if output is not None and name is not None:
+        shown[id(output)] = name
+    if any(_unshown_leaf(ns.get(n), shown) for n in assigned):  # (W = model[2].weight)
+        shown.update(_parameter_names(ns, shown))
+    ordered = [*assigned, *(r.name for r in first.rows if r.role == "intermediate")]
+    extra = named_rows(ns, list(dict.fromkeys(ordered)), shown, caught if retain_grad else {})
+    at = next((i for i, r in enumerate(rows) if r.role == "output"), len(rows))
+    return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]))
+
+
+def _unshown_leaf(value: Any, shown: dict[int, str]) -> bool:
+    return (
+        isinstance(value, torch.Tensor) and value.is_leaf and value.requires_grad and id(value) not in shown
+    )
+
+
+def _parameter_names(ns: dict[str, Any], shown: dict[int, str]) -> dict[int, str]:
+    """A model's parameters as the model names them (``model.2.weight``), for alias rows."""
+    from .model import parameters_in
+
+    return {key: entries[0][0] for key, entries in parameters_in(ns).items() if key not in shown}
 
 
 def _with_helpers(first: First, observed: Observation) -> First:
@@ -186,9 +263,7 @@ def _from_call(
     }
 
     what = "backward()" if call.kind == "backward" else "torch.autograd.grad()"
-    if observed.call_count == 1:
-        notes.append(note("note.backward_once", what=what))
-    else:
+    if observed.call_count > 1:  # (one call: the table is that call's, nothing to add)
         notes.append(
             note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name)
         )
@@ -226,7 +301,7 @@ def _from_call(
                 note("note.accumulated", name=name, old=c.grad_before_text or fmt.values(c.grad_before), new=fmt.values(c.grad),
                      total=fmt.values(c.grad_after) if c.grad_after is not None and c.grad_kept else t("state.changed"))
             )  # fmt: skip
-    notes += _changed_after(caught, call)
+    notes = _merge_after(notes, _changed_after(caught, call))
     lost = [n for n, c in caught.items() if c is not None and not c.kept]
     if lost:
         notes.append(note("note.not_kept", names=", ".join(lost), index=call.index))
@@ -263,6 +338,17 @@ def _from_call(
         call.trace, (_non_finite(values),), differentiated, others,
         tuple(n for n in lost if not _grad_kept(caught[n])),
     )  # fmt: skip
+
+
+def _merge_after(notes: list[Note], after: list[Note]) -> list[Note]:
+    """ "call 50 of 50" and "after it the cell changed w" in one note: one fact, one line."""
+    if not after:
+        return notes
+    many = next((i for i, n in enumerate(notes) if n.id == "note.backward_many"), None)
+    if many is None:
+        return [*notes, *after]
+    merged = note("note.backward_many_after", **notes[many].fields, changes=after[0].fields["changes"])
+    return [*notes[:many], merged, *notes[many + 1 :]]
 
 
 def _grad_kept(leaf: Any) -> bool:
@@ -383,10 +469,7 @@ def _non_finite(values: dict[str, torch.Tensor]) -> Callable[[], list[Note]]:
 
 
 def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) -> list[Note]:
-    notes = []
-    for name, g in grads.items():
-        if g is None:
-            notes.append(note("note.unused", out=out_name, name=name))
+    notes = []  # (a leaf the output does not use: its grad cell says "no path to the output")
     leaf_names = ", ".join(leaves) or t("word.the_leaves")
     read = set()
     for name in observed.nonleaf_reads:
@@ -394,12 +477,7 @@ def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) 
         row = next((r for r in rows if r.name == name), None)
         fn = row.grad_fn if row is not None and row.grad_fn else t("word.an_operation")
         notes.append(note("note.nonleaf_read", name=name, fn=fn, leaves=leaf_names))
-    quiet = [
-        r.name for r in rows if not r.is_leaf and r.grad is None and r.name not in read and r.requires_grad
-    ]
-    if quiet:
-        notes.append(note("note.nonleaf_quiet", names=", ".join(quiet)))
-    return notes
+    return notes  # (a non-leaf's None grad: its grad cell says why, no note repeats it)
 
 
 def _computed(
@@ -485,7 +563,7 @@ def _computed(
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
-        if failed:  # no grads to show: only the output and what went wrong
+        if failed and not user_code:  # no grads to show: only the output and what went wrong
             leaves, grads, values, intermediates = {}, {}, {}, {}
         elif not wrt:  # the leaves are the named ones the output depends on
             leaves = {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
@@ -503,6 +581,8 @@ def _computed(
             listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
             notes.append(note("note.not_stored", names=", ".join(listed), out=out_name))
     rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))
+    if user_code:  # (their grads were not computed: not "no path", not a number)
+        rows = [dataclasses.replace(row, withheld=True) for row in rows]
     rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
     if all(output is not leaf for leaf in leaves.values()):
         kept = output.grad if output.is_leaf or output.retains_grad else None
@@ -511,7 +591,7 @@ def _computed(
     trace = tracer if tracer is not None and leaves else None
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
-        (_non_finite(values),),
+        (_non_finite(values),), withheld=bool(user_code),
     )  # fmt: skip
 
 
@@ -604,6 +684,8 @@ def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]
 def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor]) -> Note:
     if value.is_leaf and value.requires_grad:
         return note("err.leaf_only", name=name)
+    if value.grad_fn is None and not torch.is_grad_enabled():  # (set_grad_enabled(False) in a cell before)
+        return note("err.grad_off", name=name)
     if wrt:
         return note("err.no_path", name=name, wrt=", ".join(wrt))
     if value.grad_fn is not None:  # it does depend on leaves, but none of them has a name

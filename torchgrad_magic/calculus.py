@@ -134,6 +134,17 @@ class CheckRow:
     tolerance: float = 0.0
 
 
+def _as_shown(found: torch.Tensor, point: torch.Tensor, directions: list) -> torch.Tensor:
+    """The checked numbers as the table shows the grads: a number for a scalar input, complex
+    numbers for a complex input (real and imaginary parts are checked one by one)."""
+    elementwise = all(i is not None for i, _ in directions)
+    if point.is_complex() and elementwise and found.numel() == 2 * point.numel():
+        found = torch.complex(found[0::2], found[1::2]).reshape(point.shape)
+    elif elementwise and found.numel() == point.numel():
+        found = found.reshape(point.shape)
+    return found
+
+
 EPS64 = float(torch.finfo(torch.float64).eps)
 RTOL, ATOL = 1e-5, 1e-7
 DIRECTIONS = 8  # random directions for inputs with more than CHECK_ELEMENTS elements
@@ -225,17 +236,8 @@ def check(
         diff = (a - b).abs()
         error = float(diff.max()) if a.numel() else 0.0
         ok = bool((diff <= tol).all()) and all(map(math.isfinite, numeric))
-        scalar = point.dim() == 0 and not point.is_complex()
-        rows.append(
-            CheckRow(
-                name,
-                a[0] if scalar else a,
-                b[0] if scalar else b,
-                error,
-                ok,
-                float(tol.max()) if a.numel() else 0.0,
-            )
-        )
+        shown_a, shown_b = _as_shown(a, point, directions), _as_shown(b, point, directions)
+        rows.append(CheckRow(name, shown_a, shown_b, error, ok, float(tol.max()) if a.numel() else 0.0))
     return rows, notes, step
 
 
@@ -249,7 +251,8 @@ def _float64(value: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 def parse_expect(items: list[str] | str, names: list[str]) -> dict[str, str]:
     """``["38"]`` (one input) or ``["u=43", "v=20"]`` -> ``{name: expression}``."""
-    tokens = split_line(items) if isinstance(items, str) else list(items)
+    # 'u=43 v=20' quoted, as people write it, is one item: split each item again
+    tokens = [token for item in ([items] if isinstance(items, str) else items) for token in split_line(item)]
     expected: dict[str, str] = {}
     for token in tokens:
         name, sep, expr = token.partition("=")
@@ -275,7 +278,7 @@ def compare_expected(
 ) -> tuple[bool, list[str]]:
     """Evaluate each expected value and compare with the grads (rtol 1e-4, atol 1e-6)."""
     lines, ok = [], True
-    out = f"({result.output_name}.sum())" if result.summed else result.output_name
+    out = f"({result.label})" if result.summed or result.written else result.output_name
     d = "d" if len(result.leaves) == 1 else "∂"
     for name, expr in expected.items():
         try:

@@ -151,6 +151,8 @@ class ShellRunner:
             if not had:
                 self.namespace.pop(CAPTURE, None)
         error = outcome.error_before_exec or outcome.error_in_exec
+        if isinstance(error, SyntaxError):  # IPython shows a raised SyntaxError with every frame
+            error = _as_shown(error, getattr(error, "_render_traceback_", lambda: [])())
         if error is not None:
             raise CellError(error)
         return caught[-1] if caught else None
@@ -213,6 +215,17 @@ class _InThread:
         return box.get("value")
 
 
+def _as_shown(error: SyntaxError, stb: list[str]) -> Exception:
+    """The cell's SyntaxError as the magic raises it: IPython shows *stb* (the cell's line and a
+    caret, as for a plain cell; nothing when IPython already showed it, as it does for 'return'
+    outside a function). Of an exception type named as the error (the kernel's reply says
+    SyntaxError), but not a SyntaxError: IPython renders those itself, with our frames."""
+    kind = type(type(error).__name__, (Exception,), {"__module__": "builtins"})
+    shown = kind(str(error))
+    shown._render_traceback_ = lambda: stb  # type: ignore[attr-defined]
+    return shown
+
+
 def _keep_user_traceback(
     shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
 ) -> None:
@@ -220,8 +233,13 @@ def _keep_user_traceback(
     (without this package's frames, with a plain-language hint when there is one) to
     the exception: the magic raises it again, and IPython shows it once, as the
     cell's own error, as a plain cell would."""
+    if isinstance(value, SyntaxError):  # the cell's line and a caret, as IPython shows a plain cell's
+        stb = shell.SyntaxTB.structured_traceback(etype, value, [])
+        with contextlib.suppress(AttributeError, TypeError):
+            value._render_traceback_ = lambda: stb  # type: ignore[attr-defined]
+        return
     tb = without_our_frames(tb)
-    if etype is SyntaxError or tb is None:
+    if tb is None:
         return
     stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
     hint = hint_for(value)

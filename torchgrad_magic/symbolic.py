@@ -20,6 +20,8 @@ import torch
 from . import format as fmt
 from .messages import Note, note, t
 
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
 
 @dataclass(frozen=True)
 class SymbolicLine:
@@ -30,12 +32,14 @@ class SymbolicLine:
     out: str
     d: str
     point: str
+    order: int = 1  # 2: d²y/dx²
 
     @property
     def text(self) -> str:
         """The whole line as shown in a terminal, in the language in use."""
-        return t("sym.line", d=self.d, out=self.out, name=self.name, expr=self.expression,
-                 value=fmt.number(self.value), point=self.point)  # fmt: skip
+        power = power_of(self.order)
+        return t("sym.line", top=f"{self.d}{power}{self.out}", bottom=f"{self.d}{self.name}{power}",
+                 expr=self.expression, value=fmt.number(self.value), point=self.point)  # fmt: skip
 
 
 def _sigmoid(x: Any) -> Any:
@@ -115,9 +119,10 @@ def expression(replay: Any, symbols: dict[str, Any]) -> Any:
 
 
 def symbolic(
-    replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str
+    replay: Any, points: dict[str, torch.Tensor], grads: dict, out: str, orders: dict | None = None
 ) -> tuple[list[SymbolicLine], list[Note]]:
-    """SymPy's derivative of the output for each input, evaluated at the point."""
+    """SymPy's derivatives of the output for each input, evaluated at the point: the first, and with
+    *orders* (``--order N``: name -> autograd's [d1, ..., dN]) each higher one, checked against them."""
     if any(v.dim() != 0 or v.is_complex() for v in points.values()):
         return [], [note("sym.cannot", error="--symbolic needs scalar inputs")]
     symbols = {name: sympy.Symbol(name, real=True) for name in points}
@@ -132,27 +137,34 @@ def symbolic(
     d = "d" if len(symbols) == 1 else "∂"
     lines, notes = [], []
     for name, symbol in symbols.items():
-        derivative = sympy.diff(expr, symbol)  # unsimplified: simplify() can turn sin+cos into sin(t + pi/4)
-        try:
-            value = float(derivative.subs(at_point).evalf())
-        except (TypeError, ValueError):
-            value = math.nan
-        frac = (
-            rf"\frac{{d {out}}}{{d {name}}}" if d == "d" else rf"\frac{{\partial {out}}}{{\partial {name}}}"
-        )
-        latex = rf"{frac} = {sympy.latex(derivative)} = {fmt.number(value)} \quad ({at})"
-        lines.append(SymbolicLine(name, str(derivative), latex, value, out, d, at))
-        auto = grads.get(name)
-        auto_value = 0.0 if auto is None else float(auto.detach())
-        if not math.isclose(value, auto_value, rel_tol=1e-4, abs_tol=1e-6):
-            notes.append(
-                note(
-                    "sym.mismatch",
-                    d=d,
-                    out=out,
-                    name=name,
-                    symbolic=fmt.number(value),
-                    auto=fmt.number(auto_value),
-                )
-            )
+        autograd = (orders or {}).get(name) or [grads.get(name)]
+        derivative = expr
+        for k, auto in enumerate(autograd, start=1):
+            # unsimplified: simplify() can turn sin+cos into sin(t + pi/4)
+            derivative = sympy.diff(derivative, symbol)
+            line = _line(derivative, at_point, (out, name, d, k), at)
+            lines.append(line)
+            auto_value = 0.0 if auto is None else float(auto.detach())
+            if not math.isclose(line.value, auto_value, rel_tol=1e-4, abs_tol=1e-6):
+                notes.append(note("sym.mismatch", d=line.d + power_of(k), out=out, name=name + power_of(k),
+                                  symbolic=fmt.number(line.value), auto=fmt.number(auto_value)))  # fmt: skip
     return lines, notes
+
+
+def _line(derivative: Any, at_point: dict, names: tuple[str, str, str, int], at: str) -> SymbolicLine:
+    """One derivative's line: ``d²y/dx² = 12*x**2 = 48`` (order *k* of *out* by *name*)."""
+    out, name, d, k = names
+    try:
+        value = float(derivative.subs(at_point).evalf())
+    except (TypeError, ValueError):
+        value = math.nan
+    tex_power = "" if k == 1 else f"^{{{k}}}"
+    tex_d = "d" if d == "d" else r"\partial"
+    frac = rf"\frac{{{tex_d}{tex_power} {out}}}{{{tex_d} {name}{tex_power}}}"
+    latex = rf"{frac} = {sympy.latex(derivative)} = {fmt.number(value)} \quad ({at})"
+    return SymbolicLine(name, str(derivative), latex, value, out, d, at, k)
+
+
+def power_of(k: int) -> str:
+    """``²`` for 2 (nothing for 1): d²y/dx²."""
+    return "" if k == 1 else str(k).translate(SUPERSCRIPTS)

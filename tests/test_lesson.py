@@ -1,0 +1,248 @@
+"""The report as the lesson (issue 23): every name the cell wrote is a row, the seed's own idiom
+(``Y.sum().backward()``) keeps its names and its plot, each fact is said once, and messages blame
+the right cause. Both entry points (``run``: grad() and %%grad), a real kernel for the traceback."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+SEED_VECTOR = "--wrt x=torch.linspace(-3, 3, 61)"
+
+
+def row(result, name):
+    return next(r for r in result.rows if r.name == name)
+
+
+# ---- 1. the seed's idiom: the cell sums a named tensor itself ---------------------------------
+@pytest.mark.parametrize(
+    ("call", "written"),
+    [
+        ("Y.sum().backward()", "Y.sum()"),
+        ("torch.sum(Y).backward()", "torch.sum(Y)"),
+        ("Y.mean().backward()", "Y.mean()"),
+        ("torch.autograd.grad(Y.sum(), x)", "Y.sum()"),
+    ],
+)
+def test_a_reduced_output_is_reported_as_the_cell_wrote_it(run, call, written):
+    result = run(SEED_VECTOR, f"Y = x ** 2\n{call}")
+    assert result.output_name == "Y" and result.written == written
+    assert [r.name for r in result.rows] == ["x", "Y"]  # no made-up "out"
+    assert row(result, "Y").role == "output" and row(result, "Y").data.shape == (61,)
+    x = torch.linspace(-3, 3, 61, dtype=torch.float64).requires_grad_()
+    y = x**2
+    target = y.mean() if "mean" in written else y.sum()
+    (oracle,) = torch.autograd.grad(target, x)
+    assert torch.allclose(result.grads["x"].double(), oracle, atol=1e-5)
+    assert result.headline.startswith(f"{written} = {float(target.detach()):.4g}")
+    assert f"d({written})/dx = " in result.headline
+    assert not any(r.name.startswith("out") for r in result.rows)
+
+
+def test_a_reduced_output_twice_gets_no_out_1(run):
+    for _ in range(2):  # (it was out, then out_1)
+        result = run(SEED_VECTOR, "Y = x ** 2\nY.sum().backward()")
+        assert result.output_name == "Y"
+
+
+def test_the_seed_plot_draws_the_function_and_its_derivative(run):
+    result = run(SEED_VECTOR + " --plot", "Y = x ** 2\nY.sum().backward()")
+    labels = [c.label for c in result.curves]
+    assert labels == ["Y", "dY/dx"], labels
+    function, derivative = result.curves
+    assert torch.allclose(function.y, function.x**2, atol=1e-4)
+    assert torch.allclose(derivative.y, 2 * derivative.x, atol=1e-4)
+    assert not any("shape" in n for n in result.note_texts)  # (it said "out has shape ()")
+    assert not any("recorded computation" in n for n in result.note_texts)
+
+
+def test_the_last_expression_reduced_is_named_too(run):
+    result = run(SEED_VECTOR, "Y = x ** 2\nY.sum()")
+    assert result.output_name == "Y" and result.written == "Y.sum()"
+
+
+def test_a_named_sum_keeps_its_own_name(run):
+    result = run(SEED_VECTOR, "Y = x ** 2\ns = Y.sum()\ns.backward()")
+    assert result.output_name == "s" and result.written is None
+    assert [r.name for r in result.rows] == ["x", "Y", "s"]
+
+
+def test_check_on_a_reduced_output(run):
+    result = run("--wrt x=torch.tensor([1.0, 2.0]) --check", "Y = x ** 3\nY.sum().backward()")
+    assert result.checks and all(c.ok for c in result.checks)
+    assert torch.allclose(result.checks[0].autograd, torch.tensor([3.0, 12.0], dtype=torch.float64))
+
+
+# ---- 2. every tensor the cell binds to a name is a row ----------------------------------------
+def test_a_named_intermediate_is_a_row(run):
+    result = run("--wrt x=3", "u = x * 2\ny = u ** 3")
+    assert [r.name for r in result.rows] == ["x", "u", "y"]
+    u = row(result, "u")
+    assert (u.role, u.grad_fn, u.is_leaf, u.requires_grad, u.grad) == (
+        "intermediate", "MulBackward0", False, True, None
+    )  # fmt: skip
+    assert u.grad_text(4, 6) == "None (not a leaf: not kept)"
+    assert result.grads["x"].item() == 216  # d(8x³)/dx = 24x² at 3
+
+
+def test_retain_grad_fills_the_intermediate_and_the_output(run):
+    result = run("--wrt x=3 --retain-grad", "u = x * 2\ny = u ** 3")
+    assert row(result, "u").grad.item() == 108  # 3u² at u = 6
+    assert row(result, "y").grad.item() == 1  # dy/dy, as PyTorch's retain_grad() keeps it
+    assert result.note_texts == []  # (no "--retain-grad keeps it" when it was given)
+
+
+def test_an_alias_of_a_parameter_says_what_it_aliases(run):
+    cell = (
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))\n"
+        "W = model[2].weight\n"
+        "out = model(torch.ones(1, 2)).sum()\n"
+        "out.backward()"
+    )
+    result = run("", cell)
+    w = row(result, "W")
+    assert w.alias == "model.2.weight" and w.cells(4, 6, False, False)[1] == "= model.2.weight"
+    assert torch.equal(w.grad, run.ns["model"][2].weight.grad) if run.kind == "magic" else w.grad is not None
+
+
+def test_a_grad_made_by_autograd_grad_is_a_row(run):
+    result = run("--wrt x=3", "y = x ** 3\ng, = torch.autograd.grad(y, x, create_graph=True)")
+    g = row(result, "g")
+    assert g.data.item() == 27 and g.grad_fn is not None and g.role == "intermediate"
+
+
+def test_a_constant_is_a_row(run):
+    result = run("--wrt x=3", "c = torch.tensor(2.0)\ny = c * x")
+    c = row(result, "c")
+    assert c.role == "constant" and c.grad_text(4, 6) == "None (requires_grad=False)"
+
+
+# ---- 3. each fact once ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("line", "cell"),
+    [
+        ("--wrt x=3", "y = 3 * x ** 2"),
+        ("--wrt x=3", "y = 6 * x ** 2 + 2 * x + 4"),
+        ("--wrt u=3 v=4", "f = u ** 3 + v ** 2 + 4 * u * v"),
+        ("", "x = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()"),
+        ("--wrt x=3", "u = x * 2\ny = u ** 3"),
+    ],
+)
+def test_the_seed_cells_need_no_note(run, line, cell):
+    assert run(line, cell).note_texts == []
+
+
+def test_an_optimizer_loop_ends_with_one_note(run):
+    cell = (
+        "torch.manual_seed(0)\nX = torch.randn(20, 3)\nT = X @ torch.tensor([1.0, 2.0, 3.0])\n"
+        "w = torch.zeros(3, requires_grad=True)\nopt = torch.optim.SGD([w], lr=0.1)\n"
+        "for step in range(50):\n    opt.zero_grad()\n    loss = ((X @ w - T) ** 2).mean()\n"
+        "    loss.backward()\n    opt.step()"
+    )
+    result = run("", cell)
+    assert len(result.note_texts) == 1, result.note_texts
+    (text,) = result.note_texts
+    assert "50 times" in text and "call 50" in text and "changed w" in text
+
+
+# ---- 7. messages that name the right cause ---------------------------------------------------
+def test_grad_mode_off_is_said(run):
+    torch.set_grad_enabled(False)
+    try:
+        result = run("--wrt x=3", "y = 3 * x ** 2")
+    finally:
+        torch.set_grad_enabled(True)
+    (text,) = result.note_texts
+    assert "grad mode is off" in text and "torch.set_grad_enabled(True)" in text
+    assert "torch.tensor(...)" not in text  # (the wrong guess it made)
+
+
+def test_of_a_tensor_the_cell_did_not_make(run):
+    run("", "w = torch.tensor(2.0, requires_grad=True)\nloss = torch.tensor(5.0)")
+    result = run("--of loss", "z = w + 1")
+    assert result.note_texts[0].startswith("--of loss: the cell did not assign loss")
+    assert not any("requires_grad=True" in n for n in result.note_texts)
+
+
+def test_a_custom_function_keeps_its_row_and_check_says_why(run, capsys):
+    cell = (
+        "class Square(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n"
+        "        print('backward ran')\n        return 2 * x * g\n"
+        "y = Square.apply(x)"
+    )
+    result = run("--wrt x=2 --check", cell)
+    assert row(result, "x").grad_text(4, 6) == "not computed (see the note)"
+    assert "dy/dx" not in result.headline  # (it said dy/dx = None)
+    assert any("--check" in n for n in result.note_texts) and not result.checks
+    assert "backward ran" not in capsys.readouterr().out  # the user's backward code never ran
+
+
+def test_check_of_a_complex_input_shows_complex_numbers(run):
+    result = run("--wrt z=1+2j --check", "y = (z * z.conj()).real")
+    (check,) = result.checks
+    assert check.autograd.is_complex() and complex(check.autograd) == pytest.approx(2 + 4j)
+    assert complex(check.numeric) == pytest.approx(2 + 4j, abs=1e-6)
+    assert "(2+4j)" in str(result).split("check against")[1]
+
+
+@pytest.mark.parametrize("cell", ["x = (1,\ny = 2", "def f():\nreturn 1", "return 5"])
+def test_a_syntax_error_shows_the_cells_line_only(shell, capsys, cell):
+    shell.run_cell(cell)
+    plain = capsys.readouterr()
+    outcome = shell.run_cell("%%grad\n" + cell)
+    ours = capsys.readouterr()
+    assert not outcome.success
+    assert "magic.py" not in ours.out + ours.err and "interactiveshell" not in ours.out + ours.err
+    assert plain.out.strip() in ours.out and plain.out.strip()
+    assert shell.run_cell("1 + 1").result == 2
+
+
+# ---- 6. smaller things ------------------------------------------------------------------------
+def test_symbolic_second_order(run):
+    pytest.importorskip("sympy")
+    result = run("--wrt x=2 --symbolic --order 2", "y = x ** 4")
+    assert [s.expression for s in result.symbolic] == ["4*x**3", "12*x**2"]
+    assert [s.value for s in result.symbolic] == [32, 48]
+    text = str(result)
+    assert "dy/dx = 4*x**3 = 32" in text and "d²y/dx² = 12*x**2 = 48" in text
+    assert r"\frac{d^{2} y}{d x^{2}}" in result.symbolic[1].latex
+
+
+@pytest.mark.parametrize("expect", ["'u=43 v=20'", '"u=43 v=20"', "u=43 v=20", '"u=43" "v=20"'])
+def test_quoted_expect(shell, capsys, expect):
+    outcome = shell.run_cell(f"%%grad --wrt u=3 v=4 --expect {expect}\nf = u ** 3 + v ** 2 + 4 * u * v")
+    assert outcome.success, outcome.error_in_exec
+    assert "as expected: ∂f/∂u = 43; ∂f/∂v = 20" in capsys.readouterr().out
+
+
+def test_help_opens_with_the_usage(shell, capsys):
+    shell.run_cell("%%grad?")
+    out = capsys.readouterr().out
+    assert "::" not in out.split("--wrt")[0] and "%%grad [--wrt" in out
+
+
+def test_html_cells_never_wrap(run):
+    html = run(SEED_VECTOR, "Y = x ** 2\nY.sum().backward()")._repr_html_()
+    cells = html.split("<td")[1:]
+    assert cells and all("white-space:pre" in c.split("</td>")[0] for c in cells if "<code" in c)
+    assert " " not in html.split("<tbody>")[1].split("</tbody>")[0].replace("<td style", "").replace(
+        "<code style", ""
+    ).replace("<tr><td", "")  # no breakable space inside the table's cells
+
+
+def test_the_kernel_shows_a_syntax_error_as_a_plain_cell(kernel):
+    plain = kernel.run("x = (1,\ny = 2")
+    ours = kernel.run("%%grad\nx = (1,\ny = 2")
+    assert ours.status == "error" and ours.ename == plain.ename == "SyntaxError"
+    (theirs,), (mine,) = plain.of_type("error"), ours.of_type("error")
+
+    def numbered(lines):  # (each cell its own In[n])
+        return [re.sub(r"In\[\d+\]", "In[n]", line) for line in lines]
+
+    assert numbered(mine["traceback"]) == numbered(theirs["traceback"]) and "In[" in mine["traceback"][0]
+    assert kernel.value("1 + 1") == "2"

@@ -1,0 +1,127 @@
+"""The names the cell wrote, after it ran: every tensor it bound to a name is a row, and an
+output the cell reduced itself (``Y.sum().backward()``) is reported as the cell wrote it.
+
+Built after the cell, from the namespace and the cell's syntax tree: nothing here runs while the
+cell runs, nothing reads a non-leaf's ``.grad`` (that read warns, and the warning would be ours).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .observe import kept_grad
+from .result import TensorRow
+
+REDUCTIONS = {"SumBackward0": "sum", "MeanBackward0": "mean"}  # whole-tensor sum and mean only
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """``Y.sum()`` as the cell wrote it: *name* and *tensor* are Y, *written* the cell's text,
+    *result* the reduced tensor (what was differentiated), *kind* ``"sum"`` or ``"mean"``."""
+
+    name: str
+    tensor: torch.Tensor
+    written: str
+    result: torch.Tensor
+    kind: str
+
+
+def differentiated_texts(tree: ast.Module | None, code: str) -> tuple[str, ...]:
+    """What the cell differentiates or shows, as it wrote it: the receiver of each
+    ``.backward()``, the first argument of each ``autograd.grad(...)``, the last expression."""
+    if tree is None:
+        return ()
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        if node.func.attr == "backward":
+            found.append(node.func.value)
+        elif node.func.attr == "grad" and node.args:
+            found.append(node.args[0])
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        found.append(tree.body[-1].value)
+    texts = (ast.get_source_segment(code, expr) or ast.unparse(expr) for expr in found)
+    return tuple(dict.fromkeys(" ".join(text.split()) for text in texts))
+
+
+def reduction_of(
+    output: torch.Tensor, ns: dict[str, Any], assigned: list[str], texts: tuple[str, ...]
+) -> Reduced | None:
+    """*output* as ``Y.sum()``/``torch.sum(Y)``/``Y.mean()`` of a tensor Y the cell named, or None."""
+    fn = output.grad_fn
+    kind = REDUCTIONS.get(type(fn).__name__) if fn is not None else None
+    if kind is None:
+        return None
+    inputs = [(f, k) for f, k in fn.next_functions if f is not None]
+    if len(inputs) != 1:
+        return None
+    source, index = inputs[0]
+    variable = getattr(source, "variable", None)  # AccumulateGrad: the reduced tensor is a leaf
+    candidates = [*reversed(assigned), *(n for n in ns if n not in assigned)]
+    for name in candidates:
+        value = ns.get(name)
+        if name.startswith("_") or not isinstance(value, torch.Tensor):
+            continue
+        if value is variable or (value.grad_fn is source and value.output_nr == index):
+            written = next((s for s in texts if _reduces(s, name, kind)), f"{name}.{kind}()")
+            return Reduced(name, value, written, output, kind)
+    return None
+
+
+def _reduces(text: str, name: str, kind: str) -> bool:
+    """Whether *text* is ``name.kind()`` or ``torch.kind(name)`` (no other arguments)."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return False
+    if not isinstance(node, ast.Call) or node.keywords or not isinstance(node.func, ast.Attribute):
+        return False
+    if node.func.attr != kind:
+        return False
+    if not node.args:
+        return isinstance(node.func.value, ast.Name) and node.func.value.id == name
+    base = node.func.value
+    return (
+        len(node.args) == 1
+        and isinstance(base, ast.Name)
+        and base.id == "torch"
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id == name
+    )
+
+
+def named_rows(
+    ns: dict[str, Any],
+    assigned: list[str],
+    shown: dict[int, str],
+    grads: dict[str, torch.Tensor | None],
+) -> list[TensorRow]:
+    """A row for each tensor the cell bound to a name and the table does not have yet, in the
+    order the cell assigned them. *shown*: id -> name of the tensors already in the report (leaves,
+    the output, a model's parameters): another name for one of them is an alias row. *grads*: the
+    grads %%grad caught for named intermediates (``--retain-grad``); else .grad as PyTorch has it."""
+    rows = []
+    names_in_rows = set(shown.values())
+    for name in assigned:
+        value = ns.get(name)
+        if name in names_in_rows or name.startswith("_") or not isinstance(value, torch.Tensor):
+            continue
+        if id(value) in shown:
+            rows.append(TensorRow.of(name, "alias", value, kept_grad(value), alias=shown[id(value)]))
+            continue
+        if name in grads:
+            grad = grads[name]
+        else:
+            grad = kept_grad(value)
+        role = (
+            "intermediate" if value.grad_fn is not None else ("leaf" if value.requires_grad else "constant")
+        )
+        rows.append(TensorRow.of(name, role, value, grad))
+        shown = {**shown, id(value): name}
+    return rows
