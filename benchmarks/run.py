@@ -431,7 +431,7 @@ def bench_render(quick: bool) -> Figure:
 
     times = 1 if quick else 3
     n = 50 if quick else 5_000
-    big = grad(f"y = x\nfor i in range({n}):\n    y = y * 1.0001 + 0.1", wrt="x=1.0", graph=True)
+    big = grad(f"y = x\nfor i in range({n}):\n    y = y * 1.0001 + 0.1", wrt="x=1.0", graph="unfold")
     steps = grad(f"y = w\nfor _ in range({n}):\n    y = y * w + 0.001", wrt="w=1.0001", steps=True)
     plot.png(flow_figure(rows(3)))  # fonts, imports
     cases = [  # (what, seconds, budget on an idle 2-core machine)

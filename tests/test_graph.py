@@ -13,6 +13,17 @@ import pytest
 import torch
 
 from torchgrad_magic import grad
+from torchgrad_magic import graph as graph_module
+
+
+def chain(steps: int, factor: float = 1.0001, shift: float = 0.1):
+    """``y = y * factor + shift`` *steps* times from a leaf x, and its graph as built (unfolded:
+    the engine's --graph folds such a loop into one box, see test_graph_loops.py)."""
+    x = torch.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(steps):
+        y = y * factor + shift
+    return y, graph_module.build(y, "y", {id(x): "x"}, [x], {})
 
 
 def walk(output: torch.Tensor) -> tuple[int, int]:
@@ -124,10 +135,8 @@ def test_svg_needs_no_graphviz_and_is_valid(run):
 
 
 def test_big_graph_is_cut_and_stays_small():
-    cell = "y = x\nfor i in range(5000):\n    y = y * 1.0001 + 0.1"
-    result = grad(cell, wrt="x=1.0", graph=True)
-    g = result.graph
-    assert len(g.nodes) == 10_001 and (len(g.nodes), len(g.edges)) == walk(result.output)
+    output, g = chain(5000)
+    assert len(g.nodes) == 10_001 and (len(g.nodes), len(g.edges)) == walk(output)
     svg, text = g.to_svg(), g.to_text()
     assert "… 9921 more nodes" in svg and "… 9921 more nodes" in text
     assert len(svg) < 60_000 and len(text) < 20_000
@@ -323,7 +332,7 @@ def test_no_edge_passes_through_a_box(name):
 
 
 def test_straight_chain_and_leaves_at_the_bottom():
-    g = grad(CELLS["chain of 50 ops"][0], wrt="x=1", graph=True).graph
+    _, g = chain(25, 1.01)  # CELLS["chain of 50 ops"], unfolded
     lay = g.layout()
     assert len(g.nodes) == 51 and all(len(pts) == 2 and pts[0][0] == pts[1][0] for _, _, pts in lay.edges)
     tops = [lay.boxes[n.id][1] for n in g.nodes]
@@ -335,7 +344,6 @@ def test_straight_chain_and_leaves_at_the_bottom():
 
 
 def test_big_graph_renders_fast():
-    result = grad("y = x\nfor i in range(5000):\n    y = y * 1.0001 + 0.1", wrt="x=1.0", graph=True)
-    g = result.graph
+    _, g = chain(5000)
     svg, text = g.to_svg(), g.to_text()  # (how fast: benchmarks/run.py --only render)
     assert svg.count("<g") < 400 and len(text.splitlines()) < 400  # only the first nodes are laid out

@@ -413,10 +413,13 @@ def test_names_alone_give_the_same_fold():
 
 def test_chinese_words():
     net = mlp()
-    _, owners, built = traced({"net": net}, lambda: net(torch.ones(1, 8)).sum())
-    with using("zh"):
+    with using("zh"):  # the graph is built in Chinese: its boxes' words come from the catalogue
+        _, owners, built = traced({"net": net}, lambda: net(torch.ones(1, 8)).sum())
         g = modules.fold_graph(built, owners)
+    assert built.language == g.language == "zh"
     assert g.nodes[1].lines()[1] == "2 个运算：T, Addmm"
+    assert "…… 另有 2 个节点" in g.to_text(limit=2)  # shown after using() ended: still Chinese
+    assert not hasattr(graph, "WORDS")  # one catalogue: messages.MESSAGES
 
 
 def test_steps_labels_survive_on_edges_that_stay_single():

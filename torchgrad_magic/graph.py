@@ -22,6 +22,16 @@ module call made into one box (``net.0 (Linear)``, its ops and parameters listed
 repeated blocks chained one after another into one (``layers.0–11 (TransformerEncoderLayer) ×
 12``); the result is a plain :class:`Graph` again, drawn by the same views. Which call made which
 node comes from :mod:`.modules`, through :attr:`Graph.sources`.
+
+A loop over plain ops (``for i in range(100): h = torch.sin(h) * 1.01 + h * 0.5``) makes the
+same few nodes again and again, one copy after another: :func:`fold_repeats` finds such runs (the
+ops along the chain repeat with some period, edges and all) and draws each as one box,
+``repeated × 100`` with the ops of one repetition and the named values of the last and first
+repetitions (``--graph unfold`` keeps every node).
+
+A graph carries the language it was built in (:attr:`Graph.language`): every word of its views
+(the caption, the legend of the edge labels, "… N more nodes", the boxes) is in it, whatever the
+language in use when it is shown.
 """
 
 from __future__ import annotations
@@ -31,13 +41,14 @@ import io
 import itertools
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from . import format as fmt
-from .messages import t
+from .messages import MESSAGES, resolve
 
 MAX_SHOWN = 80  # nodes drawn before "… N more nodes"
 MAX_INDENT = 36  # characters of indentation in the text tree
@@ -45,6 +56,7 @@ MAX_INDENT = 36  # characters of indentation in the text tree
 FONT_PX, CHAR_W, LINE_H, PAD, GAP_X, GAP_Y = 12.0, 7.25, 15.0, 6.0, 18.0, 44.0
 GAP_LABEL = 64.0  # rows' gap when edges carry labels (--steps --graph)
 LABEL_PX, LABEL_W = 10.0, 6.05  # edge labels: font size and character width
+WORD_W = (CHAR_W, LABEL_W, CHAR_W)  # character widths of the caption, the legend, "… N more nodes"
 GAP_DUMMY = 12.0  # between an edge passing a row and its neighbours
 STUB = 8.0  # edges leave and enter boxes vertically for this long (the arrowhead sits on it)
 PORT_GAP = 10.0  # between the ends of several edges on one side of a box
@@ -58,11 +70,21 @@ FILL = {
     "function": "#eeeeee",
     "saved": "#f7e1f3",
     "module": "#fde4cc",  # a folded nn.Module call (fold)
+    "loop": "#e6def7",  # a folded run of repeated ops (fold_repeats)
 }
 BACKGROUND, TEXT, STROKE, EDGE, MORE = "#ffffff", "#111111", "#555555", "#777777", "#aa0000"
 LABEL = "#0b4f8a"  # edge labels (--steps): dark blue on the white background
 SVG_FONTS = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
 PNG_DPI = 100  # one layout pixel = one image pixel
+
+
+def _say(language: str, key: str, **fields: object) -> str:
+    """The catalogue's message *key* in *language*: the graph's own, never the one in use."""
+    return MESSAGES[key][language].format(**fields)
+
+
+def _language_in_use() -> str:
+    return resolve(None)
 
 
 @dataclass
@@ -94,7 +116,8 @@ class Layout:
 
     ``boxes`` maps a node id to ``(x, y, width, height)``; ``edges`` holds
     ``(parent id, child id, points)`` with the polyline from the parent's bottom
-    to the child's top, in the order of :attr:`Graph.edges`."""
+    to the child's top, in the order of :attr:`Graph.edges`. ``title`` (the caption) and
+    ``legend`` (what the edge labels say) are drawn above the rows, ``more`` under them."""
 
     width: float
     height: float
@@ -103,6 +126,9 @@ class Layout:
     edges: list[tuple[int, int, list[tuple[float, float]]]]
     hidden: int  # nodes not drawn
     labels: list[str | None] = field(default_factory=list)  # per edge (--steps): the gradient flowing
+    title: str = ""
+    legend: str = ""
+    more: str = ""  # "… N more nodes", in the graph's language
 
     def label_spots(self) -> list[tuple[str, float, float]]:
         """(text, x, y) of each edge label: in the gap under the parent, on the edge's line,
@@ -126,11 +152,19 @@ class Layout:
             spots.append((text, x, y))
         return spots
 
+    def header(self) -> list[tuple[str, float, float, str]]:
+        """(text, baseline y, font px, colour) of the lines above the rows: the caption, then
+        the legend of the edge labels."""
+        lines = [(self.title, FONT_PX, TEXT), (self.legend, LABEL_PX, LABEL)]
+        return [(text, _baseline(0, j), px, colour) for j, (text, px, colour) in enumerate(lines) if text]
+
 
 @dataclass
 class Graph:
     """The backward graph as plain data: ``nodes`` and ``edges`` (parent id, child id),
-    from the output (node 0) towards the leaves, in a deterministic order."""
+    from the output (node 0) towards the leaves, in a deterministic order. ``language`` is the
+    language it was built in (every word of its views is in it); ``output_name`` names the output
+    in its caption (no caption without it)."""
 
     nodes: list[Node]
     edges: list[tuple[int, int]]
@@ -138,6 +172,8 @@ class Graph:
     # node id -> id() of the autograd node it was drawn from (build); valid only while something
     # holds those autograd nodes (modules.owner_of_nodes does): see fold()
     sources: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+    language: str = field(default_factory=_language_in_use)
+    output_name: str | None = None
 
     def label(self, index: int) -> str | None:
         return self.labels[index] if index < len(self.labels) else None
@@ -154,11 +190,26 @@ class Graph:
             found[a].append(self.label(k))
         return found
 
+    def caption(self, language: str | None = None) -> str:
+        """``backward graph: from y back to the leaves (…)``: the first line of every view."""
+        if self.output_name is None:
+            return ""
+        return _say(language or self.language, "graph.title", out=self.output_name)
+
+    def legend(self, labelled: bool, language: str | None = None) -> str:
+        """What the edge labels say (``×27 → 27``), where there are any."""
+        return _say(language or self.language, "graph.legend") if labelled else ""
+
     # ---- text ------------------------------------------------------------
     def to_text(self, limit: int = MAX_SHOWN) -> str:
-        """An indented tree from the output; a shared node is drawn once and referred to after."""
+        """The caption (and the legend of the edge labels), then an indented tree from the output;
+        a shared node is drawn once and referred to after."""
         if not self.nodes:
             return ""
+        head = [line for line in (self.caption(), self.legend(any(self.labels))) if line]
+        return "\n".join(head + self._tree(limit))
+
+    def _tree(self, limit: int) -> list[str]:
         kids, by_id = self.children(), {n.id: n for n in self.nodes}
         edge_labels = self.child_labels()
         lines: list[str] = []
@@ -167,17 +218,21 @@ class Graph:
         while stack:
             node_id, lead, branch, flow = stack.pop()
             node = by_id[node_id]
-            label = " · ".join(node.lines())
             if flow:
                 branch += f"[{flow}] "
             if node_id in seen:
-                lines.append(f"{lead}{branch}↑ {node.name or node.op} {t('graph.shared')}")
+                shared = _say(self.language, "graph.shared")
+                ref = node.name or node.op
+                if node.kind == "loop":  # which run: its count and the values it shows
+                    ref = " · ".join([node.lines()[0], *node.lines()[2:]])
+                lines.append(f"{lead}{branch}↑ {ref} {shared}")
                 continue
             if len(seen) >= limit:
-                lines.append(f"{lead}{branch}{t('graph.more', count=len(self.nodes) - len(seen))}")
+                more = _say(self.language, "graph.more", count=len(self.nodes) - len(seen))
+                lines.append(f"{lead}{branch}{more}")
                 break
             seen.add(node_id)
-            lines.append(f"{lead}{branch}{label}")
+            lines.append(f"{lead}{branch}{' · '.join(node.lines())}")
             child_lead = "" if not branch else lead + ("   " if branch.startswith("└─ ") else "│  ")
             if len(child_lead) > MAX_INDENT:  # long chains: stop indenting, stay readable
                 child_lead = lead
@@ -186,17 +241,22 @@ class Graph:
                 stack.append(
                     (child, child_lead, "└─ " if i == len(items) - 1 else "├─ ", edge_labels[node_id][i])
                 )
-        return "\n".join(lines)
+        return lines
 
     # ---- drawing -----------------------------------------------------------
-    def layout(self, limit: int = MAX_SHOWN) -> Layout:
-        """The drawing of the first *limit* nodes: output at the top, leaves at the bottom."""
+    def layout(self, limit: int = MAX_SHOWN, language: str | None = None) -> Layout:
+        """The drawing of the first *limit* nodes: the caption on top, then the output, the leaves
+        at the bottom (words in *language*, by default the graph's own)."""
+        language = language or self.language
         shown = self.nodes[:limit]
         ids = {n.id for n in shown}
         kept = [k for k, (a, b) in enumerate(self.edges) if a in ids and b in ids]
         labels = [self.label(k) for k in kept]
         gap = GAP_LABEL if any(labels) else GAP_Y
-        lay = _layout(shown, [self.edges[k] for k in kept], len(self.nodes) - len(shown), gap)
+        hidden = len(self.nodes) - len(shown)
+        more = _say(language, "graph.more", count=hidden) if hidden else ""
+        title, legend = self.caption(language), self.legend(any(labels), language)
+        lay = _layout(shown, [self.edges[k] for k in kept], hidden, gap, (title, legend, more))
         lay.labels = labels
         return lay
 
@@ -213,6 +273,10 @@ class Graph:
             f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
             f'markerHeight="7" orient="auto"><path d="M 0 0 L 10 5 L 0 10 z" fill="{EDGE}"/></marker></defs>',
         ]
+        for text, y, px, colour in lay.header():
+            out.append(
+                f'<text x="{PAD:.0f}" y="{y:.1f}" fill="{colour}" font-size="{px:.0f}">{html.escape(text)}</text>'
+            )
         for _, _, points in lay.edges:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             out.append(
@@ -226,101 +290,35 @@ class Graph:
                 f'<text x="{lx:.1f}" y="{ly + LABEL_PX * 0.35:.1f}" fill="{LABEL}" font-size="{LABEL_PX:.0f}" '
                 f'text-anchor="middle">{html.escape(text)}</text>'
             )
-        for n in lay.nodes:
-            x0, y0, w, h = lay.boxes[n.id]
-            out.append(
-                f"<g><title>{html.escape(' | '.join(n.lines()))}</title>"
-                f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="4" '
-                f'fill="{FILL[n.kind]}" stroke="{STROKE}" stroke-width="1"/>'
-            )
-            for j, line in enumerate(n.lines()):
-                weight = ' font-weight="bold"' if j == 0 else ""
-                out.append(
-                    f'<text x="{x0 + w / 2:.1f}" y="{_baseline(y0, j):.1f}" fill="{TEXT}" '
-                    f'text-anchor="middle"{weight}>{html.escape(line)}</text>'
-                )
-            out.append("</g>")
-        if lay.hidden:
-            more = html.escape(t("graph.more", count=lay.hidden))
+        out += [_svg_node(n, lay.boxes[n.id]) for n in lay.nodes]
+        if lay.more:
+            more = html.escape(lay.more)
             out.append(f'<text x="{PAD:.0f}" y="{lay.height - PAD - 3:.1f}" fill="{MORE}">{more}</text>')
         out.append("</svg>")
         return "".join(out)
 
     def to_png(self, limit: int = MAX_SHOWN) -> bytes:
-        """The same drawing as :meth:`to_svg`, as PNG bytes (matplotlib's Agg, no pyplot)."""
-        from matplotlib.collections import LineCollection, PolyCollection
+        """The same drawing as :meth:`to_svg`, as PNG bytes (matplotlib's Agg, no pyplot), on an
+        opaque white background. Chinese words need a font with their glyphs: without one
+        installed, the words of the picture are English (the text view keeps the graph's language)."""
         from matplotlib.figure import Figure
-        from matplotlib.patches import FancyBboxPatch
         from matplotlib.transforms import Affine2D
 
-        lay = self.layout(limit)
+        language = self.language
         fonts = ["DejaVu Sans Mono"]  # ships with matplotlib
-        labels = [line for n in lay.nodes for line in n.lines()]
-        if lay.hidden:
-            labels.append(t("graph.more", count=lay.hidden))
-        if any(fmt.width(s) != len(s) for s in labels):  # wide (CJK) characters: add a font that has them
+        if language != "en" or any(fmt.width(s) != len(s) for n in self.nodes[:limit] for s in n.lines()):
             from .plot import cjk_font
 
-            extra = cjk_font()
+            extra = cjk_font()  # wide (CJK) characters: add a font that has them
             fonts += [extra] if extra else []
-        points = FONT_PX * 72 / PNG_DPI
-        line_pt = 72 / PNG_DPI  # 1 px
+            language = language if extra else "en"
+        lay = self.layout(limit, language)
         fig = Figure(figsize=(lay.width / PNG_DPI, lay.height / PNG_DPI), dpi=PNG_DPI, facecolor=BACKGROUND)
         # the layout's pixels (y down) onto the canvas's (y up); artists on the figure itself, no axes
         px = Affine2D().scale(1, -1).translate(0, lay.height)
-        fig.add_artist(
-            LineCollection(
-                [pts for _, _, pts in lay.edges], colors=EDGE, linewidths=line_pt, transform=px, zorder=1
-            )
-        )
-        heads = [_arrowhead(*pts[-2], *pts[-1]) for _, _, pts in lay.edges]
-        fig.add_artist(PolyCollection(heads, facecolors=EDGE, edgecolors="none", transform=px, zorder=2))
-        for n in lay.nodes:
-            x0, y0, w, h = lay.boxes[n.id]
-            box = FancyBboxPatch(
-                (x0, y0),
-                w,
-                h,
-                boxstyle="round,pad=0,rounding_size=4",
-                facecolor=FILL[n.kind],
-                edgecolor=STROKE,
-                linewidth=line_pt,
-                transform=px,
-                zorder=3,
-            )
-            fig.add_artist(box)
-            for j, line in enumerate(n.lines()):
-                fig.text(
-                    x0 + w / 2,
-                    _baseline(y0, j),
-                    line,
-                    ha="center",
-                    va="baseline",
-                    family=fonts,
-                    size=points,
-                    weight="bold" if j == 0 else "normal",
-                    color=TEXT,
-                    transform=px,
-                    zorder=4,
-                )
-        for text, lx, ly in lay.label_spots():
-            fig.text(
-                lx, ly, text, ha="center", va="center", family=fonts, size=LABEL_PX * 72 / PNG_DPI, color=LABEL,
-                transform=px, zorder=2.5,
-                bbox={"boxstyle": "square,pad=0.1", "facecolor": BACKGROUND, "edgecolor": "none", "alpha": 0.9},
-            )  # fmt: skip
-        if lay.hidden:
-            more = t("graph.more", count=lay.hidden)
-            fig.text(
-                PAD,
-                lay.height - PAD - 3,
-                more,
-                va="baseline",
-                family=fonts,
-                size=points,
-                color=MORE,
-                transform=px,
-            )
+        _png_edges(fig, lay, px)
+        _png_nodes(fig, lay, px, fonts)
+        _png_words(fig, lay, px, fonts)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=PNG_DPI, facecolor=BACKGROUND, metadata={"Software": None})
         return buffer.getvalue()
@@ -338,6 +336,73 @@ class Graph:
             bundle["image/png"] = self.to_png()
         bundle["text/plain"] = self.to_text()
         return bundle
+
+
+def _svg_node(n: Node, box: tuple[float, float, float, float]) -> str:
+    x0, y0, w, h = box
+    out = [
+        f"<g><title>{html.escape(' | '.join(n.lines()))}</title>"
+        f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w:.1f}" height="{h:.1f}" rx="4" '
+        f'fill="{FILL[n.kind]}" stroke="{STROKE}" stroke-width="1"/>'
+    ]
+    for j, line in enumerate(n.lines()):
+        weight = ' font-weight="bold"' if j == 0 else ""
+        out.append(
+            f'<text x="{x0 + w / 2:.1f}" y="{_baseline(y0, j):.1f}" fill="{TEXT}" '
+            f'text-anchor="middle"{weight}>{html.escape(line)}</text>'
+        )
+    out.append("</g>")
+    return "".join(out)
+
+
+def _png_edges(fig: Any, lay: Layout, px: Any) -> None:
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    line_pt = 72 / PNG_DPI  # 1 px
+    fig.add_artist(
+        LineCollection(
+            [pts for _, _, pts in lay.edges], colors=EDGE, linewidths=line_pt, transform=px, zorder=1
+        )
+    )
+    heads = [_arrowhead(*pts[-2], *pts[-1]) for _, _, pts in lay.edges]
+    fig.add_artist(PolyCollection(heads, facecolors=EDGE, edgecolors="none", transform=px, zorder=2))
+
+
+def _png_nodes(fig: Any, lay: Layout, px: Any, fonts: list[str]) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    points, line_pt = FONT_PX * 72 / PNG_DPI, 72 / PNG_DPI
+    for n in lay.nodes:
+        x0, y0, w, h = lay.boxes[n.id]
+        box = FancyBboxPatch(
+            (x0, y0), w, h, boxstyle="round,pad=0,rounding_size=4", facecolor=FILL[n.kind], edgecolor=STROKE,
+            linewidth=line_pt, transform=px, zorder=3,
+        )  # fmt: skip
+        fig.add_artist(box)
+        for j, line in enumerate(n.lines()):
+            fig.text(
+                x0 + w / 2, _baseline(y0, j), line, ha="center", va="baseline", family=fonts, size=points,
+                weight="bold" if j == 0 else "normal", color=TEXT, transform=px, zorder=4,
+            )  # fmt: skip
+
+
+def _png_words(fig: Any, lay: Layout, px: Any, fonts: list[str]) -> None:
+    """The caption and the legend above the rows, the edge labels, "… N more nodes" under them."""
+    for text, y, size, colour in lay.header():
+        fig.text(
+            PAD, y, text, va="baseline", family=fonts, size=size * 72 / PNG_DPI, color=colour, transform=px
+        )
+    for text, lx, ly in lay.label_spots():
+        fig.text(
+            lx, ly, text, ha="center", va="center", family=fonts, size=LABEL_PX * 72 / PNG_DPI, color=LABEL,
+            transform=px, zorder=2.5,
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": BACKGROUND, "edgecolor": "none", "alpha": 0.9},
+        )  # fmt: skip
+    if lay.more:
+        fig.text(
+            PAD, lay.height - PAD - 3, lay.more, va="baseline", family=fonts, size=FONT_PX * 72 / PNG_DPI,
+            color=MORE, transform=px,
+        )  # fmt: skip
 
 
 def _x_at(points: list[tuple[float, float]], y: float) -> float:
@@ -455,26 +520,36 @@ def _best_plan(shown: list[Node], edges: list[tuple[int, int]]) -> _Plan:
     return plan
 
 
-def _layout(shown: list[Node], edges: list[tuple[int, int]], hidden: int, gap_y: float = GAP_Y) -> Layout:
-    """Layers, dummy points for long edges, crossing reduction, x placement and edge routing."""
+def _layout(
+    shown: list[Node],
+    edges: list[tuple[int, int]],
+    hidden: int,
+    gap_y: float = GAP_Y,
+    words: tuple[str, str, str] = ("", "", ""),
+) -> Layout:
+    """Layers, dummy points for long edges, crossing reduction, x placement and edge routing;
+    *words* (the caption and the legend above the rows, "… N more nodes" under them) make room."""
+    title, legend, more = words
     plan = _best_plan(shown, edges)
     layer, size, chains, rows, real = plan.layer, plan.size, plan.chains, plan.rows, len(shown)
     count = len(layer)
     x = _place(rows, size, plan.up, plan.down, real)
-    # rows' vertical extent
-    top, bottom, y = [], [], PAD
+    # rows' vertical extent, under the caption and the legend
+    lines = sum(1 for w in (title, legend) if w)
+    top, bottom, y = [], [], PAD + (lines * LINE_H + PAD if lines else 0)
     for row in rows:
         height = max((size[i][1] for i in row), default=0.0)
         top.append(y)
         bottom.append(y + height)
         y += height + gap_y
     left = min((x[i] - size[i][0] / 2 for i in range(count)), default=0.0)
-    shift = PAD - left
+    right = max((x[i] + size[i][0] / 2 for i in range(count)), default=0.0)
+    width = max(
+        [right - left + 2 * PAD] + [fmt.width(w) * c + 2 * PAD for w, c in zip(words, WORD_W, strict=True)]
+    )
+    shift = (width - (right - left)) / 2 - left  # the drawing centred under wider words
     x = [v + shift for v in x]
-    width = max((x[i] + size[i][0] / 2 for i in range(count)), default=0.0) + PAD
-    height = bottom[-1] + PAD + (LINE_H + PAD if hidden else 0)
-    if hidden:
-        width = max(width, fmt.width(t("graph.more", count=hidden)) * CHAR_W + 2 * PAD)
+    height = bottom[-1] + PAD + (LINE_H + PAD if more else 0)
     boxes = {
         n.id: (x[i] - size[i][0] / 2, top[layer[i]], size[i][0], size[i][1]) for i, n in enumerate(shown)
     }
@@ -487,7 +562,8 @@ def _layout(shown: list[Node], edges: list[tuple[int, int]], hidden: int, gap_y:
             pts += [(x[d], top[layer[d]] - STUB), (x[d], bottom[layer[d]] + STUB)]
         pts += [(in_port[e], top[layer[b]] - STUB), (in_port[e], top[layer[b]])]
         routed.append((shown[a].id, shown[b].id, _simplify(pts)))
-    return Layout(float(round(width + 0.49)), float(round(height + 0.49)), list(shown), boxes, routed, hidden)
+    size_px = (float(round(width + 0.49)), float(round(height + 0.49)))
+    return Layout(*size_px, list(shown), boxes, routed, hidden, title=title, legend=legend, more=more)
 
 
 def _initial_order(count: int, layer: list[int], down: list[list[int]], depth: int) -> list[list[int]]:
@@ -680,6 +756,8 @@ def build(
     full: bool = False,
     digits: int = 4,
     flow: dict[int, tuple[str | None, list[str | None]]] | None = None,
+    node_names: dict[int, str] | None = None,
+    language: str | None = None,
 ) -> Graph:
     """The graph behind *output*.
 
@@ -694,87 +772,132 @@ def build(
     flow
         with ``--steps``: ``id(node) -> (gradient that arrived, a label per input edge)``,
         the numbers autograd passed along each edge (:func:`.steps.graph_flow`).
+    node_names
+        with ``--steps``: ``id(node) -> name`` for the nodes the cell gave no name, the short
+        names the steps made up for them (:func:`names_from_steps`), so both views match.
+    language
+        the language of the graph's words (default: the one in use).
     """
-    flow = flow or {}
+    maker = _Builder(output, out_name, names, tensors, grads, digits, flow or {}, node_names or {})
+    maker.full, maker.language = full, resolve(language)
+    return maker.walk()
 
-    def values(x: torch.Tensor) -> str:
-        return fmt.values(x, digits, 4)
 
-    def grad_text(tensor: torch.Tensor) -> str | None:
-        g = grads.get(id(tensor))
-        return None if g is None else values(g)
+class _Builder:
+    """:func:`build`'s state: the nodes made so far, each autograd node held while the walk runs
+    (PyTorch makes a new Python object for an autograd node each time one is asked for while none
+    is alive, so id() is only stable while one is held)."""
 
-    by_fn = {id(x.grad_fn): x for x in tensors if x.grad_fn is not None and id(x) in names}
+    full = False
+    language = "en"
 
-    def name_of(x: torch.Tensor) -> str | None:
+    def __init__(self, output: Any, out_name: str, names: Any, tensors: Any, grads: Any, digits: int,
+                 flow: Any, node_names: dict[int, str]) -> None:  # fmt: skip
+        self.output, self.out_name, self.names, self.grads, self.digits = (
+            output,
+            out_name,
+            names,
+            grads,
+            digits,
+        )
+        self.flow, self.node_names = flow, node_names
+        self.by_fn = {id(x.grad_fn): x for x in tensors if x.grad_fn is not None and id(x) in names}
+        self.nodes: list[Node] = []
+        self.index: dict[int, int] = {}
+        self.held: list[Any] = []
+        self.sources: dict[int, int] = {}
+
+    def values(self, x: torch.Tensor) -> str:
+        return fmt.values(x, self.digits, 4)
+
+    def grad_text(self, tensor: torch.Tensor) -> str | None:
+        g = self.grads.get(id(tensor))
+        return None if g is None else self.values(g)
+
+    def name_of(self, x: torch.Tensor) -> str | None:
         """The user's name for a saved tensor: the same tensor (a saved input), or the same
         output of the same node (a saved output is unpacked as a new tensor object)."""
-        name = names.get(id(x))
+        name = self.names.get(id(x))
         if name is None and x.grad_fn is not None:
-            owner = by_fn.get(id(x.grad_fn))
+            owner = self.by_fn.get(id(x.grad_fn))
             if owner is not None and owner.output_nr == x.output_nr and owner.shape == x.shape:
-                name = names.get(id(owner))
+                name = self.names.get(id(owner))
         return name
 
-    nodes: list[Node] = []
-    edges: list[tuple[int, int]] = []
-    index: dict[int, int] = {}
-    # PyTorch makes a new Python object for an autograd node each time one is asked for while none
-    # is alive, so id() is only stable while one is held: every node seen is kept until the end
-    held: list[Any] = []
-    sources: dict[int, int] = {}
-    if output.grad_fn is None:  # the output is a leaf itself
-        nodes.append(Node(0, "output", "", out_name, values(output.detach()), grad_text(output)))
-        return Graph(nodes, edges)
+    def walk(self) -> Graph:
+        """Breadth first from the output's node along ``next_functions``."""
+        output, edges, labels = self.output, [], []
+        if output.grad_fn is None:  # the output is a leaf itself
+            node = Node(0, "output", "", self.out_name, self.values(output.detach()), self.grad_text(output))
+            return Graph([node], [], language=self.language, output_name=self.out_name)
+        queue = deque([output.grad_fn])
+        self.add(output.grad_fn)
+        while queue:
+            fn = queue.popleft()
+            parent = self.index[id(fn)]
+            edge_flow = self.flow.get(id(fn), (None, []))[1]
+            for i, (nxt, _) in enumerate(fn.next_functions):
+                if nxt is None:
+                    continue
+                if id(nxt) not in self.index:
+                    self.add(nxt)
+                    queue.append(nxt)
+                edges.append((parent, self.index[id(nxt)]))
+                labels.append(edge_flow[i] if i < len(edge_flow) else None)
+        labelled = labels if any(labels) else []
+        return Graph(self.nodes, edges, labelled, self.sources, self.language, self.out_name)
 
-    def add(fn: Any) -> int:
-        node_id = len(nodes)
-        index[id(fn)] = node_id
-        held.append(fn)
-        sources[node_id] = id(fn)
+    def add(self, fn: Any) -> None:
+        node_id = len(self.nodes)
+        self.index[id(fn)] = node_id
+        self.held.append(fn)
+        self.sources[node_id] = id(fn)
         op = type(fn).__name__
         variable = getattr(fn, "variable", None)
         if isinstance(variable, torch.Tensor):
-            name = names.get(id(variable))
-            data = values(variable.detach())
-            label = name or f"{type(variable).__name__} {fmt.shape(variable)}"
-            nodes.append(
-                Node(node_id, "leaf", op, label, data, grad_text(variable), shape=fmt.shape(variable))
-            )
-            return node_id
+            label = self.names.get(id(variable)) or f"{type(variable).__name__} {fmt.shape(variable)}"
+            data, grad = self.values(variable.detach()), self.grad_text(variable)
+            self.nodes.append(Node(node_id, "leaf", op, label, data, grad, shape=fmt.shape(variable)))
+            return
         if node_id == 0:
-            nodes.append(Node(node_id, "output", op, out_name, values(output.detach()), grad_text(output)))
-        elif id(fn) in by_fn:
-            tensor = by_fn[id(fn)]
-            name = names[id(tensor)]
-            nodes.append(Node(node_id, "named", op, name, values(tensor.detach()), grad_text(tensor)))
-        else:
-            nodes.append(Node(node_id, "function", op))
-        if id(fn) in flow and nodes[-1].grad is None:
-            nodes[-1].grad = flow[id(fn)][0]
-        if full:
-            nodes[-1].extra = _saved(fn, values, name_of)
-        return node_id
-
-    labels: list[str | None] = []
-    queue = deque([output.grad_fn])
-    add(output.grad_fn)
-    while queue:
-        fn = queue.popleft()
-        parent = index[id(fn)]
-        edge_flow = flow.get(id(fn), (None, []))[1]
-        for i, (nxt, _) in enumerate(fn.next_functions):
-            if nxt is None:
-                continue
-            if id(nxt) not in index:
-                add(nxt)
-                queue.append(nxt)
-            edges.append((parent, index[id(nxt)]))
-            labels.append(edge_flow[i] if i < len(edge_flow) else None)
-    return Graph(nodes, edges, labels if any(labels) else [], sources)
+            output = self.output
+            node = Node(
+                node_id, "output", op, self.out_name, self.values(output.detach()), self.grad_text(output)
+            )
+        elif id(fn) in self.by_fn:
+            tensor = self.by_fn[id(fn)]
+            data = self.values(tensor.detach())
+            node = Node(node_id, "named", op, self.names[id(tensor)], data, self.grad_text(tensor))
+        else:  # (with --steps: the name the steps made up for it)
+            node = Node(node_id, "function", op, self.node_names.get(id(fn)))
+        if id(fn) in self.flow and node.grad is None:
+            node.grad = self.flow[id(fn)][0]
+        if self.full:
+            node.extra = _saved(fn, self.values, self.name_of, self.language)
+        self.nodes.append(node)
 
 
-def _saved(fn: Any, values: Any, name_of: Any) -> list[str]:
+def names_from_steps(raws: Any, steps: Any) -> dict[int, str]:
+    """``id(autograd node) -> name`` as ``--steps`` wrote it: *raws* are the traced nodes
+    (:attr:`.steps.Tracer.raws`) and ``steps.steps`` the steps made from them, one each, in the
+    same order; a node no step ran (its gradient was not needed) is named by the edge that
+    reaches it. Empty where the two do not line up (then no node gets a name it may not have)."""
+    found: dict[int, str] = {}
+    if len(raws) != len(steps.steps):
+        return {}
+    for raw, step in zip(raws, steps.steps, strict=True):
+        if type(raw.node).__name__ != step.node:
+            return {}
+        found.setdefault(id(raw.node), step.name)
+        inputs = [nxt for nxt, _ in raw.node.next_functions if nxt is not None]
+        if len(inputs) == len(step.edges):
+            for nxt, edge in zip(inputs, step.edges, strict=True):
+                if not edge.leaf:
+                    found.setdefault(id(nxt), edge.to)
+    return found
+
+
+def _saved(fn: Any, values: Any, name_of: Any, language: str = "en") -> list[str]:
     """``name = value`` for what a backward node saved: ``exponent = 2``, ``other = u`` (a saved
     tensor that is one of the user's named tensors shows the name), ``self = 12`` (an unnamed one
     shows its values). A value PyTorch did not keep (``None``: not needed for the grads asked
@@ -803,7 +926,7 @@ def _saved(fn: Any, values: Any, name_of: Any) -> list[str]:
         try:
             value = getattr(fn, attr)
         except RuntimeError:  # freed by an earlier backward()
-            found.append(f"{label} = {t('graph.freed')}")
+            found.append(f"{label} = {_say(language, 'graph.freed')}")
             continue
         shown = text(value)
         if shown is not None:
@@ -818,19 +941,6 @@ MIN_RUN = 3  # repeated blocks chained one after another fold into one box from 
 MAX_PARAM_LINES = 6  # parameters listed in a module's box
 MAX_OP_NAMES = 3  # a box names its ops when they are of at most this many kinds
 CALL_MARK = "#"  # a call key's mark for a module's later calls: "cell#2" (modules.call_keys)
-WORDS: dict[str, dict[str, str]] = {  # the boxes' words (to move into messages.py)
-    "fold.op": {"en": "1 op", "zh": "1 个运算"},
-    "fold.ops": {"en": "{count} ops", "zh": "{count} 个运算"},
-    "fold.named_ops": {"en": "{ops}: {names}", "zh": "{ops}：{names}"},
-    "fold.each": {"en": "each: {text}", "zh": "每个：{text}"},
-    "fold.more_params": {"en": "… {count} more parameters", "zh": "…… 另有 {count} 个参数"},
-}
-
-
-def _word(key: str, **fields: object) -> str:
-    from .messages import resolve
-
-    return WORDS[key][resolve(None)].format(**fields)
 
 
 @dataclass
@@ -924,6 +1034,17 @@ def _box_of(key: str, depth: int, calls: _Calls) -> str | None:
     return None if key in calls.has_calls else key  # a module that calls no other stays one box
 
 
+def _ops_text(ops: list[str], language: str) -> str:
+    """``2 ops: T, Addmm`` (*ops* in forward order; the kinds named when there are few)."""
+    kinds = list(dict.fromkeys(_short_op(op) for op in ops))
+    text = (
+        _say(language, "graph.fold.op") if len(ops) == 1 else _say(language, "graph.fold.ops", count=len(ops))
+    )
+    if len(kinds) <= MAX_OP_NAMES:
+        text = _say(language, "graph.fold.named_ops", ops=text, names=", ".join(kinds))
+    return text
+
+
 def _short_op(op: str) -> str:
     """``AddmmBackward0`` -> ``Addmm``."""
     head, _, tail = op.rpartition("Backward")
@@ -970,45 +1091,64 @@ def fold(
     path that passes through it) is not folded."""
     if not owners or not graph.nodes:
         return graph
-    want = 1 if depth is None else max(0, depth)
     calls = _calls(set(owners.values()), kinds, parents)
-    position = {n.id: i for i, n in enumerate(graph.nodes)}
     by_id = {n.id: n for n in graph.nodes}
-    group: dict[int, str] = {}  # node id -> box key
-    for node in graph.nodes:
-        key = owners.get(node.id)
-        if key is not None:
-            box = _box_of(key, want, calls)
-            if box is not None:
-                group[node.id] = box
-    _shared_leaves_out(graph, group, by_id)
-    _break_loops(graph, group)
+    group = _module_groups(graph, owners, 1 if depth is None else max(0, depth), calls, by_id)
     boxes: dict[str, list[int]] = {}
     for node in graph.nodes:
         if node.id in group:
             boxes.setdefault(group[node.id], []).append(node.id)
     runs = _runs(graph, group, boxes, calls, by_id)
-    # the new nodes, in the order of their first node (the output's first)
-    members: dict[Any, list[int]] = {}
     run_of = {key: first for first, run in runs.items() for key in run}
-    for node in graph.nodes:
-        key = group.get(node.id)
-        gkey: Any = node.id if key is None else ("box", run_of.get(key, key))
-        members.setdefault(gkey, []).append(node.id)
-    ordered = sorted(members, key=lambda g: position[members[g][0]])
-    new_id = {g: i for i, g in enumerate(ordered)}
+    final = {n: run_of.get(key, key) for n, key in group.items()}  # node id -> its box's first call
+    ordered = [
+        ("box", k) if isinstance(k, str) else k
+        for k in dict.fromkeys(final.get(n.id, n.id) for n in graph.nodes)
+    ]
     names = _box_names(ordered, runs, calls)
+
+    def make(first: str, new: int, _: list[int]) -> Node:
+        keys = runs.get(first, [first])
+        return _make_box(new, names[first], keys, boxes, calls, by_id, graph.language)
+
+    return _collapse(graph, final, make)
+
+
+def _module_groups(
+    graph: Graph, owners: dict[int, str], depth: int, calls: _Calls, by_id: dict[int, Node]
+) -> dict[int, str]:
+    """node id -> the key of the call whose box it goes into at *depth* (see :func:`fold`)."""
+    group: dict[int, str] = {}
+    for node in graph.nodes:
+        key = owners.get(node.id)
+        if key is not None:
+            box = _box_of(key, depth, calls)
+            if box is not None:
+                group[node.id] = box
+    _shared_leaves_out(graph, group, by_id)
+    _break_loops(graph, group)
+    return group
+
+
+def _collapse(graph: Graph, group: dict[int, Any], make: Callable[[Any, int, list[int]], Node]) -> Graph:
+    """*graph* with each group of nodes (``group``: node id -> key) drawn as one node,
+    ``make(key, new id, the group's node ids)``, the other nodes copied; the new nodes in the order
+    of their first node (the output's first). Edges between the same two nodes appear once; an
+    edge keeps its label where it stands for one edge only."""
+    members: dict[Any, list[int]] = {}
+    for node in graph.nodes:
+        members.setdefault(("group", group[node.id]) if node.id in group else node.id, []).append(node.id)
+    new_id = {g: i for i, g in enumerate(members)}
+    by_id = {n.id: n for n in graph.nodes}
     nodes: list[Node] = []
     sources: dict[int, int] = {}
-    for g in ordered:
-        if not isinstance(g, tuple):
-            nodes.append(_copy(by_id[g], new_id[g]))
-            if g in graph.sources:
-                sources[new_id[g]] = graph.sources[g]
+    for g, ids in members.items():
+        if isinstance(g, tuple):
+            nodes.append(make(g[1], new_id[g], ids))
             continue
-        first = g[1]
-        keys = runs.get(first, [first])
-        nodes.append(_make_box(new_id[g], names[first], keys, boxes, calls, by_id))
+        nodes.append(_copy(by_id[g], new_id[g]))
+        if g in graph.sources:
+            sources[new_id[g]] = graph.sources[g]
     gid = {n: new_id[g] for g, ids in members.items() for n in ids}
     edges: list[tuple[int, int]] = []
     found: dict[tuple[int, int], list[str | None]] = {}
@@ -1021,7 +1161,7 @@ def fold(
             edges.append(edge)
         found[edge].append(graph.label(k))
     labels = [found[e][0] if len(found[e]) == 1 else None for e in edges]
-    return Graph(nodes, edges, labels if any(labels) else [], sources)
+    return Graph(nodes, edges, labels if any(labels) else [], sources, graph.language, graph.output_name)
 
 
 def _copy(node: Node, new: int) -> Node:
@@ -1194,7 +1334,13 @@ def _param_order(params: list[Node], prefix: str) -> list[Node]:
 
 
 def _make_box(
-    new: int, name: str, keys: list[str], boxes: dict[str, list[int]], calls: _Calls, by_id: dict[int, Node]
+    new: int,
+    name: str,
+    keys: list[str],
+    boxes: dict[str, list[int]],
+    calls: _Calls,
+    by_id: dict[int, Node],
+    language: str,
 ) -> Box:
     first = boxes[keys[0]]
     inside = [i for key in keys for i in boxes[key]]
@@ -1209,11 +1355,8 @@ def _make_box(
     counted = first if each or len(keys) == 1 else inside
     ops = [by_id[i].op for i in reversed(counted) if by_id[i].kind != "leaf"]  # forward order
     if ops:
-        kinds = list(dict.fromkeys(_short_op(op) for op in ops))
-        text = _word("fold.op") if len(ops) == 1 else _word("fold.ops", count=len(ops))
-        if len(kinds) <= MAX_OP_NAMES:
-            text = _word("fold.named_ops", ops=text, names=", ".join(kinds))
-        lines.append(_word("fold.each", text=text) if each else text)
+        text = _ops_text(ops, language)
+        lines.append(_say(language, "graph.fold.each", text=text) if each else text)
     prefix = _plain(keys[0])
     params = _param_order([by_id[i] for i in first if by_id[i].kind == "leaf"], prefix)
     shown = params if len(params) <= MAX_PARAM_LINES else params[: MAX_PARAM_LINES - 1]
@@ -1223,6 +1366,216 @@ def _make_box(
             line += f" · grad {p.grad}"
         lines.append(line)
     if len(shown) < len(params):
-        lines.append(_word("fold.more_params", count=len(params) - len(shown)))
+        lines.append(_say(language, "graph.fold.more_params", count=len(params) - len(shown)))
     kind = calls.kinds[keys[0]]
     return Box(new, "module", kind, name, extra=lines, repeat=len(keys), calls=list(keys), members=inside)
+
+
+# ---------------------------------------------------------------------------
+# folding repeated ops (a loop: --graph folds, --graph unfold and --graph full do not)
+# ---------------------------------------------------------------------------
+MAX_PERIOD = 32  # the most nodes one repetition of a folded run may have
+LOOP_MIN_REPEAT = 5  # a run of repeated ops folds from this many repetitions on ...
+LOOP_MIN_NODES = 10  # ... and this many nodes in all (a short loop stays drawn out)
+
+
+def fold_repeats(graph: Graph) -> Graph:
+    """*graph* with each run of repeated ops folded into one box (:class:`Box`, kind ``"loop"``).
+
+    Along the chain from the output (the nodes other than leaves, ordered by their longest path
+    from the output), a loop makes the same *p* nodes again and again: a run is *c* such units
+    one after another where each unit has the ops of the next, and its edges lead to the same
+    places shifted by one unit (or to the very same node: a leaf or a tensor made before the loop,
+    read in every repetition). The last unit (the loop's first repetition) may lead elsewhere
+    where the others lead to the next unit (the loop's input). A run folds when it has at least
+    :data:`LOOP_MIN_REPEAT` units and :data:`LOOP_MIN_NODES` nodes, nothing outside it leads into
+    any unit but its first, and only its first and last units hold named tensors (a value named in
+    the middle cuts it in two). The longest runs go first; one that would put the graph in a loop
+    stays drawn out. Graphs with no such run come back as they are."""
+    order = _chain_order(graph)
+    if len(order) < LOOP_MIN_NODES:
+        return graph
+    by_id = {n.id: n for n in graph.nodes}
+    runs = _repeat_runs(graph, order, by_id)
+    if not runs:
+        return graph
+    group = {nid: ("loop", k) for k, (_, units) in enumerate(runs) for unit in units for nid in unit}
+
+    def make(key: tuple[str, int], new: int, _: list[int]) -> Node:
+        return _loop_box(new, runs[key[1]][1], by_id, graph.language)
+
+    return _collapse(graph, group, make)
+
+
+def _chain_order(graph: Graph) -> list[int]:
+    """The ids of the nodes other than leaves, by their longest path from the output (ties in the
+    graph's order): a loop's repetitions come one after another, each in the same order."""
+    inner = [n.id for n in graph.nodes if n.kind != "leaf"]
+    keep = set(inner)
+    kids: dict[int, list[int]] = {i: [] for i in inner}
+    indegree = dict.fromkeys(inner, 0)
+    for a, b in graph.edges:
+        if a in keep and b in keep:
+            kids[a].append(b)
+            indegree[b] += 1
+    depth = dict.fromkeys(inner, 0)
+    queue = deque(i for i in inner if indegree[i] == 0)
+    while queue:
+        a = queue.popleft()
+        for b in kids[a]:
+            depth[b] = max(depth[b], depth[a] + 1)
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                queue.append(b)
+    position = {i: k for k, i in enumerate(inner)}
+    return sorted(inner, key=lambda i: (depth[i], position[i]))
+
+
+@dataclass
+class _Chain:
+    """What :func:`_repeat_runs` compares: per position in the chain order, the node's op (a box
+    is like nothing else) and its children (their positions; a leaf as ``-1 - id``)."""
+
+    sig: list[Any]
+    kids: list[tuple[int, ...]]
+
+    def __post_init__(self) -> None:
+        numbers: dict[Any, int] = {}
+        self.codes = torch.tensor([numbers.setdefault(s, len(numbers)) for s in self.sig], dtype=torch.int64)
+
+    def same(self, i: int, j: int, shift: int) -> bool:
+        """Whether the node at *j* repeats the one at *i*: the same op, each child the same node
+        or the one *shift* further on."""
+        if self.sig[i] != self.sig[j]:
+            return False
+        a, b = self.kids[i], self.kids[j]
+        return len(a) == len(b) and all(
+            x == y or (x >= 0 and y - x == shift) for x, y in zip(a, b, strict=True)
+        )
+
+    def last_unit(self, start: int, p: int) -> bool:
+        """Whether the unit at *start* + *p* repeats the unit at *start*, except that where the
+        earlier one leads to a later unit, it may lead anywhere outside the two (the loop's input)."""
+        if start + 2 * p > len(self.sig):
+            return False
+        for i in range(start, start + p):
+            j = i + p
+            a, b = self.kids[i], self.kids[j]
+            if self.sig[i] != self.sig[j] or len(a) != len(b):
+                return False
+            for x, y in zip(a, b, strict=True):
+                if not (
+                    x == y or (x >= 0 and y - x == p) or (x >= start + p and (y < 0 or y >= start + 2 * p))
+                ):
+                    return False
+        return True
+
+
+def _repeat_runs(graph: Graph, order: list[int], by_id: dict[int, Node]) -> list[tuple[int, list[list[int]]]]:
+    """The runs to fold, each ``(period, units)`` with the units' node ids, the output's side first."""
+    pos = {nid: i for i, nid in enumerate(order)}
+    kids = graph.children()
+    chain = _Chain(
+        [("box", i) if isinstance(by_id[i], Box) else by_id[i].op for i in order],
+        [tuple(pos.get(b, -1 - b) for b in kids[i]) for i in order],
+    )
+    candidates: list[tuple[int, int, int]] = []
+    for p in range(1, min(MAX_PERIOD, len(order) // LOOP_MIN_REPEAT) + 1):
+        # where a divisor of p found its run, p finds the same nodes in longer units: no need to look
+        blocked = torch.zeros(len(order), dtype=torch.bool)
+        for start, q, count in candidates:
+            if p % q == 0:
+                blocked[start : start + q * count] = True
+        candidates += _stretches(chain, p, blocked)
+    candidates.sort(key=lambda c: (-c[1] * c[2], c[1], c[0]))  # most nodes first, then the shortest unit
+    parents: list[list[int]] = [[] for _ in order]
+    for a, b in graph.edges:
+        if b in pos and a in pos:
+            parents[pos[b]].append(pos[a])
+    pinned = [by_id[i].kind in ("output", "named") for i in order]
+    used = [False] * len(order)
+    group: dict[int, Any] = {}
+    runs: list[tuple[int, list[list[int]]]] = []
+    for start, p, count in candidates:
+        for u, c in _parts(start, p, count, parents, pinned):
+            span = range(u, u + c * p)
+            if any(used[i] for i in span):
+                continue
+            trial = {**group, **{order[i]: ("loop", len(runs)) for i in span}}
+            if any(isinstance(g, tuple) for g in _in_loops(_group_edges(graph, trial))):
+                continue
+            group = trial
+            for i in span:
+                used[i] = True
+            runs.append((p, [order[u + k * p : u + (k + 1) * p] for k in range(c)]))
+    return runs
+
+
+def _stretches(chain: _Chain, p: int, blocked: torch.Tensor) -> list[tuple[int, int, int]]:
+    """``(start, p, count)`` for each stretch of the chain order where every node repeats the one
+    *p* before it (none starts at a *blocked* position): units of *p* from its start, the last one
+    checked with :meth:`_Chain.last_unit`."""
+    n = len(chain.sig)
+    codes = chain.codes
+    looks = torch.nonzero((codes[:-p] == codes[p:]) & ~blocked[:-p]).flatten().tolist()  # same op
+    found = []
+    i = 0
+    for j in looks:
+        if j < i or not chain.same(j, j + p, p):
+            continue
+        i = j
+        while i < n - p and chain.same(i, i + p, p):
+            i += 1
+        count = (i - j) // p + 1
+        if chain.last_unit(j + (count - 1) * p, p):
+            count += 1
+        if count >= LOOP_MIN_REPEAT and count * p >= LOOP_MIN_NODES:
+            found.append((j, p, count))
+    return found
+
+
+def _parts(
+    start: int, p: int, count: int, parents: list[list[int]], pinned: list[bool]
+) -> list[tuple[int, int]]:
+    """The run of *count* units of *p* from *start* cut before each unit that is reached from
+    outside the run (only the first may be) and before each unit in the middle that holds a named
+    tensor (only the first and last show their values): ``(start, count)`` of the parts long
+    enough to fold."""
+    out, pending = [], [(start, count)]
+    while pending:
+        u, c = pending.pop()
+        if c < LOOP_MIN_REPEAT or c * p < LOOP_MIN_NODES:
+            continue
+        end = u + c * p
+
+        def cut_before(k: int, u: int = u, c: int = c, end: int = end) -> bool:
+            unit = range(u + k * p, u + (k + 1) * p)
+            outside = any(not u <= a < end for i in unit for a in parents[i])
+            return outside or (k < c - 1 and any(pinned[i] for i in unit))
+
+        cut = next((k for k in range(1, c) if cut_before(k)), None)
+        if cut is None:
+            out.append((u, c))
+        else:
+            pending += [(u + cut * p, c - cut), (u, cut)]
+    return out
+
+
+def _loop_box(new: int, units: list[list[int]], by_id: dict[int, Node], language: str) -> Box:
+    """One box for a run: ``the same ops, repeated × 100``, the ops of one repetition in forward
+    order, and the named tensors of the last repetition (the unit on the output's side) and of the
+    first: values that are true of one repetition, never of all of them."""
+    top, bottom = units[0], units[-1]
+    ops = [by_id[i].op for i in reversed(top)]
+    lines = [_say(language, "graph.fold.each_time", text=_ops_text(ops, language))]
+    for unit, key in ((top, "graph.fold.last"), (bottom, "graph.fold.first")):
+        for i in unit:
+            n = by_id[i]
+            if n.kind in ("output", "named") and n.name:
+                text = n.name + (f" = {n.data}" if n.data is not None else "")
+                lines.append(
+                    _say(language, key, text=text + (f" · grad {n.grad}" if n.grad is not None else ""))
+                )
+    members = [i for unit in units for i in unit]
+    name = _say(language, "graph.fold.repeated")
+    return Box(new, "loop", "", name, extra=lines, repeat=len(units), members=members)

@@ -328,7 +328,7 @@ def fold_graph(graph: Any, owners: NodeOwners, depth: int | str | bool | None = 
     name for is named as its model names it (``net.0.weight``)."""
     from dataclasses import replace
 
-    from .graph import Graph, fold
+    from .graph import fold
 
     if depth == "full" or not owners:
         return graph
@@ -350,5 +350,5 @@ def fold_graph(graph: Any, owners: NodeOwners, depth: int | str | bool | None = 
         qualified = owners.params.get(graph.sources.get(node.id, -1))
         if qualified and node.kind == "leaf" and (not node.name or node.name.startswith("Parameter ")):
             nodes[i] = replace(node, name=qualified)
-    named = Graph(nodes, graph.edges, graph.labels, graph.sources)
+    named = replace(graph, nodes=nodes)  # (its language and output name kept)
     return fold(named, by_node, owners.kinds, depth, owners.parents)

@@ -13,7 +13,7 @@ from typing import Any
 from .messages import t
 from .spec import GradError
 
-GRAPH_KINDS = ("simple", "full")
+GRAPH_KINDS = ("simple", "full", "unfold")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class GradOptions:
     """Everything ``%%grad`` can be asked for (see ``%%grad?`` and the README).
 
     ``wrt`` is a string (``"u=3 v=4"``), a list of such strings or a mapping
-    ``{"x": 3.0}``; ``graph`` is ``None``, ``"simple"``, ``"full"`` or a depth (an int: how far
+    ``{"x": 3.0}``; ``graph`` is ``None``, ``"simple"``, ``"full"``, ``"unfold"`` (loops drawn step by step) or a depth (an int: how far
     a model's modules are unfolded; ``"simple"`` is one box per layer);
     ``plot_range`` is ``"a:b"`` or ``(a, b)``; ``expect`` is ``"38"``,
     ``"u=43 v=20"`` or a list of such items.
