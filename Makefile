@@ -30,8 +30,12 @@ smoke:
 compat:
 	$(PYTHON) scripts/compat.py $(if $(FULL),--full) $(if $(OLDER),--older) $(if $(KERNELS),--kernel-suite)
 
+# jupyter refuses to start as root (a container, a CI runner) without --allow-root
+ifeq ($(shell id -u),0)
+LAB_FLAGS := --allow-root
+endif
 lab: $(STAMP)
-	$(PY) -m jupyter lab examples
+	$(PY) -m jupyter lab examples $(LAB_FLAGS)
 
 system-packages:
 	bash scripts/system-packages.sh

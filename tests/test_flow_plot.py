@@ -17,7 +17,7 @@ import torch
 from test_plot import _texts
 
 from torchgrad_magic import plot
-from torchgrad_magic.messages import using
+from torchgrad_magic.messages import MESSAGES, using
 from torchgrad_magic.plot import LayerFlow, flow_figure
 
 NAN, INF = float("nan"), float("inf")
@@ -318,3 +318,46 @@ def test_50_and_500_layers_render():
     for rows in (fifty, five_hundred):
         png = plot.png(flow_figure(rows))
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+MODEL = (
+    "import torch\ntorch.manual_seed(0)\n"
+    "net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))\n"
+)
+TRAIN = "loss = ((net(torch.randn(16, 4)) - 1) ** 2).mean()\nloss.backward()"
+
+
+def _flow_words(figure) -> tuple:
+    (ax,) = figure.axes
+    return figure.get_suptitle(), ax.get_xlabel(), ax.get_ylabel(), legend_texts(ax)
+
+
+def _catalogue(language: str) -> tuple:
+    words = {key: MESSAGES[f"flow.{key}"][language] for key in ("title", "xlabel", "ylabel", "mean", "max")}
+    return words["title"], words["xlabel"], words["ylabel"], [words["mean"], words["max"]]
+
+
+def test_flow_words_are_the_catalogues_in_the_cells_language(shell):
+    """The picture's words live in messages.MESSAGES (flow.*), and a cell's figure is in its language:
+    --lang zh and %config GradMagic.language = 'zh' both give the Chinese words, in a CJK font."""
+    font = plot.cjk_font()
+    if font is None:
+        pytest.fail("no CJK font found: install one (apt-get install -y fonts-noto-cjk); CI installs it")
+    assert not hasattr(plot, "FLOW_LABELS")  # one catalogue
+    shell.run_cell(MODEL)
+    assert shell.run_cell(f"%%grad --plot --out r -q\n{TRAIN}").success
+    assert _flow_words(shell.user_ns["r"].figure) == _catalogue("en")
+    assert shell.run_cell(f"%%grad --plot --lang zh --out r -q\n{TRAIN}").success
+    assert _flow_words(shell.user_ns["r"].figure) == _catalogue("zh")
+    try:
+        shell.run_cell("%config GradMagic.language = 'zh'")
+        assert shell.run_cell(f"%%grad --plot --out r -q\n{TRAIN}").success
+    finally:
+        shell.run_cell("%config GradMagic.language = 'auto'")
+    figure = shell.user_ns["r"].figure
+    assert _flow_words(figure) == _catalogue("zh") and _catalogue("zh") != _catalogue("en")
+    assert figure.get_suptitle() == "梯度流：每层的 |梯度|"
+    texts = all_texts(figure)
+    assert all(t.get_fontfamily()[0] == font for t in texts if any(ord(c) > 0x2E80 for c in t.get_text()))
+    with using("en"):  # the language is the one passed, not the one in use when it is made
+        assert _flow_words(flow_figure(mlp_rows(shell.user_ns["net"]), language="zh")) == _catalogue("zh")

@@ -3,8 +3,11 @@ summarised, tracked in place with --wrt, gradient flow, and the contract with th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
+from conftest import Failure
 
 from torchgrad_magic import grad
 
@@ -225,7 +228,7 @@ def test_big_model_folds_per_module():
     assert result.model.by_module and len(result.model.params) == 80 and len(result.model.modules) == 40
     text, html = str(result), result._repr_html_()
     assert text.count("\n") < 70 and "result.model.params has each of the 80 parameters" in text
-    assert "<details><summary>every parameter (80)</summary>" in html and len(html) < 20_000
+    assert "<details><summary>every parameter (80)</summary>" in html and len(html) < 24_000
 
 
 def test_zh_model_table():
@@ -315,3 +318,50 @@ def test_a_layer_whose_big_grad_changed_is_not_drawn_as_dead(monkeypatch):
     result = grad(LOSS + "\nloss.backward()\nnet[0].weight.grad.zero_()", namespace=namespace(), plot=True)
     assert [layer.name for layer in result.model.layers()] == ["net.2"]  # net.0's grads are not the call's
     assert "every grad is exactly 0" not in " ".join(result.note_texts)
+
+
+DEAD = SETUP.replace("nn.Tanh()", "nn.ReLU()") + "with torch.no_grad():\n    net[0].bias[:8].fill_(-100.0)\n"
+
+
+def _model_rows(text: str) -> list[str]:
+    """The lines of the parameters' table in a report's text (its header first)."""
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(("parameter ", "参数 ")))
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+def test_model_table_names_on_the_left_and_zeros_as_percentages(run):
+    """8 of net.0's 32 units never activate: a quarter of net.0's and net.2.weight's grads are 0,
+    none of net.2.bias's. The zeros column says both in one unit (0%, 25%), text and HTML alike."""
+    run.ns.update(namespace(DEAD)) if run.kind == "function" else run.shell.run_cell(DEAD)
+    result = run("", LOSS)
+    rows = [re.split(r"\s{2,}", line) for line in _model_rows(str(result))]
+    header, body = rows[0], rows[1:]
+    assert [r[0] for r in body] == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]  # left
+    zeros = [r[header.index("zeros")] for r in body]
+    assert zeros == ["25%", "25%", "25%", "0%"]
+    html = result._repr_html_()
+    table = html[html.index("<table") : html.index("</table>")]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    assert [c[0] for c in cells] == [r[0] for r in body]
+    assert [c[header.index("zeros")] for c in cells] == zeros
+    zh = run("--lang zh", LOSS)
+    zh_rows = [re.split(r"\s{2,}", line) for line in _model_rows(str(zh))]
+    assert [r[zh_rows[0].index("零的比例")] for r in zh_rows[1:]] == zeros
+
+
+def test_save_on_a_model_writes_its_gradient_flow_and_says_where(run, tmp_path):
+    run.ns.update(namespace()) if run.kind == "function" else run.shell.run_cell(SETUP)
+    path = tmp_path / "flow.png"
+    result = run(f"--save {path}", LOSS)
+    assert path.read_bytes().startswith(b"\x89PNG") and result.figure.get_suptitle().startswith(
+        "Gradient flow"
+    )
+    assert f"figure saved to {path}" in result.note_texts
+    zh = run(f"--save {path} --lang zh", LOSS)
+    assert f"图已保存到 {path}" in zh.note_texts
+    missing = tmp_path / "missing"
+    with pytest.raises(Failure, match=f"the folder {re.escape(str(missing))} does not exist"):
+        run(f"--save {missing / 'flow.png'}", "ran = True\n" + LOSS)
+    assert "ran" not in run.ns  # refused before the cell ran (it used to fail after, when saving)

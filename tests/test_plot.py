@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import re
 import subprocess
 import sys
 import warnings
@@ -187,6 +189,51 @@ def test_bad_save_and_range(run, tmp_path):
         run("--wrt x=3 --plot --range 5:1", "y = x")
     with pytest.raises(Failure, match="low:high"):
         run("--wrt x=3 --plot --range abc", "y = x")
+
+
+def test_save_says_where_it_wrote(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative name: the note gives the absolute path that was written
+    result = run("--wrt x=3 --save fig.png", "y = 3 * x ** 2")
+    written = tmp_path / "fig.png"
+    assert written.read_bytes().startswith(b"\x89PNG")
+    assert f"figure saved to {written}" in result.note_texts
+    zh = run("--wrt x=3 --save fig.svg --lang zh", "y = 3 * x ** 2")
+    assert f"图已保存到 {tmp_path / 'fig.svg'}" in zh.note_texts
+    assert (tmp_path / "fig.svg").read_bytes().startswith(b"<?xml")
+
+
+def test_save_where_it_cannot_be_written_is_refused_before_the_cell_runs(run, tmp_path):
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(Failure) as caught:
+        run(f"--wrt x=3 --save {missing / 'f.png'}", "ran = True\ny = 3 * x ** 2")
+    message = str(caught.value)
+    assert f"the folder {missing} does not exist" in message and "\n" not in message
+    assert "could not be evaluated again" not in message
+    assert "ran" not in run.ns and not missing.exists()  # the cell's code did not run
+    with pytest.raises(Failure, match=f"文件夹 {re.escape(str(missing))} 不存在"):
+        run(f"--wrt x=3 --lang zh --save {missing / 'f.png'}", "ran = True\ny = x")
+    assert "ran" not in run.ns
+    folder = tmp_path / "f.png"
+    folder.mkdir()
+    with pytest.raises(Failure, match="that is a folder"):
+        run(f"--wrt x=3 --save {folder}", "ran = True\ny = x")
+    assert "ran" not in run.ns
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # (root may write anywhere)
+        with pytest.raises(Failure, match=f"the folder {re.escape(str(locked))} cannot be written to"):
+            run(f"--wrt x=3 --save {locked / 'f.png'}", "ran = True\ny = x")
+        assert "ran" not in run.ns
+
+
+def test_save_with_no_plot_is_refused_before_the_cell_runs(shell, tmp_path):
+    path = tmp_path / "fig.png"
+    outcome = shell.run_cell(f"%%grad --wrt x=3 --save {path} --no-plot\nran = True\ny = 3 * x ** 2")
+    assert not outcome.success and "ran" not in shell.user_ns and not path.exists()
+    message = str(outcome.error_in_exec)
+    assert "--save is for the figure, and --no-plot asks for none" in message and "did not run" in message
+    assert shell.run_cell("%%grad --wrt x=3 --save " + str(path) + "\ny = 3 * x ** 2").success
+    assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_plotting_leaves_no_state_behind(run):

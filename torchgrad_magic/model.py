@@ -169,9 +169,8 @@ class ModelReport:
         if stats.grad_norm is None:
             return [t("model.no_grad"), "", "", "", ""]
         n = lambda v: "" if v is None else fmt.number(float(v), self.digits)  # noqa: E731
-        zeros = stats.zero_fraction or 0.0
-        zero_text = "0" if zeros == 0 else f"{zeros:.0%}" if zeros >= 0.01 else _percent(zeros)
-        return [n(stats.grad_norm), n(stats.mean_abs), n(stats.max_abs), zero_text, n(stats.ratio)]
+        zeros = _percent(stats.zero_fraction or 0.0)
+        return [n(stats.grad_norm), n(stats.mean_abs), n(stats.max_abs), zeros, n(stats.ratio)]
 
     def param_rows(self, limit: int | None = None) -> list[list[str]]:
         rows = []
@@ -251,8 +250,26 @@ LOW = (torch.float16, torch.bfloat16)
 
 
 def _percent(fraction: float) -> str:
-    """A small share as a percentage with two significant digits: 0.61%, 0.098%, 1e-05%."""
-    return f"{fraction * 100:.2g}%"
+    """A share as a percentage, always (one unit down the column): 0%, 6%, 100%; a small share
+    with two significant digits (0.61%, 0.098%, 0.00001%) and one just short of all with as
+    many as it takes (99.5%, 99.999%), so that only none is 0% and only all is 100%."""
+    if fraction <= 0 or fraction >= 1:
+        return "0%" if fraction <= 0 else "100%"
+    percent = fraction * 100
+    if percent < 1:
+        return _plain(f"{percent:.2g}") + "%"
+    digits = 0
+    while digits < 12 and round(percent, digits) >= 100:
+        digits += 1
+    text = f"{percent:.{digits}f}"
+    return (text.rstrip("0").rstrip(".") if digits else text) + "%"
+
+
+def _plain(text: str) -> str:
+    """``"1e-05"`` -> ``"0.00001"`` (a learner reads no exponent in a percentage)."""
+    if "e" not in text:
+        return text
+    return f"{float(text):.{-int(text.split('e')[1]) + 1}f}".rstrip("0").rstrip(".")
 
 
 def _quick(grad: torch.Tensor | None) -> tuple[float | None, bool]:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .messages import Note, note, t, using
+from .messages import MESSAGES, Note, note, t
 from .spec import GradError
 
 WIDTH_IN, HEIGHT_IN, DPI = 6.4, 4.0, 100
@@ -83,8 +83,20 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
 
 
 def check_save_path(path: str | None) -> None:
-    if path is not None and os.path.splitext(path)[1].lower() not in (".png", ".svg"):
+    """GradError unless *path* can be written: a ``.png``/``.svg`` name in a folder that exists
+    and may be written to (checked before the cell runs, so a typo costs no run)."""
+    if path is None:
+        return
+    if os.path.splitext(path)[1].lower() not in (".png", ".svg"):
         raise GradError(t("plot.bad_save", path=path))
+    full = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise GradError(t("plot.save_is_folder", path=path))
+    if not os.path.isdir(folder):
+        raise GradError(t("plot.save_no_folder", path=path, folder=folder))
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        raise GradError(t("plot.save_not_writable", path=path, folder=folder))
 
 
 # ---------------------------------------------------------------------------
@@ -213,8 +225,7 @@ def make_figure(
     label_language, family = _fonts(language, notes)
 
     def label(message_id: str, **fields: object) -> str:
-        with using(label_language):
-            return t(message_id, **fields)
+        return _say(label_language, message_id, **fields)
 
     style = _Style(family)
     if len(leaves) == 1 and next(iter(leaves.values())).dim() == 1:
@@ -222,6 +233,11 @@ def make_figure(
     else:
         figure, curves = _point_figure(result, evaluate, window, notes, label, style)
     return figure, curves, notes
+
+
+def _say(language: str, message_id: str, **fields: object) -> str:
+    """A figure's words in *language*, as given: never the language in use when it is drawn."""
+    return MESSAGES[message_id][language].format(**fields)
 
 
 @dataclass
@@ -310,7 +326,8 @@ def _vector_figure(result: Any, notes: list[Note], style: _Style):
     grad = result.grads[name]
     output = result.output.detach().float().cpu()
     with_function = output.shape == x.shape
-    d_name = f"d{out_name}/d{name}"
+    written = getattr(result, "written", None)  # Y.mean(): its grads are not dY/dx
+    d_name = f"d({written})/d{name}" if written and not result.summed else f"d{out_name}/d{name}"
     series = []
     if with_function:
         series.append((out_name, output, FUNCTION_COLOR))
@@ -353,7 +370,10 @@ def _point_figure(
     result: Any, evaluate: Callable | None, window, notes: list[Note], label: Callable, style: _Style
 ):
     names = list(result.leaves)
-    out = f"sum({result.output_name})" if result.summed else result.output_name
+    reduced = getattr(result, "target", None)  # what the cell reduced the output to, as it wrote it
+    out = getattr(result, "written", None) or (
+        f"sum({result.output_name})" if result.summed else result.output_name
+    )
     d = "d" if len(names) == 1 else "∂"
     figure, axes = _new_figure(len(names))
     curves: list[Curve] = []
@@ -361,10 +381,15 @@ def _point_figure(
     for ax, name in zip(axes, names, strict=True):
         point = result.values[name].detach().double().item()
         slope_t = result.grads[name]
-        value = (result.output.detach().sum() if result.summed else result.output.detach()).double().item()
+        value = (
+            (reduced if reduced is not None else result.output.sum() if result.summed else result.output)
+            .detach()
+            .double()
+            .item()
+        )
         low, high = window or (point - max(1.0, abs(point)), point + max(1.0, abs(point)))
         grid = torch.linspace(low, high, GRID_POINTS, dtype=torch.float64)
-        label_d = f"{d}{out}/{d}{name}"
+        label_d = f"{d}({out})/{d}{name}" if "(" in out else f"{d}{out}/{d}{name}"
         evaluated = None
         if evaluate is not None:
             try:
@@ -587,43 +612,13 @@ class LayerFlow:
     frozen: bool = False
 
 
-# the few labels of the flow picture (kept here: a figure's words, not the report's)
-FLOW_LABELS = {
-    "en": {
-        "title": "Gradient flow: |grad| per layer",
-        "xlabel": "layer (forward order)",
-        "ylabel": "|grad| (log scale)",
-        "mean": "mean |grad|",
-        "max": "max |grad|",
-        "zero": "all zero",
-        "frozen": "frozen",
-        "non-finite": "non-finite",
-        "count": "{label} ({count})",
-        "every": "{count} layers, 1 in {step} named",
-        "prefix": "names after {prefix}",
-        "empty": "no layers to show",
-    },
-    "zh": {
-        "title": "梯度流：每层的 |梯度|",
-        "xlabel": "层（前向顺序）",
-        "ylabel": "|梯度|（对数刻度）",
-        "mean": "平均 |梯度|",
-        "max": "最大 |梯度|",
-        "zero": "全为零",
-        "frozen": "已冻结",
-        "non-finite": "含 nan/inf",
-        "count": "{label}（{count} 层）",
-        "every": "共 {count} 层，每 {step} 层标一个名字",
-        "prefix": "名字省去了 {prefix}",
-        "empty": "没有可显示的层",
-    },
-}
 MEAN_COLOR, MAX_COLOR = "tab:blue", "tab:orange"
-# how each kind of layer that log scale cannot show is drawn at the bottom: marker, color, band
+# how each kind of layer that log scale cannot show is drawn at the bottom: marker, color, band,
+# and the words said of it (messages.MESSAGES, in the figure's language)
 FLOW_MARKS = {
-    "zero": ("X", "tab:red", "#fde4e1"),
-    "non-finite": ("*", "tab:purple", "#efe3f7"),
-    "frozen": ("s", "0.45", "0.93"),
+    "zero": ("X", "tab:red", "#fde4e1", "flow.zero"),
+    "non-finite": ("*", "tab:purple", "#efe3f7", "flow.non_finite"),
+    "frozen": ("s", "0.45", "0.93", "flow.frozen"),
 }
 FLOW_WIDTH_IN, FLOW_MAX_WIDTH_IN = WIDTH_IN, 9.0
 TICK_PX = 18  # room a 10 pt label needs across its line (rotated: between neighbours)
@@ -684,50 +679,23 @@ def flow_figure(layers: Any, language: str | None = "en", notes: list | None = N
     """The gradient-flow picture of a model: per layer (forward order) the mean and the max |grad|
     on a log scale; layers whose grads are all zero, frozen or non-finite are drawn on a strip at
     the bottom with their own marker, band and words. A ``matplotlib.figure.Figure`` made without
-    pyplot; *notes* (a list) receives the one-time "no Chinese font" note."""
-    import numpy as np
+    pyplot; its words are in *language* (``None``: the language in use when it is made); *notes*
+    (a list) receives the one-time "no Chinese font" note."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.markers import TICKDOWN
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     from .messages import resolve
 
     layers = list(layers)
-    language, family = _fonts(resolve(language), notes if notes is not None else [])
-    words = FLOW_LABELS.get(language, FLOW_LABELS["en"])
-    style = _Style(family)
-    count = len(layers)
-    status = [flow_status(layer) for layer in layers]
-    mean = np.array(
-        [layer.mean_abs if s is None else np.nan for layer, s in zip(layers, status, strict=True)],
-        dtype=float,
-    )
-    high = np.array(
-        [layer.max_abs if s is None else np.nan for layer, s in zip(layers, status, strict=True)], dtype=float
-    )
-    mean = np.where(mean > 0, mean, np.nan)  # a mean of 0 under a max > 0 cannot be: not drawn
+    label_language, family = _fonts(resolve(language), notes if notes is not None else [])
 
-    # the size: wider for more layers (up to a notebook's width), taller for long rotated names
-    width_in = min(FLOW_MAX_WIDTH_IN, max(FLOW_WIDTH_IN, 1.3 + count * TICK_PX / DPI))
-    axes_px = (width_in - 1.1) * DPI
-    spacing = axes_px / max(count, 1)
-    with_kind = count <= 12
-    texts = [
-        _short_name(layer.name) + (f"\n{layer.kind}" if with_kind and layer.kind else "") for layer in layers
-    ]
-    widest = max((max(len(line) for line in text.split("\n")) for text in texts), default=0) * CHAR_PX
-    rotation = 0 if widest <= spacing * 0.9 else 90  # (45° names reach out of a narrow figure)
-    prefix = ""
-    if rotation:  # turned names: without the prefix they all share (said once, under the axis)
-        prefix = _common_prefix([layer.name for layer in layers])
-        if len(prefix) < PREFIX_CHARS:
-            prefix = ""
-        texts = [_turned_name(layer.name[len(prefix) :], layer.kind if with_kind else "") for layer in layers]
-        widest = max(len(text) for text in texts) * CHAR_PX
-    drop = widest if rotation else 0
+    def say(message_id: str, **fields: object) -> str:
+        return _say(label_language, message_id, **fields)
+
+    style = _Style(family)
+    status = [flow_status(layer) for layer in layers]
+    layout = _flow_layout(layers)
     figure = Figure(
-        figsize=(width_in, HEIGHT_IN + max(0.0, drop - 40) / DPI),
+        figsize=(layout.width_in, HEIGHT_IN + max(0.0, layout.drop - 40) / DPI),
         dpi=DPI,
         layout="constrained",
         facecolor="white",
@@ -735,101 +703,16 @@ def flow_figure(layers: Any, language: str | None = "en", notes: list | None = N
     )
     ax = figure.add_subplot(1, 1, 1)
     ax.set_yscale("log")
-    figure.suptitle(words["title"], fontproperties=style.font(TITLE_SIZE))
-    style.axes(ax, words["xlabel"], words["ylabel"])
-    if not count:
-        ax.text(
-            0.5,
-            0.5,
-            words["empty"],
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontproperties=style.font(LABEL_SIZE),
-        )
-        ax.set_xticks([])
-        ax.yaxis.set_major_formatter(NullFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+    figure.suptitle(say("flow.title"), fontproperties=style.font(TITLE_SIZE))
+    style.axes(ax, say("flow.xlabel"), say("flow.ylabel"))
+    if not layers:
+        _flow_empty(ax, say("flow.empty"), style)
         return figure
-
-    # the y-range: the plottable values, with room below them for the strip of the others
-    shown = np.concatenate([mean[np.isfinite(mean)], high[np.isfinite(high) & (high > 0)]])
-    annotate = sum(s is not None for s in status) <= 12 and spacing >= 20
-    floor = 0.3 if annotate and any(s is not None for s in status) else 0.14
-    if shown.size:
-        low, top = math.log10(shown.min()), math.log10(shown.max())
-    else:  # nothing to put on the scale: no numbers on it either
-        low, top = -2.0, 0.0
-    if top - low < 2:  # at least two decades, so that two powers of ten are labelled
-        low, top = (low + top) / 2 - 1, (low + top) / 2 + 1
-    span = top - low
-    bottom = low - floor * span / (1 - floor - 0.08)
-    ax.set_ylim(10**bottom, 10 ** (top + 0.08 * span))
-    # 10⁻³: plain text, no mathtext
-    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten) if shown.size else NullFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    x = np.arange(count, dtype=float)
-    ax.set_xlim(-0.6, count - 0.4)
-
-    # mean and max per layer: markers joined by lines (broken where a layer has no value), and a
-    # light bar from mean to max
-    few = count <= 60
-    ends = np.isfinite(mean) & np.isfinite(high)
-    ax.vlines(x[ends], mean[ends], high[ends], color=MAX_COLOR, alpha=0.3, linewidth=3 if few else 1.5)
-    ax.plot(
-        x, high, color=MAX_COLOR, marker="^" if few else None, markersize=6, linewidth=1.4, label=words["max"]
-    )
-    ax.plot(
-        x,
-        mean,
-        color=MEAN_COLOR,
-        marker="o" if few else None,
-        markersize=5,
-        linewidth=1.8,
-        label=words["mean"],
-    )
-    ax.grid(True, axis="y", color="0.9")
-    ax.set_axisbelow(True)
-
-    # the layers log scale cannot show: a band over the layer, a marker on the strip, words
-    strip = ax.get_xaxis_transform()  # x in layers, y in axes fraction
-    high_line, mean_line = ax.get_lines()
-    handles, labels = [mean_line, high_line], [words["mean"], words["max"]]
-    for kind, (marker, color, band) in FLOW_MARKS.items():
-        where = [i for i, s in enumerate(status) if s == kind]
-        if not where:
-            continue
-        for start, stop in _runs(where):
-            ax.axvspan(start - 0.5, stop + 0.5, color=band, zorder=0, linewidth=0)
-        ax.plot(
-            x[where],
-            [STRIP] * len(where),
-            linestyle="none",
-            marker=marker,
-            color=color,
-            markersize=9,
-            transform=strip,
-            clip_on=False,
-            zorder=3,
-        )
-        handles.append(Line2D([], [], linestyle="none", marker=marker, color=color, markersize=9))
-        labels.append(
-            words["count"].format(label=words[kind], count=len(where)) if len(where) > 1 else words[kind]
-        )
-        if annotate:
-            for i in where:
-                ax.text(
-                    i,
-                    STRIP + 0.05,
-                    words[kind],
-                    transform=strip,
-                    rotation=90,
-                    ha="center",
-                    va="bottom",
-                    color=color,
-                    fontproperties=style.font(TEXT_SIZE),
-                    zorder=4,
-                )
+    annotate = sum(s is not None for s in status) <= 12 and layout.spacing >= 20
+    mean, high = _flow_values(ax, layers, status, layout, annotate)
+    handles, labels = _flow_lines(ax, mean, high, say)
+    for kind in FLOW_MARKS:
+        _flow_marks(ax, kind, status, annotate, say, style, handles, labels)
     legend = ax.legend(
         handles,
         labels,
@@ -843,39 +726,173 @@ def flow_figure(layers: Any, language: str | None = "en", notes: list | None = N
         columnspacing=1.2,
     )
     legend.set_in_layout(True)
+    _flow_names(ax, status, layout, say, style)
+    return figure
 
-    # the names: every layer's when they fit, else a thinned set (its layers marked by small ticks)
-    named = _tick_plan(count, axes_px, status, TICK_PX if rotation else max(TICK_PX, widest / 0.9))
+
+@dataclass
+class _FlowLayout:
+    """The size of a flow picture and its layers' names as written under the axis."""
+
+    count: int
+    width_in: float
+    axes_px: float
+    spacing: float  # pixels per layer
+    texts: list[str]
+    rotation: int  # 0 or 90 (45° names reach out of a narrow figure)
+    prefix: str  # the shared prefix left out of turned names ("" when none)
+    widest: float  # pixels
+
+    @property
+    def drop(self) -> float:
+        """How far turned names reach below the axis (pixels)."""
+        return self.widest if self.rotation else 0
+
+
+def _flow_layout(layers: list) -> _FlowLayout:
+    """Wider for more layers (up to a notebook's width), taller for long turned names."""
+    count = len(layers)
+    width_in = min(FLOW_MAX_WIDTH_IN, max(FLOW_WIDTH_IN, 1.3 + count * TICK_PX / DPI))
+    axes_px = (width_in - 1.1) * DPI
+    spacing = axes_px / max(count, 1)
+    with_kind = count <= 12
+    texts = [
+        _short_name(layer.name) + (f"\n{layer.kind}" if with_kind and layer.kind else "") for layer in layers
+    ]
+    widest = max((max(len(line) for line in text.split("\n")) for text in texts), default=0) * CHAR_PX
+    rotation = 0 if widest <= spacing * 0.9 else 90
+    prefix = ""
+    if rotation:  # turned names: without the prefix they all share (said once, under the axis)
+        prefix = _common_prefix([layer.name for layer in layers])
+        if len(prefix) < PREFIX_CHARS:
+            prefix = ""
+        texts = [_turned_name(layer.name[len(prefix) :], layer.kind if with_kind else "") for layer in layers]
+        widest = max(len(text) for text in texts) * CHAR_PX
+    return _FlowLayout(count, width_in, axes_px, spacing, texts, rotation, prefix, widest)
+
+
+def _flow_empty(ax, text: str, style: _Style) -> None:
+    """No layers: the words in the middle, no ticks, no numbers."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontproperties=style.font(LABEL_SIZE),
+    )
+    ax.set_xticks([])
+    ax.yaxis.set_major_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _flow_values(ax, layers: list, status: list, layout: _FlowLayout, annotate: bool) -> tuple[Any, Any]:
+    """The mean and max |grad| per layer (nan where log scale cannot show one), and the axes'
+    ranges: the plottable values, with room below them for the strip of the others."""
+    import numpy as np
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    mean = np.array([r.mean_abs if s is None else np.nan for r, s in zip(layers, status, strict=True)], float)
+    high = np.array([r.max_abs if s is None else np.nan for r, s in zip(layers, status, strict=True)], float)
+    mean = np.where(mean > 0, mean, np.nan)  # a mean of 0 under a max > 0 cannot be: not drawn
+    shown = np.concatenate([mean[np.isfinite(mean)], high[np.isfinite(high) & (high > 0)]])
+    floor = 0.3 if annotate and any(s is not None for s in status) else 0.14
+    if shown.size:
+        low, top = math.log10(shown.min()), math.log10(shown.max())
+    else:  # nothing to put on the scale: no numbers on it either
+        low, top = -2.0, 0.0
+    if top - low < 2:  # at least two decades, so that two powers of ten are labelled
+        low, top = (low + top) / 2 - 1, (low + top) / 2 + 1
+    span = top - low
+    bottom = low - floor * span / (1 - floor - 0.08)
+    ax.set_ylim(10**bottom, 10 ** (top + 0.08 * span))
+    # 10⁻³: plain text, no mathtext
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten) if shown.size else NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(-0.6, layout.count - 0.4)
+    return mean, high
+
+
+def _flow_lines(ax, mean: Any, high: Any, say: Callable) -> tuple[list, list[str]]:
+    """Mean and max per layer: markers joined by lines (broken where a layer has no value), and a
+    light bar from mean to max; returns the legend's handles and labels so far."""
+    import numpy as np
+
+    count = len(mean)
+    x = np.arange(count, dtype=float)
+    few = count <= 60
+    ends = np.isfinite(mean) & np.isfinite(high)
+    ax.vlines(x[ends], mean[ends], high[ends], color=MAX_COLOR, alpha=0.3, linewidth=3 if few else 1.5)
+    words = say("flow.mean"), say("flow.max")
+    (high_line,) = ax.plot(
+        x, high, color=MAX_COLOR, marker="^" if few else None, markersize=6, linewidth=1.4, label=words[1]
+    )
+    (mean_line,) = ax.plot(
+        x, mean, color=MEAN_COLOR, marker="o" if few else None, markersize=5, linewidth=1.8, label=words[0]
+    )
+    ax.grid(True, axis="y", color="0.9")
+    ax.set_axisbelow(True)
+    return [mean_line, high_line], list(words)
+
+
+def _flow_marks(
+    ax, kind: str, status: list, annotate: bool, say: Callable, style: _Style, handles: list, labels: list
+) -> None:
+    """The layers of one *kind* log scale cannot show: a band over each run of them, a marker on
+    the strip at the bottom, their word (when there is room) and a legend entry."""
+    from matplotlib.lines import Line2D
+
+    where = [i for i, s in enumerate(status) if s == kind]
+    if not where:
+        return
+    marker, color, band, message_id = FLOW_MARKS[kind]
+    strip = ax.get_xaxis_transform()  # x in layers, y in axes fraction
+    for start, stop in _runs(where):
+        ax.axvspan(start - 0.5, stop + 0.5, color=band, zorder=0, linewidth=0)
+    ax.plot(where, [STRIP] * len(where), linestyle="none", marker=marker, color=color, markersize=9,
+            transform=strip, clip_on=False, zorder=3)  # fmt: skip
+    word = say(message_id)
+    handles.append(Line2D([], [], linestyle="none", marker=marker, color=color, markersize=9))
+    labels.append(say("flow.count", label=word, count=len(where)) if len(where) > 1 else word)
+    if not annotate:
+        return
+    for i in where:
+        ax.text(i, STRIP + 0.05, word, transform=strip, rotation=90, ha="center", va="bottom", color=color,
+                fontproperties=style.font(TEXT_SIZE), zorder=4)  # fmt: skip
+
+
+def _flow_names(ax, status: list, layout: _FlowLayout, say: Callable, style: _Style) -> None:
+    """The layers' names: every one when they fit, else a thinned set (the unnamed layers marked
+    by small ticks, and the axis label saying so); names of layers without a plottable grad in
+    their kind's color."""
+    import numpy as np
+    from matplotlib.markers import TICKDOWN
+    from matplotlib.ticker import FixedLocator
+
+    count, rotation = layout.count, layout.rotation
+    named = _tick_plan(
+        count, layout.axes_px, status, TICK_PX if rotation else max(TICK_PX, layout.widest / 0.9)
+    )
     ax.xaxis.set_major_locator(FixedLocator(named))
     ax.set_xticklabels(
-        [texts[i] for i in named],
-        fontproperties=style.font(TEXT_SIZE),
-        rotation=rotation,
-        ha="center",
+        [layout.texts[i] for i in named], fontproperties=style.font(TEXT_SIZE), rotation=rotation, ha="center"
     )
-    xlabel = [words["xlabel"]]
-    if prefix:
-        xlabel.append(words["prefix"].format(prefix=prefix))
+    xlabel = [say("flow.xlabel")]
+    if layout.prefix:
+        xlabel.append(say("flow.prefix", prefix=layout.prefix))
     if len(named) < count:
-        xlabel.append(words["every"].format(count=count, step=_step(named)))
+        xlabel.append(say("flow.every", count=count, step=_step(named)))
     if len(xlabel) > 1:
         ax.set_xlabel(" · ".join(xlabel), fontproperties=style.font(LABEL_SIZE))
     if len(named) < count:  # the unnamed layers get a short tick each (one artist: 500 Ticks are slow)
-        ax.plot(
-            x,
-            np.zeros(count),
-            linestyle="none",
-            marker=TICKDOWN,
-            markersize=3,
-            markeredgewidth=0.8,
-            color="black",
-            transform=strip,
-            clip_on=False,
-        )
+        ax.plot(np.arange(count, dtype=float), np.zeros(count), linestyle="none", marker=TICKDOWN, markersize=3,
+                markeredgewidth=0.8, color="black", transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
     for tick, i in zip(ax.xaxis.get_major_ticks(), named, strict=False):
         if status[i] is not None:
             tick.label1.set_color(FLOW_MARKS[status[i]][1])
-    return figure
 
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -916,8 +933,11 @@ def png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def save(figure, path: str) -> None:
+def save(figure, path: str) -> Note:
+    """Write *figure* to *path* (``.png`` or ``.svg``); the note that says where it went."""
+    full = os.path.abspath(os.path.expanduser(path))
     try:
-        figure.savefig(os.path.expanduser(path), dpi=figure.dpi, facecolor="white", transparent=False)
+        figure.savefig(full, dpi=figure.dpi, facecolor="white", transparent=False)
     except OSError as e:
         raise GradError(t("plot.save_failed", path=path, error=e)) from None
+    return note("plot.saved", path=full)
