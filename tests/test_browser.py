@@ -450,6 +450,17 @@ def test_report_tables_are_visible(rendered, name):
     assert not hidden, f"{name} ({view.screenshot}): tables not visible:\n" + "\n".join(hidden)
 
 
+@pytest.mark.parametrize("name", ALL_VIEWS)
+def test_table_rows_are_one_line_each(rendered, name):
+    """No report table cell wraps (JupyterLab's code style once beat the cell's nowrap and broke rows
+    apart, worst in the dark theme): each row is one line, as in the text table."""
+    view = rendered.views[name]
+    tables = [(i, t) for i, cell in enumerate(view.cells) for o in cell["outputs"] for t in o["tables"]]
+    assert tables
+    wrapped = [f"cell {i}: {cell!r}" for i, t in tables for cell in t["wrapped"]]
+    assert not wrapped, f"{name} ({view.screenshot}): cells on more than one line:\n" + "\n".join(wrapped)
+
+
 @pytest.mark.parametrize(("where", "lang"), PLACES)
 def test_plots_are_images(rendered, where, lang):
     """(c) --plot draws a picture under the table."""

@@ -275,7 +275,10 @@ def test_orders_check_and_symbolic_agree_with_oracles(expr, point):
         assert got.item() == pytest.approx(oracle(x).item(), rel=1e-9, abs=1e-9), (k, expr)
     (row,) = result.checks
     assert row.ok, (expr, row)
-    (line,) = result.symbolic
+    line, *higher = result.symbolic  # d/dx, then d²/dx² and d³/dx³ (--order 3)
+    assert [s.order for s in higher] == [2, 3]
+    for s, auto in zip(higher, result.orders["x"][1:], strict=True):
+        assert math.isclose(s.value, auto.item(), rel_tol=1e-7, abs_tol=1e-9), (expr, s)
     assert math.isclose(line.value, result.grads["x"].item(), rel_tol=1e-7, abs_tol=1e-9), (expr, line)
     symbol = sympy.Symbol("x", real=True)
     sym_expr = sympy.sympify(expr.replace("torch.", ""), locals={"x": symbol})

@@ -246,3 +246,12 @@ def test_the_kernel_shows_a_syntax_error_as_a_plain_cell(kernel):
 
     assert numbered(mine["traceback"]) == numbered(theirs["traceback"]) and "In[" in mine["traceback"][0]
     assert kernel.value("1 + 1") == "2"
+
+
+def test_the_expect_line_is_html_too_in_a_kernel(kernel):
+    reply = kernel.run("%%grad --wrt u=3 v=4 --expect 'u=43 v=20'\nf = u ** 3 + v ** 2 + 4 * u * v")
+    (shown,) = reply.of_type("display_data")
+    assert shown["data"]["text/plain"] == "as expected: ∂f/∂u = 43; ∂f/∂v = 20"
+    assert (
+        shown["data"]["text/html"] == "<p>as expected: ∂f/∂u = 43; ∂f/∂v = 20</p>"
+    )  # (no link made of f/∂u)

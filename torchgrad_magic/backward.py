@@ -523,6 +523,7 @@ def _computed(
     grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
     inter_grads: dict[str, torch.Tensor | None] = dict.fromkeys(intermediates)
     tracer: Any = None
+    user_code: list[str] = []
     if output.is_complex():
         notes.append(note("err.complex", out=out_name))
     else:

@@ -31,6 +31,7 @@ import torch
 from . import format as fmt
 from .backward import first_derivatives, names_assigned, parse
 from .messages import note, t, using
+from .names import differentiated_texts
 from .observe import Observer
 from .options import FIELDS, GradOptions
 from .result import GradResult
@@ -335,6 +336,7 @@ def run(
                 opts.retain_grad,
                 opts.steps,
                 owned,
+                differentiated_texts(tree, code),
             )
             if empty:
                 first = dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
@@ -352,7 +354,7 @@ def run(
             if model is not None:
                 more = _flow(model, more, opts)
             graph = (
-                _graph(first, ns, opts.graph, opts.digits, steps, owners)
+                _graph(first, ns, opts.graph, opts.digits, steps, owners, language)
                 if opts.graph is not None and first.output is not None
                 else None
             )
@@ -392,7 +394,7 @@ def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
     notes = list(more.notes)  # the picture may add one (no font for the language's glyphs)
     figure = plot.flow_figure(model.layers(), opts.lang, notes)
     if opts.save is not None:
-        plot.save(figure, opts.save)
+        notes.append(plot.save(figure, opts.save))  # where it was written
     return dataclasses.replace(more, notes=tuple(notes), figure=figure)
 
 
@@ -430,9 +432,20 @@ def _steps(
 
 
 def _graph(
-    first: Any, ns: dict[str, Any], kind: Any, digits: int, steps: Any = None, owners: Any = None
+    first: Any,
+    ns: dict[str, Any],
+    kind: Any,
+    digits: int,
+    steps: Any = None,
+    owners: Any = None,
+    language: str | None = None,
 ) -> Any:
+    """``--graph``: built, a model's modules folded, repeated ops folded (not with ``unfold`` or
+    ``full``), in *language* (by default the one in use: run() runs inside ``using(language)``)."""
     from . import graph
+    from .messages import resolve
+
+    language = resolve(language)
 
     named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_")}
     named.update(first.leaves)
@@ -450,21 +463,25 @@ def _graph(
     if any(row.role == "intermediate" for row in first.rows) or first.output.retains_grad:
         grads[id(first.output)] = torch.ones_like(first.output)  # d out / d out
     tensors = [*named.values(), first.output]
-    flow = None
-    if steps is not None and first.trace is not None:
+    flow, made_up = None, None
+    if steps is not None and first.trace is not None:  # the numbers and the names --steps shows
         from .steps import graph_flow
 
         flow = graph_flow(first.trace, digits)
+        made_up = graph.names_from_steps(first.trace.raws, steps)
     # (*owners*, made before this build, hold the nodes they name: their ids stay valid)
-    built = graph.build(first.output, first.output_name, names, tensors, grads, kind == "full", digits, flow)
+    out, full = first.output, kind == "full"
+    built = graph.build(out, first.output_name, names, tensors, grads, full, digits, flow, made_up, language)
     for node in built.nodes:  # leaves as they were when the grads were computed, as in the table
         if node.kind == "leaf" and node.name in first.values and node.data is not None:
             node.data = fmt.values(first.values[node.name], digits)
     if owners:
         from . import modules
 
-        built = modules.fold_graph(built, owners, None if kind == "simple" else kind)
-    return built
+        built = modules.fold_graph(built, owners, None if kind in ("simple", "unfold") else kind)
+    if kind not in ("full", "unfold"):
+        built = graph.fold_repeats(built)
+    return dataclasses.replace(built, language=language, output_name=first.output_name)
 
 
 def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> GradResult:

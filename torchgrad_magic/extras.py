@@ -39,14 +39,18 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         return Extras()
     from .record import replay_for
 
+    if getattr(first, "withheld", False):  # its grads run the user's own backward code
+        recorder.finish()
+        return Extras(notes=(note("extras.withheld"),))
+
     if getattr(first, "others", ()):  # y1 + y2: the extras evaluate one output
         recorder.finish()
         return Extras(notes=(note("extras.several", label=first.differentiated or first.output_name),))
     notes: list[Note] = []
     if first.call is not None and first.call.gradient_given:
         notes.append(note("extras.weighted", out=first.output_name, label=first.differentiated or "v"))
-    summed = first.output.numel() != 1
-    ref = first.call.record_ref if first.call is not None else recorder.ref(first.output)
+    summed = target_of(first).numel() != 1
+    ref = first.call.record_ref if first.call is not None else recorder.ref(target_of(first))
     record = recorder.finish()
     replay = replay_for(record, ref, first.leaves, summed)
     if record.escapes:
@@ -123,7 +127,7 @@ def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | 
         )
     except Exception as e:
         return note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160])
-    expected = first.output.detach()
+    expected = target_of(first).detach()
     if out.shape != expected.shape or not torch.allclose(
         out.detach(), expected, rtol=1e-4, atol=1e-6, equal_nan=True
     ):
@@ -148,7 +152,7 @@ def _calculus(
 
     found: dict[str, Any] = {}
     matrices = []
-    out = f"sum({first.output_name})" if replay.summed else first.output_name
+    out = label_of(first, replay)
     if any(v.is_complex() for v in points.values()) and (
         opts.order > 1 or opts.hessian or opts.jacobian or opts.symbolic
     ):
@@ -176,7 +180,7 @@ def _calculus(
     if opts.symbolic:
         from .symbolic import symbolic
 
-        lines, more = symbolic(replay, points, first.grads, first.output_name)
+        lines, more = symbolic(replay, points, first.grads, out, found.get("orders"))
         found["symbolic"] = tuple(lines)
         notes.extend(more)
     return found
@@ -187,10 +191,10 @@ def _check(
 ) -> dict[str, Any]:
     from . import calculus
 
-    if first.output.is_complex():
+    if target_of(first).is_complex():
         notes.append(note("err.complex", out=first.output_name))
         return {}
-    out = f"sum({first.output_name})" if replay.summed else first.output_name
+    out = label_of(first, replay)
     try:
         rows, more, step = calculus.check(replay, points, out, autograd)
     except Exception as e:
@@ -200,6 +204,18 @@ def _check(
     if any(not row.ok for row in rows) and _cut(replay):
         notes.append(note("check.cut", out=first.output_name))
     return {"checks": tuple(rows), "check_step": step}
+
+
+def target_of(first: Any) -> torch.Tensor:
+    """What was differentiated: the output, or what the cell reduced it to (``Y.sum()``)."""
+    return first.target if getattr(first, "target", None) is not None else first.output
+
+
+def label_of(first: Any, replay: Any) -> str:
+    """Its name as the report writes it: ``y``, ``sum(Y)`` (summed here), ``Y.mean()`` (by the cell)."""
+    if getattr(first, "written", None):
+        return first.written
+    return f"sum({first.output_name})" if replay.summed else first.output_name
 
 
 def _cut(replay: Any) -> bool:
@@ -237,7 +253,7 @@ def _plot(
     figure, curves, more = plot.make_figure(first, evaluate, window, opts.lang)
     notes.extend(more)
     if figure is not None and opts.save is not None:
-        plot.save(figure, opts.save)
+        notes.append(plot.save(figure, opts.save))
     return {"figure": figure, "curves": tuple(curves)}
 
 

@@ -45,8 +45,9 @@ def _choice(flag: str, choices: list[str]) -> Callable[[str], str]:
 
 
 def _graph_kind(value: str) -> str:
-    """``--graph``, ``--graph full`` or ``--graph 2`` (how deep a model's modules unfold)."""
-    if value in ("simple", "full") or (value.isdigit() and int(value) <= 20):
+    """``--graph``, ``--graph full``, ``--graph unfold`` (repeated ops drawn one by one, not
+    folded into one box × N) or ``--graph 2`` (how deep a model's modules unfold)."""
+    if value in ("simple", "full", "unfold") or (value.isdigit() and int(value) <= 20):
         return value
     raise GradError(t("graph.bad", value=value))
 
@@ -121,7 +122,7 @@ class GradMagic(Magics):
         nargs="?",
         const="simple",
         type=_graph_kind,
-        metavar="{simple,full,DEPTH}",
+        metavar="{simple,full,unfold,DEPTH}",
         help=_help("graph"),
     )
     @argument("--steps", action="store_true", help=_help("steps"))
@@ -164,6 +165,8 @@ class GradMagic(Magics):
             check_name(args.out, f"--out {args.out}")
             if isinstance(self.shell.user_ns.get(args.out), types.ModuleType):
                 raise GradError(t("err.out_module", name=args.out))
+        if args.plot is False and (args.save or args.range):  # (before the cell runs: nothing ran)
+            raise GradError(t("err.no_plot_with", flag="--save" if args.save else "--range"))
         save = os.path.expanduser(args.save) if args.save else None
         return GradOptions(
             wrt=args.wrt, of=args.of, retain_grad=args.retain_grad, dtype=args.dtype or self.dtype,
@@ -179,8 +182,11 @@ def _show(result) -> None:
     """The report (or, with --expect, its one line), then the figure as one image/png."""
     from IPython.display import display
 
-    if result.expect_line is not None:
-        print(result.expect_line)
+    if result.expect_line is not None:  # (as HTML too: JupyterLab links the "f/∂u" of plain text)
+        import html
+
+        line = result.expect_line
+        display({"text/plain": line, "text/html": f"<p>{html.escape(line)}</p>"}, raw=True, metadata=METADATA)
         return
     display(result, metadata=METADATA)
     if result.graph is not None:  # an image of its own: SVG inside HTML is stripped when untrusted
@@ -197,7 +203,8 @@ def document(language: str | None) -> None:
             if action.help and action.dest != "help":
                 action.help = t(f"help.{action.dest}")
         parser.description = t("help.body")
-        GradMagic.grad.__doc__ = parser.format_help()
+        # (IPython's help formatter opens with "::", reST for Sphinx: %%grad? shows the usage itself)
+        GradMagic.grad.__doc__ = parser.format_help().removeprefix("::\n\n")
 
 
 def ends_with_semicolon(cell: str) -> bool:

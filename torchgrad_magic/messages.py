@@ -27,19 +27,21 @@ MESSAGES: dict[str, dict[str, str]] = {
     "role.leaf": {"en": "leaf", "zh": "叶子"},
     "role.intermediate": {"en": "intermediate", "zh": "中间量"},
     "role.output": {"en": "output", "zh": "输出"},
+    "role.constant": {"en": "constant", "zh": "常量"},
+    "role.alias": {"en": "= {name}", "zh": "即 {name}"},
     "headline.at": {"en": "{text} (at {points})", "zh": "{text}（在 {points} 处）"},
     "headline.sep": {"en": ", ", "zh": "，"},
     "note.prefix": {"en": "note: {note}", "zh": "提示：{note}"},
     # ---- notes ---------------------------------------------------------
-    "note.backward_once": {
-        "en": "the cell called {what} itself; the grads shown are the ones it computed, at that moment.",
-        "zh": "单元格自己调用了 {what}；表中的梯度就是那次调用当时算出的值。",
-    },
     "note.backward_many": {
-        "en": "the cell called backward()/torch.autograd.grad() {count} times; this report shows call {index} "
-        "({what} on {out}) at the moment it ran.",
-        "zh": "单元格调用了 {count} 次 backward()/torch.autograd.grad()；这里显示的是第 {index} 次"
-        "（对 {out} 的 {what}）运行当时的结果。",
+        "en": "the cell called {what} {count} times; shown: call {index} (on {out}), as it ran.",
+        "zh": "单元格调用了 {count} 次 {what}；这里显示第 {index} 次（对 {out}），即它运行当时的值。",
+    },
+    "note.backward_many_after": {
+        "en": "the cell called {what} {count} times; shown: call {index} (on {out}), as it ran. "
+        "After it, the cell changed {changes}.",
+        "zh": "单元格调用了 {count} 次 {what}；这里显示第 {index} 次（对 {out}），即它运行当时的值。"
+        "之后单元格又改动了 {changes}。",
     },
     "note.vjp": {
         "en": "{what} was given the weights {v} for {out}, so each grad is {v}·(d{out}/d{x}) for that {v} "
@@ -108,8 +110,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "参数表中是这次的梯度，.grad 现在是两者之和。PyTorch 会累加梯度；想只要一次的梯度，请先清零（optimizer.zero_grad()）。",
     },
     "note.after": {
-        "en": "after call {index}, the cell went on to change: {changes}. The table shows the values at that call.",
-        "zh": "第 {index} 次调用之后，单元格又改动了：{changes}。表中是那次调用当时的值。",
+        "en": "after the call, the cell changed {changes}; the table shows the values at the call.",
+        "zh": "调用之后单元格又改动了 {changes}；表中是调用当时的值。",
     },
     "after.value": {"en": "{name} (now {now})", "zh": "{name}（现在是 {now}）"},
     "after.grad_none": {"en": "{name}.grad (now None)", "zh": "{name}.grad（现在是 None）"},
@@ -176,16 +178,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 与 {name} 无关，所以 {name} 的 grad 是 None。",
     },
     "note.nonleaf_read": {
-        "en": "the cell read {name}.grad, which is None: {name} is not a leaf (it was computed by {fn}), "
-        "and backward() fills .grad only for leaf tensors ({leaves}). To keep it, use --retain-grad "
-        "or call {name}.retain_grad() before backward().",
-        "zh": "单元格读取了 {name}.grad，它是 None：{name} 不是叶子张量（由 {fn} 计算得到），"
-        "backward() 只为叶子张量（{leaves}）填写 .grad。想保留它，请加 --retain-grad，"
-        "或在 backward() 之前调用 {name}.retain_grad()。",
-    },
-    "note.nonleaf_quiet": {
-        "en": "{names}: not a leaf, so PyTorch keeps no .grad (shown as None); --retain-grad keeps it.",
-        "zh": "{names} 不是叶子张量，PyTorch 不保存它的 .grad（显示为 None）；加 --retain-grad 可保留。",
+        "en": "the cell read {name}.grad: None, since {name} is not a leaf (made by {fn}) and backward() "
+        "fills .grad of leaves only ({leaves}); {name}.retain_grad() before backward() keeps it.",
+        "zh": "单元格读取了 {name}.grad：是 None，因为 {name} 不是叶子（由 {fn} 得到），backward() 只填写叶子"
+        "（{leaves}）的 .grad；在 backward() 之前调用 {name}.retain_grad() 可保留它。",
     },
     "note.non_finite": {
         "en": "{name} holds nan or inf values; gradients that pass through them are usually nan.",
@@ -371,6 +367,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err.leaf_only": {
         "en": "{name} is a leaf and the cell computed nothing from it; add the function, e.g. y = 3 * {name} ** 2",
         "zh": "{name} 是叶子张量，但单元格没有用它计算任何东西；请加上函数，例如 y = 3 * {name} ** 2",
+    },
+    "err.no_plot_with": {
+        "en": "{flag} is for the figure, and --no-plot asks for none: drop one of them (the cell did not run)",
+        "zh": "{flag} 用于图，而 --no-plot 要求不画图：请去掉其中一个（单元格没有运行）",
+    },
+    "err.grad_off": {
+        "en": "grad mode is off (torch.set_grad_enabled(False) ran earlier), so PyTorch recorded no graph "
+        "for {name}; turn it back on with torch.set_grad_enabled(True).",
+        "zh": "梯度模式已关闭（之前运行过 torch.set_grad_enabled(False)），所以 PyTorch 没有为 {name} 记录计算图；"
+        "请用 torch.set_grad_enabled(True) 重新打开。",
+    },
+    "note.of_earlier": {
+        "en": "--of {name}: the cell did not assign {name}; this {name} was left by an earlier cell.",
+        "zh": "--of {name}：本单元格没有给 {name} 赋值；这个 {name} 是之前的单元格留下的。",
     },
     "err.no_path": {
         "en": "{name} does not depend on {wrt}: there is no path back to it; "
@@ -560,8 +570,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "--symbolic 需要 SymPy，但它没有安装：请运行 pip install 'torchgrad-magic[symbolic]'。",
     },
     "sym.line": {
-        "en": "{d}{out}/{d}{name} = {expr} = {value} at {point}",
-        "zh": "{d}{out}/{d}{name} = {expr} = {value}（在 {point} 处）",
+        "en": "{top}/{bottom} = {expr} = {value} at {point}",
+        "zh": "{top}/{bottom} = {expr} = {value}（在 {point} 处）",
     },
     "sym.mismatch": {
         "en": "SymPy gives {symbolic} for {d}{out}/{d}{name} but autograd gives {auto}.",
@@ -736,9 +746,11 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "help.graph": {
         "en": "the backward graph from the output to the leaves with names, values and grads (--graph full: "
         "also what each node saved; a model's modules are folded into one box per layer, --graph 2 unfolds "
-        "one level deeper, --graph full shows every operation)",
+        "one level deeper, --graph full shows every operation; the same ops repeated one after another, "
+        "as a loop makes them, are one box × N, --graph unfold draws each of them)",
         "zh": "从输出到叶子的反向计算图，标出名字、数值和梯度 （--graph full： 另加每个节点保存的值；"
-        "模型的每一层折叠成一个方框，--graph 2 再展开一层，--graph full 显示每个运算）",
+        "模型的每一层折叠成一个方框，--graph 2 再展开一层，--graph full 显示每个运算；循环产生的一再重复的"
+        "同样运算合成一个 × N 的方框，--graph unfold 逐个画出）",
     },
     "help.times_input": {
         "en": "add a grad×input column (an input-sensitivity score)",
@@ -757,6 +769,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "the record of {out}'s computation could not follow this cell (torch.func transforms, "
         "inference mode or tensors without storage): the extras that evaluate it are left out",
         "zh": "无法记录 {out} 的计算过程（torch.func 变换、inference mode 或没有存储的张量）：需要它的附加项略去",
+    },
+    "extras.withheld": {
+        "en": "--check, --plot and the other extras need those grads too, so they are left out.",
+        "zh": "--check、--plot 等附加项也需要这些梯度，所以都略去了。",
     },
     "note.users_backward": {
         "en": "{out}'s backward pass runs your own Python code ({what}); %%grad does not run it for you "
@@ -824,6 +840,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     # ---- grad states in the table ------------------------------------------
     "state.no_path": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
     "state.not_leaf": {"en": "None (not a leaf: not kept)", "zh": "None（不是叶子：不保留）"},
+    "state.withheld": {"en": "not computed (see the note)", "zh": "未计算（见提示）"},
     "state.no_grad": {"en": "None (requires_grad=False)", "zh": "None（requires_grad=False）"},
     "state.added": {
         "en": "{value} (added up over {count} backward() calls)",
@@ -931,6 +948,20 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "graph.shared": {"en": "(shared, shown above)", "zh": "（共用，见上方）"},
     "graph.more": {"en": "… {count} more nodes", "zh": "…… 另有 {count} 个节点"},
     "graph.freed": {"en": "(freed by backward())", "zh": "（已被 backward() 释放）"},
+    "graph.legend": {
+        "en": "on the edges: ×local derivative → gradient sent on (the grad above × the local derivative)",
+        "zh": "边上的标注：×局部导数 → 传下去的梯度（上方的 grad × 局部导数）",
+    },
+    # the words of folded boxes (a model's modules; a run of repeated ops)
+    "graph.fold.op": {"en": "1 op", "zh": "1 个运算"},
+    "graph.fold.ops": {"en": "{count} ops", "zh": "{count} 个运算"},
+    "graph.fold.named_ops": {"en": "{ops}: {names}", "zh": "{ops}：{names}"},
+    "graph.fold.each": {"en": "each: {text}", "zh": "每个：{text}"},
+    "graph.fold.more_params": {"en": "… {count} more parameters", "zh": "…… 另有 {count} 个参数"},
+    "graph.fold.repeated": {"en": "the same ops, repeated", "zh": "同样的运算，重复"},
+    "graph.fold.each_time": {"en": "each time: {text}", "zh": "每次：{text}"},
+    "graph.fold.last": {"en": "last repetition: {text}", "zh": "最后一次重复：{text}"},
+    "graph.fold.first": {"en": "first repetition: {text}", "zh": "第一次重复：{text}"},
     "graph.bad": {
         "en": "--graph {value}: use --graph (names, values, grads), --graph full (also what each node saved) "
         "or --graph N (a model's modules unfolded N levels deep, 0 to 20)",
@@ -994,6 +1025,32 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "--save {path}: could not write the file: {error}",
         "zh": "--save {path}：无法写入文件：{error}",
     },
+    "plot.save_no_folder": {
+        "en": "--save {path}: the folder {folder} does not exist; create it or save elsewhere (the cell did not run)",
+        "zh": "--save {path}：文件夹 {folder} 不存在；请先创建它或换个位置保存（单元格没有运行）",
+    },
+    "plot.save_not_writable": {
+        "en": "--save {path}: the folder {folder} cannot be written to; save elsewhere (the cell did not run)",
+        "zh": "--save {path}：无法写入文件夹 {folder}；请换个位置保存（单元格没有运行）",
+    },
+    "plot.save_is_folder": {
+        "en": "--save {path}: that is a folder; give a file name ending in .png or .svg (the cell did not run)",
+        "zh": "--save {path}：这是一个文件夹；请给出以 .png 或 .svg 结尾的文件名（单元格没有运行）",
+    },
+    "plot.saved": {"en": "figure saved to {path}", "zh": "图已保存到 {path}"},
+    # ---- the gradient-flow figure of a model (--plot on a model) ---------------
+    "flow.title": {"en": "Gradient flow: |grad| per layer", "zh": "梯度流：每层的 |梯度|"},
+    "flow.xlabel": {"en": "layer (forward order)", "zh": "层（前向顺序）"},
+    "flow.ylabel": {"en": "|grad| (log scale)", "zh": "|梯度|（对数刻度）"},
+    "flow.mean": {"en": "mean |grad|", "zh": "平均 |梯度|"},
+    "flow.max": {"en": "max |grad|", "zh": "最大 |梯度|"},
+    "flow.zero": {"en": "all zero", "zh": "全为零"},
+    "flow.frozen": {"en": "frozen", "zh": "已冻结"},
+    "flow.non_finite": {"en": "non-finite", "zh": "含 nan/inf"},
+    "flow.count": {"en": "{label} ({count})", "zh": "{label}（{count} 层）"},
+    "flow.every": {"en": "{count} layers, 1 in {step} named", "zh": "共 {count} 层，每 {step} 层标一个名字"},
+    "flow.prefix": {"en": "names after {prefix}", "zh": "名字省去了 {prefix}"},
+    "flow.empty": {"en": "no layers to show", "zh": "没有可显示的层"},
 }
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(

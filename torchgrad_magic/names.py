@@ -56,7 +56,7 @@ def reduction_of(
     """*output* as ``Y.sum()``/``torch.sum(Y)``/``Y.mean()`` of a tensor Y the cell named, or None."""
     fn = output.grad_fn
     kind = REDUCTIONS.get(type(fn).__name__) if fn is not None else None
-    if kind is None:
+    if fn is None or kind is None:
         return None
     inputs = [(f, k) for f, k in fn.next_functions if f is not None]
     if len(inputs) != 1:
@@ -115,10 +115,7 @@ def named_rows(
         if id(value) in shown:
             rows.append(TensorRow.of(name, "alias", value, kept_grad(value), alias=shown[id(value)]))
             continue
-        if name in grads:
-            grad = grads[name]
-        else:
-            grad = kept_grad(value)
+        grad = grads[name] if name in grads else kept_grad(value)
         role = (
             "intermediate" if value.grad_fn is not None else ("leaf" if value.requires_grad else "constant")
         )

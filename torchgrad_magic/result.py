@@ -33,7 +33,7 @@ class TensorRow:
     """What the report shows of one tensor, read once after backward."""
 
     name: str
-    role: str  # "input", "leaf", "intermediate" or "output"
+    role: str  # "input", "leaf", "intermediate", "output", "constant" or "alias"
     data: torch.Tensor
     grad: torch.Tensor | None
     grad_fn: str | None
@@ -44,6 +44,8 @@ class TensorRow:
         False,
     )  # backward() calls added up in .grad, and whether it held some before
     changed: bool = False  # a grad too big to copy, changed in place after the call: not shown
+    alias: str | None = None  # another name of a tensor in the report ("W" for model.2.weight)
+    withheld: bool = False  # not computed: it would run the user's own backward code (a note says)
 
     @classmethod
     def of(
@@ -54,6 +56,7 @@ class TensorRow:
         grad: torch.Tensor | None,
         value: torch.Tensor | None = None,
         added: tuple[int, bool] = (1, False),
+        alias: str | None = None,
     ) -> TensorRow:
         """*value*: the tensor's value when the grads were computed (default: now); *added*:
         how many backward() calls .grad added up, and whether it held grads from before the cell."""
@@ -66,12 +69,15 @@ class TensorRow:
             is_leaf=tensor.is_leaf,
             requires_grad=tensor.requires_grad,
             added=added,
+            alias=alias,
         )
 
     def grad_text(self, digits: int, max_items: int) -> str:
         """The grad told apart from its look-alikes: not computed (why), or added up over calls."""
         if self.changed:
             return t("state.changed")
+        if self.withheld:
+            return t("state.withheld")
         if self.grad is None:
             if not self.is_leaf:
                 return t("state.not_leaf")
@@ -93,7 +99,7 @@ class TensorRow:
     def cells(self, digits: int, max_items: int, extra: bool, times_input: bool) -> list[str]:
         cells = [
             self.name,
-            t(f"role.{self.role}"),
+            t("role.alias", name=self.alias) if self.alias else t(f"role.{self.role}"),
             fmt.values(self.data, digits, max_items),
             self.grad_text(digits, max_items),
             str(self.grad_fn),
@@ -156,6 +162,8 @@ class GradResult:
     differentiated: str | None = None
     others: tuple[tuple[str, torch.Tensor], ...] = ()  # other outputs of the same call
     lost: tuple[str, ...] = ()  # leaves whose big grad the cell changed in place after the call
+    written: str | None = None  # the cell reduced the output itself: "Y.sum()", as it wrote it
+    target: torch.Tensor | None = None  # then: that reduced tensor (what the grads are the grads of)
     found: tuple[Note, ...] = ()  # the notes known when the cell ended (see ``notes``)
     digits: int = 4
     max_items: int = 6
@@ -214,6 +222,8 @@ class GradResult:
             differentiated=first.differentiated,
             others=first.others,
             lost=first.lost,
+            written=first.written,
+            target=first.target,
             found=tuple(notes) + extras.notes,
             digits=opts.digits,
             max_items=opts.max_items,
@@ -259,9 +269,9 @@ class GradResult:
         if self.output is None:
             with using(self.language):
                 return t("headline.nothing")
-        out = f"sum({self.output_name})" if self.summed else self.output_name
-        out = self.differentiated or out
-        value = self.output.detach().sum() if self.summed else self.output.detach()
+        out = self.label
+        value = self.value
+        assert value is not None  # (an output: checked above)
         if self.model is not None and len(self.model.params) > 1 and not self.orders:
             with using(self.language):
                 count = sum(1 for p in self.model.params if not p.frozen)
@@ -271,7 +281,7 @@ class GradResult:
                     f", ∂{out}/∂{n} = {self._values(g)}" for n in others if (g := self.grads[n]) is not None
                 )
         d = "d" if len(self.grads) == 1 else "∂"
-        top = f"({out})" if self.summed or self.differentiated else out
+        top = f"({out})" if self.summed or self.differentiated or self.written else out
         if self.differentiated:  # each output's value, then the grads of what was differentiated
             value = self.output.detach()
             parts = [
@@ -280,7 +290,10 @@ class GradResult:
             ]
         else:
             parts = [f"{out} = {self._values(value)}"]
+        withheld = {row.name for row in self.rows if row.withheld}
         for name, g in self.grads.items():
+            if name in withheld:  # (not computed: its row says so)
+                continue
             if name in self.lost:
                 with using(self.language):
                     parts.append(f"{d}{top}/{d}{name}: {t('state.changed')}")
@@ -297,6 +310,23 @@ class GradResult:
             if points and len(points) == len(self.leaves):
                 text = t("headline.at", text=text, points=sep.join(points))
         return text
+
+    @property
+    def label(self) -> str | None:
+        """What the grads are the grads of, as the headline writes it: ``y``, ``sum(Y)`` (summed by
+        %%grad), ``Y.sum()`` (as the cell wrote it), ``2·y`` (weights given to the call)."""
+        if self.written:
+            return self.written
+        return self.differentiated or (f"sum({self.output_name})" if self.summed else self.output_name)
+
+    @property
+    def value(self) -> torch.Tensor | None:
+        """The value of what was differentiated (the output, summed when %%grad summed it)."""
+        if self.target is not None:
+            return self.target.detach()
+        if self.output is None:
+            return None
+        return self.output.detach().sum() if self.summed else self.output.detach()
 
     def _values(self, tensor: torch.Tensor) -> str:
         return fmt.values(tensor, self.digits, self.max_items)
@@ -376,6 +406,11 @@ class GradResult:
 
     # ---- views ---------------------------------------------------------
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, graph: bool = True) -> str:
+        """The text report; *graph*: with the graph's text (a display shows the graph as its own
+        output, under the report: there it is left out, so a terminal does not print it twice)."""
         header, body = self.table()
         lines = [self.headline]
         model = self.model_table()
@@ -392,16 +427,15 @@ class GradResult:
         if self.steps is not None:
             with using(self.language):
                 lines += ["", t("steps.title", out=self.steps.output), self.steps.to_text()]
-        if self.graph is not None:
-            with using(self.language):
-                lines += ["", t("graph.title", out=self.output_name), self.graph.to_text()]
+        if graph and self.graph is not None:  # its caption first, in the graph's own language
+            lines += ["", self.graph.to_text()]
         return "\n".join(lines + self._notes())
 
     def __repr__(self) -> str:
         return f"<GradResult: {self.headline}>"
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(repr(self) if cycle else str(self))
+        p.text(repr(self) if cycle else self.text(graph=False))
 
     def figure_bundle(self) -> dict[str, Any]:
         """The figure as a display bundle: one ``image/png`` (and a text stand-in)."""
@@ -440,9 +474,6 @@ class GradResult:
             with using(self.language):
                 parts.append(f"<p><b>{esc(t('steps.title', out=self.steps.output))}</b></p>")
                 parts.append(self.steps.to_html())
-        if self.graph is not None:  # the drawing itself is its own image output (see graph_bundle)
-            with using(self.language):
-                parts.append(f"<p>{esc(t('graph.title', out=self.output_name))}</p>")
         notes = "".join(f"<li>{_no_break_flags(esc(n))}</li>" for n in self._notes())
         if notes:
             parts.append(f"<ul>{notes}</ul>")
@@ -485,11 +516,12 @@ def _unbroken(text: str) -> str:
 
 
 def _html_cell(text: str) -> str:
-    """Names, roles, grad_fn and short values stay on one line; long value lists may wrap after
-    their commas (else the table outgrows a narrow notebook)."""
+    """Every cell on one line, as in the text table: no-break spaces (kept where styles are stripped)
+    and white-space:pre on the code box itself (JupyterLab's code style, pre-wrap, beats the cell's
+    nowrap). A long table scrolls sideways instead of breaking its rows apart."""
     if not text:
         return ""  # no empty (grey) code box
-    return f"<code>{html.escape(_unbroken(text) if len(text) <= 24 else text)}</code>"
+    return f"<code style='white-space:pre'>{html.escape(_unbroken(text))}</code>"
 
 
 def _html_table(header: list[str], body: list[list[str]]) -> str:
@@ -509,5 +541,11 @@ def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
     big model's report stays small (numbers need no code boxes and never break)."""
     esc = html.escape
     head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    # names on the left, as in the text table (JupyterLab right-aligns a td without a style)
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{esc(cells[0])}</td>"
+        + "".join(f"<td>{esc(c)}</td>" for c in cells[1:])
+        + "</tr>"
+        for cells in body
+    )
     return f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

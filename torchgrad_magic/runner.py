@@ -222,7 +222,7 @@ def _as_shown(error: SyntaxError, stb: list[str]) -> Exception:
     SyntaxError), but not a SyntaxError: IPython renders those itself, with our frames."""
     kind = type(type(error).__name__, (Exception,), {"__module__": "builtins"})
     shown = kind(str(error))
-    shown._render_traceback_ = lambda: stb  # type: ignore[attr-defined]
+    shown._render_traceback_ = lambda: stb
     return shown
 
 

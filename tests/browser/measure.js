@@ -57,6 +57,15 @@
       .join("")
       .trim();
 
+  // how many lines a table cell's text takes: the tops of its text's boxes, a line apart
+  const lines = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = [...range.getClientRects()].filter((r) => r.width > 0).map((r) => r.top).sort((p, q) => p - q);
+    const height = parseFloat(getComputedStyle(el).fontSize) || 14;
+    return tops.filter((top, i) => i === 0 || top - tops[i - 1] > height / 2).length;
+  };
+
   const cells = [...root.querySelectorAll(".jp-Cell")].map((cell) => {
     const outputs = [...cell.querySelectorAll(".jp-OutputArea-output")].map((out) => {
       const images = [...out.querySelectorAll("img, svg")]
@@ -75,6 +84,7 @@
           cells: t.querySelectorAll("td, th").length,
           text: t.innerText.slice(0, 120),
           overflows: t.getBoundingClientRect().right > out.getBoundingClientRect().right + 1,
+          wrapped: [...t.querySelectorAll("td, th")].filter((c) => lines(c) > 1).map((c) => c.innerText.slice(0, 80)),
         }));
       // every piece of text in an HTML report: its colour against what is behind it
       const texts = [];
