@@ -255,3 +255,40 @@ def test_the_expect_line_is_html_too_in_a_kernel(kernel):
     assert (
         shown["data"]["text/html"] == "<p>as expected: ∂f/∂u = 43; ∂f/∂v = 20</p>"
     )  # (no link made of f/∂u)
+
+
+# ---- a refused line leaves the namespace untouched (the cell does not run) ---------------------
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("--wrt x²=3", "'x²' is not a valid variable name"),
+        ("--wrt x=3 --expect w=3", "w is not one of the inputs (x)"),
+        ("--wrt x=3 --expect 'x=18 w=1'", "w is not one of the inputs (x)"),
+        ("--wrt x=3 --expect x=1+", "SyntaxError"),
+        ("--expect 1+", "SyntaxError"),
+        ("--wrt x=3 --of y --of z", "--of is given twice"),
+        ("--wrt x=3 --plot --no-plot", "--plot and --no-plot set the same thing"),
+        ("--wrt x=3 --save /no/such/folder/f.png", "/no/such/folder"),
+    ],
+)
+def test_a_refused_line_does_not_run_the_cell(shell, line, words):
+    outcome = shell.run_cell(f"%%grad {line}\nran = True\ny = 3 * x ** 2\nz = y * 2")
+    assert not outcome.success and words in str(outcome.error_in_exec)
+    assert "ran" not in shell.user_ns and "y" not in shell.user_ns
+    assert shell.run_cell("%%grad --wrt x=3\ny = 3 * x ** 2").success
+
+
+def test_layer_rules_and_accumulation_in_chinese(shell, capsys):
+    shell.run_cell(
+        "import torch\ntorch.manual_seed(0)\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))\n"
+        "X = torch.randn(5, 3)"
+    )
+    capsys.readouterr()
+    assert shell.run_cell("%%grad --steps --lang zh\nloss = net(X).pow(2).mean()\nloss.backward()").success
+    out = capsys.readouterr().out
+    assert "> 0 处），其余为 0" in out and "where" not in out and "else" not in out
+    shell.run_cell("w = torch.tensor([1.0, 2.0], requires_grad=True)")
+    capsys.readouterr()
+    assert shell.run_cell("%%grad --lang zh\nfor _ in range(2):\n    (w * w).sum().backward()").success
+    assert "] （2 次 backward() 累加）" in capsys.readouterr().out  # (not glued to the value)

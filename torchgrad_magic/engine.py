@@ -277,6 +277,8 @@ def run(
     specs = parse_wrt(opts.wrt)
     if opts.of is not None:
         check_name(opts.of, f"--of {opts.of}")
+    if opts.expect is not None:  # (a refused line must not run the cell)
+        _check_expect(opts.expect, [s.name for s in specs])
     torch_dtype, torch_device = _dtype(opts.dtype), _device(opts.device)
     window = None
     if opts.plot:
@@ -482,6 +484,24 @@ def _graph(
     if kind not in ("full", "unfold"):
         built = graph.fold_repeats(built)
     return dataclasses.replace(built, language=language, output_name=first.output_name)
+
+
+def _check_expect(expect: Any, inputs: list[str]) -> None:
+    """``--expect`` as far as it can be known before the cell runs: each value is an expression,
+    and with ``--wrt`` each name is one of the inputs."""
+    from . import calculus
+    from .spec import split_line
+
+    if inputs:
+        values = list(calculus.parse_expect(expect, inputs).values())
+    else:  # the leaves are known after the run: only the values can be checked now
+        items = [expect] if isinstance(expect, str) else list(expect)
+        values = [token.partition("=")[2] or token for item in items for token in split_line(item)]
+    for expr in values:
+        try:
+            compile(expr, "<--expect>", "eval")
+        except SyntaxError as e:
+            raise GradError(t("expect.bad", value=f"{expr} (SyntaxError: {e.msg})")) from None
 
 
 def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> GradResult:

@@ -253,6 +253,7 @@ def _parse(parser, line: str):
 def _check_flags(parser, tokens: list[str]) -> None:
     options = {s: a for a in parser._actions for s in a.option_strings}
     unknown = []
+    given: dict[str, str] = {}  # dest -> the flag that set it: one flag, one value (--wrt adds up)
     for i, token in enumerate(tokens):
         if not token.startswith("-") or _is_number(token):
             continue
@@ -264,6 +265,12 @@ def _check_flags(parser, tokens: list[str]) -> None:
             unknown.append(token)
             continue
         action = options[matches[0]]
+        if action.dest in given and not isinstance(action, argparse._ExtendAction):
+            first, second = given[action.dest], matches[0]
+            if first == second:
+                raise GradError(t("err.flag_repeated", flag=first))
+            raise GradError(t("err.flag_twice", first=first, second=second))
+        given[action.dest] = matches[0]
         needs = action.nargs is None or action.nargs in ("+",) or isinstance(action.nargs, int)
         if (
             needs

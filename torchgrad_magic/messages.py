@@ -368,6 +368,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{name} is a leaf and the cell computed nothing from it; add the function, e.g. y = 3 * {name} ** 2",
         "zh": "{name} 是叶子张量，但单元格没有用它计算任何东西；请加上函数，例如 y = 3 * {name} ** 2",
     },
+    "steps.rule.relu": {
+        "en": "∂L/∂{x} = g where {x} > 0, else 0",
+        "zh": "∂L/∂{x} = g（{x} > 0 处），其余为 0",
+    },
+    "steps.rule.leaky_relu": {
+        "en": "∂L/∂{x} = g where {x} > 0, else slope·g",
+        "zh": "∂L/∂{x} = g（{x} > 0 处），其余为 slope·g",
+    },
+    "steps.rule.embedding": {
+        "en": "∂L/∂weight = g added at the rows picked",
+        "zh": "∂L/∂weight = g 加到被选中的行上",
+    },
+    "err.flag_repeated": {
+        "en": "{flag} is given twice: give it once (the cell did not run)",
+        "zh": "{flag} 写了两次：只写一次（单元格没有运行）",
+    },
+    "err.flag_twice": {
+        "en": "{first} and {second} set the same thing: give it once (the cell did not run)",
+        "zh": "{first} 和 {second} 设置的是同一项：只写一次（单元格没有运行）",
+    },
     "err.no_plot_with": {
         "en": "{flag} is for the figure, and --no-plot asks for none: drop one of them (the cell did not run)",
         "zh": "{flag} 用于图，而 --no-plot 要求不画图：请去掉其中一个（单元格没有运行）",
@@ -844,15 +864,15 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "state.no_grad": {"en": "None (requires_grad=False)", "zh": "None（requires_grad=False）"},
     "state.added": {
         "en": "{value} (added up over {count} backward() calls)",
-        "zh": "{value}（{count} 次 backward() 累加）",
+        "zh": "{value} （{count} 次 backward() 累加）",
     },
     "state.added_before": {
         "en": "{value} (this call's grad added to what .grad held before)",
-        "zh": "{value}（本次梯度加到了 .grad 原有的值上）",
+        "zh": "{value} （本次梯度加到了 .grad 原有的值上）",
     },
     "state.added_before_many": {
         "en": "{value} ({count} backward() calls here, added to what .grad held before)",
-        "zh": "{value}（本单元格 {count} 次 backward()，加到了 .grad 原有的值上）",
+        "zh": "{value} （本单元格 {count} 次 backward()，加到了 .grad 原有的值上）",
     },
     # ---- --steps: the chain rule ------------------------------------------
     "help.steps": {

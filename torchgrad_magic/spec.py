@@ -147,8 +147,11 @@ def parse_wrt_item(item: str) -> WrtSpec:
     """Parse ``name=expr`` or a bare ``name``."""
     text = item.strip()
     name, sep, expr = text.partition("=")
-    name = unicodedata.normalize("NFKC", name.strip())  # as Python reads names: µ (micro sign) is μ
+    written = name.strip()
+    name = unicodedata.normalize("NFKC", written)  # as Python reads names: µ (micro sign) is μ
     where = f"--wrt {text}"
+    if written != name and not all(part.isidentifier() or part.isdigit() for part in written.split(".")):
+        raise GradError(t("err.bad_name", where=where, name=written))  # x²: no name (it reads as x2)
     if not name:
         raise GradError(t("err.wrt_name_missing", where=where))
     head, *rest = name.split(".")

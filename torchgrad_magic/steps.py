@@ -329,8 +329,10 @@ class Steps:
         rule = LAYER_RULES.get(layer.kind)
         inputs = [n for n in layer.inputs if not n.startswith(layer.module + ".")]
         x = inputs[0] if len(inputs) == 1 else "x"
+        if rule is not None:
+            rule = t(rule, x=x) if rule.startswith("steps.rule.") else rule.format(x=x)
         local = (
-            rule.format(x=x).replace("∂L/", f"∂{self.output}/")
+            rule.replace("∂L/", f"∂{self.output}/")
             if rule
             else ", ".join(dict.fromkeys(s.node for s in layer.steps))
         )
@@ -434,19 +436,20 @@ class Layer:
     leaving: tuple[Edge, ...]  # the gradients the layer sent out: to its parameters, to the layer before
 
 
-# what a layer's backward computes, by the layer's type (g: the gradient arriving at its output)
+# what a layer's backward computes, by the layer's type (g: the gradient arriving at its output): a
+# formula (no words: the same in every language), or the id of a catalogue message (in words)
 LAYER_RULES = {
     "Linear": "∂L/∂weight = gᵀ·{x},  ∂L/∂bias = Σ g,  ∂L/∂{x} = g·weight",
     "Tanh": "∂L/∂{x} = g·(1 − tanh²({x}))",
     "Sigmoid": "∂L/∂{x} = g·σ({x})·(1 − σ({x}))",
-    "ReLU": "∂L/∂{x} = g where {x} > 0, else 0",
-    "LeakyReLU": "∂L/∂{x} = g where {x} > 0, else slope·g",
+    "ReLU": "steps.rule.relu",
+    "LeakyReLU": "steps.rule.leaky_relu",
     "Softmax": "∂L/∂{x} = s ⊙ (g − Σ g⊙s),  s = softmax({x})",
     "LogSoftmax": "∂L/∂{x} = g − softmax({x})·Σg",
     "MSELoss": "∂L/∂{x} = 2·({x} − target)/n",
     "CrossEntropyLoss": "∂L/∂{x} = (softmax({x}) − onehot(target))/n",
     "Dropout": "∂L/∂{x} = g·mask/(1 − p)",
-    "Embedding": "∂L/∂weight = g added at the rows picked",
+    "Embedding": "steps.rule.embedding",
 }
 
 
