@@ -292,3 +292,23 @@ def test_layer_rules_and_accumulation_in_chinese(shell, capsys):
     capsys.readouterr()
     assert shell.run_cell("%%grad --lang zh\nfor _ in range(2):\n    (w * w).sum().backward()").success
     assert "] （2 次 backward() 累加）" in capsys.readouterr().out  # (not glued to the value)
+
+
+def test_a_sparse_embedding_step_is_reported(run):
+    """nn.Embedding(sparse=True) gives sparse grads: the report shows them as the dense grads they
+    stand for (it crashed: "Cannot access data pointer of Tensor that doesn't have storage")."""
+    run("", "torch.manual_seed(0)\nemb = torch.nn.Embedding(10, 3, sparse=True)")
+    if run.kind == "function":
+        run.ns["emb"] = torch.nn.Embedding(10, 3, sparse=True)
+    emb = run.ns["emb"]
+    before = emb.weight.detach().clone()
+    cell = (
+        "opt = torch.optim.SGD(emb.parameters(), lr=0.1)\nidx = torch.tensor([1, 2, 4])\n"
+        "loss = emb(idx).pow(2).sum()\nopt.zero_grad()\nloss.backward()\nopt.step()"
+    )
+    result = run("", cell)
+    (name,) = result.grads
+    expected = torch.zeros(10, 3)
+    expected[[1, 2, 4]] = 2 * before[[1, 2, 4]]
+    torch.testing.assert_close(result.grads[name], expected)
+    assert "<sparse" not in str(result) and "<td" in result._repr_html_()  # renders, text and HTML

@@ -255,10 +255,10 @@ def _from_call(
         order = {name: i for i, name in enumerate(names.values())}
         caught = dict(sorted(call.leaves.items(), key=lambda kv: order.get(kv[0], len(order))))
         leaves = {n: c.tensor for n, c in caught.items()}
-    grads = {n: (c.grad if c is not None else None) for n, c in caught.items()}
+    grads = {n: (dense(c.grad) if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
     column = {
-        n: (c.grad_after if c is not None and call.kind == "backward" else grads[n])
+        n: (dense(c.grad_after) if c is not None and call.kind == "backward" else grads[n])
         for n, c in caught.items()
     }
 
@@ -340,6 +340,14 @@ def _from_call(
     )  # fmt: skip
 
 
+def dense(grad: torch.Tensor | None) -> torch.Tensor | None:
+    """A sparse grad (``nn.Embedding(sparse=True)``) as the dense tensor it stands for: what the
+    report shows and sums up (a copy; a strided grad is returned as it is)."""
+    if grad is None or grad.layout == torch.strided:
+        return grad
+    return grad.detach().to_dense()
+
+
 def _merge_after(notes: list[Note], after: list[Note]) -> list[Note]:
     """ "call 50 of 50" and "after it the cell changed w" in one note: one fact, one line."""
     if not after:
@@ -406,6 +414,11 @@ def _is_one(weight: torch.Tensor) -> bool:
 def _changed(now: torch.Tensor, then: torch.Tensor, version: int) -> bool:
     """Whether .grad now differs from what it was after the call (the same memory, unchanged
     since: no need to compare every element of a big grad)."""
+    if now.layout != torch.strided or then.layout != torch.strided:  # sparse grads (Embedding(sparse=True))
+        try:
+            return not torch.equal(now.to_dense(), then.to_dense())
+        except RuntimeError:
+            return True
     if now.data_ptr() == then.data_ptr() and now._version == version:
         return False
     if now.is_floating_point() or now.is_complex():  # nan == nan here: a nan grad left as it was is unchanged

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .backward import first_derivatives, names_assigned, parse
+from .backward import dense, first_derivatives, names_assigned, parse
 from .messages import note, t, using
 from .names import differentiated_texts
 from .observe import Observer
@@ -425,7 +425,7 @@ def _steps(
     hooked = []  # a hook (on a tensor or a parameter) changed a gradient between two nodes
     for leaf in built.leaves:
         grad = first.grads.get(leaf.name)
-        total = leaf.total
+        total = dense(leaf.total)
         if not isinstance(grad, torch.Tensor) or total is None or grad.shape != total.shape:
             continue
         if not torch.allclose(grad.to(total.dtype), total, rtol=1e-4, atol=1e-6, equal_nan=True):

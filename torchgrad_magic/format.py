@@ -31,6 +31,8 @@ def values(t: torch.Tensor, digits: int = 4, max_items: int = 6) -> str:
     so the text (and the work to make it) does not grow with the tensor.
     """
     t = t.detach()
+    if (t.is_sparse or t.layout != torch.strided) and t.numel() <= 1 << 20:
+        t = t.to_dense()  # a sparse grad (Embedding(sparse=True)): the values it stands for
     if t.is_sparse or t.layout != torch.strided:
         return f"<{t.layout} tensor>"
     if t.device.type == "meta":
