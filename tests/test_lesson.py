@@ -235,10 +235,12 @@ def test_html_cells_never_wrap(run):
     ).replace("<tr><td", "")  # no breakable space inside the table's cells
 
 
-def test_the_kernel_shows_a_syntax_error_as_a_plain_cell(kernel):
-    plain = kernel.run("x = (1,\ny = 2")
-    ours = kernel.run("%%grad\nx = (1,\ny = 2")
-    assert ours.status == "error" and ours.ename == plain.ename == "SyntaxError"
+@pytest.mark.parametrize("cell", ["x = (1,\ny = 2", "x = 1\nreturn x", "def f():\nreturn 1"])
+def test_the_kernel_shows_a_syntax_error_as_a_plain_cell(kernel, cell):
+    plain = kernel.run(cell)
+    ours = kernel.run("%%grad\n" + cell)
+    assert len(ours.of_type("error")) == len(plain.of_type("error")) == 1  # (not twice)
+    assert ours.status == "error" and ours.ename == plain.ename and ours.ename.endswith("Error")
     (theirs,), (mine,) = plain.of_type("error"), ours.of_type("error")
 
     def numbered(lines):  # (each cell its own In[n])
@@ -312,3 +314,54 @@ def test_a_sparse_embedding_step_is_reported(run):
     expected[[1, 2, 4]] = 2 * before[[1, 2, 4]]
     torch.testing.assert_close(result.grads[name], expected)
     assert "<sparse" not in str(result) and "<td" in result._repr_html_()  # renders, text and HTML
+
+
+# ---- found by the red team (real kernels, plain vs %%grad) -------------------------------------
+def test_the_jacobian_of_a_reduced_output_is_the_tensors_own(run):
+    for call in ("Y.sum().backward()", "Y.mean().backward()"):
+        result = run("--wrt x=torch.tensor([1.0, 2.0, 3.0]) --jacobian", f"Y = x ** 2\n{call}")
+        torch.testing.assert_close(result.jacobian, torch.diag(torch.tensor([2.0, 4.0, 6.0])))
+
+
+def test_of_the_tensor_the_cell_reduced(run):
+    cell = "x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)\nY = x ** 2\nY.sum().backward()"
+    result = run("--of Y", cell)
+    assert result.headline == "Y.sum() = 14, d(Y.sum())/dx = [2, 4, 6]" and not result.note_texts
+
+
+def test_an_unnamed_output_is_named_as_the_cell_wrote_it(run):
+    result = run("--wrt x=torch.tensor([1.0, 2.0])", "Y = x ** 2\n(Y * 2).sum().backward()")
+    assert result.output_name == "(Y * 2).sum()"
+    assert result.headline == "(Y * 2).sum() = 10, d((Y * 2).sum())/dx = [4, 8]"
+
+
+def test_the_advice_to_fill_grad_works_for_a_vector_output(run):
+    result = run("", "x = torch.tensor([1.0, 2.0], requires_grad=True)\nY = x ** 2")
+    assert any("call Y.sum().backward() to fill .grad" in n for n in result.note_texts)
+    y = torch.tensor([1.0, 2.0], requires_grad=True) ** 2
+    y.sum().backward()  # (the advice runs: Y.backward() would raise for a vector)
+
+
+def test_a_custom_function_without_wrt_keeps_its_leaf(run):
+    cell = (
+        "class Square(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n        return 2 * x * g\n"
+        "x = torch.tensor(2.0, requires_grad=True)\ny = Square.apply(x)"
+    )
+    result = run("", cell)
+    assert row(result, "x").grad_text(4, 6) == "not computed (see the note)"
+    assert not any("no name here" in n for n in result.note_texts)
+
+
+def test_retain_grad_of_a_summed_output(run):
+    result = run("--wrt x=torch.tensor([1.0, 2.0]) --retain-grad", "Y = x ** 2")
+    torch.testing.assert_close(row(result, "Y").grad, torch.ones(2))
+
+
+def test_steps_and_symbolic_use_the_written_form(run):
+    result = run("--wrt x=torch.tensor([1.0, 2.0]) --steps", "Y = x ** 2\nY.sum().backward()")
+    assert "grads of Y.sum()" in str(result) and "d(Y.sum())/dx = [2, 4]" in str(result)
+    pytest.importorskip("sympy")
+    result = run("--wrt x=3 --symbolic", "y = x ** 2\ny.sum().backward()")
+    assert result.symbolic[0].text == "d(y.sum())/dx = 2*x = 6 at x = 3"

@@ -494,7 +494,10 @@ def test_a_backward_that_raises_and_is_caught_keeps_the_call_before():
 def test_made_up_names_never_take_the_cells_own():
     cell = "x = torch.tensor([1., 2.], requires_grad=True)\nout = x * 3\n(x ** 2).sum().backward()"
     result = grad(cell, namespace={"torch": torch})
-    assert result.output_name == "out_1" and result.headline.startswith("out_1 = 5, dout_1/dx = [2, 4]")
+    # the cell's own text, never a made-up name (it was out_1, beside the cell's own out)
+    assert result.output_name == "(x ** 2).sum()"
+    assert result.headline.startswith("(x ** 2).sum() = 5, d((x ** 2).sum())/dx = [2, 4]")
+    assert [r.name for r in result.rows] == ["x", "out", "(x ** 2).sum()"]
 
 
 def test_a_pass_inside_a_pass_is_not_a_call_of_the_cell():
@@ -568,7 +571,9 @@ def test_a_big_grad_added_up_then_zeroed_is_not_shown_as_the_sum(monkeypatch):
 def test_grad_results_are_copied_when_small():
     cell = "x = torch.tensor([1., 2., 3.], requires_grad=True)\ng, = torch.autograd.grad((x ** 2).sum(), x)\ng.zero_()"
     result = grad(cell, namespace={"torch": torch})
-    assert result.headline.startswith("out = 14, dout/dx = [2, 4, 6]"), result.headline
+    assert result.headline.startswith("(x ** 2).sum() = 14, d((x ** 2).sum())/dx = [2, 4, 6]"), (
+        result.headline
+    )
     assert "changed after the call" not in str(result)
 
 

@@ -165,7 +165,7 @@ def test_of_picks_the_output(run):
 def test_last_expression_is_the_output(run):
     result = run("--wrt x=3", "y = 3 * x ** 2\nx ** 3")
     assert result.grads["x"].item() == 27
-    assert result.output_name == "out"
+    assert result.output_name == "x ** 3"  # as the cell wrote it (not a made-up "out")
 
 
 def test_last_expression_named(run):

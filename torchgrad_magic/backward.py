@@ -28,7 +28,7 @@ import torch
 from . import format as fmt
 from .hints import hint_for
 from .messages import Note, note, t
-from .names import Reduced, named_rows, reduction_of
+from .names import Reduced, Written, named_rows, reduction_of
 from .observe import Call, Observation, graph_leaves, kept_grad, named_leaves, tensor_names
 from .result import TensorRow
 
@@ -121,15 +121,22 @@ def first_derivatives(
     retain_grad: bool,
     steps: bool = False,
     owned: set[int] | None = None,
-    texts: tuple[str, ...] = (),
+    written: Written | None = None,
 ) -> First:
     """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*.
-    *texts*: what the cell differentiates, as it wrote it (:func:`names.differentiated_texts`)."""
+    *written*: what the cell differentiates, as it wrote it (:func:`names.differentiated_texts`)."""
+    written = written or Written()
+    texts = written.texts
     owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
     names = tensor_names(ns, (*wrt, *assigned))
     call = observed.primary
-    if call is not None and (of is None or ns.get(of) is call.output):
-        reduced = None if id(call.output) in names else reduction_of(call.output, ns, assigned, texts)
+    reduced = None
+    if call is not None and id(call.output) not in names:  # Y.sum().backward(): the output is Y
+        reduced = reduction_of(call.output, ns, assigned, texts)
+        if reduced is None and written.only_call and len(call.outputs) == 1:  # (Y * 2).sum(): as written
+            names = {**names, id(call.output): written.only_call}
+    shown = (call.output, reduced.tensor if reduced is not None else None) if call is not None else ()
+    if call is not None and (of is None or any(ns.get(of) is tensor for tensor in shown)):
         if reduced is not None:
             names = {**names, id(call.output): reduced.written}
         first = _from_call(call, observed, ns, names, wrt, retain_grad)
@@ -143,6 +150,8 @@ def first_derivatives(
         reduced = reduction_of(last_value, ns, assigned, texts)
         if reduced is not None:
             found = (reduced.written, last_value)
+        elif written.last:  # (the last expression as the cell wrote it, not a made-up "out")
+            found = (written.last, last_value)
     first = _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps, owned)
     if of is not None and of not in assigned:  # the cell did not make it: say so, no other guess
         guesses = ("err.no_leaf", "err.no_path", "err.unnamed_leaf", "err.grad_off")
@@ -175,7 +184,9 @@ def _finish(
             first, output=output, output_name=name, written=reduced.written, target=reduced.result,
             summed=reduced.kind == "sum" and reduced.tensor.numel() != 1,
         )  # fmt: skip
-    elif retain_grad and output is not None and output.numel() == 1 and output.requires_grad:
+    elif (
+        retain_grad and output is not None and (output.numel() == 1 or first.summed) and output.requires_grad
+    ):
         rows = [
             dataclasses.replace(r, grad=torch.ones_like(output.detach()))
             if r.role == "output" and r.name == name and r.grad is None and not r.is_leaf
@@ -192,6 +203,24 @@ def _finish(
     extra = named_rows(ns, list(dict.fromkeys(ordered)), shown, caught if retain_grad else {})
     at = next((i for i, r in enumerate(rows) if r.role == "output"), len(rows))
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]))
+
+
+def _atom(expression: str) -> bool:
+    """Whether ``{expression}.backward()`` needs no brackets (a name, a call, an attribute)."""
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, (ast.Name, ast.Call, ast.Attribute, ast.Subscript))
+
+
+def _in_graph(leaves: dict[str, torch.Tensor], output: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The *leaves* in *output*'s graph (found by a walk: used where autograd is not asked)."""
+    found = graph_leaves((output,), limit=100_000)
+    if found is None:
+        return dict(leaves)
+    ids = {id(leaf) for leaf in found}
+    return {n: leaf for n, leaf in leaves.items() if id(leaf) in ids}
 
 
 def _unshown_leaf(value: Any, shown: dict[int, str]) -> bool:
@@ -539,6 +568,9 @@ def _computed(
     user_code: list[str] = []
     if output.is_complex():
         notes.append(note("err.complex", out=out_name))
+        if not wrt:  # (its grads are not computed: the leaves it is made from, no others)
+            leaves, values = _in_graph(leaves, output), _values(_in_graph(leaves, output))
+            grads = dict.fromkeys(leaves)
     else:
         target = output
         if output.numel() != 1:
@@ -580,7 +612,12 @@ def _computed(
         if failed and not user_code:  # no grads to show: only the output and what went wrong
             leaves, grads, values, intermediates = {}, {}, {}, {}
         elif not wrt:  # the leaves are the named ones the output depends on
-            leaves = {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
+            found = _in_graph(leaves, output) if user_code else None  # (grads not computed: from the graph)
+            leaves = (
+                found
+                if found is not None
+                else {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
+            )
             grads = {n: grads[n] for n in leaves}
             values = {n: values[n] for n in leaves}
             if not leaves:
@@ -593,9 +630,11 @@ def _computed(
         user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
         if user and any(grads[n] is not None for n in user):
             listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
-            notes.append(note("note.not_stored", names=", ".join(listed), out=out_name))
+            call = f"{out_name}.backward()" if output.numel() == 1 else f"{out_name}.sum().backward()"
+            call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
+            notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))
     rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))
-    if user_code:  # (their grads were not computed: not "no path", not a number)
+    if user_code or output.is_complex():  # (their grads were not computed: not "no path", not a number)
         rows = [dataclasses.replace(row, withheld=True) for row in rows]
     rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
     if all(output is not leaf for leaf in leaves.values()):
@@ -605,7 +644,7 @@ def _computed(
     trace = tracer if tracer is not None and leaves else None
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
-        (_non_finite(values),), withheld=bool(user_code),
+        (_non_finite(values),), withheld=bool(user_code) or output.is_complex(),
     )  # fmt: skip
 
 

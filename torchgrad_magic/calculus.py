@@ -278,7 +278,7 @@ def compare_expected(
 ) -> tuple[bool, list[str]]:
     """Evaluate each expected value and compare with the grads (rtol 1e-4, atol 1e-6)."""
     lines, ok = [], True
-    out = f"({result.label})" if result.summed or result.written else result.output_name
+    out = fmt.operand(result.label)
     d = "d" if len(result.leaves) == 1 else "∂"
     for name, expr in expected.items():
         try:

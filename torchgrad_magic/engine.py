@@ -411,7 +411,10 @@ def _steps(
     if first.output is None or tracer is None or not tracer.raws or first.weighted:
         return None
     output = tracer.outputs[0]
-    name = first.output_name if output is first.output else f"sum({first.output_name})"
+    if output is first.output or output is first.target:
+        name = first.written or first.output_name
+    else:
+        name = f"sum({first.output_name})"
     named: dict[str, Any] = dict(first.leaves)
     named.update((n, v) for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_"))
     named.setdefault(first.output_name, first.output)

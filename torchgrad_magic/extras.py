@@ -51,8 +51,11 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         notes.append(note("extras.weighted", out=first.output_name, label=first.differentiated or "v"))
     summed = target_of(first).numel() != 1
     ref = first.call.record_ref if first.call is not None else recorder.ref(target_of(first))
+    # --jacobian of Y itself when the cell reduced it (Y.sum().backward()): the matrix is Y's
+    whole_ref = recorder.ref(first.output) if getattr(first, "written", None) and opts.jacobian else None
     record = recorder.finish()
     replay = replay_for(record, ref, first.leaves, summed)
+    whole = replay_for(record, whole_ref, first.leaves, True) if whole_ref is not None else None
     if record.escapes:
         notes.append(
             note(
@@ -80,14 +83,21 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            found = _extras(replay, record, first, points, opts, window, notes)
+            found = _extras(replay, record, first, points, opts, window, notes, whole)
         except Exception as e:  # an extra that cannot work here is a note, never a lost report
             notes.append(note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160]))
     return Extras(notes=tuple(notes), **found)
 
 
 def _extras(
-    replay: Any, record: Any, first: Any, points: dict, opts: Any, window: Any, notes: list[Note]
+    replay: Any,
+    record: Any,
+    first: Any,
+    points: dict,
+    opts: Any,
+    window: Any,
+    notes: list[Note],
+    whole: Any = None,
 ) -> dict[str, Any]:
     """Verify the replay, then the extras that were asked for."""
     found: dict[str, Any] = {}
@@ -102,7 +112,7 @@ def _extras(
             notes.append(problem)
             replay = None
     if replay is not None:
-        found = _calculus(replay, first, points, opts, notes)
+        found = _calculus(replay, first, points, opts, notes, whole)
     if opts.plot:
         found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
     return found
@@ -144,8 +154,9 @@ def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | 
 
 
 def _calculus(
-    replay: Any, first: Any, points: dict[str, torch.Tensor], opts: Any, notes: list[Note]
+    replay: Any, first: Any, points: dict[str, torch.Tensor], opts: Any, notes: list[Note], whole: Any = None
 ) -> dict[str, Any]:
+    """--order, --hessian, --jacobian (of *whole*, Y itself, when the cell reduced it), --check, --symbolic."""
     from . import calculus
     from .messages import t
     from .spec import GradError
@@ -170,8 +181,12 @@ def _calculus(
             )
             matrices.append(matrix)
         if opts.jacobian:
-            matrices.append(calculus.jacobian(replay, points, first.output_name))
-            notes.append(note("calc.jacobian_note", out=first.output_name, inputs=", ".join(points)))
+            of_whole = whole if whole is not None and not isinstance(whole, str) else replay
+            matrices.append(calculus.jacobian(of_whole, points, first.output_name))
+            if (
+                getattr(first, "written", None) is None or first.summed
+            ):  # (a mean's grads are not the column sums)
+                notes.append(note("calc.jacobian_note", out=first.output_name, inputs=", ".join(points)))
     except (GradError, RuntimeError) as e:
         notes.append(note("calc.cannot", error=str(e).split("\n")[0]))
     found["matrices"] = tuple(matrices)

@@ -24,6 +24,12 @@ def number(value: object, digits: int = 4) -> str:
     return str(value)
 
 
+def operand(name: str) -> str:
+    """*name* as the top of a derivative: ``y`` as it is, an expression in brackets: d(Y.sum())/dx."""
+    plain = name.replace(".", "_").isidentifier() and not any(c in name for c in "·()")
+    return name if plain else f"({name})"
+
+
 def values(t: torch.Tensor, digits: int = 4, max_items: int = 6) -> str:
     """The values of *t*: the number for one element, a list otherwise.
 

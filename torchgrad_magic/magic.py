@@ -146,6 +146,8 @@ class GradMagic(Magics):
                 options = self._options(args)
                 result, last = run(cell, options.validated(), shell=self.shell, language=language)
             except CellError as e:
+                if e.shown:
+                    return None
                 raise e.error from None  # its traceback (the user's frames only) is attached to it
             except GradError as e:
                 raise UsageError(t("err.prefix", message=e)) from None

@@ -151,9 +151,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "note.not_stored": {
         "en": "the cell did not call backward(), so %%grad computed the grads of {out} without storing them "
-        "({names} unchanged, graph kept); call {out}.backward() to fill .grad.",
+        "({names} unchanged, graph kept); call {call} to fill .grad.",
         "zh": "单元格没有调用 backward()，所以 %%grad 算出了 {out} 的梯度但没有存进 .grad"
-        "（{names} 不变，计算图保留）；调用 {out}.backward() 才会填写 .grad。",
+        "（{names} 不变，计算图保留）；调用 {call} 才会填写 .grad。",
     },
     "note.cell_empty": {
         "en": "the cell has no code (only comments or blank lines): it ran, and there is nothing to "

@@ -31,11 +31,30 @@ class Reduced:
     kind: str
 
 
-def differentiated_texts(tree: ast.Module | None, code: str) -> tuple[str, ...]:
-    """What the cell differentiates or shows, as it wrote it: the receiver of each
-    ``.backward()``, the first argument of each ``autograd.grad(...)``, the last expression."""
+@dataclass(frozen=True)
+class Written:
+    """What the cell differentiates or shows, as it wrote it: *calls*, the receiver of each
+    ``.backward()`` and the first argument of each ``autograd.grad(...)``; *last*, its last
+    expression."""
+
+    calls: tuple[str, ...] = ()
+    last: str | None = None
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return (*self.calls, *((self.last,) if self.last else ()))
+
+    @property
+    def only_call(self) -> str | None:
+        """The one expression the cell differentiates, when it has one call site (a name for an
+        unnamed output: ``(Y * 2).sum()``, not a made-up ``out``)."""
+        return self.calls[0] if len(self.calls) == 1 else None
+
+
+def differentiated_texts(tree: ast.Module | None, code: str) -> Written:
+    """What the cell differentiates or shows, as it wrote it (:class:`Written`)."""
     if tree is None:
-        return ()
+        return Written()
     found: list[ast.expr] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
@@ -44,10 +63,13 @@ def differentiated_texts(tree: ast.Module | None, code: str) -> tuple[str, ...]:
             found.append(node.func.value)
         elif node.func.attr == "grad" and node.args:
             found.append(node.args[0])
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        found.append(tree.body[-1].value)
-    texts = (ast.get_source_segment(code, expr) or ast.unparse(expr) for expr in found)
-    return tuple(dict.fromkeys(" ".join(text.split()) for text in texts))
+    last = tree.body[-1].value if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+
+    def text(expr: ast.expr) -> str:
+        return " ".join((ast.get_source_segment(code, expr) or ast.unparse(expr)).split())
+
+    calls = tuple(dict.fromkeys(text(expr) for expr in found))
+    return Written(calls, text(last) if last is not None else None)
 
 
 def reduction_of(

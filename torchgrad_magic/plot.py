@@ -327,7 +327,7 @@ def _vector_figure(result: Any, notes: list[Note], style: _Style):
     output = result.output.detach().float().cpu()
     with_function = output.shape == x.shape
     written = getattr(result, "written", None)  # Y.mean(): its grads are not dY/dx
-    d_name = f"d({written})/d{name}" if written and not result.summed else f"d{out_name}/d{name}"
+    d_name = f"d{fmt.operand(written if written and not result.summed else out_name)}/d{name}"
     series = []
     if with_function:
         series.append((out_name, output, FUNCTION_COLOR))
@@ -389,7 +389,7 @@ def _point_figure(
         )
         low, high = window or (point - max(1.0, abs(point)), point + max(1.0, abs(point)))
         grid = torch.linspace(low, high, GRID_POINTS, dtype=torch.float64)
-        label_d = f"{d}({out})/{d}{name}" if "(" in out else f"{d}{out}/{d}{name}"
+        label_d = f"{d}{fmt.operand(out)}/{d}{name}"
         evaluated = None
         if evaluate is not None:
             try:

@@ -281,7 +281,7 @@ class GradResult:
                     f", ∂{out}/∂{n} = {self._values(g)}" for n in others if (g := self.grads[n]) is not None
                 )
         d = "d" if len(self.grads) == 1 else "∂"
-        top = f"({out})" if self.summed or self.differentiated or self.written else out
+        top = fmt.operand(out or "")
         if self.differentiated:  # each output's value, then the grads of what was differentiated
             value = self.output.detach()
             parts = [

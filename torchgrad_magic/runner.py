@@ -30,8 +30,9 @@ CAPTURE = "__torchgrad_magic_last__"
 class CellError(GradError):
     """The cell's own code raised; its traceback was already shown to the user."""
 
-    def __init__(self, error: BaseException):
+    def __init__(self, error: BaseException, shown: bool = False):
         self.error = error
+        self.shown = shown  # IPython already showed it, and the cell's result holds it
         if isinstance(error, KeyboardInterrupt):
             message = t("err.cell_interrupted")
         else:
@@ -151,8 +152,14 @@ class ShellRunner:
             if not had:
                 self.namespace.pop(CAPTURE, None)
         error = outcome.error_before_exec or outcome.error_in_exec
+        if isinstance(error, SyntaxError) and not hasattr(error, "_render_traceback_"):
+            # IPython showed it, as for a plain cell ('return' outside a function): the %%grad cell
+            # fails with it (the kernel's reply says so) and nothing more is shown
+            if outer is not None:
+                outer.error_in_exec = error
+            raise CellError(error, shown=True)
         if isinstance(error, SyntaxError):  # IPython shows a raised SyntaxError with every frame
-            error = _as_shown(error, getattr(error, "_render_traceback_", lambda: [])())
+            error = _as_shown(error, error._render_traceback_())  # type: ignore[attr-defined]
         if error is not None:
             raise CellError(error)
         return caught[-1] if caught else None

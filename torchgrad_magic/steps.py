@@ -272,11 +272,11 @@ class Steps:
 
     def d(self, top: str, bottom: str) -> str:
         d = "∂" if self.several else "d"
-        return f"{d}{top}/{d}{bottom}"
+        return f"{d}{fmt.operand(top)}/{d}{fmt.operand(bottom)}"
 
     def edge_text(self, step: Step, edge: Edge) -> tuple[str, str]:
         """(local derivative, gradient sent) as text: ``∂a/∂x = 2·x = 6``, ``dy/dx = 3 · 6 = 18``."""
-        local = f"∂{step.name}/∂{edge.to}"
+        local = f"∂{fmt.operand(step.name)}/∂{fmt.operand(edge.to)}"
         if edge.formula is not None:
             local += f" = {edge.formula}"
         if edge.local is not None and (edge.formula or "").replace("−", "-") != self._v(edge.local):
@@ -332,7 +332,7 @@ class Steps:
         if rule is not None:
             rule = t(rule, x=x) if rule.startswith("steps.rule.") else rule.format(x=x)
         local = (
-            rule.replace("∂L/", f"∂{self.output}/")
+            rule.replace("∂L/", f"∂{fmt.operand(self.output)}/")
             if rule
             else ", ".join(dict.fromkeys(s.node for s in layer.steps))
         )

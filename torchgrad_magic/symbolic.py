@@ -38,7 +38,7 @@ class SymbolicLine:
     def text(self) -> str:
         """The whole line as shown in a terminal, in the language in use."""
         power = power_of(self.order)
-        return t("sym.line", top=f"{self.d}{power}{self.out}", bottom=f"{self.d}{self.name}{power}",
+        return t("sym.line", top=f"{self.d}{power}{fmt.operand(self.out)}", bottom=f"{self.d}{self.name}{power}",
                  expr=self.expression, value=fmt.number(self.value), point=self.point)  # fmt: skip
 
 
