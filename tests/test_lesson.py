@@ -365,3 +365,33 @@ def test_steps_and_symbolic_use_the_written_form(run):
     pytest.importorskip("sympy")
     result = run("--wrt x=3 --symbolic", "y = x ** 2\ny.sum().backward()")
     assert result.symbolic[0].text == "d(y.sum())/dx = 2*x = 6 at x = 3"
+
+
+def test_mixed_calls_are_named_as_they_were(run):
+    cell = (
+        "x = torch.tensor([1.0, 2.0], requires_grad=True)\nY = x ** 2\n"
+        "g, = torch.autograd.grad(Y.sum(), x, create_graph=True)\nh = (g ** 2).sum()\nh.backward()"
+    )
+    notes = run("", cell).note_texts
+    assert any("backward()/torch.autograd.grad() 2 times" in n for n in notes), notes
+
+
+def test_an_edge_out_of_a_folded_loop_has_no_label(run):
+    cell = "h = x\nfor _ in range(20):\n    h = torch.sin(h) * 1.01 + h * 0.5\ny = h * 2"
+    result = run("--wrt x=1 --graph --steps", cell)
+    graph = result.graph
+    (box,) = [i for i, n in enumerate(graph.nodes) if getattr(n, "repeat", 1) > 1]
+    assert box is not None and all(graph.label(k) is None for k, (a, _) in enumerate(graph.edges) if a == box)
+
+
+def test_a_custom_function_whose_grads_pass_check_is_not_called_wrong(run):
+    cell = (
+        "class Square(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n        return 2 * x * g\n"
+        "y = Square.apply(x)\ny.backward()"
+    )
+    result = run("--wrt x=2 --check", cell)
+    assert result.checks and all(c.ok for c in result.checks)  # the cell's own grads, checked
+    assert not any("differ from" in n for n in result.note_texts), result.note_texts
+    assert any("cannot follow" in n for n in result.note_texts)

@@ -293,8 +293,10 @@ def _from_call(
 
     what = "backward()" if call.kind == "backward" else "torch.autograd.grad()"
     if observed.call_count > 1:  # (one call: the table is that call's, nothing to add)
+        kinds = {c.kind for c in observed.calls}  # (grad() then backward(): both named)
+        every = what if len(kinds) == 1 else "backward()/torch.autograd.grad()"
         notes.append(
-            note("note.backward_many", count=observed.call_count, index=call.index, what=what, out=out_name)
+            note("note.backward_many", count=observed.call_count, index=call.index, what=every, out=out_name)
         )
     x = next(iter(leaves)) if len(leaves) == 1 else "x"  # (d{out}/dx in the notes: the leaf's name)
     inner = [n for n in call.inner if n in leaves]

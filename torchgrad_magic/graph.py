@@ -1130,11 +1130,14 @@ def _module_groups(
     return group
 
 
-def _collapse(graph: Graph, group: dict[int, Any], make: Callable[[Any, int, list[int]], Node]) -> Graph:
+def _collapse(
+    graph: Graph, group: dict[int, Any], make: Callable[[Any, int, list[int]], Node], labels_out: bool = True
+) -> Graph:
     """*graph* with each group of nodes (``group``: node id -> key) drawn as one node,
     ``make(key, new id, the group's node ids)``, the other nodes copied; the new nodes in the order
     of their first node (the output's first). Edges between the same two nodes appear once; an
-    edge keeps its label where it stands for one edge only."""
+    edge keeps its label where it stands for one edge only (and, without *labels_out*, not out of a
+    box: a loop's box has no one "grad above" for the legend's rule)."""
     members: dict[Any, list[int]] = {}
     for node in graph.nodes:
         members.setdefault(("group", group[node.id]) if node.id in group else node.id, []).append(node.id)
@@ -1160,7 +1163,8 @@ def _collapse(graph: Graph, group: dict[int, Any], make: Callable[[Any, int, lis
             found[edge] = []
             edges.append(edge)
         found[edge].append(graph.label(k))
-    labels = [found[e][0] if len(found[e]) == 1 else None for e in edges]
+    boxes = set() if labels_out else {new_id[g] for g in members if isinstance(g, tuple)}
+    labels = [found[e][0] if len(found[e]) == 1 and e[0] not in boxes else None for e in edges]
     return Graph(nodes, edges, labels if any(labels) else [], sources, graph.language, graph.output_name)
 
 
@@ -1404,7 +1408,7 @@ def fold_repeats(graph: Graph) -> Graph:
     def make(key: tuple[str, int], new: int, _: list[int]) -> Node:
         return _loop_box(new, runs[key[1]][1], by_id, graph.language)
 
-    return _collapse(graph, group, make)
+    return _collapse(graph, group, make, labels_out=False)
 
 
 def _chain_order(graph: Graph) -> list[int]:

@@ -490,6 +490,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "修改梯度的 hook，或 .data/.detach() 技巧）：--check 会把 autograd 的梯度与有限差分比较；"
         "省略 --plot 曲线、--symbolic 和高阶导数。",
     },
+    "rec.grads_agree": {
+        "en": "the recorded computation of {out} cannot follow how the cell got its grads (a custom "
+        "autograd.Function, or a hook), so --check compared autograd's grads with finite differences "
+        "directly; --plot curves, --symbolic and higher derivatives are left out.",
+        "zh": "记录下的 {out} 的计算无法复现单元格得到梯度的方式（自定义 autograd.Function 或 hook），"
+        "所以 --check 直接把 autograd 的梯度与有限差分比较；省略 --plot 曲线、--symbolic 和高阶导数。",
+    },
     "rec.failed": {
         "en": "the recorded computation could not be evaluated again ({error}); --check, --plot, --symbolic and "
         "higher derivatives are left out.",
