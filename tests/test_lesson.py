@@ -10,6 +10,11 @@ import pytest
 import torch
 
 SEED_VECTOR = "--wrt x=torch.linspace(-3, 3, 61)"
+SQUARE = (  # a custom autograd.Function: its backward is the user's own code
+    "class Square(torch.autograd.Function):\n"
+    "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
+    "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n        return 2 * x * g\n"
+)
 
 
 def row(result, name):
@@ -169,11 +174,8 @@ def test_of_a_tensor_the_cell_did_not_make(run):
 
 def test_a_custom_function_keeps_its_row_and_check_says_why(run, capsys):
     cell = (
-        "class Square(torch.autograd.Function):\n"
-        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
-        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n"
-        "        print('backward ran')\n        return 2 * x * g\n"
-        "y = Square.apply(x)"
+        SQUARE.replace("        return 2", "        print('backward ran')\n        return 2")
+        + "y = Square.apply(x)"
     )
     result = run("--wrt x=2 --check", cell)
     assert row(result, "x").grad_text(4, 6) == "not computed (see the note)"
@@ -343,12 +345,7 @@ def test_the_advice_to_fill_grad_works_for_a_vector_output(run):
 
 
 def test_a_custom_function_without_wrt_keeps_its_leaf(run):
-    cell = (
-        "class Square(torch.autograd.Function):\n"
-        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
-        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n        return 2 * x * g\n"
-        "x = torch.tensor(2.0, requires_grad=True)\ny = Square.apply(x)"
-    )
+    cell = SQUARE + "x = torch.tensor(2.0, requires_grad=True)\ny = Square.apply(x)"
     result = run("", cell)
     assert row(result, "x").grad_text(4, 6) == "not computed (see the note)"
     assert not any("no name here" in n for n in result.note_texts)
@@ -385,12 +382,7 @@ def test_an_edge_out_of_a_folded_loop_has_no_label(run):
 
 
 def test_a_custom_function_whose_grads_pass_check_is_not_called_wrong(run):
-    cell = (
-        "class Square(torch.autograd.Function):\n"
-        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x ** 2\n"
-        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n        return 2 * x * g\n"
-        "y = Square.apply(x)\ny.backward()"
-    )
+    cell = SQUARE + "y = Square.apply(x)\ny.backward()"
     result = run("--wrt x=2 --check", cell)
     assert result.checks and all(c.ok for c in result.checks)  # the cell's own grads, checked
     assert not any("differ from" in n for n in result.note_texts), result.note_texts

@@ -430,14 +430,16 @@ def _box(node: Node) -> tuple[float, float]:
     return max(fmt.width(s) for s in lines) * CHAR_W + 2 * PAD, len(lines) * LINE_H + 2 * PAD
 
 
-def _layers(nodes: list[Node], edges: list[tuple[int, int]], leaves_down: bool = True) -> dict[int, int]:
-    """Longest-path layers from the output, so every edge points down; leaves on the last row."""
-    indegree = {n.id: 0 for n in nodes}
-    kids: dict[int, list[int]] = {n.id: [] for n in nodes}
+def _longest_paths(ids: list[int], edges: list[tuple[int, int]]) -> dict[int, int]:
+    """Each id's longest path from a node nothing points to, over the *edges* between *ids*."""
+    keep = set(ids)
+    indegree = dict.fromkeys(ids, 0)
+    kids: dict[int, list[int]] = {i: [] for i in ids}
     for a, b in edges:
-        indegree[b] += 1
-        kids[a].append(b)
-    layer = {n.id: 0 for n in nodes}
+        if a in keep and b in keep:
+            indegree[b] += 1
+            kids[a].append(b)
+    layer = dict.fromkeys(ids, 0)
     queue = deque(i for i, d in indegree.items() if d == 0)
     while queue:
         a = queue.popleft()
@@ -446,6 +448,12 @@ def _layers(nodes: list[Node], edges: list[tuple[int, int]], leaves_down: bool =
             indegree[b] -= 1
             if indegree[b] == 0:
                 queue.append(b)
+    return layer
+
+
+def _layers(nodes: list[Node], edges: list[tuple[int, int]], leaves_down: bool = True) -> dict[int, int]:
+    """Longest-path layers from the output, so every edge points down; leaves on the last row."""
+    layer = _longest_paths([n.id for n in nodes], edges)
     bottom = max(layer.values(), default=0)
     for n in nodes:
         if leaves_down and n.kind == "leaf":
@@ -1415,22 +1423,7 @@ def _chain_order(graph: Graph) -> list[int]:
     """The ids of the nodes other than leaves, by their longest path from the output (ties in the
     graph's order): a loop's repetitions come one after another, each in the same order."""
     inner = [n.id for n in graph.nodes if n.kind != "leaf"]
-    keep = set(inner)
-    kids: dict[int, list[int]] = {i: [] for i in inner}
-    indegree = dict.fromkeys(inner, 0)
-    for a, b in graph.edges:
-        if a in keep and b in keep:
-            kids[a].append(b)
-            indegree[b] += 1
-    depth = dict.fromkeys(inner, 0)
-    queue = deque(i for i in inner if indegree[i] == 0)
-    while queue:
-        a = queue.popleft()
-        for b in kids[a]:
-            depth[b] = max(depth[b], depth[a] + 1)
-            indegree[b] -= 1
-            if indegree[b] == 0:
-                queue.append(b)
+    depth = _longest_paths(inner, graph.edges)
     position = {i: k for k, i in enumerate(inner)}
     return sorted(inner, key=lambda i: (depth[i], position[i]))
 
