@@ -387,3 +387,17 @@ def test_a_custom_function_whose_grads_pass_check_is_not_called_wrong(run):
     assert result.checks and all(c.ok for c in result.checks)  # the cell's own grads, checked
     assert not any("differ from" in n for n in result.note_texts), result.note_texts
     assert any("cannot follow" in n for n in result.note_texts)
+
+
+@pytest.mark.parametrize("flags", ["", "--check", "--steps", "--plot"])
+def test_an_error_in_the_cells_backward_has_a_plain_traceback(shell, capsys, flags):
+    """The recorder's torch-function mode made PyTorch add handle_torch_function frames."""
+    cell = "x = torch.tensor(2.0)\ny = x ** 2\ny.backward()"
+    shell.run_cell("import torch")
+    capsys.readouterr()
+    shell.run_cell(cell)
+    plain = re.sub(r"In\[\d+\]", "In[n]", capsys.readouterr().out)
+    assert not shell.run_cell(f"%%grad {flags}\n{cell}").success
+    ours = re.sub(r"In\[\d+\]", "In[n]", capsys.readouterr().out)
+    assert "overrides.py" not in ours and ours.count("File") == plain.count("File") >= 2
+    assert ours.count("_tensor.py") == plain.count("_tensor.py")

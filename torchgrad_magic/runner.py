@@ -41,17 +41,38 @@ class CellError(GradError):
 
 
 def without_our_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """The traceback *tb* less the frames of this package (the observer and the
-    recorder sit between the user's code and PyTorch while a cell runs)."""
+    """The traceback *tb* less the frames of this package (the observer and the recorder sit
+    between the user's code and PyTorch while a cell runs), and less the frames PyTorch adds only
+    because the recorder's torch-function mode is on (``handle_torch_function`` and the first
+    entry into the method it re-enters): what a plain cell's traceback shows."""
     frames = []
     while tb is not None:
-        if not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(PACKAGE_DIR + os.sep):
-            frames.append(tb)
+        frames.append(tb)
         tb = tb.tb_next
+    ours = [_is_ours(f) for f in frames]
+    drop = set()
+    for i, frame in enumerate(frames):
+        if not ours[i] or (i > 0 and ours[i - 1]):
+            continue
+        after = next((k for k in range(i, len(frames)) if not ours[k]), None)  # where torch resumes
+        if i >= 1 and frames[i - 1].tb_frame.f_code.co_name == "handle_torch_function":
+            drop.add(i - 1)
+            entry = i - 2
+            if (
+                entry >= 0
+                and after is not None
+                and frames[entry].tb_frame.f_code is frames[after].tb_frame.f_code
+            ):
+                drop.add(entry)  # (Tensor.backward entered twice: once to dispatch to the mode)
+    kept = [f for k, f in enumerate(frames) if not ours[k] and k not in drop]
     result = None
-    for frame in reversed(frames):
+    for frame in reversed(kept):
         result = types.TracebackType(result, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
     return result
+
+
+def _is_ours(tb: types.TracebackType) -> bool:
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(PACKAGE_DIR + os.sep)
 
 
 class _CaptureLast(ast.NodeTransformer):
