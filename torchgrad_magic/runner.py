@@ -51,8 +51,8 @@ def without_our_frames(tb: types.TracebackType | None) -> types.TracebackType | 
         tb = tb.tb_next
     ours = [_is_ours(f) for f in frames]
     drop = set()
-    for i, frame in enumerate(frames):
-        if not ours[i] or (i > 0 and ours[i - 1]):
+    for i in range(len(frames)):
+        if not ours[i] or (i > 0 and ours[i - 1]):  # (the first of each run of our frames)
             continue
         after = next((k for k in range(i, len(frames)) if not ours[k]), None)  # where torch resumes
         if i >= 1 and frames[i - 1].tb_frame.f_code.co_name == "handle_torch_function":
