@@ -401,3 +401,16 @@ def test_an_error_in_the_cells_backward_has_a_plain_traceback(shell, capsys, fla
     ours = re.sub(r"In\[\d+\]", "In[n]", capsys.readouterr().out)
     assert "overrides.py" not in ours and ours.count("File") == plain.count("File") >= 2
     assert ours.count("_tensor.py") == plain.count("_tensor.py")
+
+
+def test_a_bare_wrt_says_the_cell_ran_on_a_copy(shell):
+    shell.run_cell("import torch\nx = torch.tensor([1.0, 2.0])")
+    assert shell.run_cell("%%grad --wrt x --out r -q\nY = x ** 2\nY.sum().backward()").success
+    (text,) = shell.user_ns["r"].note_texts
+    assert text.startswith("--wrt x: the cell ran on a copy of x") and shell.user_ns["x"].grad is None
+
+
+def test_a_change_through_data_after_the_call_is_said(run):
+    cell = "x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)\nY = x ** 2\nY.sum().backward()\nx.data.mul_(0)"
+    (text,) = run("", cell).note_texts
+    assert "changed x (now [0, 0, 0])" in text

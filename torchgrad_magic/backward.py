@@ -379,6 +379,25 @@ def dense(grad: torch.Tensor | None) -> torch.Tensor | None:
     return grad.detach().to_dense()
 
 
+def _copy_differs(leaf: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether *leaf* no longer holds *value*, the copy taken at the call (a change through ``.data``
+    or numpy leaves ``_version`` as it was); False where no copy was taken (a big leaf)."""
+    if value is leaf or value.shape != leaf.shape or value.layout != torch.strided:
+        return False
+    try:
+        if value.data_ptr() == leaf.data_ptr():
+            return False
+        now = leaf.detach()
+        same = (
+            (now == value) | (torch.isnan(now) & torch.isnan(value))
+            if now.is_floating_point()
+            else now == value
+        )
+        return not bool(same.all())
+    except RuntimeError:
+        return False
+
+
 def _merge_after(notes: list[Note], after: list[Note]) -> list[Note]:
     """ "call 50 of 50" and "after it the cell changed w" in one note: one fact, one line."""
     if not after:
@@ -476,7 +495,7 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
         if c is None:
             continue
         leaf = c.tensor
-        if leaf._version != c.version:
+        if leaf._version != c.version or _copy_differs(leaf, c.value):
             changes.append(t("after.value", name=name, now=fmt.values(leaf.detach())))
         if call.kind == "backward" and c.grad_after is not None:
             now = kept_grad(leaf)

@@ -342,6 +342,9 @@ def run(
             )
             if empty:
                 first = dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
+            elif originals and observer.count:  # (the cell's backward() filled the copy's .grad)
+                copied = ", ".join(originals)
+                first = dataclasses.replace(first, notes=(*first.notes, note("note.wrt_copy", names=copied)))
             owners = None  # which layer made which node: one walk, for --steps and --graph
             if tracker is not None and tracker.calls:
                 from . import modules

@@ -398,6 +398,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "梯度模式已关闭（之前运行过 torch.set_grad_enabled(False)），所以 PyTorch 没有为 {name} 记录计算图；"
         "请用 torch.set_grad_enabled(True) 重新打开。",
     },
+    "note.wrt_copy": {
+        "en": "--wrt {names}: the cell ran on a copy of {names} with requires_grad=True; your {names} and "
+        "its .grad are as they were (the table shows the copy's).",
+        "zh": "--wrt {names}：单元格用的是 {names} 的副本（requires_grad=True）；你的 {names} 及其 .grad 保持不变"
+        "（表中是副本的）。",
+    },
     "note.of_earlier": {
         "en": "--of {name}: the cell did not assign {name}; this {name} was left by an earlier cell.",
         "zh": "--of {name}：本单元格没有给 {name} 赋值；这个 {name} 是之前的单元格留下的。",
