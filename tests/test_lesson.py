@@ -414,3 +414,13 @@ def test_a_change_through_data_after_the_call_is_said(run):
     cell = "x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)\nY = x ** 2\nY.sum().backward()\nx.data.mul_(0)"
     (text,) = run("", cell).note_texts
     assert "changed x (now [0, 0, 0])" in text
+
+
+def test_steps_of_a_long_loop_read_well(run):
+    result = run(
+        "--wrt x=torch.tensor([1.0, 2.0]) --steps",
+        "y = x\nfor _ in range(40):\n    y = y * torch.sin(x) + 0.1",
+    )
+    text = str(result)
+    assert "(1 steps" not in text and "–109 " not in text
+    assert "41 paths: steps #121, #120, #118, #115, #112, #109, #106, #103, …)" in text

@@ -957,6 +957,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "steps {start}–{stop} ({count} steps, not shown one by one): {kinds}",
         "zh": "第 {start}–{stop} 步（共 {count} 步，未逐一列出）：{kinds}",
     },
+    "steps.fold_one": {
+        "en": "step {start} (not shown one by one): {kinds}",
+        "zh": "第 {start} 步（未逐一列出）：{kinds}",
+    },
     "steps.more_lines": {"en": "… {count} more lines", "zh": "…… 另有 {count} 行"},
     "steps.cut": {
         "en": "(the graph has more than {limit} nodes: only the first {limit} were followed)",

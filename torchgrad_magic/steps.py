@@ -357,7 +357,10 @@ class Steps:
             text += self._v(leaf.total)
             if len(parts) > 1:
                 text += " " + t(
-                    "steps.paths", count=len(parts), steps=", ".join(f"#{i}" for i, _ in leaf.parts[:8])
+                    "steps.paths",
+                    count=len(parts),
+                    steps=", ".join(f"#{i}" for i, _ in leaf.parts[:8])
+                    + (", …" if len(leaf.parts) > 8 else ""),
                 )
             lines.append(text)
         return lines
@@ -496,6 +499,8 @@ class Fold:
                 stop=self.stop,
             )
         kinds = ", ".join(self.block)
+        if self.stop == self.start:  # (not "steps 69–69 (1 steps …)")
+            return t("steps.fold_one", kinds=kinds.removesuffix(" ×1"), start=self.start)
         return t(
             "steps.fold", count=self.stop - self.start + 1, kinds=kinds, start=self.start, stop=self.stop
         )
