@@ -424,3 +424,24 @@ def test_steps_of_a_long_loop_read_well(run):
     text = str(result)
     assert "(1 steps" not in text and "–109 " not in text
     assert "41 paths: steps #121, #120, #118, #115, #112, #109, #106, #103, …)" in text
+
+
+def test_anomaly_modes_warning_prints_as_in_a_plain_cell(shell):
+    """#24: under set_detect_anomaly(True), PyTorch's "Error detected in SqrtBackward0" warning came
+    with the error only in a plain cell (it was recorded and dropped when the pass raised)."""
+    import warnings
+
+    cell = "x = torch.tensor(-1.0, requires_grad=True)\ny = torch.sqrt(x)\ny.backward()"
+    shell.run_cell("import torch")
+    found = []
+    try:
+        torch.autograd.set_detect_anomaly(True)
+        for run_cell in (cell, "%%grad\n" + cell):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert not shell.run_cell(run_cell).success
+            found.append([str(w.message).split(".")[0] for w in caught if "Error detected" in str(w.message)])
+    finally:
+        torch.autograd.set_detect_anomaly(False)
+    plain, ours = found
+    assert plain == ours == ["Error detected in SqrtBackward0"]

@@ -771,16 +771,18 @@ def _as_if_called_from_torch(engine: Any, args: tuple, kwargs: dict) -> Any:
     caller = sys._getframe(1)  # the first frame outside this module: torch's, that called the engine
     while caller.f_back is not None and caller.f_code.co_filename == __file__:
         caller = caller.f_back
-    with warnings.catch_warnings(record=True) as raised:
-        warnings.simplefilter("always")
-        result = engine.run_backward(*args, **kwargs)
-    for w in raised:
-        registry = caller.f_globals.setdefault("__warningregistry__", {})
-        warnings.warn_explicit(
-            w.message, w.category, caller.f_code.co_filename, caller.f_lineno,
-            module=caller.f_globals.get("__name__"), registry=registry,
-        )  # fmt: skip
-    return result
+    raised: list = []
+    try:
+        with warnings.catch_warnings(record=True) as raised:
+            warnings.simplefilter("always")
+            return engine.run_backward(*args, **kwargs)
+    finally:  # also when the pass raises: anomaly mode's "Error detected in SqrtBackward0" comes first
+        for w in raised:
+            registry = caller.f_globals.setdefault("__warningregistry__", {})
+            warnings.warn_explicit(
+                w.message, w.category, caller.f_code.co_filename, caller.f_lineno,
+                module=caller.f_globals.get("__name__"), registry=registry,
+            )  # fmt: skip
 
 
 class _Engine:
