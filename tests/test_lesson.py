@@ -445,3 +445,20 @@ def test_anomaly_modes_warning_prints_as_in_a_plain_cell(shell):
         torch.autograd.set_detect_anomaly(False)
     plain, ours = found
     assert plain == ours == ["Error detected in SqrtBackward0"]
+
+
+def test_steps_keep_where_s_condition_and_explain_its_nan(run):
+    """#24: where(cond, a, b) was listed as where(a, const), and its NaN trap went unexplained."""
+    result = run(
+        "--wrt x=torch.tensor([-1.0, 4.0]) --steps", "y = torch.where(x > 0, torch.sqrt(x), x * 0).sum()"
+    )
+    assert "= where(x > 0, a, b)" in str(result)
+    x = torch.tensor([-1.0, 4.0], requires_grad=True)
+    (oracle,) = torch.autograd.grad(torch.where(x > 0, torch.sqrt(x), x * 0).sum(), x)
+    torch.testing.assert_close(result.grads["x"], oracle, equal_nan=True)  # nan at -1, as PyTorch gives
+    assert any(n.startswith("x: nan from torch.where") for n in result.note_texts)
+    safe = run(
+        "--wrt x=torch.tensor([-1.0, 4.0]) --steps",
+        "y = torch.where(x > 0, torch.sqrt(torch.where(x > 0, x, 1)), x * 0).sum()",
+    )
+    assert not any("torch.where" in n for n in safe.note_texts)

@@ -957,6 +957,13 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "steps {start}–{stop} ({count} steps, not shown one by one): {kinds}",
         "zh": "第 {start}–{stop} 步（共 {count} 步，未逐一列出）：{kinds}",
     },
+    "steps.where_nan": {
+        "en": "{names}: nan from torch.where. where sends 0 to the branch it did not take, but that branch "
+        "still multiplies the 0 by its local derivative, and 0 · nan = nan (sqrt or log outside their "
+        "domain). Make the branch safe first, e.g. torch.sqrt(torch.where(x > 0, x, 1)).",
+        "zh": "{names}：nan 来自 torch.where。where 给没有选中的分支传 0，但那个分支仍会把 0 乘上它的局部导数，"
+        "而 0 · nan = nan（sqrt、log 在定义域外）。先让分支安全，例如 torch.sqrt(torch.where(x > 0, x, 1))。",
+    },
     "steps.fold_one": {
         "en": "step {start} (not shown one by one): {kinds}",
         "zh": "第 {start} 步（未逐一列出）：{kinds}",

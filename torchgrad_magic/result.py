@@ -208,6 +208,8 @@ class GradResult:
             notes.append(weighted if first.weighted else note("steps.none"))
         if steps is not None and steps.hooked:
             notes.append(note("steps.hooked", names=", ".join(steps.hooked)))
+        if steps is not None and steps.where_nan:  # torch.where's NaN trap, the one learners hit
+            notes.append(note("steps.where_nan", names=", ".join(steps.where_nan)))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
             notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
         return cls(

@@ -258,6 +258,18 @@ class Steps:
     several: bool = field(default=False)  # several leaves: partial derivatives (∂)
     hooked: tuple[str, ...] = ()  # leaves whose grad is not the sum the steps show (a hook changed it)
 
+    @property
+    def where_nan(self) -> tuple[str, ...]:
+        """Leaves whose grad has a nan while a ``where`` sent its branches 0s: the branch not taken
+        still multiplies that 0 by its local derivative, and 0 · nan (or 0 · inf) is nan."""
+        if not any(step.node == "WhereBackward0" for step in self.steps):
+            return ()
+        return tuple(
+            leaf.name
+            for leaf in self.leaves
+            if leaf.total is not None and leaf.total.is_floating_point() and bool(leaf.total.isnan().any())
+        )
+
     # ---- words -----------------------------------------------------------
     def _v(self, tensor: torch.Tensor | None) -> str:
         if tensor is None:
@@ -909,7 +921,8 @@ def _ops(
                 return names.get(id(record.roots[item.root].tensor), "leaf")
             if isinstance(item, Ref):
                 node = by_op.get(item.op, -1)
-                return (by_output or {}).get((node, item.index)) or node_names.get(node, "…")
+                found = (by_output or {}).get((node, item.index)) or node_names.get(node)
+                return found or _comparison(record, item.op, names, digits) or "…"
             weak = originals[position] if position < len(originals) else None
             original = weak() if weak is not None else None
             if original is not None and id(original) in names:
@@ -1015,6 +1028,29 @@ def _fields(
     return fields
 
 
+COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
+
+
+def _comparison(record: Any, index: int, names: dict[int, str], digits: int, depth: int = 0) -> str | None:
+    """A recorded comparison that made no graph node (``x > 0``: a mask, no grad) as the cell wrote
+    it, for ``where(x > 0, a, b)``; None for anything else."""
+    from .record import Ref, RootRef
+
+    op = record.ops[index]
+    sign = COMPARISONS.get(op.name.strip("_"))
+    if sign is None or len(op.inputs) < 2 or depth > 3:
+        return None
+
+    def side(item: Any) -> str:
+        if isinstance(item, RootRef):
+            return names.get(id(record.roots[item.root].tensor), "leaf")
+        if isinstance(item, Ref):
+            return _comparison(record, item.op, names, digits, depth + 1) or "…"
+        return _const(item, digits)
+
+    return f"{side(op.inputs[0])} {sign} {side(op.inputs[1])}"
+
+
 def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
     """The forward expression a node undoes: the call the cell made where the record has it
     and its tensors are the node's inputs (``softmax(z, dim=-1)``), else the node's template."""
@@ -1022,6 +1058,10 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
     names = {o for o in operands if o is not None}
     if op is not None and op.shown and op.name not in BINARY_OPS and op.refs <= names and op.refs:
         return f"{op.name}({', '.join(op.shown)})"
+    if kind == "WhereBackward0":  # the condition is no operand of the node (no grad): from the record
+        cond = op.shown[0] if op is not None and op.name == "where" and op.shown else "condition"
+        a, b = (o if o is not None else "const" for o in [*operands, None, None][:2])
+        return f"where({cond}, {a}, {b})"
     if template is None:
         args = ", ".join(o if o is not None else "const" for o in operands)
         base = kind
