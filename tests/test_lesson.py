@@ -462,3 +462,16 @@ def test_steps_keep_where_s_condition_and_explain_its_nan(run):
         "y = torch.where(x > 0, torch.sqrt(torch.where(x > 0, x, 1)), x * 0).sum()",
     )
     assert not any("torch.where" in n for n in safe.note_texts)
+
+
+@pytest.mark.parametrize(
+    ("cell", "line"),
+    [
+        ("p, q = torch.split(x, 2)\ng = q ** 2\ny = g.sum() + p.sum()", "p, q = split(x, 2, dim=0)"),
+        ("u, v, w, z = x.unbind()\na = (u * v).sum()", "u, v, w, z = unbind(x)"),
+    ],
+)
+def test_steps_define_every_name_they_use(run, cell, line):
+    """#24: a listing used q (and v) without defining them: "p = split(...)" then "g = q ** 2"."""
+    result = run("--wrt x=torch.tensor([1.0, 2.0, 3.0, 4.0]) --steps", cell)
+    assert f"  {line}\n" in str(result)

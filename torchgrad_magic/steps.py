@@ -777,11 +777,8 @@ def build(
         op = ops.get(id(node))
         fields = _fields(kind, operands, raw.saved, op, node_names[id(node)], digits, names)
         expression = _forward(kind, fields, op, operands)
-        forward = (
-            node_names[id(node)]
-            if expression == node_names[id(node)]
-            else f"{node_names[id(node)]} = {expression}"
-        )
+        lhs = _targets(id(node), node_names[id(node)], by_output)
+        forward = lhs if expression == node_names[id(node)] else f"{lhs} = {expression}"
         forward_of[id(node)] = forward
         formulas = _local_formulas(kind, raw.saved)
         edges = []
@@ -1029,6 +1026,15 @@ def _fields(
 
 
 COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
+
+
+def _targets(node: int, name: str, by_output: dict[tuple[int, int], str]) -> str:
+    """The left side of a node's forward line: ``p, q`` for ``p, q = split(x, 2)`` (each output the
+    cell named, ``_`` for one it did not), else the node's one name."""
+    indices = sorted(k for n, k in by_output if n == node)
+    if not indices or indices == [0]:
+        return name
+    return ", ".join(by_output.get((node, k), "_") for k in range(indices[-1] + 1))
 
 
 def _comparison(record: Any, index: int, names: dict[int, str], digits: int, depth: int = 0) -> str | None:
