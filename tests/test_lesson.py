@@ -475,3 +475,29 @@ def test_steps_define_every_name_they_use(run, cell, line):
     """#24: a listing used q (and v) without defining them: "p = split(...)" then "g = q ** 2"."""
     result = run("--wrt x=torch.tensor([1.0, 2.0, 3.0, 4.0]) --steps", cell)
     assert f"  {line}\n" in str(result)
+
+
+def test_a_hook_that_changes_grads_is_named(run):
+    """#24: a hook on u multiplying its grad by 10 made x.grad 240, and the report called it dy/dx."""
+    cell = "x = torch.tensor(3.0, requires_grad=True)\nu = x * 2\nh = u.register_hook(lambda g: g * 10)\ny = u ** 2"
+    result = run("", cell + "\ny.backward()")
+    assert result.grads["x"].item() == 240  # what PyTorch computed, as .grad holds it
+    (text,) = result.note_texts
+    assert text.startswith("u: a hook (register_hook)") and "(x: 240)" in text and "--check" in text
+    checked = run("--check", cell + "\ny.backward()")
+    assert checked.checks[0].numeric.item() == pytest.approx(24)  # the derivative itself
+    plain = run(
+        "", "x = torch.tensor(3.0, requires_grad=True)\nu = x * 2\nu.retain_grad()\ny = u ** 2\ny.backward()"
+    )
+    assert plain.note_texts == []  # retain_grad() is no hook of the user's
+
+
+def test_max_with_dim_says_the_grad_goes_to_one_index(run):
+    """#24: max(dim=…) with ties was said to share the grad; PyTorch sends it all to one index."""
+    cell = "v, i = (x * torch.tensor([[1.0, 3.0, 3.0]])).max(dim=1)\ny = v.sum()"
+    result = run("--wrt x=torch.tensor([[1.0, 1.0, 1.0]]) --steps", cell)
+    text = str(result)
+    assert "1 at the index max returned" in text and "shared among ties" not in text
+    assert sorted(result.grads["x"].flatten().tolist()) == [0.0, 0.0, 3.0]  # one index gets it all
+    shared = run("--wrt x=torch.tensor([1.0, 1.0, 1.0]) --steps", "y = (x * torch.tensor([1.0, 3.0, 3.0])).max()")
+    assert "shared among ties" in str(shared) and shared.grads["x"].tolist() == [0.0, 1.5, 1.5]

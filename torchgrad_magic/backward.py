@@ -29,7 +29,7 @@ from . import format as fmt
 from .hints import hint_for
 from .messages import Note, note, t
 from .names import Reduced, Written, named_rows, reduction_of
-from .observe import Call, Observation, graph_leaves, kept_grad, named_leaves, tensor_names
+from .observe import Call, Observation, graph_functions, graph_leaves, kept_grad, named_leaves, tensor_names
 from .result import TensorRow
 
 
@@ -202,7 +202,31 @@ def _finish(
     ordered = [*assigned, *(r.name for r in first.rows if r.role == "intermediate")]
     extra = named_rows(ns, list(dict.fromkeys(ordered)), shown, caught if retain_grad else {})
     at = next((i for i, r in enumerate(rows) if r.role == "output"), len(rows))
-    return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]))
+    notes = first.notes
+    hooked = _hooked(ns, [*first.leaves, *ordered], first)
+    if hooked:  # the grads shown went through the user's hooks: not the derivative itself
+        grads = ", ".join(f"{n}: {fmt.values(g)}" for n, g in first.grads.items() if g is not None) or "—"
+        notes = (*notes, note("note.hooks", names=", ".join(hooked), grads=grads, out=first.output_name))
+    return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
+
+
+def _hooked(ns: dict[str, Any], names: list[str], first: First) -> list[str]:
+    """The named tensors with a hook from ``register_hook`` (``retain_grad()`` adds none) that the
+    output's graph passes through (a leaf's hook changes what reaches its .grad)."""
+    if first.output is None or first.output.grad_fn is None:
+        return []
+    found = []
+    nodes: set[int] | None = None
+    for name in dict.fromkeys(names):
+        tensor = first.leaves.get(name, ns.get(name))
+        if not isinstance(tensor, torch.Tensor) or not getattr(tensor, "_backward_hooks", None):
+            continue
+        if name not in first.leaves:  # an intermediate: on the output's way back to the leaves?
+            nodes = graph_functions((first.output,), 100_000) if nodes is None else nodes
+            if id(tensor.grad_fn) not in nodes:
+                continue
+        found.append(name)
+    return found
 
 
 def _atom(expression: str) -> bool:

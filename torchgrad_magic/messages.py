@@ -398,6 +398,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "梯度模式已关闭（之前运行过 torch.set_grad_enabled(False)），所以 PyTorch 没有为 {name} 记录计算图；"
         "请用 torch.set_grad_enabled(True) 重新打开。",
     },
+    "note.hooks": {
+        "en": "{names}: a hook (register_hook) can change the grads that pass through it; the grads shown "
+        "({grads}) are what PyTorch computed with it, not necessarily d{out}/d… itself: --check shows "
+        "the derivative without it.",
+        "zh": "{names}：有一个 hook（register_hook）可能改动经过它的梯度；表中的梯度（{grads}）是 PyTorch 带着 hook "
+        "算出的值，不一定是 d{out}/d… 本身：--check 会给出不带 hook 的导数。",
+    },
     "note.wrt_copy": {
         "en": "--wrt {names}: the cell ran on a copy of {names} with requires_grad=True; your {names} and "
         "its .grad are as they were (the table shows the copy's).",
@@ -932,6 +939,14 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "formula.min": {
         "en": "1 at the smallest element (shared among ties), 0 elsewhere",
         "zh": "最小元素处为 1（并列时平分），其余为 0",
+    },
+    "formula.max_index": {
+        "en": "1 at the index max returned (one of tied elements: the whole g goes there), 0 elsewhere",
+        "zh": "max 返回的那个下标处为 1（并列时整个 g 只给这一个），其余为 0",
+    },
+    "formula.min_index": {
+        "en": "1 at the index min returned (one of tied elements: the whole g goes there), 0 elsewhere",
+        "zh": "min 返回的那个下标处为 1（并列时整个 g 只给这一个），其余为 0",
     },
     "formula.unsorted": {"en": "g put back where each element came from", "zh": "g 放回每个元素原来的位置"},
     "steps.col.node": {"en": "backward node", "zh": "反向节点"},

@@ -629,8 +629,9 @@ LOCAL = {
     "NllLossBackward0": ("@formula.nll",),
     "ProdBackward0": ("@formula.prod",), "ProdBackward1": ("@formula.prod",),
     "LinalgVectorNormBackward0": ("{a}/‖{a}‖ = {a}/{o}",),  # (the 2-norm only: see _local_formulas)
-    "MaxBackward0": ("@formula.max",), "MaxBackward1": ("@formula.max",), "AmaxBackward0": ("@formula.max",),
-    "MinBackward0": ("@formula.min",), "MinBackward1": ("@formula.min",), "AminBackward0": ("@formula.min",),
+    # max(dim=…) (Backward0) sends g to the one index it returned; max() and amax() share it among ties
+    "MaxBackward0": ("@formula.max_index",), "MaxBackward1": ("@formula.max",), "AmaxBackward0": ("@formula.max",),
+    "MinBackward0": ("@formula.min_index",), "MinBackward1": ("@formula.min",), "AminBackward0": ("@formula.min",),
     "LinalgDetBackward0": ("{o}·{a}⁻ᵀ",),
     "BinaryCrossEntropyBackward0": ("({a} − {target}) / ({a}·(1 − {a})) / n",),
     "BinaryCrossEntropyWithLogitsBackward0": ("(σ({a}) − {target}) / n",),
