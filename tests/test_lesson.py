@@ -499,5 +499,7 @@ def test_max_with_dim_says_the_grad_goes_to_one_index(run):
     text = str(result)
     assert "1 at the index max returned" in text and "shared among ties" not in text
     assert sorted(result.grads["x"].flatten().tolist()) == [0.0, 0.0, 3.0]  # one index gets it all
-    shared = run("--wrt x=torch.tensor([1.0, 1.0, 1.0]) --steps", "y = (x * torch.tensor([1.0, 3.0, 3.0])).max()")
+    shared = run(
+        "--wrt x=torch.tensor([1.0, 1.0, 1.0]) --steps", "y = (x * torch.tensor([1.0, 3.0, 3.0])).max()"
+    )
     assert "shared among ties" in str(shared) and shared.grads["x"].tolist() == [0.0, 1.5, 1.5]
