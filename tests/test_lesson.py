@@ -503,3 +503,16 @@ def test_max_with_dim_says_the_grad_goes_to_one_index(run):
         "--wrt x=torch.tensor([1.0, 1.0, 1.0]) --steps", "y = (x * torch.tensor([1.0, 3.0, 3.0])).max()"
     )
     assert "shared among ties" in str(shared) and shared.grads["x"].tolist() == [0.0, 1.5, 1.5]
+
+
+def test_an_op_without_a_formula_is_said_not_explained(run):
+    result = run(
+        "--wrt x=torch.tensor([[1.0, 2.0], [3.0, 5.0]]) --steps",
+        "v, m = torch.var_mean(x, dim=0)\ny = (v + m).sum()",
+    )
+    text = str(result)
+    assert "v, m = var_mean(x, dim=0)" in text and "(not explained: VarMeanBackward0)" in text
+    x = torch.tensor([[1.0, 2.0], [3.0, 5.0]], requires_grad=True)
+    v, m = torch.var_mean(x, dim=0)
+    (oracle,) = torch.autograd.grad((v + m).sum(), x)
+    torch.testing.assert_close(result.grads["x"], oracle)

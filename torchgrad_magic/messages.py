@@ -979,6 +979,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "{names}：nan 来自 torch.where。where 给没有选中的分支传 0，但那个分支仍会把 0 乘上它的局部导数，"
         "而 0 · nan = nan（sqrt、log 在定义域外）。先让分支安全，例如 torch.sqrt(torch.where(x > 0, x, 1))。",
     },
+    "steps.not_explained": {"en": "(not explained: {node})", "zh": "（未解释：{node}）"},
     "steps.fold_one": {
         "en": "step {start} (not shown one by one): {kinds}",
         "zh": "第 {start} 步（未逐一列出）：{kinds}",

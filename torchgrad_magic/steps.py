@@ -293,8 +293,8 @@ class Steps:
             local += f" = {edge.formula}"
         if edge.local is not None and (edge.formula or "").replace("−", "-") != self._v(edge.local):
             local += f" = {self._v(edge.local)}"
-        elif edge.formula is None:
-            local += " = ?"
+        elif edge.formula is None:  # an op with no formula here: said so, the grad it sent is still shown
+            local += " = ? " + t("steps.not_explained", node=step.node)
         if step.routing:
             local += " " + t("steps.routing")
         sent = self.d(self.output, edge.to) + " = "
