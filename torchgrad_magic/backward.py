@@ -594,17 +594,7 @@ def _computed(
         alone = (TensorRow.of(out_name, "output", output, None),)
         return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), alone,
                      (_no_dependence(out_name, output, wrt),))  # fmt: skip
-    intermediates: dict[str, torch.Tensor] = {}
-    if retain_grad:
-        for name in assigned:
-            tensor = ns.get(name)
-            if (
-                isinstance(tensor, torch.Tensor)
-                and tensor is not output
-                and tensor.grad_fn is not None
-                and names.get(id(tensor)) == name
-            ):
-                intermediates[name] = tensor
+    intermediates = _named_intermediates(ns, assigned, names, output) if retain_grad else {}
     values = _values(leaves)
     summed = False
     grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
@@ -632,25 +622,11 @@ def _computed(
 
             tracer = Tracer((target,))
         computed: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
-        try:
-            if not failed:
-                with (
-                    tracer if tracer is not None else contextlib.nullcontext(),
-                    retained_grads_kept(ns),
-                ):
-                    computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
-        except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
-            failed = True
-            hint = hint_for(e)
-            notes.append(
-                note(
-                    "err.backward_failed",
-                    out=out_name,
-                    error=f"{e}".split("\n")[0] + (f" {hint}" if hint else ""),
-                )
-            )
-            computed = (None,) * len(inputs)
-        computed = tuple(None if g is None else g.detach() for g in computed)
+        if not failed:
+            computed, problem = _our_pass(target, inputs, tracer, ns, out_name)
+            if problem is not None:
+                failed = True
+                notes.append(problem)
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
@@ -667,17 +643,7 @@ def _computed(
             values = {n: values[n] for n in leaves}
             if not leaves:
                 notes.append(_no_dependence(out_name, output, wrt))
-        for name, leaf in leaves.items():
-            if owned is not None and id(leaf) in owned:
-                leaf.grad = grads[name]  # our own leaf: it carries its grad
-            elif leaf.grad is not None:
-                notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
-        user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
-        if user and any(grads[n] is not None for n in user):
-            listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
-            call = f"{out_name}.backward()" if output.numel() == 1 else f"{out_name}.sum().backward()"
-            call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
-            notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))
+        notes += _grads_stored(leaves, grads, owned, out_name, output)
     rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))
     if user_code or output.is_complex():  # (their grads were not computed: not "no path", not a number)
         rows = [dataclasses.replace(row, withheld=True) for row in rows]
@@ -691,6 +657,58 @@ def _computed(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
         (_non_finite(values),), withheld=bool(user_code) or output.is_complex(),
     )  # fmt: skip
+
+
+def _named_intermediates(
+    ns: dict[str, Any], assigned: list[str], names: dict[int, str], output: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The non-leaf tensors the cell named (--retain-grad: their grads are computed too)."""
+    found = {}
+    for name in assigned:
+        tensor = ns.get(name)
+        if (
+            isinstance(tensor, torch.Tensor)
+            and tensor is not output
+            and tensor.grad_fn is not None
+            and names.get(id(tensor)) == name
+        ):
+            found[name] = tensor
+    return found
+
+
+def _our_pass(
+    target: torch.Tensor, inputs: list[torch.Tensor], tracer: Any, ns: dict[str, Any], out_name: str
+) -> tuple[tuple[torch.Tensor | None, ...], Note | None]:
+    """%%grad's own ``autograd.grad`` over the user's graph (kept for the next cell, no .grad written
+    but ours, retain_grad() tensors' .grad put back): the grads, or Nones and the note why not."""
+    try:
+        with tracer if tracer is not None else contextlib.nullcontext(), retained_grads_kept(ns):
+            computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
+    except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
+        hint = hint_for(e)
+        error = f"{e}".split("\n")[0] + (f" {hint}" if hint else "")
+        return (None,) * len(inputs), note("err.backward_failed", out=out_name, error=error)
+    return tuple(None if g is None else g.detach() for g in computed), None
+
+
+def _grads_stored(
+    leaves: dict[str, torch.Tensor], grads: dict, owned: set[int] | None, out_name: str, output: torch.Tensor
+) -> list[Note]:
+    """Our own leaves (--wrt) carry their grads; the user's .grad is left as it was, and a note says
+    so (with the call that would fill it), or that it still holds an earlier cell's grad."""
+    notes = []
+    for name, leaf in leaves.items():
+        if owned is not None and id(leaf) in owned:
+            leaf.grad = grads[name]  # our own leaf: it carries its grad
+        elif leaf.grad is not None:
+            notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
+    user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
+    if user and any(grads[n] is not None for n in user):
+        listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
+        call = f"{out_name}.backward()" if output.numel() == 1 else f"{out_name}.sum().backward()"
+        call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
+        notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))
+    return notes
 
 
 @contextlib.contextmanager
