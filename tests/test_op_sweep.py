@@ -107,6 +107,23 @@ OPS = [
     "2 ** x",
     "x / (x.abs() + 1)",
     "x @ x",
+    # reductions and scans along a dim (their formulas carry the dim: words with fields)
+    "x.view(2, 3).mean(dim=0)",
+    "x.view(2, 3).mean(dim=(0, 1))",
+    "x.view(2, 3).sum(dim=1, keepdim=True)",
+    "x.view(2, 3).amax(dim=0)",
+    "x.view(2, 3).max(dim=1).values",
+    "x.view(2, 3).min(dim=0)[0]",
+    "torch.var(x.view(2, 3), dim=0)",
+    "torch.std(x.view(2, 3), dim=1)",
+    "torch.var_mean(x.view(2, 3), dim=0)[1]",
+    "torch.prod(x.view(2, 3), dim=0)",
+    "torch.logsumexp(x.view(2, 3), dim=1)",
+    "torch.softmax(x.view(2, 3), dim=1)",
+    "torch.cumsum(x.view(2, 3), dim=1)",
+    "torch.linalg.vector_norm(x.view(2, 3), dim=1)",
+    "x.norm(p=1)",
+    "torch.nn.functional.cross_entropy(x.view(2, 3), torch.tensor([0, 2]), reduction='sum')",
 ]
 
 
@@ -117,9 +134,10 @@ def oracle(expr: str) -> torch.Tensor:
     return torch.zeros_like(x) if found is None else found
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("expr", OPS)
-def test_steps_and_full_graph_explain_every_op(expr):
-    result = grad(f"y = ({expr}).sum()", wrt=POINT, steps=True, graph="full")
+def test_steps_and_full_graph_explain_every_op(expr, lang):
+    result = grad(f"y = ({expr}).sum()", wrt=POINT, steps=True, graph="full", lang=lang)
     text = str(result)  # renders: text, and the graph's own text
     assert result.graph is not None and result.graph.to_text()
     torch.testing.assert_close(result.grads["x"], oracle(expr), equal_nan=True)

@@ -682,7 +682,7 @@ def _our_pass(
     """%%grad's own ``autograd.grad`` over the user's graph (kept for the next cell, no .grad written
     but ours, retain_grad() tensors' .grad put back): the grads, or Nones and the note why not."""
     try:
-        with tracer if tracer is not None else contextlib.nullcontext(), retained_grads_kept(ns):
+        with tracer if tracer is not None else contextlib.nullcontext(), users_hooks_quiet(ns):
             computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
     except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
         hint = hint_for(e)
@@ -712,69 +712,106 @@ def _grads_stored(
 
 
 @contextlib.contextmanager
-def retained_grads_kept(ns: dict[str, Any]) -> Iterator[None]:
-    """Our own pass leaves the ``.grad`` of the user's non-leaf tensors that called
-    ``retain_grad()`` as it was: PyTorch's retain_grad hook writes it in every pass through the
-    tensor, ``torch.autograd.grad(..., inputs)`` too (makemore's ``logits.retain_grad()``, then a
-    cell without ``backward()``). Put back on the way out, also when the pass fails halfway.
-    The hook replaces ``.grad`` (never adds in place), so keeping the old object is enough."""
-    kept = [(tensor, tensor.grad) for tensor in retaining(ns)]
+def users_hooks_quiet(ns: dict[str, Any]) -> Iterator[None]:
+    """Our own pass runs none of the user's tensor hooks and leaves the ``.grad`` of the non-leaf
+    tensors that called ``retain_grad()`` as it was.
+
+    PyTorch's retain_grad hook writes ``.grad`` in every pass through the tensor,
+    ``torch.autograd.grad(..., inputs)`` too (makemore's ``logits.retain_grad()``, then a cell
+    without ``backward()``); it replaces ``.grad`` (never adds in place), so keeping the old object
+    is enough. A ``register_hook`` function (one that appends to a list, or scales the grad) is
+    held in the tensor's hook dict, which PyTorch reads when the pass reaches the tensor: emptied
+    for our pass, the same dict gets its hooks back on the way out, also when the pass fails."""
+    retained, hooked = users_tensors(ns)
+    kept = [(tensor, tensor.grad) for tensor in retained]
+    silenced = [(hooks, list(hooks.items())) for hooks in hooked]
+    for hooks, _ in silenced:
+        hooks.clear()
     try:
         yield
     finally:
         for tensor, before in kept:
             if tensor.grad is not before:
                 tensor.grad = before
+        for hooks, items in silenced:
+            hooks.clear()
+            hooks.update(items)
 
 
-def retaining(ns: dict[str, Any], depth: int = 10, limit: int = 50_000) -> list[torch.Tensor]:
-    """The non-leaf tensors with ``retains_grad`` that the user can reach from *ns*: variables, and
-    inside lists, tuples, sets, deques, dicts, objects' attributes (``__dict__`` and ``__slots__``:
-    makemore's ``layers[i].out``, a module's submodule's ``self.out``) and functions' closures,
-    *depth* levels down, at most *limit* objects looked at in all."""
-    found: dict[int, torch.Tensor] = {}
+# objects of these packages hold no tensor of the user's (the shell itself is reachable from the
+# namespace: get_ipython, exit; walking it cost 4 ms a cell)
+_NOT_USERS = frozenset({
+    "IPython", "ipykernel", "traitlets", "zmq", "jupyter_client", "jupyter_core", "tornado", "asyncio",
+    "prompt_toolkit", "torchgrad_magic", "matplotlib", "logging", "threading", "sqlite3", "pickleshare",
+    "_io", "io", "numpy", "pandas",
+})  # fmt: skip
+_IPYTHON_NAMES = frozenset(
+    {"In", "Out", "_ih", "_oh", "_dh", "exit", "quit", "get_ipython", "_i", "_ii", "_iii"}
+)
+
+
+def users_tensors(ns: dict[str, Any], depth: int = 10, limit: int = 50_000) -> tuple[list, list]:
+    """The non-leaf tensors with ``retains_grad`` and the hook dicts of tensors with hooks that the
+    user can reach from *ns*: variables, and inside lists, tuples, sets, deques, dicts, objects'
+    attributes (``__dict__`` and ``__slots__``: makemore's ``layers[i].out``, a module's
+    submodule's ``self.out``) and functions' closures, *depth* levels down, at most *limit*
+    objects looked at in all (the shell's own objects are not looked into)."""
+    retained: dict[int, torch.Tensor] = {}
+    hooked: dict[int, Any] = {}
     seen: set[int] = set()
-    skip = (type, types.ModuleType, str, bytes, bytearray, numbers.Number, range, memoryview)
-    level = [v for n, v in list(ns.items()) if n not in ("In", "Out", "_ih", "_oh", "_dh")]
+    level = [v for n, v in list(ns.items()) if n not in _IPYTHON_NAMES]
     for _ in range(depth + 1):
         below: list[Any] = []
         for value in level:
             if len(seen) >= limit:
-                return list(found.values())
-            if id(value) in seen or value is None or isinstance(value, skip):
+                return list(retained.values()), list(hooked.values())
+            if id(value) in seen or value is None or isinstance(value, _SKIPPED):
                 continue
             seen.add(id(value))
             if isinstance(value, torch.Tensor):
                 if value.retains_grad and not value.is_leaf:
-                    found[id(value)] = value
+                    retained[id(value)] = value
+                hooks = value._backward_hooks
+                if hooks:
+                    hooked[id(hooks)] = hooks
                 continue
-            if type(value).__module__ == "numpy":  # arrays and numpy scalars hold no tensors
+            if type(value).__module__.partition(".")[0] in _NOT_USERS:
                 continue
             try:  # (whatever a user's object does when looked at, the cell goes on)
-                if isinstance(value, dict):
-                    below.extend(list(value.values()))
-                elif isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-                    below.extend(list(value))
-                elif isinstance(value, (types.FunctionType, types.MethodType)):
-                    function = getattr(value, "__func__", value)  # (a bound builtin has no closure)
-                    for cell in getattr(function, "__closure__", None) or ():
-                        with contextlib.suppress(ValueError):  # an empty cell
-                            below.append(cell.cell_contents)
-                    below.append(getattr(value, "__self__", None))
-                else:
-                    attributes = getattr(value, "__dict__", None)
-                    if isinstance(attributes, dict):
-                        below.extend(list(attributes.values()))
-                    for klass in type(value).__mro__:
-                        slots = klass.__dict__.get("__slots__", ())
-                        for slot in (slots,) if isinstance(slots, str) else slots:
-                            if slot not in ("__dict__", "__weakref__"):
-                                with contextlib.suppress(AttributeError, TypeError):
-                                    below.append(getattr(value, slot))
+                below.extend(_inside(value))
             except Exception:
                 continue
         level = below
-    return list(found.values())
+    return list(retained.values()), list(hooked.values())
+
+
+_SKIPPED = (type, types.ModuleType, str, bytes, bytearray, numbers.Number, range, memoryview)
+
+
+def _inside(value: Any) -> list[Any]:
+    """What *value* holds: a container's items, a function's closure, an object's attributes."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
+        return list(value)
+    below: list[Any] = []
+    if isinstance(value, (types.FunctionType, types.MethodType)):
+        function = getattr(value, "__func__", value)  # (a bound builtin has no closure)
+        for cell in getattr(function, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                below.append(cell.cell_contents)
+        below.append(getattr(value, "__self__", None))
+        return below
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict):
+        below.extend(list(attributes.values()))
+    for klass in type(value).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot not in ("__dict__", "__weakref__"):
+                with contextlib.suppress(AttributeError, TypeError):
+                    below.append(getattr(value, slot))
+    return below
 
 
 def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]:

@@ -921,6 +921,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     },
     "formula.each": {"en": "1 (each element)", "zh": "1（每个元素）"},
     "formula.mean_dim": {"en": "1/n along dim={dim}", "zh": "沿 dim={dim} 为 1/n"},
+    "formula.relu": {"en": "1 if {a} > 0 else 0", "zh": "{a} > 0 处为 1，其余为 0"},
     "formula.rows": {"en": "g (summed over rows)", "zh": "g（按行求和）"},
     "formula.nll": {
         "en": "−1/n at each row's target class, 0 elsewhere",
@@ -1149,6 +1150,11 @@ def using(language: str | None) -> Iterator[str]:
         yield resolved
     finally:
         _current.reset(token)
+
+
+def template(message_id: str) -> str:
+    """The message *message_id* in the current language, its ``{fields}`` left to fill."""
+    return MESSAGES[message_id][resolve(None)]
 
 
 def t(message_id: str, **fields: object) -> str:

@@ -780,9 +780,27 @@ def _as_if_called_from_torch(engine: Any, args: tuple, kwargs: dict) -> Any:
         for w in raised:
             registry = caller.f_globals.setdefault("__warningregistry__", {})
             warnings.warn_explicit(
-                w.message, w.category, caller.f_code.co_filename, caller.f_lineno,
+                _without_our_call(w.message), w.category, caller.f_code.co_filename, caller.f_lineno,
                 module=caller.f_globals.get("__name__"), registry=registry,
             )  # fmt: skip
+
+
+# anomaly mode's "Traceback of forward call": from the %%grad cell's line down to the cell's own code
+_OUR_FRAMES = re.compile(
+    r"^  File [^\n]*, in <module>\n    get_ipython\(\)\.run_cell_magic\('grad'[^\n]*\n"
+    r"(?:(?!  File [^\n]*, in <module>\n)[^\n]*\n)*",
+    re.M,
+)
+
+
+def _without_our_call(message: Warning | str) -> Warning | str:
+    """*message* with the frames of %%grad taken out of a stack it quotes (anomaly mode's forward
+    traceback), so the warning reads as a plain cell's: the kernel's frames, then the cell's."""
+    text = str(message)
+    if "run_cell_magic('grad'" not in text:
+        return message
+    shorter = _OUR_FRAMES.sub("", text)
+    return type(message)(shorter) if isinstance(message, Warning) else shorter
 
 
 class _Engine:

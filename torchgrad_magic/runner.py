@@ -162,7 +162,7 @@ class ShellRunner:
         if isinstance(number, int) and number > 0:
             shell.execution_count = number
         try:
-            outcome = shell.run_cell(cell, store_history=False)
+            outcome = shell.run_cell(_as_typed(cell, outer), store_history=False)
         finally:
             shell.execution_count = count
             shell.displayhook.exec_result = outer
@@ -184,6 +184,18 @@ class ShellRunner:
         if error is not None:
             raise CellError(error)
         return caught[-1] if caught else None
+
+
+def _as_typed(cell: str, outer: Any) -> str:
+    """The cell's code as the user typed it below the %%grad line: IPython hands a cell magic its
+    body with a newline added, and ipykernel names a cell's code after its text (a hash), so a
+    SyntaxError or a traceback names the file a plain run of the same cell would."""
+    raw = getattr(getattr(outer, "info", None), "raw_cell", None)
+    if isinstance(raw, str) and raw.startswith("%%grad") and "\n" in raw:
+        body = raw.split("\n", 1)[1]
+        if cell in (body, body + "\n"):
+            return body
+    return cell
 
 
 _INPUT_NAME = re.compile(r"<ipython-input-(\d+)-[0-9a-f]+>")

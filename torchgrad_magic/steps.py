@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .messages import t
+from .messages import t, template
 
 TRACE_LIMIT = 100_000  # nodes hooked at most
 KEEP = 1024  # grads up to this many elements are copied when caught
@@ -617,7 +617,7 @@ LOCAL = {
     "PowBackward1": ("{b}·{a}^({b}−1)", "{a}^{b}·ln {a}"), "PowBackward2": ("{base}^{a}·ln {base}",),
     "ExpBackward0": ("exp({a}) = {o}",), "LogBackward0": ("1/{a}",), "SqrtBackward0": ("1/(2√{a})",),
     "SinBackward0": ("cos({a})",), "CosBackward0": ("−sin({a})",), "TanhBackward0": ("1 − tanh²({a}) = 1 − {o}²",),
-    "SigmoidBackward0": ("σ({a})·(1 − σ({a})) = {o}·(1 − {o})",), "ReluBackward0": ("1 if {a} > 0 else 0",),
+    "SigmoidBackward0": ("σ({a})·(1 − σ({a})) = {o}·(1 − {o})",), "ReluBackward0": ("@formula.relu",),
     "AbsBackward0": ("sign({a})",), "ReciprocalBackward0": ("−1/{a}²",),
     "SumBackward0": ("@formula.each",), "SumBackward1": ("@formula.each",),
     "MeanBackward0": ("1/n (n = {n})",), "MeanBackward1": ("@formula.mean_dim",),
@@ -792,7 +792,7 @@ def build(
             if formula is None and kind in ROUTING:
                 formula = ROUTE_LOCAL.get(kind, "@formula.passed_on")
             if formula is not None and formula.startswith("@"):  # words: in the report's language
-                formula = t(formula[1:]).format_map(fields)
+                formula = template(formula[1:]).format_map(fields)
                 if kind in LOSSES and raw.saved.get("reduction") in (0, 2):
                     formula = formula.replace("/n", "")
             if formula is not None and "…" in formula:
