@@ -16,7 +16,6 @@ picture (``--plot``). Notes name the layers whose grads are all zero or not fini
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 
 from . import format as fmt
 from .messages import Note, note, t
-from .observe import probe, unchanged
+from .observe import probe, tensors_and_modules, unchanged
 
 MODULE_ROWS_FROM = 24  # more parameters than this: the table shows modules, the parameters fold out
 
@@ -306,13 +305,9 @@ def _aggregate(parts: list[Stats]) -> Stats:
 def parameters_in(namespace: dict[str, Any]) -> dict[int, list[tuple[str, Any, Any]]]:
     """id(parameter) -> [(qualified name, owner module, the parameter)] for every nn.Module
     variable of the namespace (tied parameters have several names)."""
-    nn = sys.modules.get("torch.nn")
-    Module = getattr(nn, "Module", None)
     found: dict[int, list[tuple[str, Any, Any]]] = {}
-    if Module is None:
-        return found
-    for var, value in list(namespace.items()):
-        if var.startswith("_") or not isinstance(value, Module):
+    for var, value, is_module in tensors_and_modules(namespace):
+        if not is_module:
             continue
         for path, module in value.named_modules(remove_duplicate=False):
             for pname, param in module.named_parameters(recurse=False, remove_duplicate=False):
