@@ -89,7 +89,7 @@ class ParamRow:
         weight = self.weight if self.weight is not None else torch.zeros(0)
         if self.changed:
             return Stats(weight.numel(), None, None, None, None, 0.0, changed=True)
-        return _stats(self.grad, weight, self.grad_norm)
+        return stats_of([(self.grad, weight)])[0]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,17 @@ class ModelReport:
             notes.append(note("model.frozen_note", names=listed))
         return tuple(notes)
 
+    @cached_property
+    def _all_stats(self) -> bool:
+        """Every parameter's numbers in one batch (one copy to the host), when a table first asks."""
+        rows = [r for r in self.params if "stats" not in r.__dict__ and not r.changed]
+        weights = [r.weight if r.weight is not None else torch.zeros(0) for r in rows]
+        for row, stats in zip(
+            rows, stats_of([(r.grad, w) for r, w in zip(rows, weights, strict=True)]), strict=True
+        ):
+            row.__dict__["stats"] = stats  # (ParamRow.stats is a cached_property: this is its cache)
+        return True
+
     @property
     def by_module(self) -> bool:
         """Whether the table shows modules (a big model) rather than each parameter."""
@@ -172,6 +183,7 @@ class ModelReport:
         return [n(stats.grad_norm), n(stats.mean_abs), n(stats.max_abs), zeros, n(stats.ratio)]
 
     def param_rows(self, limit: int | None = None) -> list[list[str]]:
+        self._all_stats  # noqa: B018  (computed in one batch)
         rows = []
         shown = self.params if limit is None or len(self.params) <= limit else self.params[:limit]
         for p in shown:
@@ -183,12 +195,14 @@ class ModelReport:
         return rows
 
     def module_rows(self) -> list[list[str]]:
+        self._all_stats  # noqa: B018  (computed in one batch)
         return [
             [f"{m.name} ({m.kind})", t("model.params", count=m.params), *self._cells(m.stats, m.frozen)]
             for m in self.modules
         ]
 
     def summary(self) -> str:
+        self._all_stats  # noqa: B018  (computed in one batch)
         total = sum(p.stats.numel for p in self.params)
         trained = sum(1 for p in self.params if not p.frozen)
         return t("model.summary", params=len(self.params), values=f"{total:,}", modules=len(self.modules),
@@ -196,6 +210,7 @@ class ModelReport:
 
     def layers(self) -> list[Any]:
         """The rows of the gradient-flow picture: one per module, in the model's order."""
+        self._all_stats  # noqa: B018  (computed in one batch)
         from .plot import LayerFlow
 
         return [
@@ -214,35 +229,60 @@ class ModelReport:
         ]
 
 
-def _stats(grad: torch.Tensor | None, weight: torch.Tensor, grad_norm: float | None = None) -> Stats:
-    """Reductions only (norms, a count), each one pass where the tensor lives, no temporary copies:
-    cheap on a 10M-parameter model and on a GPU (only the scalars come to the CPU)."""
-    norm = torch.linalg.vector_norm
+def stats_of(pairs: list[tuple[torch.Tensor | None, torch.Tensor]]) -> list[Stats]:
+    """The summary numbers of every (grad, weight) pair: reductions only (norms, a count), each
+    one pass where the tensor lives, no temporary copies; all of them stay on their device until
+    one copy to the host per device (a GPU waits once, not five times a parameter)."""
     with torch.no_grad():
-        w = weight.detach()
-        floating = w.is_floating_point() or w.is_complex()
-        weight_norm = float(norm(w, dtype=torch.float32 if w.dtype in LOW else None)) if floating else 0.0
-        if grad is None:
-            return Stats(w.numel(), None, None, None, None, weight_norm)
-        g = grad.detach()
-        n = g.numel()
-        if n == 0:
-            return Stats(0, 0.0, 0.0, 0.0, 1.0, weight_norm)
-        wide = torch.float32 if g.dtype in LOW else None
-        if g.is_complex():
-            max_abs = float(norm(g, ord=math.inf))
-        else:  # one min/max pass is faster than the inf-norm on CPU; both carry nan and inf
-            low, high = torch.aminmax(g.float() if wide is not None else g)
-            max_abs = max(-float(low), float(high)) if not (math.isnan(low) or math.isnan(high)) else math.nan
-        return Stats(
-            numel=n,
-            grad_norm=grad_norm if grad_norm is not None else float(norm(g, dtype=wide)),  # (already taken)
-            mean_abs=float(norm(g, ord=1, dtype=wide)) / n,
-            max_abs=max_abs,
-            zero_fraction=1.0 - int(torch.count_nonzero(g)) / n,
-            weight_norm=weight_norm,
-            finite=math.isfinite(max_abs),
-        )
+        reduced = [_reductions(g, w) for g, w in pairs]
+        by_device: dict[Any, list[int]] = {}
+        for i, values in enumerate(reduced):
+            by_device.setdefault(values.device, []).append(i)
+        numbers: list[list[float]] = [[] for _ in pairs]
+        for indices in by_device.values():
+            for i, row in zip(indices, torch.stack([reduced[i] for i in indices]).tolist(), strict=True):
+                numbers[i] = row
+    return [_as_stats(row, g, w) for row, (g, w) in zip(numbers, pairs, strict=True)]
+
+
+def _reductions(grad: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+    """[‖w‖, ‖g‖, Σ|g|, max |g|, nonzero count] as float64 on the grad's (or weight's) device; nan
+    for what there is no grad for."""
+    w = weight.detach()
+    device = grad.device if grad is not None else w.device
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=device)
+    floating = w.is_floating_point() or w.is_complex()
+    weight_norm = (
+        _norm(w).to(device) if floating and w.numel() else torch.zeros((), dtype=torch.float64, device=device)
+    )
+    if grad is None or grad.numel() == 0:
+        return torch.stack([weight_norm, nan, nan, nan, nan])
+    g = grad.detach()
+    if g.is_complex():
+        max_abs = _norm(g, math.inf)
+    else:  # one min/max pass is faster than the inf-norm on CPU; both carry nan and inf
+        low, high = torch.aminmax(g.float() if g.dtype in LOW else g)
+        max_abs = torch.maximum(-low, high).double()
+    nonzero = torch.count_nonzero(g).double()
+    return torch.stack([weight_norm, _norm(g), _norm(g, 1), max_abs, nonzero])
+
+
+def _norm(tensor: torch.Tensor, order: float = 2) -> torch.Tensor:
+    wide = torch.float32 if tensor.dtype in LOW else None
+    return torch.linalg.vector_norm(tensor, ord=order, dtype=wide).double()
+
+
+def _as_stats(row: list[float], grad: torch.Tensor | None, weight: torch.Tensor) -> Stats:
+    weight_norm, grad_norm, l1, max_abs, nonzero = row
+    if grad is None:
+        return Stats(weight.numel(), None, None, None, None, weight_norm)
+    n = grad.numel()
+    if n == 0:
+        return Stats(0, 0.0, 0.0, 0.0, 1.0, weight_norm)
+    return Stats(
+        numel=n, grad_norm=grad_norm, mean_abs=l1 / n, max_abs=max_abs, zero_fraction=1.0 - nonzero / n,
+        weight_norm=weight_norm, finite=math.isfinite(max_abs),
+    )  # fmt: skip
 
 
 LOW = (torch.float16, torch.bfloat16)
