@@ -12,6 +12,7 @@ median ratio and its spread (lowest and highest round).
 
 Figure names for --only: cell, load, plot, memory, notebook, graph, ops (an
 op-heavy cell), train (a training loop), leaks (per-run leaks of every flag),
+explore (`--explore`: grid time and bundle size of the tutorial cells),
 model (`%%grad` on forward+backward of a ~10M-parameter MLP and of a transformer
 block, with and without `backward()` in the cell, and the size and build time of
 their report; `mlp` or `transformer` for one of the two). `--device` (auto, cpu,
@@ -496,6 +497,62 @@ def loop_figure(
 
 
 # ---------------------------------------------------------------------------
+# scaling: the cost must grow with what is shown, not with the cell's length or the namespace
+# ---------------------------------------------------------------------------
+SCALE_TARGET = 1.5  # at every size: a ratio that grows with the size is the failure looked for
+
+
+def calls_loop(n: int) -> str:
+    """*n* backward() calls, each on a fresh little graph (the descent loop without the update)."""
+    return f"for i in range({n}):\n    loss = (w * 3).sum()\n    loss.backward()"
+
+
+def leaves_setup(n: int) -> str:
+    """A namespace holding *n* leaf tensors (w0 … w{n-1}), then w for the cell."""
+    return f"for _i in range({n}):\n    globals()[f'w{{_i}}'] = torch.randn(3, requires_grad=True)\nw = w0"
+
+
+def bench_scaling(sizes: tuple[int, ...], rounds: int) -> list[Figure]:
+    """One row per size: backward() calls in a cell, ops in a cell, leaf tensors in the namespace."""
+    figures = []
+    for n in sizes:
+        figures.append(_scaling_row(
+            f"scaling: {n:,} backward() calls in one cell (`%%grad` against plain, run_cell)",
+            "the same loop without `%%grad`", calls_loop(n), "w = torch.ones(3, requires_grad=True)", rounds,
+        ))  # fmt: skip
+        figures.append(_scaling_row(
+            f"scaling: a cell of {n:,} ops and one backward() (`%%grad` against plain)",
+            "the same cell without `%%grad`", f"{op_loop(max(1, n // 4))}\ny.backward()",
+            "x = torch.tensor(0.5, requires_grad=True)", rounds,
+        ))  # fmt: skip
+        figures.append(_scaling_row(
+            f"scaling: {n:,} leaf tensors in the namespace, a cell of one backward()",
+            "the same cell without `%%grad`", "loss = (w * 3).sum()\nloss.backward()", leaves_setup(n), rounds,
+            teardown=f"for _i in range({n}):\n    del globals()[f'w{{_i}}']",
+        ))  # fmt: skip
+    return figures
+
+
+def _scaling_row(
+    name: str, compared: str, cell: str, setup_code: str, rounds: int, teardown: str = ""
+) -> Figure:
+    target = f"≤ {SCALE_TARGET}× at every size"
+    try:
+        shell = notebook_shell()
+        run_quietly(shell, setup_code)
+        ours = lambda: run_quietly(shell, f"%%grad\n{cell}")  # noqa: E731
+        theirs = lambda: run_quietly(shell, cell)  # noqa: E731
+        ours(), theirs()  # warm up
+        o, t_, ratios = side_by_side(ours, theirs, rounds)
+        if teardown:
+            run_quietly(shell, teardown)
+        shell.history_manager.outputs.clear()
+    except Exception as e:
+        return error_figure(name, compared, target, e)
+    return Figure(name, compared, target, ratios, o, t_, statistics.median(ratios) <= SCALE_TARGET)
+
+
+# ---------------------------------------------------------------------------
 # a training loop (small MLP, SGD) as the cell
 # ---------------------------------------------------------------------------
 TRAIN_SETUP = """torch.manual_seed(0)
@@ -894,6 +951,46 @@ def bench_notebook(rounds: int) -> Figure:
     )
 
 
+# ---------------------------------------------------------------------------
+# --explore (#26): the grid evaluated from the record, and what is sent to the front end
+# ---------------------------------------------------------------------------
+EXPLORE_CELLS = [  # the tutorial's cells, and the notebook's explorer cell
+    ("x=1", "y = x ** 3"),
+    ("x=3", "y = 3 * x ** 2"),
+    ("x=3", "y = 6 * x ** 2 + 2 * x + 4"),
+    ("u=3 v=4", "f = u ** 3 + v ** 2 + 4 * u * v"),
+    ("x=torch.linspace(-20, 20, 20)", "Y = x ** 2\nY.sum().backward()"),
+]
+
+
+def bench_explore(rounds: int) -> Figure:
+    """The grid time (best of *rounds*, after a first run: torch.func's one-time import is counted
+    apart) and the display bundle's size (JSON, the PNG as base64) of each tutorial cell."""
+    import base64
+    import json
+
+    from torchgrad_magic import grad
+
+    name = "`--explore`: grid time (best of rounds) and bundle size of the tutorial cells"
+    target = "grid ≤ 0.5 s; one-input bundle ≤ 200 KB"
+    try:
+        start = time.perf_counter()
+        grad("y = x ** 3", wrt="x=1", explore=True)  # torch.func and torch._dynamo are imported once
+        first = time.perf_counter() - start
+        parts, ok = [], True
+        for wrt, cell in EXPLORE_CELLS:
+            seconds = min(grad(cell, wrt=wrt, explore=True).explorer.seconds for _ in range(rounds))
+            bundle = grad(cell, wrt=wrt, explore=True).explorer.bundle()
+            bundle["image/png"] = base64.b64encode(bundle["image/png"]).decode()
+            size = len(json.dumps(bundle).encode())
+            ok = ok and seconds <= 0.5 and (" " in wrt or size <= 200_000)
+            parts.append(f"`{cell.splitlines()[0]}` ({wrt}): {_seconds(seconds)}, {size / 1000:.1f} KB")
+    except Exception as e:
+        return error_figure(name, "—", target, e)
+    value = "; ".join(parts) + f"; first --explore cell of a process: {_seconds(first)} (imports)"
+    return Figure(name, "—", target, [], [], [], ok, value=value)
+
+
 FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
     "cell": lambda quick: [bench_cell(20, 1) if quick else bench_cell(200, 7)],
     "load": lambda quick: [bench_load(1 if quick else 5)],
@@ -913,7 +1010,9 @@ FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
         else bench_train(50, 15, TRAIN_SETUP_MNIST, "a 784-256-10 MLP, batch 128"),
     ],
     "leaks": lambda quick: [bench_leaks(1, 2) if quick else bench_leaks(5, 40)],
+    "scaling": lambda quick: bench_scaling((100,) if quick else (100, 1_000, 10_000), 1 if quick else 5),
     "model": lambda quick: bench_models(quick),
+    "explore": lambda quick: [bench_explore(1 if quick else 5)],
     "mlp": lambda quick: bench_models(quick, ("mlp",)),
     "transformer": lambda quick: bench_models(quick, ("transformer",)),
 }
