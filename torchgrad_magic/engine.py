@@ -244,6 +244,8 @@ def grad(
         add a grad×input column.
     graph
         ``"simple"`` (or True) / ``"full"``: the backward graph (``result.graph``).
+    quiz
+        also ``result.quiz``: the report as questions with hidden answers (what ``--quiz`` shows).
 
     The cell's grads are the ones its own ``backward()``/``autograd.grad()`` computed,
     caught at that moment; without such a call, %%grad computes them without writing
@@ -279,6 +281,10 @@ def run(
         check_name(opts.of, f"--of {opts.of}")
     if opts.expect is not None:  # (a refused line must not run the cell)
         _check_expect(opts.expect, [s.name for s in specs])
+    if opts.explore not in (None, True, False, ""):  # --explore x=-2:2, checked before the cell runs
+        from .explore import parse_ranges
+
+        parse_ranges(opts.explore, [s.name for s in specs])
     torch_dtype, torch_device = _dtype(opts.dtype), _device(opts.device)
     window = None
     if opts.plot:
@@ -369,6 +375,10 @@ def run(
         except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
             raise GradError(t("err.report_interrupted")) from None
         result = GradResult.assemble(first, more, graph, opts, language, steps, model)
+        if opts.quiz and result.output is not None:
+            from . import quiz
+
+            result = result.replace(quiz=quiz.build(result, tree, first.call.kind if first.call else None))
         if opts.expect is not None:
             result = _expect(result, opts.expect, ns)
     finally:

@@ -28,6 +28,7 @@ class Extras:
     symbolic: tuple[Any, ...] = ()
     figure: Any = None
     curves: tuple[Any, ...] = ()
+    explorer: Any = None  # explore.Explorer (--explore)
     notes: tuple[Note, ...] = ()
 
 
@@ -52,7 +53,8 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     summed = target_of(first).numel() != 1
     ref = first.call.record_ref if first.call is not None else recorder.ref(target_of(first))
     # --jacobian of Y itself when the cell reduced it (Y.sum().backward()): the matrix is Y's
-    whole_ref = recorder.ref(first.output) if getattr(first, "written", None) and opts.jacobian else None
+    written = getattr(first, "written", None)  # (--explore of a vector input moves along Y itself too)
+    whole_ref = recorder.ref(first.output) if written and (opts.jacobian or opts.explore) else None
     record = recorder.finish()
     replay = replay_for(record, ref, first.leaves, summed)
     whole = replay_for(record, whole_ref, first.leaves, True) if whole_ref is not None else None
@@ -77,7 +79,7 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         except ImportError:  # sympy is the [symbolic] extra: the rest of the report still comes
             notes.append(note("sym.missing"))
             opts = opts.replace(symbolic=False)
-    if opts.plot:
+    if opts.plot or opts.explore:  # (--explore: the picture of its point)
         import matplotlib.figure  # noqa: F401
     found: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
@@ -118,7 +120,27 @@ def _extras(
         found = _calculus(replay, first, points, opts, notes, whole)
     if opts.plot:
         found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
+    if opts.explore:
+        found["explorer"] = _explore(replay, record, first, opts, notes, whole, found.get("figure"))
     return found
+
+
+def _explore(
+    replay: Any, record: Any, first: Any, opts: Any, notes: list[Note], whole: Any, figure: Any
+) -> Any:
+    """--explore: the grid's values from the record, and a picture of the run's point (the --plot
+    figure when there is one)."""
+    import dataclasses
+
+    from . import explore, plot
+
+    explorer = explore.build(replay, whole, record, first, opts, notes)
+    if explorer is None:
+        return None
+    if figure is None:
+        window = explore.picture_window(explorer)
+        figure = _plot(replay, first, window, opts.replace(save=None), notes, escaped=False)["figure"]
+    return dataclasses.replace(explorer, png=plot.png(figure) if figure is not None else None)
 
 
 def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | None:

@@ -36,9 +36,11 @@ language in use when it is shown.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import itertools
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -789,6 +791,19 @@ def build(
     maker = _Builder(output, out_name, names, tensors, grads, digits, flow or {}, node_names or {})
     maker.full, maker.language = full, resolve(language)
     return maker.walk()
+
+
+_GRAD_PART = re.compile(r" · grad .*$")  # how a node's or a folded box's line ends with a grad
+
+
+def without_grads(graph: Graph) -> Graph:
+    """A copy of *graph* that shows no gradient (``--quiz``: the grads are the answers): no node's
+    grad, no folded box's line ending in one, no number on the edges; names and data stay."""
+    nodes = [
+        dataclasses.replace(n, grad=None, extra=[_GRAD_PART.sub("", line) for line in n.extra])
+        for n in graph.nodes
+    ]
+    return dataclasses.replace(graph, nodes=nodes, labels=[None] * len(graph.labels))
 
 
 class _Builder:

@@ -111,6 +111,7 @@ class GradMagic(Magics):
     @argument("--plot", action=argparse.BooleanOptionalAction, help=_help("plot"))
     @argument("--range", metavar="A:B", help=_help("range"))
     @argument("--save", metavar="FILE", help=_help("save"))
+    @argument("--explore", nargs="?", const=True, metavar="NAME=A:B", help=_help("explore"))
     @argument("--order", type=_integer("--order"), default=1, metavar="N", help=_help("order"))
     @argument("--hessian", action="store_true", help=_help("hessian"))
     @argument("--jacobian", action="store_true", help=_help("jacobian"))
@@ -126,6 +127,7 @@ class GradMagic(Magics):
         help=_help("graph"),
     )
     @argument("--steps", action="store_true", help=_help("steps"))
+    @argument("--quiz", action="store_true", help=_help("quiz"))
     @argument("--times-input", action="store_true", help=_help("times_input"))
     @argument("--lang", type=_choice("--lang", ["en", "zh"]), metavar="{en,zh}", help=_help("lang"))
     @argument("--out", metavar="NAME", help=_help("out"))
@@ -174,14 +176,15 @@ class GradMagic(Magics):
             wrt=args.wrt, of=args.of, retain_grad=args.retain_grad, dtype=args.dtype or self.dtype,
             device=args.device, digits=self.digits, max_items=self.max_items, lang=args.lang or self.language,
             plot=self.plot if args.plot is None else args.plot, plot_range=args.range, save=save,
-            order=args.order, hessian=args.hessian, jacobian=args.jacobian, check=args.check,
+            order=args.order, hessian=args.hessian, jacobian=args.jacobian, check=args.check, explore=args.explore,
             symbolic=args.symbolic, expect=args.expect, times_input=args.times_input, graph=args.graph,
-            steps=args.steps,
+            steps=args.steps, quiz=args.quiz,
         )  # fmt: skip
 
 
 def _show(result) -> None:
-    """The report (or, with --expect, its one line), then the figure as one image/png."""
+    """The report (or, with --expect, its one line; with --quiz, its questions and a graph without
+    grads), then the figure as one image/png."""
     from IPython.display import display
 
     if result.expect_line is not None:  # (as HTML too: JupyterLab links the "f/∂u" of plain text)
@@ -189,12 +192,15 @@ def _show(result) -> None:
 
         line = result.expect_line
         display({"text/plain": line, "text/html": f"<p>{html.escape(line)}</p>"}, raw=True, metadata=METADATA)
-        return
-    display(result, metadata=METADATA)
+        if result.quiz is None:
+            return
+    display(result if result.quiz is None else result.quiz, metadata=METADATA)
     if result.graph is not None:  # an image of its own: SVG inside HTML is stripped when untrusted
-        display(result.graph, metadata=METADATA)
+        display(result.graph if result.quiz is None else result.quiz.graph, metadata=METADATA)
     if result.figure is not None:
         display(result.figure_bundle(), raw=True, metadata=METADATA)
+    if result.explorer is not None:  # a chart the front end draws, its picture, a summary; no HTML
+        display(result.explorer.bundle(), raw=True, metadata={**METADATA, **result.explorer.metadata()})
 
 
 def document(language: str | None) -> None:
@@ -244,6 +250,10 @@ def _parse(parser, line: str):
         for i, token in enumerate(tokens[:-1]):  # --range -2:5: a value that starts with '-'
             if token == "--range":
                 tokens[i : i + 2] = [f"--range={tokens[i + 1]}"]
+                break
+        for i, token in enumerate(tokens[:-1]):  # --explore -2:2 (the one input's range)
+            if token == "--explore" and _is_number(tokens[i + 1].partition(":")[0]):
+                tokens[i : i + 2] = [f"--explore={tokens[i + 1]}"]
                 break
         _check_flags(parser, tokens)
         try:

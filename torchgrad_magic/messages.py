@@ -1112,6 +1112,182 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "flow.every": {"en": "{count} layers, 1 in {step} named", "zh": "共 {count} 层，每 {step} 层标一个名字"},
     "flow.prefix": {"en": "names after {prefix}", "zh": "名字省去了 {prefix}"},
     "flow.empty": {"en": "no layers to show", "zh": "没有可显示的层"},
+    # --quiz
+    "help.quiz": {
+        "en": "show the report as questions (grads, is_leaf, grad_fn, what backward() once more gives, "
+        "with --steps each step), each answer hidden until revealed; for worksheets",
+        "zh": "把报告变成问题（梯度、is_leaf、grad_fn、再调用一次 backward() 会怎样，配合 --steps 还有每一步），"
+        "答案先隐藏，点开才显示；适合做练习",
+    },
+    "quiz.title": {
+        "en": "Quiz: predict each answer, then open it to check",
+        "zh": "小测验：先预测每个答案，再展开核对",
+    },
+    "quiz.at": {"en": "at {points}", "zh": "在 {points} 处"},
+    "quiz.reveal": {"en": "answer", "zh": "答案"},
+    "quiz.answers": {"en": "Answers", "zh": "答案"},
+    "quiz.report": {"en": "the whole report", "zh": "完整报告"},
+    "quiz.q.leaf": {
+        "en": "{name}.is_leaf and {name}.grad_fn = ?",
+        "zh": "{name}.is_leaf 和 {name}.grad_fn = ？",
+    },
+    "quiz.a.leaf": {
+        "en": "True, None: {name} was made directly, not computed from other tensors, so no backward node made it",
+        "zh": "True，None：{name} 是直接创建的，不是由其他张量算出来的，所以没有反向节点产生它",
+    },
+    "quiz.a.computed": {
+        "en": "False, {fn}: {name} was computed from tensors that require grad; {fn} is the node that carries "
+        "the gradient back through its last operation",
+        "zh": "False，{fn}：{name} 是由需要梯度的张量算出来的；{fn} 是把梯度沿它最后一步运算传回去的节点",
+    },
+    "quiz.q.grad": {
+        "en": "After the cell's backward(), {name}.grad = ?",
+        "zh": "单元格执行 backward() 之后，{name}.grad = ？",
+    },
+    "quiz.q.grad_calls": {
+        "en": "After the cell's {count} backward() calls, {name}.grad = ?",
+        "zh": "单元格执行了 {count} 次 backward() 之后，{name}.grad = ？",
+    },
+    "quiz.q.derivative": {"en": "{d} = ? ({at})", "zh": "{d} = ？（{at}）"},
+    "quiz.a.not_stored": {
+        "en": "{value} (the cell called no backward(), so {name}.grad itself is still None; {out}.backward() "
+        "would put {value} there)",
+        "zh": "{value}（单元格没有调用 backward()，所以 {name}.grad 本身仍是 None；调用 {out}.backward() 才会把 {value} 存进去）",
+    },
+    "quiz.a.returned": {
+        "en": "{value} (returned by torch.autograd.grad(), which does not store it: {name}.grad stays None)",
+        "zh": "{value}（由 torch.autograd.grad() 返回，它不写入 .grad：{name}.grad 仍是 None）",
+    },
+    "quiz.q.nonleaf_grad": {
+        "en": "After backward(), what does {name}.grad hold?",
+        "zh": "backward() 之后，{name}.grad 里是什么？",
+    },
+    "quiz.a.nonleaf_grad": {
+        "en": "None: {name} is not a leaf (made by {fn}), and backward() fills .grad of leaves only ({leaves}); "
+        "reading {name}.grad also prints a warning. {name}.retain_grad() before backward() keeps it.",
+        "zh": "None：{name} 不是叶子（由 {fn} 得到），backward() 只填写叶子（{leaves}）的 .grad；"
+        "读取 {name}.grad 还会打印一条警告。在 backward() 之前调用 {name}.retain_grad() 可以保留它。",
+    },
+    "quiz.q.requires_grad": {"en": "{name}.requires_grad = ?", "zh": "{name}.requires_grad = ？"},
+    "quiz.a.detach": {
+        "en": "False: {name} = {source}.detach() shares its data ({data}) but is cut out of the graph "
+        "(is_leaf True, grad_fn None): no gradient flows back through {name}; to autograd it is a constant",
+        "zh": "False：{name} = {source}.detach() 与它共用数据（{data}），但被切出了计算图（is_leaf 为 True，"
+        "grad_fn 为 None）：梯度不会经过 {name} 传回去；对 autograd 来说它是常量",
+    },
+    "quiz.a.no_grad": {
+        "en": "False: {name} was computed inside torch.no_grad(), where PyTorch records no operation: "
+        "{name} = {data} has no grad_fn, and to autograd it is a constant (no gradient flows through it)",
+        "zh": "False：{name} 是在 torch.no_grad() 里算出来的，那里 PyTorch 不记录任何运算：{name} = {data} "
+        "没有 grad_fn，对 autograd 来说是常量（梯度不经过它）",
+    },
+    "quiz.a.integer": {
+        "en": "False: {name} is {dtype}, and only floating-point and complex tensors can require grad; "
+        "{name} = {data} is a constant to autograd",
+        "zh": "False：{name} 是 {dtype}，只有浮点和复数张量才能 requires_grad；{name} = {data} 对 autograd 来说是常量",
+    },
+    "quiz.a.constant": {
+        "en": "False (grad_fn None): no gradient flows into {name}, and {name}.grad stays None",
+        "zh": "False（grad_fn 为 None）：没有梯度流向 {name}，{name}.grad 一直是 None",
+    },
+    "quiz.q.inplace": {
+        "en": "{name} was changed in place ({call}): {name}.grad_fn = ?",
+        "zh": "{name} 被原地修改了（{call}）：{name}.grad_fn = ？",
+    },
+    "quiz.a.inplace": {
+        "en": "{fn}: the in-place operation recorded itself as {name}'s last operation ({name} = {data} now); "
+        "backward() goes back through it like through any other node",
+        "zh": "{fn}：原地运算把自己记成了 {name} 的最后一步运算（{name} 现在是 {data}）；"
+        "backward() 会像经过其他节点一样经过它",
+    },
+    "quiz.q.local": {
+        "en": "step {index} ({node}, undoes {forward}): {local} = ?",
+        "zh": "第 {index} 步（{node}，对应 {forward}）：{local} = ？",
+    },
+    "quiz.q.sent": {
+        "en": "step {index} sends on {sent} = arriving · local = ?",
+        "zh": "第 {index} 步传下去的 {sent} = 传来的梯度 · 局部导数 = ？",
+    },
+    "quiz.q.paths": {
+        "en": "{d}: what does each of its {count} paths send, and what is the sum?",
+        "zh": "{d}：它的 {count} 条路径各传来多少，总和是多少？",
+    },
+    "quiz.q.once_more": {
+        "en": "If the cell's forward and backward() ran once more on this same {name}, without zeroing "
+        "{name}.grad, {name}.grad = ?",
+        "zh": "如果在同一个 {name} 上把单元格的前向计算和 backward() 再运行一次，且不清零 {name}.grad，"
+        "{name}.grad = ？",
+    },
+    "quiz.a.once_more": {
+        "en": "{total} = {now} (in {name}.grad now) + {added} (what one more call adds): PyTorch adds grads up. "
+        "Zero it first ({name}.grad = None, or optimizer.zero_grad()) to get {added} alone.",
+        "zh": "{total} = {now}（{name}.grad 现有的）+ {added}（再调用一次加上的）：PyTorch 会累加梯度。"
+        "先清零（{name}.grad = None 或 optimizer.zero_grad()）才会只得到 {added}。",
+    },
+    # --explore
+    "help.explore": {
+        "en": "add an explorer: a slider per scalar input (range: the value ± max(2, |value|), or "
+        "--explore x=-2:2) that moves the point, its tangent and the numbers, computed once from the "
+        "record of the one run; with a 1-D input the slider moves along its points",
+        "zh": "加一个探索器：每个标量输入一个滑块（范围：该值 ± max(2, |值|)，或 --explore x=-2:2），"
+        "移动滑块时点、切线和数值随之变化，都由唯一一次运行的记录预先算好；一维输入时滑块沿它的各点移动",
+    },
+    "explore.bad_range": {
+        "en": "--explore {value}: expected NAME=A:B (or A:B) with A < B, e.g. --explore x=-2:2",
+        "zh": "--explore {value}：应为 NAME=A:B（或 A:B），且 A < B，例如 --explore x=-2:2",
+    },
+    "explore.unknown": {
+        "en": "--explore {name}=…: {name} is not an input here (inputs: {names})",
+        "zh": "--explore {name}=…：{name} 不是这里的输入（输入有：{names}）",
+    },
+    "explore.no_record": {
+        "en": "--explore evaluates the computation recorded during the run, and the record of {out} cannot "
+        "be used here, so there is no explorer (the report above is the run's own).",
+        "zh": "--explore 需要计算运行时记录下的计算过程，而 {out} 的记录在这里无法使用，"
+        "所以没有探索器（上面的报告来自这次运行本身）。",
+    },
+    "explore.escapes": {
+        "en": "values left the computation as Python values ({calls}), so away from this point the cell may "
+        "compute something else: there is no explorer, only the report at this point.",
+        "zh": "有值以 Python 值的形式离开了计算（{calls}），离开这个点后单元格可能算出别的东西："
+        "所以没有探索器，只有这个点的报告。",
+    },
+    "explore.random": {
+        "en": "the cell draws random numbers, so its function changes from run to run: there is no explorer, "
+        "only the report of this run.",
+        "zh": "单元格用到了随机数，每次运行函数都不同：所以没有探索器，只有这次运行的报告。",
+    },
+    "explore.complex": {
+        "en": "--explore draws real values only; this cell has complex tensors, so there is no explorer.",
+        "zh": "--explore 只画实数；这个单元格有复数张量，所以没有探索器。",
+    },
+    "explore.shape": {
+        "en": "--explore moves one or two scalar inputs, or the points of one 1-D input; here the inputs are "
+        "{shapes}, so there is no explorer.",
+        "zh": "--explore 可以移动一到两个标量输入，或一个一维输入的各点；这里的输入是 {shapes}，所以没有探索器。",
+    },
+    "explore.not_elementwise": {
+        "en": "{out} is not computed element by element from {name} (each {out}[i] from {name}[i] alone), so "
+        "there is no tangent to move along it: no explorer.",
+        "zh": "{out} 不是由 {name} 逐元素算出的（每个 {out}[i] 只由 {name}[i] 决定），"
+        "所以没有可以沿它移动的切线：没有探索器。",
+    },
+    "explore.hint": {
+        "en": "move the slider: the point, its tangent and the numbers follow",
+        "zh": "拖动滑块：点、切线和数值随之变化",
+    },
+    "explore.description": {
+        "en": "{out}, its derivative and the tangent at the slider's point",
+        "zh": "{out}、它的导数和滑块所在点的切线",
+    },
+    "explore.over": {"en": "{name} from {low} to {high}", "zh": "{name} 从 {low} 到 {high}"},
+    "explore.over_vector": {"en": "{count} points of {name}", "zh": "{name} 的 {count} 个点"},
+    "explore.text": {
+        "en": "explorer of {out}: {where} ({points} values, computed once from the record of the run); "
+        "its sliders move in JupyterLab, VS Code and Colab, the picture shows the run's own point",
+        "zh": "{out} 的探索器：{where}（{points} 个值，由这次运行的记录一次算好）；"
+        "滑块在 JupyterLab、VS Code 和 Colab 中可以拖动，图片显示的是这次运行的点",
+    },
 }
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(

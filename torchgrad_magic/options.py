@@ -47,6 +47,8 @@ class GradOptions:
     times_input: bool = False
     graph: str | int | bool | None = None  # True means "simple"; an int: a model's depth
     steps: bool = False
+    explore: Any = None  # --explore: None (off), True (default ranges) or "x=-2:2"
+    quiz: bool = False  # the report as questions, answers hidden (result.quiz)
 
     def validated(self) -> GradOptions:
         """A copy with implied flags filled in; GradError for values that cannot work."""
@@ -67,7 +69,9 @@ class GradOptions:
     @property
     def needs_replay(self) -> bool:
         """Whether an extra evaluates the recorded computation again."""
-        return self.plot or self.check or self.symbolic or self.jacobian or self.hessian or self.order > 1
+        return (
+            self.plot or self.check or self.symbolic or self.jacobian or self.hessian or self.order > 1
+        ) or self.explore not in (None, False, "")
 
     @property
     def needs_record(self) -> bool:

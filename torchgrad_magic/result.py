@@ -147,7 +147,7 @@ class GradResult:
     Optional parts: ``orders`` (``--order``: name -> [d1, d2, ...]),
     ``matrices`` (``--hessian``/``--jacobian``), ``checks`` (``--check``),
     ``symbolic`` (``--symbolic``), ``figure``/``curves`` (``--plot``),
-    ``graph`` (``--graph``).
+    ``graph`` (``--graph``), ``quiz`` (``--quiz``).
     """
 
     output: torch.Tensor | None
@@ -180,6 +180,8 @@ class GradResult:
     curves: tuple[Any, ...] = ()  # the plotted lines as data (plot.Curve)
     steps: Any = None  # steps.Steps with --steps
     model: Any = None  # model.ModelReport when the leaves include a model's parameters
+    explorer: Any = None  # explore.Explorer with --explore: the grid's values, shown as its own output
+    quiz: Any = None  # quiz.Quiz with --quiz: the report as questions (the magic shows it instead)
     later: tuple[Callable[[], Any], ...] = field(default=(), repr=False, compare=False)
 
     @cached_property
@@ -239,6 +241,7 @@ class GradResult:
             graph=graph,
             figure=extras.figure,
             curves=extras.curves,
+            explorer=getattr(extras, "explorer", None),
             steps=steps,
             model=model,
             later=(*first.later, lambda: model.notes) if model is not None else first.later,
@@ -431,6 +434,8 @@ class GradResult:
                 lines += ["", t("steps.title", out=self.steps.output), self.steps.to_text()]
         if graph and self.graph is not None:  # its caption first, in the graph's own language
             lines += ["", self.graph.to_text()]
+        if graph and self.explorer is not None:  # (a display shows it as its own output, as the graph)
+            lines += ["", self.explorer.summary()]
         return "\n".join(lines + self._notes())
 
     def __repr__(self) -> str:

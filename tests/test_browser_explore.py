@@ -1,0 +1,137 @@
+"""``--explore`` as a learner uses it: the executed tutorial opened UNTRUSTED in JupyterLab, the slider
+of ``y = x ** 3`` moved from 1 to 2, and dy/dx read off the page (3, then 12), in the light and the
+dark theme. JupyterLab draws ``application/vnd.vegalite.v5+json`` itself (its renderer is marked
+safe), so the chart and its slider work without trust. Screenshots go to ``build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import run_demo  # examples/, on sys.path via conftest
+from test_browser import (
+    CHROMIUM,
+    INSTALL_HINT,
+    LAB_NOTEBOOK,
+    ROOT,
+    SHOTS,
+    THEMES,
+    Lab,
+    new_context,
+    set_theme,
+)
+
+CELL = "%%grad --wrt x=1 --explore\ny = x ** 3"
+NOTEBOOKS = {"en": "tutorial.ipynb", "zh": "tutorial.zh.ipynb"}
+VEGA = ".jp-RenderedVegaLite"
+HEADLINE = re.compile(r"dy/dx = (-?[\d.]+)")
+
+
+def explorer_cell(nb: nbformat.NotebookNode) -> int:
+    (index,) = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() == CELL]
+    return index
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need {INSTALL_HINT}")
+    work = tmp_path_factory.mktemp("explore")
+    server = Lab(root=work / "notebooks")
+    server.root.mkdir()
+    server.start(work / "home")
+    executed = {}
+    try:
+        kernel = run_demo.ensure_kernelspec()
+        for lang, name in NOTEBOOKS.items():
+            nb = run_demo.execute(ROOT / "examples" / name)
+            nb.metadata["kernelspec"] = {
+                "name": kernel,
+                "display_name": "Python (torchgrad-magic)",
+                "language": "python",
+            }
+            nbformat.write(nb, server.root / name)  # never signed: untrusted
+            executed[lang] = nb
+        server.wait_ready()
+        yield server, executed
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"],
+        )
+        yield chromium
+        chromium.close()
+
+
+def headline(chart) -> str:
+    """The chart's title as drawn (SVG text: vega-embed's svg renderer)."""
+    return " ".join(chart.locator("svg text").all_text_contents())
+
+
+def open_notebook(page, lab: Lab, name: str, theme: str) -> None:
+    """Open *name* in *theme*; reloaded after switching, so the chart is drawn in that theme (JupyterLab's
+    renderer reads the theme when it draws)."""
+    url = f"{lab.url}/lab/workspaces/explore/tree/{name}?token={lab.token}"
+    page.goto(url)
+    page.wait_for_function("(sel) => window.jupyterapp && document.querySelector(sel)", arg=LAB_NOTEBOOK)
+    if page.evaluate("() => document.body.dataset.jpThemeName") != theme:
+        set_theme(page, theme)
+        page.goto(url)
+        page.wait_for_function("(sel) => window.jupyterapp && document.querySelector(sel)", arg=LAB_NOTEBOOK)
+        page.wait_for_function("(t) => document.body.dataset.jpThemeName === t", arg=theme)
+
+
+@pytest.mark.parametrize(
+    ("lang", "theme"), [("en", "light"), ("en", "dark"), ("zh", "light"), ("zh", "dark")]
+)
+def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
+    server, executed = lab
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        open_notebook(page, server, NOTEBOOKS[lang], THEMES[theme])
+        index = explorer_cell(executed[lang])
+        page.wait_for_function(
+            "(i) => (window.jupyterapp.shell.currentWidget?.content?.widgets?.length ?? 0) > i", arg=index
+        )
+        trusted = page.evaluate(
+            "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.trusted", index
+        )
+        assert trusted is False, "the notebook opened trusted; the test needs untrusted"
+        cell = page.locator(f"{LAB_NOTEBOOK} .jp-Cell").nth(index)
+        cell.scroll_into_view_if_needed()
+        chart = cell.locator(VEGA)
+        chart.locator("svg text").first.wait_for()
+        assert HEADLINE.search(headline(chart)).group(1) == "3", headline(chart)
+        point = chart.locator("svg path[aria-roledescription='point'], svg .mark-symbol path").first
+        before = point.get_attribute("transform")
+        slider = chart.locator("input[type=range]")
+        assert slider.count() == 1 and float(slider.input_value()) == pytest.approx(1)
+        slider.fill("2")  # as dragging does: the value set, then input and change events
+        page.wait_for_function(
+            "(el) => /dy\\/dx = 12\\b/.test([...el.querySelectorAll('svg text')].map(t => t.textContent).join(' '))",
+            arg=chart.element_handle(),
+        )
+        assert HEADLINE.search(headline(chart)).group(1) == "12"
+        assert point.get_attribute("transform") != before  # the point moved along the curve
+        assert re.search(r"y = 8\b", headline(chart)), headline(chart)
+        if lang == "zh":
+            assert "在 x = 2 处" in headline(chart) and "拖动滑块" in headline(chart)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SHOTS / f"explore-{lang}-{theme}.png"
+        cell.screenshot(path=str(shot))
+        assert Path(shot).stat().st_size > 1000
+    finally:
+        context.close()

@@ -1,0 +1,249 @@
+"""``--explore``: the grid's numbers against autograd, the display bundle, and the cell run once."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import torch
+
+from torchgrad_magic import GradError, grad
+from torchgrad_magic.explore import MIME, parse_ranges
+
+VEGA = MIME
+
+
+def params(spec: dict) -> dict:
+    return {p["name"]: p for p in spec["params"]}
+
+
+def grid(axis: dict) -> list[float]:
+    """The slider's values, from the bound range input's min, max and step."""
+    bind = axis["bind"]
+    count = round((bind["max"] - bind["min"]) / bind["step"]) + 1
+    return [bind["min"] + bind["step"] * i for i in range(count)]
+
+
+def oracle(function, *values: float) -> tuple[float, list[float]]:
+    leaves = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
+    out = function(*leaves)
+    return out.item(), [g.item() for g in torch.autograd.grad(out, leaves)]
+
+
+# ---------------------------------------------------------------------------
+# the numbers, through grad() (no IPython)
+# ---------------------------------------------------------------------------
+def test_one_input_matches_autograd_on_the_grid():
+    result = grad("y = x ** 3", wrt="x=1", explore=True)
+    spec = result.explorer.bundle()[VEGA]
+    found = params(spec)
+    xs = grid(found["s0"])
+    assert len(xs) == 101 and xs[0] == pytest.approx(-1) and xs[-1] == pytest.approx(3)  # 1 ± max(2, 1)
+    assert found["s0"]["value"] == pytest.approx(1)
+    f, d = found["F"]["value"], found["D0"]["value"]
+    for x in (1.0, 2.0, -1.0, 0.0, 2.6):
+        i = round((x - xs[0]) / (xs[1] - xs[0]))
+        value, (slope,) = oracle(lambda t: t**3, xs[i])
+        assert f[i] == pytest.approx(value, rel=1e-5, abs=1e-6)
+        assert d[i] == pytest.approx(slope, rel=1e-5, abs=1e-6)
+    assert d[xs.index(min(xs, key=lambda v: abs(v - 1)))] == pytest.approx(3)
+    assert d[xs.index(min(xs, key=lambda v: abs(v - 2)))] == pytest.approx(12)
+
+
+def test_two_inputs_match_autograd_on_the_grid():
+    result = grad("f = u**3 + v**2 + 4*u*v", wrt="u=3 v=4", explore=True)
+    found = params(result.explorer.bundle()[VEGA])
+    us, vs = grid(found["s0"]), grid(found["s1"])
+    assert len(us) == len(vs) == 41
+    f, du, dv = found["F"]["value"], found["D0"]["value"], found["D1"]["value"]
+    for i, j in ((20, 20), (0, 40), (33, 7)):
+        value, (gu, gv) = oracle(lambda u, v: u**3 + v**2 + 4 * u * v, us[i], vs[j])
+        k = i * len(vs) + j
+        assert f[k] == pytest.approx(value, rel=1e-5)
+        assert du[k] == pytest.approx(gu, rel=1e-5) and dv[k] == pytest.approx(gv, rel=1e-5)
+    assert (f[20 * 41 + 20], du[20 * 41 + 20], dv[20 * 41 + 20]) == (91, 43, 20)
+
+
+def test_given_range_and_a_point_on_the_grid():
+    result = grad("y = x ** 3", wrt="x=1", explore="x=-2:2")
+    found = params(result.explorer.bundle()[VEGA])
+    assert grid(found["s0"])[0] == pytest.approx(-2) and grid(found["s0"])[-1] == pytest.approx(2)
+    assert found["s0"]["value"] == pytest.approx(1)
+    # a range the point is not on a grid step of: the grid is shifted so that the point is one of them
+    shifted = params(grad("y = x ** 3", wrt="x=0.3", explore="-1:1").explorer.bundle()[VEGA])
+    assert min(abs(v - 0.3) for v in grid(shifted["s0"])) < 1e-6  # (x is float32 0.3)
+
+
+def test_vector_input_moves_along_the_points():
+    result = grad("Y = x ** 2\nY.sum().backward()", wrt="x=torch.linspace(-20, 20, 20)", explore=True)
+    found = params(result.explorer.bundle()[VEGA])
+    x = torch.linspace(-20, 20, 20)
+    assert found["X0"]["value"] == pytest.approx(x.tolist(), rel=1e-6)
+    assert found["P0"]["value"] == list(range(20))
+    assert found["F"]["value"] == pytest.approx((x**2).tolist(), rel=1e-5)
+    assert found["D0"]["value"] == pytest.approx((2 * x).tolist(), rel=1e-5)  # dY[i]/dx[i]
+    assert found["s0"]["bind"]["max"] == 19
+
+
+def test_long_vector_input_is_picked_not_sent_whole():
+    result = grad("Y = torch.sin(x)", wrt="x=torch.linspace(-3, 3, 100_000)", explore=True)
+    found = params(result.explorer.bundle()[VEGA])
+    picks = found["P0"]["value"]
+    assert len(picks) <= 201 and picks[0] == 0 and picks[-1] == 99_999
+    x = torch.linspace(-3, 3, 100_000)[picks]
+    assert found["D0"]["value"] == pytest.approx(torch.cos(x).tolist(), abs=1e-5)
+
+
+def test_not_elementwise_is_a_note():
+    result = grad("Y = torch.softmax(x, 0)", wrt="x=torch.linspace(-1, 1, 4)", explore=True)
+    assert result.explorer is None
+    assert any(n.id == "explore.not_elementwise" for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("cell", "note_id"),
+    [
+        ("y = x ** 3 if x.item() > 0 else -x", "explore.escapes"),
+        ("y = x * torch.rand_like(x)", "explore.random"),
+    ],
+)
+def test_cannot_be_evaluated_off_the_point(cell, note_id):
+    result = grad(cell, wrt="x=1", explore=True)
+    assert result.explorer is None
+    assert note_id in [n.id for n in result.notes]
+    assert result.grads["x"] is not None  # the report at the point is still there
+
+
+def test_three_inputs_are_a_note():
+    result = grad("f = a * b * c", wrt="a=1 b=2 c=3", explore=True)
+    assert result.explorer is None and "explore.shape" in [n.id for n in result.notes]
+
+
+@pytest.mark.parametrize("value", ["x=2:1", "x=a:b", "x=-2", "z=-2:2"])
+def test_bad_ranges_are_refused(value):
+    with pytest.raises(GradError, match="--explore"):
+        parse_ranges(value, ["x"])
+
+
+def test_parse_ranges():
+    assert parse_ranges(True, ["x"]) == {}
+    assert parse_ranges("-2:2", ["x"]) == {None: (-2.0, 2.0)}
+    assert parse_ranges("u=0:5 v=1:2", ["u", "v"]) == {"u": (0.0, 5.0), "v": (1.0, 2.0)}
+
+
+# ---------------------------------------------------------------------------
+# the magic in an InteractiveShell
+# ---------------------------------------------------------------------------
+def displayed(shell, cell: str) -> list[tuple[object, dict]]:
+    from unittest import mock
+
+    shown: list[tuple[object, dict]] = []
+    with mock.patch("IPython.display.display", lambda *objs, **kw: shown.append((objs[0], kw))):
+        outcome = shell.run_cell(cell)
+    assert outcome.success, outcome.error_in_exec or outcome.error_before_exec
+    return shown
+
+
+def test_magic_shows_the_bundle_without_html(shell):
+    shown = displayed(shell, "%%grad --wrt x=1 --explore\ny = x ** 3")
+    bundles = [(obj, kw) for obj, kw in shown if isinstance(obj, dict) and VEGA in obj]
+    assert len(bundles) == 1
+    bundle, kw = bundles[0]
+    assert set(bundle) == {VEGA, "image/png", "text/plain"}  # no text/html: JupyterLab would prefer it
+    assert bundle["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert kw["metadata"][VEGA]["embed_options"]["renderer"] == "svg"
+    assert "explorer of y: x from -1 to 3" in bundle["text/plain"]
+
+
+def test_negative_range_on_the_magic_line(shell):
+    shell.run_cell("%%grad --wrt x=1 --explore -2:2 --out r -q\ny = x ** 3")
+    axis = shell.user_ns["r"].explorer.axes[0]
+    assert (axis.value(0), axis.value(axis.count - 1)) == pytest.approx((-2, 2))
+
+
+def test_colab_gets_html(shell, monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    result = grad("y = x ** 3", wrt="x=1", explore=True)
+    bundle = result.explorer.bundle()
+    assert (
+        VEGA not in bundle
+        and "vegaEmbed(" in bundle["text/html"]
+        and "cdn.jsdelivr.net" in bundle["text/html"]
+    )
+
+
+def test_text_report_says_what_can_be_explored():
+    result = grad("y = x ** 3", wrt="x=1", explore=True)
+    assert "explorer of y: x from -1 to 3 (101 values" in str(result)
+    assert "explorer" not in result.text(graph=False)  # shown as its own output in a notebook
+
+
+# ---------------------------------------------------------------------------
+# a real kernel
+# ---------------------------------------------------------------------------
+def bundle_of(reply) -> dict:
+    (found,) = [o["data"] for o in reply.of_type("display_data") if VEGA in o["data"]]
+    return found
+
+
+def test_kernel_one_input(kernel):
+    reply = kernel.run("%%grad --wrt x=1 --explore\ny = x ** 3")
+    assert reply.status == "ok", reply.text()
+    data = bundle_of(reply)
+    assert set(data) == {VEGA, "image/png", "text/plain"}
+    assert base64.b64decode(data["image/png"])[:4] == b"\x89PNG"
+    size = len(json.dumps(data).encode())
+    assert size <= 200_000, size
+    found = params(data[VEGA])
+    xs = grid(found["s0"])
+    assert found["D0"]["value"][xs.index(min(xs, key=lambda v: abs(v - 2)))] == pytest.approx(12)
+    assert "dy/dx" in data[VEGA]["title"]["text"]["expr"]
+
+
+def test_kernel_two_inputs(kernel):
+    reply = kernel.run("%%grad --wrt u=3 v=4 --explore\nf = u**3 + v**2 + 4*u*v")
+    assert reply.status == "ok", reply.text()
+    data = bundle_of(reply)
+    found = params(data[VEGA])
+    assert {"s0", "s1"} <= set(found) and found["s0"]["bind"]["name"].strip() == "u"
+    assert len(found["F"]["value"]) == 41 * 41
+    assert len(json.dumps(data).encode()) <= 300_000
+
+
+def test_kernel_vector_input(kernel):
+    reply = kernel.run("%%grad --wrt x=torch.linspace(-20, 20, 20) --explore\nY = x ** 2\nY.sum().backward()")
+    assert reply.status == "ok", reply.text()
+    found = params(bundle_of(reply)[VEGA])
+    assert found["D0"]["value"][0] == pytest.approx(-40) and found["D0"]["value"][-1] == pytest.approx(40)
+
+
+def test_kernel_chinese_labels(kernel):
+    reply = kernel.run("%%grad --wrt x=1 --explore --lang zh\ny = x ** 3")
+    data = bundle_of(reply)
+    assert "y 的探索器：x 从 -1 到 3" in data["text/plain"]
+    spec = data[VEGA]
+    assert "拖动滑块" in spec["title"]["subtitle"] and "（在 x = " in spec["title"]["text"]["expr"]
+
+
+def test_kernel_side_effects_happen_once(kernel):
+    setup = "log = []\nw = torch.tensor(0.5, requires_grad=True)\nopt = torch.optim.SGD([w], lr=0.1)"
+    cell = "log.append(len(log))\nopt.zero_grad()\ny = (w * x - 2) ** 2 + x ** 3\ny.backward()\nopt.step()"
+    assert kernel.run(setup).status == "ok"
+    reply = kernel.run(f"%%grad --wrt x=1 --explore\n{cell}")
+    assert reply.status == "ok", reply.text()
+    assert bundle_of(reply)
+    ours = kernel.value("(log, w.item())")
+    assert kernel.run(f"{setup}\nx = torch.tensor(1.0, requires_grad=True)\n{cell}").status == "ok"
+    assert kernel.value("(log, w.item())") == ours == "([0], 0.800000011920929)"  # one step: 0.5 + 0.1·3
+
+
+def test_kernel_cannot_evaluate_off_the_point(kernel):
+    reply = kernel.run("%%grad --wrt x=1 --explore\ny = x ** 3 if x.item() > 0 else -x")
+    assert reply.status == "ok", reply.text()
+    assert not [o for o in reply.of_type("display_data") if VEGA in o["data"]]
+    assert "there is no explorer, only the report at this point" in reply.text()
+    assert "dy/dx = 3" in reply.text()

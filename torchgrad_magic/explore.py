@@ -1,0 +1,508 @@
+"""``--explore``: move an input with a slider, watch the tangent, the numbers and the graph follow.
+
+The values are computed here, in the kernel, once: the computation recorded during the one run
+(:mod:`.record`) is evaluated on a grid (101 points for one scalar input, 41 × 41 for two), batched
+with ``torch.func.vmap``. The cell never runs again. A vector input (``x = torch.linspace(...)``)
+needs no grid: the slider picks a point of the run's own values, and the tangent's slope is
+dY[i]/dx[i], read off the rows of the Jacobian the record gives.
+
+What is sent is a Vega-Lite v5 spec (the front end draws it and moves the sliders itself, no
+kernel round-trip), a PNG of the current point for front ends that run nothing, and a text
+summary; no HTML, which JupyterLab would prefer over the chart (Colab, which does not render
+Vega-Lite, gets HTML with vega-embed instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import re
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import format as fmt
+from .messages import MESSAGES, Note, note, t
+from .spec import GradError
+
+SCALAR_POINTS = (101, 41)  # grid points per input, for one and for two scalar inputs
+VECTOR_POINTS = 201  # points of a vector input the slider can pick, at most
+MIME = "application/vnd.vegalite.v5+json"
+FUNCTION_COLOR, DERIVATIVE_COLOR, TANGENT_COLOR, POINT_COLOR = "#d62728", "#2ca02c", "#7f7f7f", "#ff7f0e"
+EMBED_OPTIONS = {"actions": False, "renderer": "svg"}  # svg: the numbers are text a page can read
+VEGA_CDN = "https://cdn.jsdelivr.net/npm/"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One slider: the input's *name*, its grid ``low + step·i`` (i < *count*) or, for a vector
+    input, the picked elements' values (*values*), and the index of the run's own point."""
+
+    name: str
+    low: float
+    step: float
+    count: int
+    start: int
+    values: tuple[float | None, ...] = ()  # a vector input's picked values (the slider moves an index)
+    picks: tuple[int, ...] = ()  # and their indices in the input
+
+    def value(self, i: int) -> float:
+        """The input's value at grid index *i* (a scalar input's grid)."""
+        return self.low + self.step * i
+
+
+@dataclass(frozen=True)
+class Explorer:
+    """The grid's values as plain lists (row-major over the axes): ``f`` the function, ``d[k]``
+    its derivative along axis k; *out* and *ds* the labels (``y``, ``dy/dx``)."""
+
+    axes: tuple[Axis, ...]
+    out: str
+    ds: tuple[str, ...]
+    f: tuple[float | None, ...]
+    d: tuple[tuple[float | None, ...], ...]
+    vector: bool = False
+    digits: int = 4
+    language: str = "en"
+    seconds: float = 0.0  # how long the grid took
+    png: bytes | None = field(default=None, repr=False)
+
+    def bundle(self) -> dict[str, Any]:
+        """The display bundle: the spec, the picture of the current point and a text summary."""
+        return bundle(self)
+
+    def summary(self) -> str:
+        return summary(self)
+
+    def metadata(self) -> dict[str, Any]:
+        return metadata()
+
+
+# ---------------------------------------------------------------------------
+# the magic line: --explore, --explore x=-2:2, --explore u=0:5 v=1:2
+# ---------------------------------------------------------------------------
+def parse_ranges(value: Any, names: list[str]) -> dict[str | None, tuple[float, float]]:
+    """``True`` -> ``{}``; ``"x=-2:2"`` -> ``{"x": (-2, 2)}``; ``"-2:2"`` -> ``{None: (-2, 2)}``
+    (the one input). GradError for what cannot be a range, or a name not in *names* (when known)."""
+    if value is True or value in (None, False, ""):
+        return {}
+    found: dict[str | None, tuple[float, float]] = {}
+    for token in str(value).replace(",", " ").split():
+        name, _, text = token.rpartition("=") if "=" in token else ("", "", token)
+        low, colon, high = text.partition(":")
+        try:
+            a, b = float(low), float(high)
+        except ValueError:
+            raise GradError(t("explore.bad_range", value=token)) from None
+        if not colon or not (math.isfinite(a) and math.isfinite(b)) or a >= b:
+            raise GradError(t("explore.bad_range", value=token))
+        if name and names and name not in names:
+            raise GradError(t("explore.unknown", name=name, names=", ".join(names)))
+        found[name or None] = (a, b)
+    return found
+
+
+def window(point: float, given: tuple[float, float] | None) -> tuple[float, float]:
+    """The slider's range: as given, or the point ± max(2, |point|)."""
+    if given is not None:
+        return given
+    half = max(2.0, abs(point))
+    return point - half, point + half
+
+
+def grid_axis(name: str, point: float, low: float, high: float, count: int) -> Axis:
+    """*count* points from *low* to *high*, shifted so that one of them is the run's own point
+    (when it is inside the range): the slider starts exactly there."""
+    step = (high - low) / (count - 1)
+    if low <= point <= high:
+        below = math.floor((point - low) / step + 1e-9)
+        low = point - below * step
+        count = below + math.floor((high - point) / step + 1e-9) + 1
+        return Axis(name, low, step, count, below)
+    return Axis(name, low, step, count, 0 if point < low else count - 1)
+
+
+# ---------------------------------------------------------------------------
+# evaluating the record on the grid
+# ---------------------------------------------------------------------------
+def unavailable(replay: Any, record: Any, first: Any) -> Note | None:
+    """Why the record cannot be evaluated away from the run's point (None: it can)."""
+    if replay is None:
+        return note("explore.no_record", out=first.output_name)
+    if record.escapes:
+        calls = ", ".join(f".{n}()" if not n.startswith("__") else n for n in dict.fromkeys(record.escapes))
+        return note("explore.escapes", calls=calls)
+    if replay.random:
+        return note("explore.random")
+    if any(v.is_complex() for v in first.values.values()) or first.output.is_complex():
+        return note("explore.complex")
+    return None
+
+
+def scalar_values(replay: Any, first: Any, axes: tuple[Axis, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """f and each partial derivative on the grid of *axes* (row-major), in one batched call
+    (point by point where an operation has no batching rule)."""
+    names = [a.name for a in axes]
+    fixed = {n: v for n, v in first.values.items() if n not in names}
+    dtype = first.values[names[0]].dtype
+    device = first.values[names[0]].device
+    coords = [torch.tensor([a.value(i) for i in range(a.count)], dtype=dtype, device=device) for a in axes]
+    mesh = torch.meshgrid(*coords, indexing="ij")
+    flat = [m.reshape(-1) for m in mesh]
+
+    def function(*values: torch.Tensor) -> torch.Tensor:
+        return replay({**fixed, **dict(zip(names, values, strict=True))})
+
+    argnums = tuple(range(len(names)))
+    try:
+        grads, values = torch.func.vmap(
+            torch.func.grad_and_value(function, argnums=argnums), randomness="same"
+        )(*flat)
+    except Exception:  # no batching rule somewhere: one point at a time
+        pairs = [_grad_and_value(function, [f[i] for f in flat]) for i in range(flat[0].numel())]
+        values = torch.stack([p[1] for p in pairs])
+        grads = tuple(torch.stack([p[0][k] for p in pairs]) for k in argnums)
+    return values.detach(), [g.detach() for g in grads]
+
+
+def _grad_and_value(function: Any, values: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    leaves = [v.detach().clone().requires_grad_(True) for v in values]
+    out = function(*leaves)
+    grads = torch.autograd.grad(out, leaves, allow_unused=True)
+    return [
+        torch.zeros_like(v) if g is None else g.detach() for v, g in zip(leaves, grads, strict=True)
+    ], out.detach()
+
+
+def vector_values(whole: Any, first: Any, name: str) -> tuple[list[int], torch.Tensor, torch.Tensor] | Note:
+    """A 1-D input: the picked indices, Y there and dY[i]/dx[i] there (rows of the Jacobian, one
+    vector-Jacobian product each, batched); a note when Y is not elementwise in x."""
+    x = first.values[name].detach()
+    picks = torch.linspace(0, x.numel() - 1, min(VECTOR_POINTS, x.numel())).round().long().unique()
+    out, vjp = torch.func.vjp(lambda v: whole.unsummed({name: v}), x)[:2]
+    if out.shape != x.shape:
+        return note("explore.not_elementwise", out=first.output_name, name=name)
+    ones = torch.zeros(picks.numel(), x.numel(), dtype=out.dtype, device=out.device)
+    ones[torch.arange(picks.numel()), picks] = 1
+    try:
+        (rows,) = torch.func.vmap(vjp, chunk_size=32)(ones.reshape(-1, *out.shape))
+    except Exception:  # no batching rule somewhere: one row at a time
+        rows = torch.stack([vjp(row.reshape(out.shape))[0] for row in ones])
+    rows = rows.reshape(picks.numel(), -1).detach()
+    slopes = rows[torch.arange(picks.numel()), picks].clone()
+    rows[torch.arange(picks.numel()), picks] = 0
+    if bool((rows != 0).any()):
+        return note("explore.not_elementwise", out=first.output_name, name=name)
+    return picks.tolist(), out.detach().reshape(-1)[picks], slopes
+
+
+# ---------------------------------------------------------------------------
+# building the explorer
+# ---------------------------------------------------------------------------
+def build(replay: Any, whole: Any, record: Any, first: Any, opts: Any, notes: list[Note]) -> Explorer | None:
+    """The explorer of *first*'s output, or None with a note saying why there is none."""
+    import time
+
+    problem = unavailable(replay, record, first)
+    dims = [v.dim() for v in first.values.values()]
+    if problem is None and not (set(dims) == {0} and len(dims) <= 2) and dims != [1]:
+        problem = note(
+            "explore.shape", shapes=", ".join(f"{n} {fmt.shape(v)}" for n, v in first.values.items())
+        )
+    if problem is not None:
+        notes.append(problem)
+        return None
+    given = parse_ranges(opts.explore, list(first.values))
+    start = time.perf_counter()
+    if dims == [1]:
+        found = _vector(whole if whole is not None and not isinstance(whole, str) else replay, first, opts)
+    else:
+        found = _scalar(replay, first, opts, given)
+    if isinstance(found, Note):
+        notes.append(found)
+        return None
+    return dataclasses.replace(found, seconds=time.perf_counter() - start)
+
+
+def _scalar(replay: Any, first: Any, opts: Any, given: dict) -> Explorer:
+    names = list(first.values)
+    count = SCALAR_POINTS[len(names) - 1]
+    axes = []
+    for name in names:
+        point = first.values[name].detach().double().item()
+        low, high = window(point, given.get(name, given.get(None) if len(names) == 1 else None))
+        axes.append(grid_axis(name, point, low, high, count))
+    values, grads = scalar_values(replay, first, tuple(axes))
+    out = _label(first, replay)
+    d = "d" if len(names) == 1 else "∂"
+    ds = tuple(f"{d}{fmt.operand(out)}/{d}{n}" for n in names)
+    return Explorer(
+        tuple(axes), out, ds, _numbers(values), tuple(_numbers(g) for g in grads), digits=opts.digits,
+        language=_language(opts),
+    )  # fmt: skip
+
+
+def _vector(whole: Any, first: Any, opts: Any) -> Explorer | Note:
+    name = next(iter(first.values))
+    found = vector_values(whole, first, name)
+    if isinstance(found, Note):
+        return found
+    picks, ys, slopes = found
+    x = first.values[name].detach().reshape(-1)
+    axis = Axis(name, 0.0, 1.0, len(picks), len(picks) // 2, _numbers(x[picks]), tuple(picks))
+    out = first.output_name
+    ds = (f"d{fmt.operand(out)}[i]/d{name}[i]",)
+    return Explorer((axis,), out, ds, _numbers(ys), (_numbers(slopes),), True, opts.digits, _language(opts))
+
+
+def _label(first: Any, replay: Any) -> str:
+    from .extras import label_of
+
+    return label_of(first, replay)
+
+
+def _language(opts: Any) -> str:
+    from .messages import resolve
+
+    return resolve(opts.lang)
+
+
+def _numbers(values: torch.Tensor) -> tuple[float | None, ...]:
+    """Plain numbers, 7 significant digits (float32's; 12 for float64), None for nan/inf."""
+    digits = 12 if values.dtype == torch.float64 else 7
+    return tuple(
+        float(f"{v:.{digits}g}") if math.isfinite(v) else None
+        for v in values.detach().double().cpu().reshape(-1).tolist()
+    )
+
+
+def picture_window(ex: Explorer) -> tuple[float, float] | None:
+    """The window of the static picture: the sliders' range when every input has the same one."""
+    ranges = {(a.value(0), a.value(a.count - 1)) for a in ex.axes}
+    return next(iter(ranges)) if not ex.vector and len(ranges) == 1 else None
+
+
+# ---------------------------------------------------------------------------
+# the Vega-Lite spec
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Names:
+    """Expressions of the spec for one explorer: the flat index of the current point, each axis's
+    input value at an index, a number as text."""
+
+    ex: Explorer
+
+    def x(self, k: int, index: str) -> str:
+        axis = self.ex.axes[k]
+        return f"X{k}[{index}]" if self.ex.vector else f"({axis.low!r} + {axis.step!r} * {index})"
+
+    def flat(self, k: int | None = None, index: str = "datum.i") -> str:
+        """The row-major index of the grid point with axis *k* at *index*, the others at the sliders."""
+        parts, stride = [], 1
+        for j in reversed(range(len(self.ex.axes))):
+            parts.append(f"{stride} * {index if j == k else f'i{j}'}")
+            stride *= self.ex.axes[j].count
+        return " + ".join(reversed(parts))
+
+    def number(self, value: str) -> str:
+        return f"(isValid({value}) ? replace(format({value}, '.{self.ex.digits}~g'), '\\u2212', '-') : 'nan')"
+
+
+def _say(ex: Explorer, message_id: str, **fields: object) -> str:
+    """The spec's words in the explorer's language (whatever language is in use when it is built)."""
+    return MESSAGES[message_id][ex.language].format(**fields)
+
+
+def _expression(text: str) -> str:
+    """Text with ``\\ue000expr\\ue001`` holes as a Vega expression that joins the pieces."""
+    pieces = re.split("\ue000(.*?)\ue001", text)
+    parts = [
+        piece if i % 2 else json.dumps(piece, ensure_ascii=False) for i, piece in enumerate(pieces) if piece
+    ]
+    return " + ".join(parts) or "''"
+
+
+def headline(ex: Explorer) -> str:
+    """The headline at the sliders' point, as a Vega expression (``y = 8, dy/dx = 12 (at x = 2)``)."""
+    names = _Names(ex)
+    hole = lambda expr: f"\ue000{names.number(expr)}\ue001"  # noqa: E731
+    current = names.flat()
+    sep = _say(ex, "headline.sep")
+    if ex.vector:
+        name = ex.axes[0].name
+        parts = [f"{ex.out}[i] = {hole('F[i0]')}", f"{ex.ds[0]} = {hole('D0[i0]')}"]
+        points = [f"i = {hole('P0[i0]')}", f"{name}[i] = {hole('X0[i0]')}"]
+    else:
+        current = current.replace("datum.i", "0")
+        parts = [f"{ex.out} = {hole(f'F[{current}]')}"]
+        parts += [f"{d} = {hole(f'D{k}[{current}]')}" for k, d in enumerate(ex.ds)]
+        points = [f"{a.name} = {hole(names.x(k, f'i{k}'))}" for k, a in enumerate(ex.axes)]
+    text = _say(ex, "headline.at", text=sep.join(parts), points=sep.join(points))
+    return _expression(text)
+
+
+def _domain(values: tuple[float | None, ...]) -> list[float]:
+    finite = [v for v in values if v is not None]
+    if not finite:
+        return [-1.0, 1.0]
+    low, high = min(finite), max(finite)
+    pad = (high - low) * 0.05 or max(1.0, abs(low)) * 0.5
+    return [low - pad, high + pad]
+
+
+def _params(ex: Explorer) -> list[dict[str, Any]]:
+    """A slider per input (its value), the grid index it stands for, and the grid's arrays."""
+    params: list[dict[str, Any]] = []
+    for k, axis in enumerate(ex.axes):
+        if ex.vector:
+            bind = {"input": "range", "min": 0, "max": axis.count - 1, "step": 1, "name": f"{axis.name}[i] "}
+            params += [{"name": f"s{k}", "value": axis.start, "bind": bind}]
+            params += [{"name": f"i{k}", "expr": f"clamp(round(s{k}), 0, {axis.count - 1})"}]
+            params += [
+                {"name": f"X{k}", "value": list(axis.values)},
+                {"name": f"P{k}", "value": list(axis.picks)},
+            ]
+            continue
+        high = axis.value(axis.count - 1)
+        bind = {"input": "range", "min": axis.low, "max": high, "step": axis.step, "name": f"{axis.name} "}
+        params += [{"name": f"s{k}", "value": axis.value(axis.start), "bind": bind}]
+        index = f"clamp(round((s{k} - {axis.low!r}) / {axis.step!r}), 0, {axis.count - 1})"
+        params += [{"name": f"i{k}", "expr": index}]
+    params += [{"name": "F", "value": list(ex.f)}]
+    params += [{"name": f"D{k}", "value": list(d)} for k, d in enumerate(ex.d)]
+    return params
+
+
+def _panel(
+    ex: Explorer, k: int, values: str, title: str, domain: list[float], color: str, tangent: bool
+) -> dict:
+    """One input's panel: *values* (``F`` or ``Dk``) along axis k, the others held at their sliders,
+    the current point marked and (on the function) the tangent of slope ∂f/∂x_k."""
+    names, axis = _Names(ex), ex.axes[k]
+    x_domain = [axis.value(0), axis.value(axis.count - 1)] if not ex.vector else _domain(axis.values)
+    x = {
+        "field": "x",
+        "type": "quantitative",
+        "title": axis.name,
+        "scale": {"domain": x_domain, "nice": False},
+    }
+    y = {"field": "y", "type": "quantitative", "title": title, "scale": {"domain": domain, "zero": False}}
+    along = {"sequence": {"start": 0, "stop": axis.count, "as": "i"}}
+    line = {
+        "data": along,
+        "transform": [
+            {"calculate": names.x(k, "datum.i"), "as": "x"},
+            {"calculate": f"{values}[{names.flat(k)}]", "as": "y"},
+            {"filter": "isValid(datum.x) && isValid(datum.y)"},
+        ],
+        "mark": {"type": "line", "color": color, "strokeWidth": 2, "clip": True},
+        "encoding": {"x": x, "y": y},
+    }
+    at = names.flat(k, f"i{k}")
+    here = [{"calculate": names.x(k, f"i{k}"), "as": "x"}, {"calculate": f"{values}[{at}]", "as": "y"}]
+    layers = [line]
+    if tangent:
+        half = (x_domain[1] - x_domain[0]) / 4
+        slope = f"D{k}[{at}]"
+        ends = [
+            {"calculate": f"datum.x - {half!r}", "as": "x1"}, {"calculate": f"datum.x + {half!r}", "as": "x2"},
+            {"calculate": f"datum.y - {slope} * {half!r}", "as": "y1"},
+            {"calculate": f"datum.y + {slope} * {half!r}", "as": "y2"},
+        ]  # fmt: skip
+        layers.append({
+            "data": {"sequence": {"start": 0, "stop": 1, "as": "i"}},
+            "transform": [*here, *ends, {"filter": "isValid(datum.y1) && isValid(datum.y2)"}],
+            "mark": {"type": "rule", "color": TANGENT_COLOR, "strokeDash": [6, 4], "strokeWidth": 1.5, "clip": True},
+            "encoding": {"x": {**x, "field": "x1"}, "x2": {"field": "x2"}, "y": {**y, "field": "y1"}, "y2": {"field": "y2"}},
+        })  # fmt: skip
+    layers.append({
+        "data": {"sequence": {"start": 0, "stop": 1, "as": "i"}},
+        "transform": [*here, {"filter": "isValid(datum.y)"}],
+        "mark": {"type": "point", "filled": True, "size": 90, "color": POINT_COLOR, "opacity": 1, "clip": True},
+        "encoding": {"x": x, "y": y},
+    })  # fmt: skip
+    return {"layer": layers}
+
+
+def spec(ex: Explorer) -> dict[str, Any]:
+    """The Vega-Lite v5 spec: the function's panels over its derivatives', a panel per input."""
+    wide = len(ex.axes) == 1
+    size = {"width": 380 if wide else 280, "height": 200 if wide else 170}
+    f_domain = _domain(ex.f)
+    rows = [
+        [{**size, **_panel(ex, k, "F", ex.out, f_domain, FUNCTION_COLOR, True)} for k in range(len(ex.axes))],
+        [{**size, **_panel(ex, k, f"D{k}", ex.ds[k], _domain(ex.d[k]), DERIVATIVE_COLOR, False)}
+         for k in range(len(ex.axes))],
+    ]  # fmt: skip
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "description": _say(ex, "explore.description", out=ex.out),
+        "title": {
+            "text": {"expr": headline(ex)},
+            "subtitle": _say(ex, "explore.hint"),
+            "anchor": "start",
+            "fontSize": 15,
+            "subtitleFontSize": 12,
+        },
+        "params": _params(ex),
+        "vconcat": [{"hconcat": row} if len(row) > 1 else row[0] for row in rows],
+        "config": {"axis": {"labelFontSize": 12, "titleFontSize": 13}, "view": {"stroke": None}},
+    }
+
+
+# ---------------------------------------------------------------------------
+# the display bundle
+# ---------------------------------------------------------------------------
+def bundle(ex: Explorer) -> dict[str, Any]:
+    """``application/vnd.vegalite.v5+json`` + ``image/png`` + ``text/plain`` (no HTML: JupyterLab
+    would show it instead of the chart); in Colab, HTML that loads vega-embed instead."""
+    chart = spec(ex)
+    found: dict[str, Any] = {"text/plain": summary(ex)}
+    if "google.colab" in sys.modules:
+        found["text/html"] = colab_html(chart)
+    else:
+        found[MIME] = chart
+    if ex.png is not None:
+        found["image/png"] = ex.png
+    return found
+
+
+def metadata() -> dict[str, Any]:
+    """vega-embed's options for JupyterLab's renderer: no menu, SVG (its text can be read and found)."""
+    return {MIME: {"embed_options": dict(EMBED_OPTIONS)}}
+
+
+def colab_html(chart: dict[str, Any]) -> str:
+    """The chart as HTML that loads vega, vega-lite and vega-embed from jsDelivr (Colab only)."""
+    target = f"tgm-explore-{uuid.uuid4().hex[:12]}"
+    scripts = "".join(
+        f'<script src="{VEGA_CDN}{package}"></script>'
+        for package in ("vega@5", "vega-lite@5", "vega-embed@6")
+    )
+    data = json.dumps(chart, ensure_ascii=False).replace("</", "<\\/")
+    options = json.dumps({**EMBED_OPTIONS, "mode": "vega-lite"})
+    return f'<div id="{html.escape(target)}"></div>{scripts}<script>vegaEmbed("#{target}", {data}, {options});</script>'
+
+
+def summary(ex: Explorer) -> str:
+    """One line for front ends that draw nothing (a terminal): what can be explored, over what."""
+    if ex.vector:
+        axis = ex.axes[0]
+        where = _say(ex, "explore.over_vector", name=axis.name, count=axis.count)
+    else:
+        where = _say(ex, "headline.sep").join(
+            _say(
+                ex,
+                "explore.over",
+                name=a.name,
+                low=fmt.number(a.value(0)),
+                high=fmt.number(a.value(a.count - 1)),
+            )
+            for a in ex.axes
+        )
+    return _say(ex, "explore.text", out=ex.out, where=where, points=len(ex.f))

@@ -1,0 +1,306 @@
+"""``--quiz``: the report as questions, each answer hidden until the learner reveals it.
+
+Built after the cell from the finished :class:`~torchgrad_magic.result.GradResult` (and the cell's
+syntax tree, to see what the cell did: a ``detach()``, a ``no_grad`` block, an in-place op). Every
+answer is one of the run's own numbers or facts; nothing here runs the cell again, runs autograd
+or writes a ``.grad``.
+
+HTML: each answer in a ``<details>`` (no JavaScript: JupyterLab keeps it in untrusted notebooks,
+nbviewer and GitHub too), no colours of its own. Text (a terminal, VS Code untrusted): the
+questions numbered, then the answers under a heading.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import re
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+from . import format as fmt
+from .messages import t, using
+from .result import TensorRow
+
+MAX_TENSORS = 8  # named tensors asked about (a model's parameters would be hundreds)
+MAX_STEPS = 6  # --steps: steps asked about
+IN_PLACE = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]_$")  # add_, mul_, clamp_ (not __iadd__)
+NOT_IN_PLACE = {"requires_grad_", "retain_grad_", "share_memory_"}  # set a flag, change no value
+
+
+class Question(NamedTuple):
+    text: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Quiz:
+    """The questions (``text``, ``answer``) in the report's language; ``context``: lines to read
+    first (the point, the forward computation: no answers); ``report``: the whole GradResult, the
+    last reveal; ``graph``: the backward graph without its grads (``--graph``), or None."""
+
+    questions: tuple[Question, ...]
+    context: tuple[str, ...] = ()
+    report: Any = None
+    graph: Any = None
+    language: str = "en"
+
+    def to_text(self) -> str:
+        """The questions numbered, then the heading "Answers" and the answers, then the report."""
+        with using(self.language):
+            lines = [t("quiz.title"), *self.context, ""]
+            lines += [f"{k:>2}. {q.text}" for k, q in enumerate(self.questions, start=1)]
+            lines += ["", t("quiz.answers"), ""]
+            lines += [f"{k:>2}. {q.answer}" for k, q in enumerate(self.questions, start=1)]
+            if self.report is not None:
+                lines += ["", t("quiz.report"), "", self.report.text(graph=False)]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """Each question with its answer in a ``<details>``; the whole report in the last one."""
+        esc = html.escape
+        with using(self.language):
+            reveal = esc(t("quiz.reveal"))
+            parts = [f"<p><b>{esc(t('quiz.title'))}</b></p>"]
+            parts += [f"<p><code>{esc(line)}</code></p>" for line in self.context]
+            items = "".join(
+                f"<li>{esc(q.text)}<details><summary>{reveal}</summary><p>{esc(q.answer)}</p></details></li>"
+                for q in self.questions
+            )
+            parts.append(f"<ol>{items}</ol>")
+            if self.report is not None:
+                summary = esc(t("quiz.report"))
+                parts.append(f"<details><summary>{summary}</summary>{self.report._repr_html_()}</details>")
+        # No colours of our own, as the report: readable in light and dark themes and without styles.
+        return "<div class='torchgrad-magic torchgrad-quiz'>" + "".join(parts) + "</div>"
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("<Quiz>" if cycle else self.to_text())
+
+
+def build(result: Any, tree: ast.Module | None, called: str | None) -> Quiz:
+    """The quiz of a finished run: *result* a GradResult with an output, *tree* the cell's syntax
+    tree, *called* the kind of the cell's call shown (``"backward"``, ``"grad"``; None: none, the
+    grads are %%grad's own)."""
+    facts = CellFacts.of(tree)
+    with using(result.language):
+        rows = [row for row in result.rows if row.role != "alias"][:MAX_TENSORS]
+        questions = [_tensor_question(row, facts) for row in rows]
+        questions += _grad_questions(result, rows, called)
+        if result.steps is not None:
+            questions += _step_questions(result.steps)
+        if called == "backward":
+            questions += _once_more(result, rows)
+        context = _context(result)
+    graph = None
+    if result.graph is not None:
+        from .graph import without_grads
+
+        graph = without_grads(result.graph)
+    return Quiz(tuple(questions), tuple(context), result, graph, result.language)
+
+
+@dataclass(frozen=True)
+class CellFacts:
+    """What the cell did, read from its syntax tree: names it assigned from a ``detach()`` (name ->
+    the detached expression), inside a ``no_grad``/``inference_mode`` block, and changed in place
+    (name -> the call, ``y.add_(1)`` or ``y += 1``)."""
+
+    detached: dict[str, str]
+    no_grad: set[str]
+    in_place: dict[str, str]
+
+    @classmethod
+    def of(cls, tree: ast.Module | None) -> CellFacts:
+        detached: dict[str, str] = {}
+        no_grad: set[str] = set()
+        in_place: dict[str, str] = {}
+        for node in ast.walk(tree) if tree is not None else ():
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
+                source = _detached_source(node.value)
+                if source is not None:
+                    detached[node.targets[0].id] = source
+            elif isinstance(node, (ast.With, ast.AsyncWith)) and any(
+                _is_no_grad(i.context_expr) for i in node.items
+            ):
+                no_grad |= {
+                    n.id
+                    for s in node.body
+                    for n in ast.walk(s)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+                }
+            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+                in_place.setdefault(node.target.id, _short(ast.unparse(node)))
+            elif _in_place_call(node):
+                assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                assert isinstance(node.func.value, ast.Name)
+                in_place.setdefault(node.func.value.id, _short(ast.unparse(node)))
+        return cls(detached, no_grad, in_place)
+
+
+def _detached_source(value: ast.expr) -> str | None:
+    """``y`` for ``y.detach()`` (the first detach() in *value*), else None."""
+    for node in ast.walk(value):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "detach":
+            return _short(ast.unparse(node.func.value))
+    return None
+
+
+def _is_no_grad(expr: ast.expr) -> bool:
+    """``torch.no_grad()``, ``no_grad()``, ``torch.inference_mode()``."""
+    func = expr.func if isinstance(expr, ast.Call) else expr
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("no_grad", "inference_mode")
+
+
+def _in_place_call(node: ast.AST) -> bool:
+    """``y.add_(1)``: a method ending in ``_`` called on a name."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    attr = node.func.attr
+    return isinstance(node.func.value, ast.Name) and bool(IN_PLACE.match(attr)) and attr not in NOT_IN_PLACE
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------
+# the questions
+# ---------------------------------------------------------------------------
+def _tensor_question(row: TensorRow, facts: CellFacts) -> Question:
+    """One question on what a named tensor is: is_leaf and grad_fn; requires_grad where it needs
+    none (and why: detach(), no_grad, an integer dtype); grad_fn after an in-place op."""
+    name, data = row.name, fmt.values(row.data)
+    if not row.requires_grad:
+        if row.name in facts.detached:
+            answer = t("quiz.a.detach", name=name, source=facts.detached[name], data=data)
+        elif row.name in facts.no_grad:
+            answer = t("quiz.a.no_grad", name=name, data=data)
+        elif not (row.data.is_floating_point() or row.data.is_complex()):
+            answer = t("quiz.a.integer", name=name, dtype=fmt.dtype(row.data), data=data)
+        else:
+            answer = t("quiz.a.constant", name=name)
+        return Question(t("quiz.q.requires_grad", name=name), answer)
+    if row.name in facts.in_place and row.grad_fn is not None:
+        question = t("quiz.q.inplace", name=name, call=facts.in_place[name])
+        return Question(question, t("quiz.a.inplace", name=name, fn=row.grad_fn, data=data))
+    if row.is_leaf:
+        return Question(t("quiz.q.leaf", name=name), t("quiz.a.leaf", name=name))
+    return Question(t("quiz.q.leaf", name=name), t("quiz.a.computed", name=name, fn=row.grad_fn))
+
+
+def _grad_questions(result: Any, rows: list[TensorRow], called: str | None) -> list[Question]:
+    """Each input's grad (what .grad holds after the cell's backward(); else the derivative, and
+    where it went), then what a non-leaf's .grad holds after backward()."""
+    questions = []
+    leaves = [r.name for r in rows if r.role in ("input", "leaf") and r.name in result.grads]
+    for row in rows:
+        grad = result.grads.get(row.name)
+        if row.name in leaves and grad is not None and row.name not in result.lost and not row.withheld:
+            questions.append(_grad_question(result, row, grad, called))
+        elif row.role in ("intermediate", "output") and row.requires_grad:
+            if row.grad is not None:  # kept (--retain-grad)
+                text = row.grad_text(result.digits, result.max_items)
+                questions.append(Question(t("quiz.q.nonleaf_grad", name=row.name), text))
+            elif called != "grad":
+                fields = {"name": row.name, "fn": row.grad_fn, "leaves": ", ".join(leaves) or "—"}
+                questions.append(
+                    Question(t("quiz.q.nonleaf_grad", name=row.name), t("quiz.a.nonleaf_grad", **fields))
+                )
+    return questions
+
+
+def _grad_question(result: Any, row: TensorRow, grad: torch.Tensor, called: str | None) -> Question:
+    name, value = row.name, fmt.values(grad, result.digits, result.max_items)
+    if called == "backward":
+        calls = result.backward_calls
+        question = (
+            t("quiz.q.grad_calls", count=calls, name=name) if calls > 1 else t("quiz.q.grad", name=name)
+        )
+        return Question(question, row.grad_text(result.digits, result.max_items))
+    d = "d" if len(result.grads) == 1 else "∂"
+    top = fmt.operand(result.label or "y")
+    question = t("quiz.q.derivative", d=f"{d}{top}/{d}{name}", at=_at(result))
+    if called == "grad":
+        return Question(question, t("quiz.a.returned", value=value, name=name))
+    return Question(question, t("quiz.a.not_stored", value=value, name=name, out=_backward_receiver(result)))
+
+
+def _backward_receiver(result: Any) -> str:
+    """What ``.backward()`` would be called on: ``y``, ``Y.sum()`` (a non-scalar output)."""
+    if result.written:
+        return result.written
+    if result.summed:
+        return f"{result.output_name}.sum()"
+    return fmt.operand(result.label or "y")
+
+
+def _step_questions(steps: Any) -> list[Question]:
+    """--steps: each step's local derivative and the gradient it sends on, then each leaf's sum
+    over its paths, every answer as the steps table writes it."""
+    from .steps import Step
+
+    questions = []
+    for step in [s for s in steps.steps if isinstance(s, Step)][:MAX_STEPS]:
+        for edge in step.edges:
+            local, sent = steps.edge_text(step, edge)
+            head, _, answer = local.partition(" = ")
+            fields = {"index": step.index, "node": step.node, "forward": step.forward}
+            questions.append(Question(t("quiz.q.local", local=head, **fields), answer))
+            if edge.sent is not None:
+                head, _, answer = sent.partition(" = ")
+                questions.append(Question(t("quiz.q.sent", index=step.index, sent=head), answer))
+    for leaf, line in zip(steps.leaves, steps.leaf_lines(), strict=True):
+        if len(leaf.parts) > 1:
+            head, _, answer = line.partition(" = ")
+            questions.append(Question(t("quiz.q.paths", d=head, count=len(leaf.parts)), answer))
+    return questions
+
+
+def _once_more(result: Any, rows: list[TensorRow]) -> list[Question]:
+    """What .grad becomes if the cell's forward and backward() ran once more without zeroing:
+    what it holds now plus this call's derivative (computed from the run's numbers, not by
+    running anything again)."""
+    questions = []
+    for row in rows:
+        grad = result.grads.get(row.name)
+        if row.role not in ("input", "leaf") or grad is None or row.grad is None or row.name in result.lost:
+            continue
+        if row.grad.shape != grad.shape:
+            continue
+        digits, items = result.digits, result.max_items
+        total = fmt.values(row.grad + grad.to(row.grad.dtype), digits, items)
+        now, added = fmt.values(row.grad, digits, items), fmt.values(grad, digits, items)
+        answer = t("quiz.a.once_more", total=total, now=now, added=added, name=row.name)
+        questions.append(Question(t("quiz.q.once_more", name=row.name), answer))
+    return questions
+
+
+def _at(result: Any) -> str:
+    """``at x = 3``: the inputs' values when the grads were computed."""
+    points = [f"{n} = {fmt.values(v, result.digits, result.max_items)}" for n, v in result.leaves.items()]
+    return t("quiz.at", points=t("headline.sep").join(points))
+
+
+def _context(result: Any) -> list[str]:
+    """What to read before answering: the point, and with --steps the forward computation."""
+    lines = [_at(result)] if result.leaves else []
+    steps = result.steps
+    if steps is not None:
+        lines += [t("steps.forward"), *("  " + line for line in steps.forward_shown())]
+        if steps.made_up:
+            lines.append(t("steps.made_up", names=", ".join(steps.made_up[:8])))
+    return lines
