@@ -103,7 +103,7 @@ def side_by_side(
 # ---------------------------------------------------------------------------
 def plot_ours(n: int) -> Callable[[], bytes]:
     from torchgrad_magic import grad
-    from torchgrad_magic.plot import png
+    from torchgrad_magic.render.plot import png
 
     def run() -> bytes:
         result = grad("Y = x ** 2", wrt=f"x=torch.linspace(-20, 20, {n})", plot=True)
@@ -160,7 +160,7 @@ def chain(steps: int):
 
 
 def graph_ours(result) -> Callable[[], object]:
-    from torchgrad_magic import graph
+    from torchgrad_magic.derive import graph
 
     def run() -> object:
         g = graph.build(result.output, "y", {id(result.leaves["x"]): "x"}, [], {}, False)
@@ -416,8 +416,9 @@ def bench_ops(steps: int, runs: int, rounds: int) -> Figure:
 # rendering big reports (the wall-clock bounds that used to sit in tests: they failed under load)
 # ---------------------------------------------------------------------------
 def bench_render(quick: bool) -> Figure:
-    from torchgrad_magic import grad, plot
-    from torchgrad_magic.plot import LayerFlow, flow_figure
+    from torchgrad_magic import grad
+    from torchgrad_magic.render import plot
+    from torchgrad_magic.render.plot import LayerFlow, flow_figure
 
     def rows(count: int) -> list:
         return [LayerFlow(f"enc.{i}.fc{i % 2}", "Linear", 10 ** (-2 - i / 50), 10 ** (-1 - i / 50), 1.0) for i in range(count)]  # fmt: skip

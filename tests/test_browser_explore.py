@@ -80,6 +80,12 @@ def headline(chart) -> str:
     return " ".join(chart.locator("svg text").all_text_contents())
 
 
+def table_rows(chart) -> dict[str, list[str]]:
+    """The table panel as drawn: its text marks (``name``, ``data``, ``grad`` a row) by name."""
+    texts = chart.locator("svg g.table_marks text").all_text_contents()
+    return {texts[k]: texts[k + 1 : k + 3] for k in range(0, len(texts) - 2, 3)}
+
+
 def open_notebook(page, lab: Lab, name: str, theme: str) -> None:
     """Open *name* in *theme*; reloaded after switching, so the chart is drawn in that theme (JupyterLab's
     renderer reads the theme when it draws)."""
@@ -110,11 +116,15 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
             "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.trusted", index
         )
         assert trusted is False, "the notebook opened trusted; the test needs untrusted"
-        cell = page.locator(f"{LAB_NOTEBOOK} .jp-Cell").nth(index)
+        # JupyterLab 4 draws only the cells near the view (a windowed list): the n-th drawn .jp-Cell
+        # is not always cell n, so scroll the notebook to it first and find it by its list index
+        page.evaluate("(i) => window.jupyterapp.shell.currentWidget.content.scrollToItem(i, 'start')", index)
+        cell = page.locator(f'{LAB_NOTEBOOK} .jp-Cell[data-windowed-list-index="{index}"]')
         cell.scroll_into_view_if_needed()
         chart = cell.locator(VEGA)
         chart.locator("svg text").first.wait_for()
         assert HEADLINE.search(headline(chart)).group(1) == "3", headline(chart)
+        assert table_rows(chart) == {"x": ["1", "3"], "y": ["1", "1"]}, table_rows(chart)
         point = chart.locator("svg path[aria-roledescription='point'], svg .mark-symbol path").first
         before = point.get_attribute("transform")
         slider = chart.locator("input[type=range]")
@@ -127,6 +137,18 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
         assert HEADLINE.search(headline(chart)).group(1) == "12"
         assert point.get_attribute("transform") != before  # the point moved along the curve
         assert re.search(r"y = 8\b", headline(chart)), headline(chart)
+        page.wait_for_function(  # the table's y row follows the slider too: 1 -> 8
+            "(el) => [...el.querySelectorAll('svg g.table_marks text')].map(t => t.textContent).join(' ') === 'x 2 12 y 8 1'",
+            arg=chart.element_handle(),
+        )
+        assert table_rows(chart) == {"x": ["2", "12"], "y": ["8", "1"]}, table_rows(chart)
+        titles = " ".join(chart.locator("svg text").all_text_contents())
+        assert all(
+            word in titles
+            for word in (
+                ("张量", "data（值）", "grad（梯度）") if lang == "zh" else ("tensor", "data", "grad")
+            )
+        )
         if lang == "zh":
             assert "在 x = 2 处" in headline(chart) and "拖动滑块" in headline(chart)
         SHOTS.mkdir(parents=True, exist_ok=True)

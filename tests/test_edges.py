@@ -200,6 +200,8 @@ def test_our_pass_does_not_call_the_users_hook(pair):
     ("line", "message"),
     [
         ("--wrt x=3 --expect 'z=1'", "z"),
+        ("--expect x=abc", "abc"),
+        ("--expect 18 19", "18 19"),
         ("--wrt x²=3", "x²"),
         ("--wrt x=3 --of y --of z", "--of"),
         ("--wrt x=3 --save /no/such/folder/f.png", "/no/such/folder"),
@@ -218,6 +220,14 @@ def test_a_refused_line_leaves_the_namespace_untouched(pair, line, message):
     assert pair.b.value("1 + 1") == 2  # the kernel still works
 
 
+def test_an_expect_name_only_the_run_can_check_is_a_note(pair):
+    """Without --wrt the inputs are known after the run: the cell has run, so it is not refused."""
+    start(pair, "x = torch.tensor(3.0, requires_grad=True)\ncalls = []")
+    run(pair, "calls.append(1)\ny = 3 * x ** 2", "--expect z=1 --out _r -q")
+    assert pair.b.value("calls") == [1]
+    assert any("z is not one of the inputs" in n for n in report(pair, "_r.note_texts"))
+
+
 # ---------------------------------------------------------------------------
 # 4. what the plain cell prints still prints
 # ---------------------------------------------------------------------------
@@ -226,6 +236,26 @@ def test_anomaly_mode_forward_traceback_is_printed(pair):
     cell = "with torch.autograd.detect_anomaly():\n    y = torch.sqrt(x).sum()\n    y.backward()"
     a, b = run(pair, cell)  # same stderr in both kernels (run() compares it)
     assert "SqrtBackward0" in a.stderr and "SqrtBackward0" in b.stderr
+
+
+def test_anomaly_mode_on_warns_once_as_plain_and_our_pass_adds_nothing(pair):
+    start(pair, "torch.autograd.set_detect_anomaly(True)\nx = torch.tensor(3.0, requires_grad=True)")
+    for run_number in (1, 2):  # Python shows a warning once per place: the second run shows none
+        a, _ = run(pair, "y = torch.sqrt(x - x) * 0\ny.backward()")
+        assert (run_number == 1) == ("SqrtBackward0" in a.stderr)
+    run(pair, "y = torch.sqrt(x - x) * 0")  # no backward(): %%grad's own pass runs without anomaly mode
+    assert report(pair, "_r.grads['x'].isnan().item()") is True
+    pair.b.run_silently("torch.autograd.set_detect_anomaly(False)")
+    pair.a.run_silently("torch.autograd.set_detect_anomaly(False)")
+
+
+def test_a_warning_of_a_recorded_call_points_at_the_cells_line(pair):
+    """(PyTorch gives this warning once per process: one case per kernel pair.)"""
+    flags = "--out _r -q --plot"
+    start(pair, "x = torch.tensor(3.0, requires_grad=True)")
+    cell = "y = x ** 2 * float(x)"
+    a, _ = run(pair, cell, flags)  # run() compares stderr: the cell's line in both
+    assert "Converting a tensor with requires_grad=True" in a.stderr
 
 
 def test_zh_graph_adds_nothing_to_stderr(pair):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from torchgrad_magic import GradError, grad
-from torchgrad_magic.explore import MIME, parse_ranges
+from torchgrad_magic.render.explore import MIME, parse_ranges
 
 VEGA = MIME
 
@@ -162,6 +162,20 @@ def test_negative_range_on_the_magic_line(shell):
     assert (axis.value(0), axis.value(axis.count - 1)) == pytest.approx((-2, 2))
 
 
+def test_one_range_per_input_as_in_wrt(shell):
+    shell.run_cell("%%grad --wrt u=3 v=4 --explore u=0:5 v=1:6 --out r -q\nf = u ** 3 + v ** 2")
+    axes = {a.name: a for a in shell.user_ns["r"].explorer.axes}
+    assert axes["u"].value(axes["u"].count - 1) == pytest.approx(5, abs=0.1)
+    assert axes["v"].value(0) == pytest.approx(1, abs=0.1)
+
+
+def test_quiz_and_explore_are_refused_together_before_the_cell_runs(shell):
+    shell.user_ns["calls"] = []
+    outcome = shell.run_cell("%%grad --wrt x=3 --quiz --explore\ncalls.append(1)\ny = x ** 2")
+    assert "the explorer shows every answer" in str(outcome.error_in_exec)
+    assert shell.user_ns["calls"] == []
+
+
 def test_colab_gets_html(shell, monkeypatch):
     import sys
     import types
@@ -247,3 +261,128 @@ def test_kernel_cannot_evaluate_off_the_point(kernel):
     assert not [o for o in reply.of_type("display_data") if VEGA in o["data"]]
     assert "there is no explorer, only the report at this point" in reply.text()
     assert "dy/dx = 3" in reply.text()
+
+
+# ---------------------------------------------------------------------------
+# the table follows the slider: every named one-element tensor's data and grad on the grid
+# ---------------------------------------------------------------------------
+def table(explorer) -> dict[str, object]:
+    return {row.name: row for row in explorer.table}
+
+
+def retained(cell, **inputs: float) -> dict[str, tuple[float, float | None]]:
+    """The oracle: the cell's code with *inputs* as float64 leaves, every named tensor's value and
+    its grad as ``retain_grad()`` gives it (a leaf's .grad), from ``backward()`` on the last name."""
+    ns = {
+        "torch": torch,
+        **{n: torch.tensor(v, dtype=torch.float64, requires_grad=True) for n, v in inputs.items()},
+    }
+    torch.set_default_dtype(torch.float64)
+    try:
+        exec(cell, ns)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor)}
+    for v in named.values():
+        if v.requires_grad and not v.is_leaf:
+            v.retain_grad()
+    named[list(named)[-1]].backward()
+    return {n: (v.item(), None if v.grad is None else v.grad.item()) for n, v in named.items()}
+
+
+def test_table_rows_match_retain_grad_on_the_grid():
+    cell = "h = x ** 2\ny = 3 * h"
+    result = grad(cell, wrt="x=2", explore=True)
+    ex = result.explorer
+    rows = table(ex)
+    assert list(rows) == ["x", "h", "y"]
+    assert (rows["x"].source, rows["h"].source, rows["y"].source) == ("input", "node", "output")
+    axis = ex.axes[0]
+    at = axis.start
+    assert axis.value(at) == pytest.approx(2)
+    assert (rows["h"].data[at], rows["h"].grad[at]) == (4, 3)  # h = 4, dy/dh = 3
+    assert (ex.f[at], ex.d[0][at]) == (12, 12)  # y = 12, dy/dx = 12
+    for i in (0, 10, 37, 75, axis.count - 1):
+        x = axis.value(i)
+        want = retained(cell, x=x)
+        assert rows["h"].data[i] == pytest.approx(want["h"][0], rel=1e-5, abs=1e-6)
+        assert rows["h"].grad[i] == pytest.approx(want["h"][1], rel=1e-5, abs=1e-6)
+        assert ex.f[i] == pytest.approx(want["y"][0], rel=1e-5, abs=1e-6)
+        assert ex.d[0][i] == pytest.approx(want["x"][1], rel=1e-5, abs=1e-6)
+
+
+def test_table_grad_depends_on_the_point():
+    """dy/dh changes with x (y = h ** 2 · x): the grad column is computed at each point, not copied."""
+    cell = "h = torch.sin(x)\ng = h * x\ny = g ** 2"
+    ex = grad(cell, wrt="x=1", explore=True).explorer
+    rows = table(ex)
+    for i in (0, 20, 50, 90):
+        want = retained(cell, x=ex.axes[0].value(i))
+        for name in ("h", "g"):
+            assert rows[name].data[i] == pytest.approx(want[name][0], rel=1e-5, abs=1e-6)
+            assert rows[name].grad[i] == pytest.approx(want[name][1], rel=1e-4, abs=1e-5)
+
+
+def test_table_of_two_inputs_and_a_leaf_of_the_cell():
+    cell = "w = torch.tensor(0.5, requires_grad=True)\nh = u * v + w\nf = h ** 2 * w"
+    ex = grad(cell, wrt="u=3 v=4", explore=True).explorer
+    rows = table(ex)
+    assert list(rows) == ["u", "v", "w", "h", "f"]
+    assert rows["w"].source == "node" and len(rows["h"].grad) == 41 * 41
+    for i, j in ((20, 20), (0, 40), (33, 7)):
+        want = retained(cell, u=ex.axes[0].value(i), v=ex.axes[1].value(j))
+        k = i * ex.axes[1].count + j
+        for name in ("w", "h"):
+            assert rows[name].data[k] == pytest.approx(want[name][0], rel=1e-5)
+            assert rows[name].grad[k] == pytest.approx(want[name][1], rel=1e-5)
+
+
+def test_table_leaves_out_what_it_cannot_follow():
+    """A vector is not a row, an unused tensor is off the output's path, a constant has no grad."""
+    cell = "c = torch.tensor(2.0)\nV = torch.stack([x, x])\nz = x * 5\nh = x ** 2\ny = c * h + V.sum()"
+    ex = grad(cell, wrt="x=1", explore=True).explorer
+    rows = table(ex)
+    assert list(rows) == ["x", "c", "h", "y"]
+    assert rows["c"].source == "constant" and rows["c"].data == (2.0,) and rows["c"].grad == ()
+    assert rows["h"].grad[ex.axes[0].start] == 2
+
+
+def test_table_panel_in_the_spec():
+    ex = grad("h = x ** 2\ny = 3 * h", wrt="x=2", explore=True).explorer
+    spec = ex.bundle()[VEGA]
+    found = params(spec)
+    assert found["V1"]["value"] == list(ex.table[1].data) and found["G1"]["value"] == list(ex.table[1].grad)
+    panel = spec["vconcat"][-1]
+    assert panel["mark"]["type"] == "text" and panel["mark"]["style"] == "guide-label"  # the theme's colour
+    assert [v["name"] for v in panel["data"]["values"]] == ["x", "h", "y"]
+    data = panel["transform"][0]["calculate"]
+    assert "V1[" in data and "F[" in data and "i0" in data  # filtered by the slider's index
+    label = panel["encoding"]["x"]["axis"]["labelExpr"]
+    assert all(word in label for word in ('"tensor"', '"data"', '"grad"'))
+    zh = grad("h = x ** 2\ny = 3 * h", wrt="x=2", explore=True, lang="zh").explorer.bundle()[VEGA]
+    assert "张量" in zh["vconcat"][-1]["encoding"]["x"]["axis"]["labelExpr"]
+
+
+def test_vector_input_has_no_table():
+    ex = grad("Y = x ** 2\nY.sum().backward()", wrt="x=torch.linspace(-1, 1, 5)", explore=True).explorer
+    assert all("mark" not in part or part["mark"]["type"] != "text" for part in ex.bundle()[VEGA]["vconcat"])
+
+
+def test_kernel_table_follows_the_slider(kernel):
+    reply = kernel.run("%%grad --wrt x=2 --explore\nh = x ** 2\ny = 3 * h")
+    assert reply.status == "ok", reply.text()
+    data = bundle_of(reply)
+    size = len(json.dumps(data).encode())
+    assert size <= 200_000, size
+    spec = data[VEGA]
+    found = params(spec)
+    xs = grid(found["s0"])
+    assert [v["name"] for v in spec["vconcat"][-1]["data"]["values"]] == ["x", "h", "y"]
+    for x in (2.0, -1.0, 0.5, 3.6):
+        i = xs.index(min(xs, key=lambda v: abs(v - x)))
+        want = retained("h = x ** 2\ny = 3 * h", x=xs[i])
+        assert found["V1"]["value"][i] == pytest.approx(want["h"][0], rel=1e-5, abs=1e-6)
+        assert found["G1"]["value"][i] == pytest.approx(3)
+        assert found["F"]["value"][i] == pytest.approx(want["y"][0], rel=1e-5, abs=1e-6)
+    i = xs.index(min(xs, key=lambda v: abs(v - 2)))
+    assert (found["V1"]["value"][i], found["G1"]["value"][i], found["F"]["value"][i]) == (4, 3, 12)

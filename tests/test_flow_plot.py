@@ -16,9 +16,9 @@ import pytest
 import torch
 from test_plot import _texts
 
-from torchgrad_magic import plot
 from torchgrad_magic.messages import MESSAGES, using
-from torchgrad_magic.plot import LayerFlow, flow_figure
+from torchgrad_magic.render import plot
+from torchgrad_magic.render.plot import LayerFlow, flow_figure
 
 NAN, INF = float("nan"), float("inf")
 
@@ -237,7 +237,7 @@ def test_readable_opaque_and_no_state_left_behind(broken):
 def test_flow_figure_does_not_import_pyplot():
     code = (
         "import sys\n"
-        "from torchgrad_magic.plot import LayerFlow, flow_figure, png\n"
+        "from torchgrad_magic.render.plot import LayerFlow, flow_figure, png\n"
         "png(flow_figure([LayerFlow('a', 'Linear', 0.1, 1.0), LayerFlow('b', 'Linear', 0.0, 0.0)]))\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from torchgrad_magic import grad
-from torchgrad_magic import graph as graph_module
+from torchgrad_magic.derive import graph as graph_module
 
 
 def chain(steps: int, factor: float = 1.0001, shift: float = 0.1):

@@ -14,7 +14,7 @@ from IPython.utils.capture import capture_output
 from test_graph import walk
 
 from torchgrad_magic import format as fmt
-from torchgrad_magic import graph
+from torchgrad_magic.derive import graph
 from torchgrad_magic.messages import MESSAGES
 
 LOOP = "h = x\nfor i in range(100):\n    h = torch.sin(h) * 1.01 + h * 0.5"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 from torchgrad_magic import GradError, grad
-from torchgrad_magic.spec import parse_wrt, split_line
+from torchgrad_magic.capture.spec import parse_wrt, split_line
 
 EXACT = [
     ("--wrt x=__import__('os')", "y = x",

@@ -16,10 +16,12 @@ import torch
 from test_graph import check_layout
 from torch import nn
 
-from torchgrad_magic import graph, modules
-from torchgrad_magic.graph import Box
+from torchgrad_magic.capture import modules
+from torchgrad_magic.capture.observe import tensor_names
+from torchgrad_magic.derive import graph
+from torchgrad_magic.derive import layers as module_layers
+from torchgrad_magic.derive.graph import Box
 from torchgrad_magic.messages import using
-from torchgrad_magic.observe import tensor_names
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
 
@@ -31,7 +33,7 @@ def traced(ns: dict, cell, grads: bool = False):
         out = cell()
     if grads:
         out.backward(retain_graph=True)
-    owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+    owners = module_layers.owner_of_nodes(tracker.calls, module_layers.module_names(ns))
     names = tensor_names(ns)
     params = [p for v in ns.values() if isinstance(v, nn.Module) for p in v.parameters()]
     built = graph.build(out, "loss", names, [], {id(p): p.grad for p in params} if grads else {})
@@ -67,7 +69,7 @@ def blocks_graph(depth=None):
     model, data = Blocks(), torch.randn(16, 8)
     ns = {"model": model, "data": data}
     _, owners, built = traced(ns, lambda: model(data).pow(2).mean())
-    return built, modules.fold_graph(built, owners, depth)
+    return built, module_layers.fold_graph(built, owners, depth)
 
 
 # ---------------------------------------------------------------------------
@@ -142,9 +144,9 @@ def test_records_are_dropped_with_clear():
     owner = weakref.ref(net)
     with modules.ModuleTracker() as tracker:
         out = net(torch.randn(2, 3)).sum()
-    owners = modules.owner_of_nodes(tracker.calls, modules.module_names({"net": net}))
+    owners = module_layers.owner_of_nodes(tracker.calls, module_layers.module_names({"net": net}))
     built = graph.build(out, "out", {}, [], {})
-    folded = modules.fold_graph(built, owners)
+    folded = module_layers.fold_graph(built, owners)
     assert [b.name for b in boxes(folded)] == ["net"]
     node = weakref.ref(out)
     tracker.clear()
@@ -161,7 +163,9 @@ def test_records_are_dropped_with_clear():
 def test_module_names_first_name_wins():
     shared = nn.Linear(2, 2)
     net = nn.Sequential(shared, nn.Sequential(nn.Tanh(), shared))
-    names = modules.module_names({"net": net, "alias": shared, "_hidden": nn.ReLU(), "x": torch.ones(1)})
+    names = module_layers.module_names(
+        {"net": net, "alias": shared, "_hidden": nn.ReLU(), "x": torch.ones(1)}
+    )
     assert names[id(net)] == "net" and names[id(net[1][0])] == "net.1.0"
     assert names[id(shared)] == "net.0"  # reached first as net.0
     assert len(names) == 4
@@ -199,7 +203,7 @@ def test_mlp_folds_one_box_per_layer_in_forward_order():
     data, target = torch.randn(16, 8), torch.randn(16, 1)
     ns = {"net": net, "data": data, "target": target}
     _, owners, built = traced(ns, lambda: nn.functional.mse_loss(net(data), target), grads=True)
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [(n.kind, n.op, n.name) for n in g.nodes] == [
         ("output", "MseLossBackward0", "loss"),
         ("module", "Linear", "net.2"),
@@ -229,9 +233,9 @@ def test_the_output_and_named_tensors_inside_a_box_are_listed():
     with modules.ModuleTracker() as tracker:
         ns["h"] = net[0](torch.ones(2, 8))  # layers called one by one, the hidden layer named
         out = net[1](ns["h"])
-    owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+    owners = module_layers.owner_of_nodes(tracker.calls, module_layers.module_names(ns))
     built = graph.build(out, "out", tensor_names(ns) | {id(out): "out"}, [ns["h"], out], {})
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [(n.kind, n.name) for n in g.nodes] == [("module", "net.1"), ("module", "net.0")]
     assert g.nodes[0].lines() == ["net.1 (Tanh)", f"→ out = {built.nodes[0].data}", "1 op: Tanh"]
     assert g.nodes[1].lines()[1] == f"→ h = {built.nodes[1].data}"
@@ -280,7 +284,7 @@ def test_full_is_the_graph_as_built():
     out = model(data).pow(2).mean()
     plain = graph.build(out, "loss", tensor_names({"model": model}), [], {})
     assert built == plain  # the tracker changes nothing in the graph
-    assert modules.fold_graph(built, modules.NodeOwners()) is built
+    assert module_layers.fold_graph(built, module_layers.NodeOwners()) is built
 
 
 def test_transformer_encoder_layer_folds_into_one_box():
@@ -289,7 +293,7 @@ def test_transformer_encoder_layer_folds_into_one_box():
     model = nn.Sequential(layer)
     x = torch.randn(5, 3, 32)
     _, owners, built = traced({"model": model, "x": x}, lambda: model(x).pow(2).mean())
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [(n.kind, n.name) for n in g.nodes] == [
         ("output", "loss"),
         ("function", None),
@@ -301,8 +305,8 @@ def test_transformer_encoder_layer_folds_into_one_box():
     assert check_layout(g) == 0
     # the layer as the variable: depth 0 is one box; depth 1 its parts, its own ops between them
     _, owners, built = traced({"layer": layer, "x": x}, lambda: layer(x).pow(2).mean())
-    assert [n.name for n in boxes(modules.fold_graph(built, owners, 0))] == ["layer"]
-    g = modules.fold_graph(built, owners)
+    assert [n.name for n in boxes(module_layers.fold_graph(built, owners, 0))] == ["layer"]
+    g = module_layers.fold_graph(built, owners)
     parts = {b.name: b.op for b in boxes(g)}
     assert parts == {
         "layer.self_attn": "MultiheadAttention",
@@ -332,13 +336,13 @@ def test_a_module_called_in_a_loop_is_a_box_per_call_and_a_chain_folds():
         return y.sum()
 
     _, owners, built = traced({"cell": cell, "h": h}, lambda: loop(True))
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [b.name for b in boxes(g)] == ["cell #5", "cell #4", "cell #3", "cell #2", "cell #1"]
     leaves = [n.name for n in g.nodes if n.kind == "leaf"]
     assert sorted(leaves) == ["cell.bias", "cell.weight"]  # used by every call: outside the boxes
     assert check_layout(g) == 0
     _, owners, built = traced({"cell": cell, "h": h}, lambda: loop(False))
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [n.lines()[0] for n in boxes(g)] == ["cell (Linear) × 5"]
     assert check_layout(g) == 0
 
@@ -355,13 +359,13 @@ def test_tied_weights_and_leaf_inputs_stay_outside():
 
     tied = Tied()
     _, owners, built = traced({"tied": tied}, lambda: tied(torch.tensor([1, 2])).sum())
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [b.name for b in boxes(g)] == ["tied.mid", "tied.emb"]
     assert [n.name for n in g.nodes if n.kind == "leaf"] == ["tied.emb.weight"]
     assert check_layout(g) == 0
     lin, inp = nn.Linear(3, 2), torch.randn(3, requires_grad=True)
     _, owners, built = traced({"lin": lin, "inp": inp}, lambda: lin(inp).sum())
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     assert [(n.kind, n.name) for n in g.nodes] == [("output", "loss"), ("module", "lin"), ("leaf", "inp")]
 
 
@@ -380,10 +384,10 @@ def test_a_parameter_handed_to_an_inner_call_stays_in_its_module():
 
     m = Outer()
     _, owners, built = traced({"m": m}, lambda: m(torch.randn(2, 3)).sum())
-    g = modules.fold_graph(built, owners, 0)
+    g = module_layers.fold_graph(built, owners, 0)
     assert [(n.kind, n.name) for n in g.nodes] == [("output", "loss"), ("module", "m")]
     assert g.nodes[1].lines()[2:] == ["scale (3,)", "lin.weight (3, 3)", "lin.bias (3,)"]
-    g = modules.fold_graph(built, owners)  # m.mul does not own m.scale: a leaf of its own at depth 1
+    g = module_layers.fold_graph(built, owners)  # m.mul does not own m.scale: a leaf of its own at depth 1
     assert [n.name for n in g.nodes if n.kind == "leaf"] == ["m.scale"]
 
 
@@ -392,8 +396,8 @@ def test_unnamed_parameters_get_their_model_names_and_anonymous_modules_their_ty
     net = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
     with modules.ModuleTracker() as tracker:
         out = nn.Linear(3, 1)(net(torch.randn(2, 3))).sum()  # a module no variable holds
-    owners = modules.owner_of_nodes(tracker.calls, modules.module_names({"net": net}))
-    g = modules.fold_graph(graph.build(out, "out", {}, [], {}), owners)  # no tensor names at all
+    owners = module_layers.owner_of_nodes(tracker.calls, module_layers.module_names({"net": net}))
+    g = module_layers.fold_graph(graph.build(out, "out", {}, [], {}), owners)  # no tensor names at all
     assert [b.lines() for b in boxes(g)] == [
         ["Linear", "2 ops: T, Addmm", "weight (1, 3)", "bias (1,)"],
         ["net.1 (ReLU)", "1 op: Relu"],
@@ -415,7 +419,7 @@ def test_chinese_words():
     net = mlp()
     with using("zh"):  # the graph is built in Chinese: its boxes' words come from the catalogue
         _, owners, built = traced({"net": net}, lambda: net(torch.ones(1, 8)).sum())
-        g = modules.fold_graph(built, owners)
+        g = module_layers.fold_graph(built, owners)
     assert built.language == g.language == "zh"
     assert g.nodes[1].lines()[1] == "2 个运算：T, Addmm"
     assert "…… 另有 2 个节点" in g.to_text(limit=2)  # shown after using() ended: still Chinese
@@ -436,10 +440,10 @@ def test_steps_labels_survive_on_edges_that_stay_single():
     _, owners, built = traced(ns, lambda: two(inp * 2).sum())
     labels = [f"e{k}" for k in range(len(built.edges))]
     labelled = graph.Graph(built.nodes, built.edges, labels, built.sources)
-    g = modules.fold_graph(labelled, owners)  # two.a and two.b, each reading inp * 2 once
+    g = module_layers.fold_graph(labelled, owners)  # two.a and two.b, each reading inp * 2 once
     assert [b.name for b in boxes(g)] == ["two.a", "two.b"]
     assert all(label is not None for label in g.labels) and len(g.labels) == len(g.edges)
-    g = modules.fold_graph(labelled, owners, 0)  # one box: its two edges to inp * 2 are one now
+    g = module_layers.fold_graph(labelled, owners, 0)  # one box: its two edges to inp * 2 are one now
     assert [(n.name, n.op) for n in g.nodes] == [
         ("loss", "SumBackward0"),
         ("two", "Two"),
@@ -473,8 +477,8 @@ def test_tracking_and_folding_a_10m_parameter_mlp_is_cheap():
         with modules.ModuleTracker() as tracker:
             loss = nn.functional.mse_loss(net(x), y)
         loss.backward()
-        owners = modules.owner_of_nodes(tracker.calls, modules.module_names({"net": net}))
-        folded = modules.fold_graph(graph.build(loss, "loss", {}, [], {}), owners)
+        owners = module_layers.owner_of_nodes(tracker.calls, module_layers.module_names({"net": net}))
+        folded = module_layers.fold_graph(graph.build(loss, "loss", {}, [], {}), owners)
         tracker.clear()
         return folded
 
@@ -492,9 +496,9 @@ def test_folding_a_twelve_block_model_is_fast():
     with modules.ModuleTracker() as tracker:
         out = layers(x).pow(2).mean()
     start = time.perf_counter()
-    owners = modules.owner_of_nodes(tracker.calls, modules.module_names({"layers": layers}))
+    owners = module_layers.owner_of_nodes(tracker.calls, module_layers.module_names({"layers": layers}))
     built = graph.build(out, "loss", {}, [], {})
-    g = modules.fold_graph(built, owners)
+    g = module_layers.fold_graph(built, owners)
     elapsed = time.perf_counter() - start
     tracker.clear()
     print(

@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import Failure
 
-from torchgrad_magic import plot
+from torchgrad_magic.render import plot
 
 
 def curves(result) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from torchgrad_magic.spec import GradError, WrtSpec, parse_wrt, split_line
+from torchgrad_magic.capture.spec import GradError, WrtSpec, parse_wrt, split_line
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from torchgrad_magic import grad
-from torchgrad_magic.steps import SHOWN, TRACE_LIMIT, Fold, Steps
+from torchgrad_magic.derive.steps import SHOWN, TRACE_LIMIT, Fold, Steps
 
 
 def edge(steps: Steps, name: str, to: str):

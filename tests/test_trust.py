@@ -17,55 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torchgrad_magic import grad
-from torchgrad_magic.observe import _accumulate_grad_class, engine_slot, graph_leaves, is_transformed
-
-
-# ---------------------------------------------------------------------------
-# the internals we touch: fail loudly when PyTorch changes them
-# ---------------------------------------------------------------------------
-def test_the_engine_slot_is_where_every_backward_and_grad_call_goes():
-    owner, attr = engine_slot()
-    engine = getattr(owner, attr)
-    calls = []
-
-    class Spy:
-        def run_backward(self, *args, **kwargs):
-            calls.append(kwargs.get("accumulate_grad", args[6] if len(args) > 6 else None))
-            return engine.run_backward(*args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(engine, name)
-
-    setattr(owner, attr, Spy())
-    try:
-        x = torch.tensor(3.0, requires_grad=True)
-        (3 * x**2).backward()
-        torch.autograd.backward([3 * x**2])
-        (g,) = torch.autograd.grad(3 * x**2, x)
-    finally:
-        setattr(owner, attr, engine)
-    assert calls == [True, True, False], (
-        "torch.autograd no longer calls Variable._execution_engine.run_backward"
-    )
-    assert g.item() == 18 and x.grad.item() == 36
-
-
-def test_functorch_wrapped_tensors_are_recognised():
-    seen = []
-    torch.func.grad(lambda t: (seen.append(is_transformed(t)), t**3)[1])(torch.tensor(2.0))
-    assert seen == [True] and not is_transformed(torch.tensor(2.0))
-
-
-def test_the_graph_walk_finds_leaves_by_their_accumulate_grad_node():
-    """The walk at every backward() tells a leaf's node by its class (found once with public
-    calls): if torch changed that, no leaf would be found, and this fails first."""
-    assert _accumulate_grad_class().__name__ == "AccumulateGrad"
-    w, b = torch.ones(3, requires_grad=True), torch.zeros((), requires_grad=True)
-    net = torch.nn.Linear(3, 2)
-    y = (net(w * 2 + b).tanh().sum() + w.sum()) * b
-    found = graph_leaves((y,))
-    assert {id(t) for t in found} == {id(w), id(b), id(net.weight), id(net.bias)}
-    assert graph_leaves((w,)) == [w] and graph_leaves((y,), limit=2) is None
 
 
 def test_torch_func_inside_a_cell_is_not_mistaken_for_the_cells_backward(run):
@@ -254,7 +205,7 @@ def test_devices_this_machine_lacks_get_a_message(run, device):
 
 
 def test_interrupt_during_an_extra_is_a_short_message(shell, monkeypatch):
-    from torchgrad_magic import calculus
+    from torchgrad_magic.derive import calculus
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -440,7 +391,7 @@ def test_manual_descent_on_a_course_sized_weight_shows_the_grad_at_the_call():
 
 
 def test_a_big_grad_changed_after_the_call_is_not_shown_as_numbers(monkeypatch):
-    from torchgrad_magic import observe
+    from torchgrad_magic.capture import observe
 
     monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)  # as a real model's 4096×1024 layer
     result = grad(GD, namespace=_gd_namespace())
@@ -452,7 +403,7 @@ def test_a_big_grad_changed_after_the_call_is_not_shown_as_numbers(monkeypatch):
 
 
 def test_a_models_big_grads_changed_after_the_call_make_no_false_dead_layer_note(monkeypatch):
-    from torchgrad_magic import observe
+    from torchgrad_magic.capture import observe
 
     monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
     ns = {"torch": torch}
@@ -536,7 +487,7 @@ def test_a_users_function_inside_a_helper_is_the_helpers_business():
 )
 def test_a_big_grad_changed_behind_the_version_counter_is_caught(monkeypatch, after):
     """.data and numpy leave ._version alone: a probe of a few elements catches them."""
-    from torchgrad_magic import observe
+    from torchgrad_magic.capture import observe
 
     monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
     cell = "loss = ((X @ w + b0 - yt) ** 2).mean()\nloss.backward()\n" + after
@@ -546,7 +497,7 @@ def test_a_big_grad_changed_behind_the_version_counter_is_caught(monkeypatch, af
 
 def test_a_no_op_change_of_a_big_grad_still_shows_it(monkeypatch):
     """clip_grad_norm_ under its limit multiplies by 1 (the version moves, the numbers do not)."""
-    from torchgrad_magic import observe
+    from torchgrad_magic.capture import observe
 
     monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
     ns = _gd_namespace()
@@ -559,7 +510,7 @@ def test_a_no_op_change_of_a_big_grad_still_shows_it(monkeypatch):
 
 
 def test_a_big_grad_added_up_then_zeroed_is_not_shown_as_the_sum(monkeypatch):
-    from torchgrad_magic import observe
+    from torchgrad_magic.capture import observe
 
     monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
     cell = "xb = torch.ones(200, requires_grad=True)\n(xb ** 2).sum().backward()\n(3 * xb).sum().backward()\nxb.grad.zero_()"
@@ -615,7 +566,7 @@ def test_batched_grads_complex_weights_and_near_one_weights_are_said():
     "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64]
 )
 def test_tiny_tensors_kept_as_numbers_round_trip_exactly(value, dtype):
-    from torchgrad_magic.observe import Frozen, _keep, thaw
+    from torchgrad_magic.capture.observe import Frozen, _keep, thaw
 
     tensor = torch.tensor(value).to(dtype)
     kept = _keep(tensor)

@@ -28,7 +28,12 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-_LAZY = {"grad": "engine", "GradResult": "result", "GradError": "spec", "GradOptions": "options"}
+_LAZY = {
+    "grad": "engine",
+    "GradResult": "render.result",
+    "GradError": "capture.spec",
+    "GradOptions": "options",
+}
 
 
 def __getattr__(name: str) -> Any:

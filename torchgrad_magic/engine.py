@@ -20,6 +20,7 @@ for extras), backward (the output and first derivatives), extras (--check,
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import numbers
@@ -29,14 +30,14 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .backward import dense, first_derivatives, names_assigned, parse
+from .capture.observe import Observer
+from .capture.runner import CellError, PlainRunner, ShellRunner
+from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
+from .derive.backward import dense, first_derivatives, names_assigned, parse
+from .derive.names import differentiated_texts
 from .messages import note, t, using
-from .names import differentiated_texts
-from .observe import Observer
 from .options import FIELDS, GradOptions
-from .result import GradResult
-from .runner import CellError, PlainRunner, ShellRunner
-from .spec import GradError, WrtSpec, check_name, parse_wrt
+from .render.result import GradResult
 
 __all__ = ["CellError", "GradError", "GradOptions", "GradResult", "grad"]
 DTYPES = {
@@ -280,15 +281,17 @@ def run(
     if opts.of is not None:
         check_name(opts.of, f"--of {opts.of}")
     if opts.expect is not None:  # (a refused line must not run the cell)
-        _check_expect(opts.expect, [s.name for s in specs])
+        _check_expect(
+            opts.expect, [s.name for s in specs], _known_names(namespace, shell) | {s.name for s in specs}
+        )
     if opts.explore not in (None, True, False, ""):  # --explore x=-2:2, checked before the cell runs
-        from .explore import parse_ranges
+        from .render.explore import parse_ranges
 
         parse_ranges(opts.explore, [s.name for s in specs])
     torch_dtype, torch_device = _dtype(opts.dtype), _device(opts.device)
     window = None
     if opts.plot:
-        from . import plot
+        from .render import plot
 
         window = opts.plot_range if isinstance(opts.plot_range, tuple) else plot.parse_range(opts.plot_range)
         plot.check_save_path(opts.save)
@@ -314,7 +317,7 @@ def run(
             ns.update((n, leaf) for n, leaf in leaves.items() if n not in dotted)
             recorder = None
             if opts.needs_record:
-                from .record import Recorder
+                from .capture.record import Recorder
 
                 recorder = Recorder()
             observer = Observer(ns, leaves, opts.retain_grad, recorder, opts.steps)
@@ -323,7 +326,7 @@ def run(
             before = {name: id(value) for name, value in ns.items()}
             tracker = None
             if opts.graph is not None or opts.steps:  # which module made which node: a model's layers
-                from .modules import ModuleTracker
+                from .capture.modules import ModuleTracker
 
                 tracker = ModuleTracker()
             with (
@@ -353,12 +356,12 @@ def run(
                 first = dataclasses.replace(first, notes=(*first.notes, note("note.wrt_copy", names=copied)))
             owners = None  # which layer made which node: one walk, for --steps and --graph
             if tracker is not None and tracker.calls:
-                from . import modules
+                from .derive import layers
 
-                owners = modules.owner_of_nodes(tracker.calls, modules.module_names(ns))
+                owners = layers.owner_of_nodes(tracker.calls, layers.module_names(ns))
             steps = _steps(first, ns, owned, recorder, opts, owners) if opts.steps else None
             model = _model(first, ns, opts)
-            from .extras import extras
+            from .derive.extras import extras
 
             # a model's --plot is its gradient flow (below), not f and f' of millions of inputs
             more = extras(first, recorder, observer, opts.replace(plot=False) if model else opts, window, ns)
@@ -376,11 +379,11 @@ def run(
             raise GradError(t("err.report_interrupted")) from None
         result = GradResult.assemble(first, more, graph, opts, language, steps, model)
         if opts.quiz and result.output is not None:
-            from . import quiz
+            from .render import quiz
 
             result = result.replace(quiz=quiz.build(result, tree, first.call.kind if first.call else None))
         if opts.expect is not None:
-            result = _expect(result, opts.expect, ns)
+            result = _expect(result, opts.expect, ns, quiz=opts.quiz)
     finally:
         for name, original in originals.items():
             if ns.get(name) is leaves.get(name):
@@ -392,7 +395,7 @@ def _model(first: Any, ns: dict[str, Any], opts: GradOptions) -> Any:
     """The parameters' summary when the tracked leaves include a model's parameters."""
     if first.output is None or not first.leaves:
         return None
-    from .model import model_report
+    from .derive.model import model_report
 
     return model_report(first.leaves, first.values, first.grads, ns, opts.digits, first.lost)
 
@@ -404,7 +407,7 @@ def _flow(model: Any, more: Any, opts: GradOptions) -> Any:
 
     if not (opts.plot and model.modules):
         return more
-    from . import plot
+    from .render import plot
 
     notes = list(more.notes)  # the picture may add one (no font for the language's glyphs)
     figure = plot.flow_figure(model.layers(), opts.lang, notes)
@@ -417,7 +420,7 @@ def _steps(
     first: Any, ns: dict[str, Any], owned: set[int], recorder: Any, opts: GradOptions, owners: Any = None
 ) -> Any:
     """``--steps``: the traced backward pass as steps (None when no pass was traced)."""
-    from . import steps
+    from .derive import steps
 
     tracer = first.trace
     # (--steps follows one output from dy/dy = 1: a weighted call is left out, a note says so)
@@ -460,7 +463,7 @@ def _graph(
 ) -> Any:
     """``--graph``: built, a model's modules folded, repeated ops folded (not with ``unfold`` or
     ``full``), in *language* (by default the one in use: run() runs inside ``using(language)``)."""
-    from . import graph
+    from .derive import graph
     from .messages import resolve
 
     language = resolve(language)
@@ -468,7 +471,7 @@ def _graph(
     named = {n: v for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_")}
     named.update(first.leaves)
     names = {id(v): n for n, v in reversed(list(named.items()))}
-    from .model import parameters_in
+    from .derive.model import parameters_in
 
     for key, entries in parameters_in(ns).items():  # a model's parameters, as the model names them
         names.setdefault(key, entries[0][0])
@@ -483,7 +486,7 @@ def _graph(
     tensors = [*named.values(), first.output]
     flow, made_up = None, None
     if steps is not None and first.trace is not None:  # the numbers and the names --steps shows
-        from .steps import graph_flow
+        from .derive.steps import graph_flow
 
         flow = graph_flow(first.trace, digits)
         made_up = graph.names_from_steps(first.trace.raws, steps)
@@ -494,36 +497,58 @@ def _graph(
         if node.kind == "leaf" and node.name in first.values and node.data is not None:
             node.data = fmt.values(first.values[node.name], digits)
     if owners:
-        from . import modules
+        from .derive import layers
 
-        built = modules.fold_graph(built, owners, None if kind in ("simple", "unfold") else kind)
+        built = layers.fold_graph(built, owners, None if kind in ("simple", "unfold") else kind)
     if kind not in ("full", "unfold"):
         built = graph.fold_repeats(built)
     return dataclasses.replace(built, language=language, output_name=first.output_name)
 
 
-def _check_expect(expect: Any, inputs: list[str]) -> None:
-    """``--expect`` as far as it can be known before the cell runs: each value is an expression,
-    and with ``--wrt`` each name is one of the inputs."""
-    from . import calculus
-    from .spec import split_line
+def _check_expect(expect: Any, inputs: list[str], known: Any = ()) -> None:
+    """``--expect`` as far as it can be known before the cell runs: each value is an expression
+    whose names are *known* (the namespace, builtins, torch), and with ``--wrt`` each name is one
+    of the inputs."""
+    from .capture.spec import split_line
+    from .derive import calculus
 
     if inputs:
-        values = list(calculus.parse_expect(expect, inputs).values())
+        values = [f"{n}={v}" for n, v in calculus.parse_expect(expect, inputs).items()]
     else:  # the leaves are known after the run: only the values can be checked now
         items = [expect] if isinstance(expect, str) else list(expect)
-        values = [token.partition("=")[2] or token for item in items for token in split_line(item)]
-    for expr in values:
+        values = [token for item in items for token in split_line(item)]
+        if len(values) > 1 and any("=" not in token for token in values):  # 18 19: never one input's
+            raise GradError(t("expect.bad", value=" ".join(values)))
+    for token in values:
+        expr = token.partition("=")[2] or token
         try:
-            compile(expr, "<--expect>", "eval")
+            tree = ast.parse(expr, "<--expect>", "eval")
         except SyntaxError as e:
-            raise GradError(t("expect.bad", value=f"{expr} (SyntaxError: {e.msg})")) from None
+            raise GradError(t("expect.bad", value=f"{token} (SyntaxError: {e.msg})")) from None
+        unknown = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in known]
+        if unknown:  # (x=abc: a name nothing defines yet; the cell has not run)
+            raise GradError(t("expect.bad", value=f"{token} (NameError: name {unknown[0]!r} is not defined)"))
 
 
-def _expect(result: GradResult, expect: Any, ns: dict[str, Any]) -> GradResult:
-    from . import calculus
+def _known_names(namespace: dict[str, Any] | None, shell: Any) -> set[str]:
+    """The names an --expect value may use before the cell runs."""
+    import builtins
 
-    ok, lines = calculus.compare_expected(calculus.parse_expect(expect, list(result.leaves)), result, ns)
-    if not ok:
+    ns = shell.user_ns if shell is not None else (namespace or {})
+    return {*ns, *dir(builtins), "torch", "math"}
+
+
+def _expect(result: GradResult, expect: Any, ns: dict[str, Any], quiz: bool = False) -> GradResult:
+    """Grade the prediction: as expected, one line; not as expected, an error (with --quiz, the
+    line above the quiz: the learner's guess is graded, the worksheet stays). What only the run
+    could tell (a name that is not one of its inputs) is a note: the cell has run."""
+    from .derive import calculus
+
+    try:
+        expected = calculus.parse_expect(expect, list(result.leaves))
+    except GradError as e:
+        return result.replace(found=(*result.found, note("expect.not_graded", reason=str(e))))
+    ok, lines = calculus.compare_expected(expected, result, ns)
+    if not ok and not quiz:
         raise GradError(t("expect.failed", lines="; ".join(lines)))
-    return result.replace(expect_line=t("expect.ok", lines="; ".join(lines)))
+    return result.replace(expect_line=t("expect.ok" if ok else "expect.failed", lines="; ".join(lines)))

@@ -1,8 +1,11 @@
-"""Short, size-independent text for numbers and tensors in the report."""
+"""Short, size-independent text for numbers and tensors in the report, and its tables (text and
+HTML) that every stage lays its rows out with."""
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import unicodedata
 
 import torch
@@ -80,3 +83,66 @@ def width(text: str) -> int:
 
 def pad(text: str, columns: int) -> str:
     return text + " " * (columns - width(text))
+
+
+# ---------------------------------------------------------------------------
+# tables, as text and as HTML (the report's, the steps', the model's)
+# ---------------------------------------------------------------------------
+def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(width(r[i]) for r in [header, *body]) for i in range(len(header))]
+    return [
+        "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in [header, *body]
+    ]
+
+
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*(?:=\S+)?)")
+
+
+def _no_break_flags(text: str) -> str:
+    """Flags such as --retain-grad stay on one line (a browser may break a line at '-')."""
+    return _FLAG.sub(r"<code style='white-space:nowrap'>\1</code>", text)
+
+
+_CJK_PAIR = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef])(?=[\u3000-\u9fff\uff00-\uffef])")
+
+
+def _unbroken(text: str) -> str:
+    """*text* that no browser breaks across lines, even where styles are stripped (untrusted
+    notebooks drop white-space:nowrap): no-break spaces, and word joiners between CJK characters."""
+    return _CJK_PAIR.sub("\u2060", text.replace(" ", "\u00a0"))
+
+
+def _html_cell(text: str) -> str:
+    """Every cell on one line, as in the text table: no-break spaces (kept where styles are stripped)
+    and white-space:pre on the code box itself (JupyterLab's code style, pre-wrap, beats the cell's
+    nowrap). A long table scrolls sideways instead of breaking its rows apart."""
+    if not text:
+        return ""  # no empty (grey) code box
+    return f"<code style='white-space:pre'>{html.escape(_unbroken(text))}</code>"
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left;white-space:nowrap'>{esc(_unbroken(h))}</th>" for h in header)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td style='text-align:left;white-space:nowrap'>{_html_cell(c)}</td>" for c in cells)
+        + "</tr>"
+        for cells in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
+    """A table of names and numbers (a model's parameters): the same look with less markup, so a
+    big model's report stays small (numbers need no code boxes and never break)."""
+    esc = html.escape
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
+    # names on the left, as in the text table (JupyterLab right-aligns a td without a style)
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{esc(cells[0])}</td>"
+        + "".join(f"<td>{esc(c)}</td>" for c in cells[1:])
+        + "</tr>"
+        for cells in body
+    )
+    return f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -24,8 +24,8 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, CaselessStrEnum, Enum, Int, observe
 
+from .capture.spec import GradError, check_name, split_line
 from .messages import t, using
-from .spec import GradError, check_name, split_line
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
 METADATA = {"torchgrad_magic": {"version": 1}}  # on every output %%grad adds, so tools can tell them apart
@@ -137,8 +137,8 @@ class GradMagic(Magics):
         """Run the cell once, show what autograd did (the full help, in the user's
         language, is the message ``help.body``); the cell's last value is returned,
         so it shows as ``Out[n]`` exactly as without %%grad."""
+        from .capture.runner import CellError
         from .engine import run
-        from .runner import CellError
 
         line, silenced = _strip_semicolon(line)
         flag = _LANG_FLAG.search(line)
@@ -169,6 +169,8 @@ class GradMagic(Magics):
             check_name(args.out, f"--out {args.out}")
             if isinstance(self.shell.user_ns.get(args.out), types.ModuleType):
                 raise GradError(t("err.out_module", name=args.out))
+        if args.quiz and args.explore:  # (the explorer's headline and tangent are the answers)
+            raise GradError(t("err.quiz_explore"))
         if args.plot is False and (args.save or args.range):  # (before the cell runs: nothing ran)
             raise GradError(t("err.no_plot_with", flag="--save" if args.save else "--range"))
         save = os.path.expanduser(args.save) if args.save else None
@@ -237,6 +239,7 @@ def _strip_semicolon(line: str) -> tuple[str, bool]:
     return line, False
 
 
+_RANGE = re.compile(r"^[A-Za-z_][\w.]*=[^=]*:")  # NAME=A:B
 _LANG_FLAG = re.compile(r"--lang(?:\s+|=)(en|zh)\b")
 
 
@@ -254,6 +257,13 @@ def _parse(parser, line: str):
         for i, token in enumerate(tokens[:-1]):  # --explore -2:2 (the one input's range)
             if token == "--explore" and _is_number(tokens[i + 1].partition(":")[0]):
                 tokens[i : i + 2] = [f"--explore={tokens[i + 1]}"]
+                break
+            if token == "--explore":  # --explore u=0:5 v=1:2: one range per input, as in --wrt
+                end = i + 1
+                while end < len(tokens) and _RANGE.match(tokens[end]):
+                    end += 1
+                if end > i + 1:
+                    tokens[i:end] = ["--explore=" + ",".join(tokens[i + 1 : end])]
                 break
         _check_flags(parser, tokens)
         try:

@@ -388,6 +388,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{first} and {second} set the same thing: give it once (the cell did not run)",
         "zh": "{first} 和 {second} 设置的是同一项：只写一次（单元格没有运行）",
     },
+    "err.quiz_explore": {
+        "en": "--quiz with --explore: the explorer shows every answer (dy/dx at each x); use one of them",
+        "zh": "--quiz 与 --explore 不能同时用：探索图会直接显示答案（每个 x 处的 dy/dx）；请只用其中一个",
+    },
     "err.no_plot_with": {
         "en": "{flag} is for the figure, and --no-plot asks for none: drop one of them (the cell did not run)",
         "zh": "{flag} 用于图，而 --no-plot 要求不画图：请去掉其中一个（单元格没有运行）",
@@ -404,6 +408,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "the derivative without it.",
         "zh": "{names}：有一个 hook（register_hook）可能改动经过它的梯度；表中的梯度（{grads}）是 PyTorch 带着 hook "
         "算出的值，不一定是 d{out}/d… 本身：--check 会给出不带 hook 的导数。",
+    },
+    "note.hooks_not_run": {
+        "en": "{names}: a hook (register_hook) is on the way back; the grads shown ({grads}) are d{out}/d… "
+        "itself, computed without running it. {out}.backward() would run it, and what reaches .grad may differ.",
+        "zh": "{names}：反向路径上有一个 hook（register_hook）；表中的梯度（{grads}）是 d{out}/d… 本身，计算时没有运行"
+        "这个 hook。调用 {out}.backward() 会运行它，存进 .grad 的值可能不同。",
     },
     "note.wrt_copy": {
         "en": "--wrt {names}: the cell ran on a copy of {names} with requires_grad=True; your {names} and "
@@ -592,6 +602,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "--expect {value}: there are {count} inputs; name them: --expect {example}",
         "zh": "--expect {value}：有 {count} 个输入，请写明变量名：--expect {example}",
     },
+    "expect.one_value": {
+        "en": "--expect {value}: one value for the one input {name}, e.g. --expect 18 or --expect {name}=18",
+        "zh": "--expect {value}：只有一个输入 {name}，请写一个值，例如 --expect 18 或 --expect {name}=18",
+    },
     "expect.failed": {
         "en": "not as expected: {lines}",
         "zh": "与预期不符：{lines}",
@@ -601,6 +615,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{d}{out}/{d}{name}：预期 {expected}，实际 {got}",
     },
     "expect.ok": {"en": "as expected: {lines}", "zh": "符合预期：{lines}"},
+    "expect.not_graded": {
+        "en": "{reason} (the cell ran; nothing was graded).",
+        "zh": "{reason}（单元格已运行；没有评判）。",
+    },
     "sym.cannot": {
         "en": "no symbolic answer: the cell is not plain arithmetic with elementwise torch functions ({error}).",
         "zh": "无法给出符号解：单元格不是由算术和逐元素 torch 函数组成的（{error}）。",
@@ -1175,6 +1193,12 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "False：{name} = {source}.detach() 与它共用数据（{data}），但被切出了计算图（is_leaf 为 True，"
         "grad_fn 为 None）：梯度不会经过 {name} 传回去；对 autograd 来说它是常量",
     },
+    "quiz.a.detach_from": {
+        "en": "False: {name} is computed from {source}.detach(), which is cut out of the graph: no gradient flows "
+        "back through it, so to autograd {name} is a constant ({data})",
+        "zh": "False：{name} 由 {source}.detach() 算出，而它已被切出计算图：梯度不会经过它传回去，所以对 autograd 来说 "
+        "{name} 是常量（{data}）",
+    },
     "quiz.a.no_grad": {
         "en": "False: {name} was computed inside torch.no_grad(), where PyTorch records no operation: "
         "{name} = {data} has no grad_fn, and to autograd it is a constant (no gradient flows through it)",
@@ -1280,6 +1304,9 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "{out}, its derivative and the tangent at the slider's point",
         "zh": "{out}、它的导数和滑块所在点的切线",
     },
+    "explore.col_name": {"en": "tensor", "zh": "张量"},
+    "explore.col_data": {"en": "data", "zh": "data（值）"},
+    "explore.col_grad": {"en": "grad", "zh": "grad（梯度）"},
     "explore.over": {"en": "{name} from {low} to {high}", "zh": "{name} 从 {low} 到 {high}"},
     "explore.over_vector": {"en": "{count} points of {name}", "zh": "{name} 的 {count} 个点"},
     "explore.text": {

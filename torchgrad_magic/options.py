@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .capture.spec import GradError
 from .messages import t
-from .spec import GradError
 
 GRAPH_KINDS = ("simple", "full", "unfold")
 

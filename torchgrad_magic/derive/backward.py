@@ -25,12 +25,21 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .hints import hint_for
-from .messages import Note, note, t
+from .. import format as fmt
+from ..capture.hints import hint_for
+from ..capture.internals import hook_dict
+from ..capture.observe import (
+    Call,
+    Observation,
+    graph_functions,
+    graph_leaves,
+    kept_grad,
+    named_leaves,
+    tensor_names,
+)
+from ..messages import Note, note, t
 from .names import Reduced, Written, named_rows, reduction_of
-from .observe import Call, Observation, graph_functions, graph_leaves, kept_grad, named_leaves, tensor_names
-from .result import TensorRow
+from .rows import TensorRow
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,8 @@ def _finish(
     hooked = _hooked(ns, [*first.leaves, *ordered], first)
     if hooked:  # the grads shown went through the user's hooks: not the derivative itself
         grads = ", ".join(f"{n}: {fmt.values(g)}" for n, g in first.grads.items() if g is not None) or "—"
-        notes = (*notes, note("note.hooks", names=", ".join(hooked), grads=grads, out=first.output_name))
+        kind = "note.hooks" if first.call is not None else "note.hooks_not_run"  # (our pass runs none)
+        notes = (*notes, note(kind, names=", ".join(hooked), grads=grads, out=first.output_name))
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
 
 
@@ -219,7 +229,7 @@ def _hooked(ns: dict[str, Any], names: list[str], first: First) -> list[str]:
     nodes: set[int] | None = None
     for name in dict.fromkeys(names):
         tensor = first.leaves.get(name, ns.get(name))
-        if not isinstance(tensor, torch.Tensor) or not getattr(tensor, "_backward_hooks", None):
+        if not isinstance(tensor, torch.Tensor) or not hook_dict(tensor):
             continue
         if name not in first.leaves:  # an intermediate: on the output's way back to the leaves?
             nodes = graph_functions((first.output,), 100_000) if nodes is None else nodes
@@ -618,7 +628,7 @@ def _computed(
             failed = True
             notes.append(note("note.users_backward", out=out_name, what=", ".join(user_code)))
         elif steps:
-            from .steps import Tracer
+            from ..capture.tracer import Tracer
 
             tracer = Tracer((target,))
         computed: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
@@ -682,7 +692,11 @@ def _our_pass(
     """%%grad's own ``autograd.grad`` over the user's graph (kept for the next cell, no .grad written
     but ours, retain_grad() tensors' .grad put back): the grads, or Nones and the note why not."""
     try:
-        with tracer if tracer is not None else contextlib.nullcontext(), users_hooks_quiet(ns):
+        with (
+            tracer if tracer is not None else contextlib.nullcontext(),
+            users_hooks_quiet(ns),
+            torch.autograd.set_detect_anomaly(False),  # (anomaly mode is for the cell's own passes)
+        ):
             computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
     except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
         hint = hint_for(e)
@@ -771,7 +785,7 @@ def users_tensors(ns: dict[str, Any], depth: int = 10, limit: int = 50_000) -> t
             if isinstance(value, torch.Tensor):
                 if value.retains_grad and not value.is_leaf:
                     retained[id(value)] = value
-                hooks = value._backward_hooks
+                hooks = hook_dict(value)
                 if hooks:
                     hooked[id(hooks)] = hooks
                 continue

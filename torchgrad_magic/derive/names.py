@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from .observe import kept_grad
-from .result import TensorRow
+from ..capture.observe import kept_grad
+from .rows import TensorRow
 
 REDUCTIONS = {"SumBackward0": "sum", "MeanBackward0": "mean"}  # whole-tensor sum and mean only
 

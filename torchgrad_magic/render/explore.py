@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .messages import MESSAGES, Note, note, t
-from .spec import GradError
+from .. import format as fmt
+from ..capture.spec import GradError
+from ..messages import MESSAGES, Note, note, t
 
 SCALAR_POINTS = (101, 41)  # grid points per input, for one and for two scalar inputs
+TABLE_ROWS = 12  # the explorer's table: rows at most (each a grid of data and one of grad)
 VECTOR_POINTS = 201  # points of a vector input the slider can pick, at most
 MIME = "application/vnd.vegalite.v5+json"
 FUNCTION_COLOR, DERIVATIVE_COLOR, TANGENT_COLOR, POINT_COLOR = "#d62728", "#2ca02c", "#7f7f7f", "#ff7f0e"
@@ -57,6 +58,20 @@ class Axis:
 
 
 @dataclass(frozen=True)
+class TableRow:
+    """One row of the explorer's table, ``name · data · grad`` at the sliders' point. *source*:
+    ``"input"`` (axis *axis*'s value and the derivative along it), ``"output"`` (the function, grad
+    1), ``"node"`` (a named tensor of the record: *data* and *grad* on the grid, grad as
+    ``retain_grad()`` gives it), ``"constant"`` (*data* one number, no grad)."""
+
+    name: str
+    source: str
+    axis: int = 0
+    data: tuple[float | None, ...] = ()
+    grad: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
 class Explorer:
     """The grid's values as plain lists (row-major over the axes): ``f`` the function, ``d[k]``
     its derivative along axis k; *out* and *ds* the labels (``y``, ``dy/dx``)."""
@@ -71,6 +86,7 @@ class Explorer:
     language: str = "en"
     seconds: float = 0.0  # how long the grid took
     png: bytes | None = field(default=None, repr=False)
+    table: tuple[TableRow, ...] = ()  # the named one-element tensors, at the sliders' point
 
     def bundle(self) -> dict[str, Any]:
         """The display bundle: the spec, the picture of the current point and a text summary."""
@@ -144,9 +160,12 @@ def unavailable(replay: Any, record: Any, first: Any) -> Note | None:
     return None
 
 
-def scalar_values(replay: Any, first: Any, axes: tuple[Axis, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """f and each partial derivative on the grid of *axes* (row-major), in one batched call
-    (point by point where an operation has no batching rule)."""
+def scalar_values(
+    replay: Any, first: Any, axes: tuple[Axis, ...], nodes: dict[str, Any] | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """f and each partial derivative on the grid of *axes* (row-major), in one batched call (point
+    by point where an operation has no batching rule); with *nodes* (name -> the record's ref), each
+    named tensor's value and d(f)/d(it) on the grid too (those off the output's path left out)."""
     names = [a.name for a in axes]
     fixed = {n: v for n, v in first.values.items() if n not in names}
     dtype = first.values[names[0]].dtype
@@ -154,29 +173,91 @@ def scalar_values(replay: Any, first: Any, axes: tuple[Axis, ...]) -> tuple[torc
     coords = [torch.tensor([a.value(i) for i in range(a.count)], dtype=dtype, device=device) for a in axes]
     mesh = torch.meshgrid(*coords, indexing="ij")
     flat = [m.reshape(-1) for m in mesh]
+    probe, state, kept = probed(replay, nodes or {})
+    roots = {n: probe.record.roots[probe.leaves[ROOT + n]].value for n in kept if ROOT + n in probe.leaves}
 
-    def function(*values: torch.Tensor) -> torch.Tensor:
-        return replay({**fixed, **dict(zip(names, values, strict=True))})
+    def function(*args: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        xs, eps = args[: len(names)], args[len(names) :]
+        state["eps"], state["seen"] = dict(zip(kept, eps, strict=True)), {}
+        held = {ROOT + n: v + state["eps"][n].to(v.dtype) for n, v in roots.items()}
+        state["seen"].update((n[len(ROOT) :], v) for n, v in held.items())
+        out = probe({**fixed, **dict(zip(names, xs, strict=True)), **held})
+        return out, tuple(state["seen"][n] for n in kept)
 
-    argnums = tuple(range(len(names)))
+    zeros = [torch.zeros_like(flat[0]) for _ in kept]
+    argnums = tuple(range(len(names) + len(kept)))
     try:
-        grads, values = torch.func.vmap(
-            torch.func.grad_and_value(function, argnums=argnums), randomness="same"
-        )(*flat)
+        grads, (values, seen) = torch.func.vmap(
+            torch.func.grad_and_value(function, argnums=argnums, has_aux=True), randomness="same"
+        )(*flat, *zeros)
     except Exception:  # no batching rule somewhere: one point at a time
-        pairs = [_grad_and_value(function, [f[i] for f in flat]) for i in range(flat[0].numel())]
-        values = torch.stack([p[1] for p in pairs])
-        grads = tuple(torch.stack([p[0][k] for p in pairs]) for k in argnums)
-    return values.detach(), [g.detach() for g in grads]
+        points = [_grad_and_value(function, [f[i] for f in [*flat, *zeros]]) for i in range(flat[0].numel())]
+        values = torch.stack([p[1] for p in points])
+        grads = tuple(torch.stack([p[0][k] for p in points]) for k in argnums)
+        seen = tuple(torch.stack([p[2][k] for p in points]) for k in range(len(kept)))
+    found = {
+        n: (seen[k].detach().reshape(-1), grads[len(names) + k].detach().reshape(-1))
+        for k, n in enumerate(kept)
+    }
+    return values.detach(), [g.detach() for g in grads[: len(names)]], found
 
 
-def _grad_and_value(function: Any, values: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+ROOT = "\ue000"  # the replay's name of a named leaf that is not an input (its grad in the table)
+
+
+def probed(replay: Any, nodes: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:
+    """A copy of *replay* that adds ``state["eps"][name]`` to each tensor of *nodes* (name -> the
+    record's Ref/RootRef) where the record makes it, and keeps its value in ``state["seen"]``:
+    d(out)/d(eps) at eps = 0 is d(out)/d(that tensor), as ``retain_grad()`` gives it. The names
+    kept: those on the output's path (the others, and the inputs, are left out)."""
+    from ..capture.record import Ref, Replay, RootRef
+
+    record = replay.record
+    state: dict[str, Any] = {"eps": {}, "seen": {}}
+    leaves, kept = dict(replay.leaves), []
+    by_op: dict[int, list[tuple[int, str]]] = {}
+    for name, ref in nodes.items():
+        if isinstance(ref, Ref) and ref.op in replay.ops and ref.index >= 0:
+            by_op.setdefault(ref.op, []).append((ref.index, name))
+        elif isinstance(ref, RootRef) and ref.root in replay.roots and ref.root not in leaves.values():
+            leaves[ROOT + name] = ref.root
+        else:
+            continue
+        kept.append(name)
+    if not kept:
+        return replay, state, kept
+    ops = list(record.ops)
+    for k, pairs in by_op.items():
+        ops[k] = dataclasses.replace(ops[k], func=_probe(ops[k].func, pairs, state))
+    return Replay(dataclasses.replace(record, ops=ops), replay.output, leaves, replay.summed), state, kept
+
+
+def _probe(func: Any, pairs: list[tuple[int, str]], state: dict[str, Any]) -> Any:
+    """*func*, its outputs at *pairs* (flat index, name) kept and moved by their eps."""
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    def probed(*args: Any, **kwargs: Any) -> Any:
+        out = func(*args, **kwargs)
+        flat, spec = tree_flatten(out)
+        for index, name in pairs:
+            state["seen"][name] = flat[index]
+            flat[index] = flat[index] + state["eps"][name].to(flat[index].dtype)
+        return tree_unflatten(flat, spec)
+
+    return probed
+
+
+def _grad_and_value(
+    function: Any, values: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], torch.Tensor, tuple[torch.Tensor, ...]]:
     leaves = [v.detach().clone().requires_grad_(True) for v in values]
-    out = function(*leaves)
+    out, aux = function(*leaves)
     grads = torch.autograd.grad(out, leaves, allow_unused=True)
-    return [
-        torch.zeros_like(v) if g is None else g.detach() for v, g in zip(leaves, grads, strict=True)
-    ], out.detach()
+    return (
+        [torch.zeros_like(v) if g is None else g.detach() for v, g in zip(leaves, grads, strict=True)],
+        out.detach(),
+        tuple(a.detach() for a in aux),
+    )
 
 
 def vector_values(whole: Any, first: Any, name: str) -> tuple[list[int], torch.Tensor, torch.Tensor] | Note:
@@ -204,8 +285,17 @@ def vector_values(whole: Any, first: Any, name: str) -> tuple[list[int], torch.T
 # ---------------------------------------------------------------------------
 # building the explorer
 # ---------------------------------------------------------------------------
-def build(replay: Any, whole: Any, record: Any, first: Any, opts: Any, notes: list[Note]) -> Explorer | None:
-    """The explorer of *first*'s output, or None with a note saying why there is none."""
+def build(
+    replay: Any,
+    whole: Any,
+    record: Any,
+    first: Any,
+    opts: Any,
+    notes: list[Note],
+    named: dict[str, Any] | None = None,
+) -> Explorer | None:
+    """The explorer of *first*'s output, or None with a note saying why there is none. *named*: the
+    record's refs of the cell's named one-element tensors, for the table (scalar inputs)."""
     import time
 
     problem = unavailable(replay, record, first)
@@ -222,14 +312,14 @@ def build(replay: Any, whole: Any, record: Any, first: Any, opts: Any, notes: li
     if dims == [1]:
         found = _vector(whole if whole is not None and not isinstance(whole, str) else replay, first, opts)
     else:
-        found = _scalar(replay, first, opts, given)
+        found = _scalar(replay, first, opts, given, named or {})
     if isinstance(found, Note):
         notes.append(found)
         return None
     return dataclasses.replace(found, seconds=time.perf_counter() - start)
 
 
-def _scalar(replay: Any, first: Any, opts: Any, given: dict) -> Explorer:
+def _scalar(replay: Any, first: Any, opts: Any, given: dict, named: dict[str, Any]) -> Explorer:
     names = list(first.values)
     count = SCALAR_POINTS[len(names) - 1]
     axes = []
@@ -237,14 +327,47 @@ def _scalar(replay: Any, first: Any, opts: Any, given: dict) -> Explorer:
         point = first.values[name].detach().double().item()
         low, high = window(point, given.get(name, given.get(None) if len(names) == 1 else None))
         axes.append(grid_axis(name, point, low, high, count))
-    values, grads = scalar_values(replay, first, tuple(axes))
+    nodes = {n: ref for n, ref in named.items() if n in _table_names(first)}
+    try:
+        values, grads, found = scalar_values(replay, first, tuple(axes), nodes)
+    except Exception:  # the table's tensors could not be followed: the chart without them
+        values, grads, found = scalar_values(replay, first, tuple(axes))
     out = _label(first, replay)
     d = "d" if len(names) == 1 else "∂"
     ds = tuple(f"{d}{fmt.operand(out)}/{d}{n}" for n in names)
     return Explorer(
         tuple(axes), out, ds, _numbers(values), tuple(_numbers(g) for g in grads), digits=opts.digits,
-        language=_language(opts),
+        language=_language(opts), table=table_rows(first, names, found),
     )  # fmt: skip
+
+
+def _table_names(first: Any) -> list[str]:
+    """The table's rows the explorer can follow: one-element floating tensors, at most TABLE_ROWS."""
+    rows = [r for r in first.rows if r.data.numel() == 1 and r.data.is_floating_point()]
+    return [r.name for r in rows][:TABLE_ROWS]
+
+
+def table_rows(
+    first: Any, names: list[str], found: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[TableRow, ...]:
+    """The explorer's table in the report's order: the inputs (the sliders), the output (grad 1),
+    the constants (their one value) and the named tensors the record made (*found*: their values
+    and grads on the grid); a tensor the record has not (or off the output's path) is left out."""
+    rows: list[TableRow] = []
+    wanted = set(_table_names(first))
+    for row in first.rows:
+        if row.name not in wanted:
+            continue
+        if row.name in names and row.role == "input":
+            rows.append(TableRow(row.name, "input", names.index(row.name)))
+        elif row.role == "output":
+            rows.append(TableRow(row.name, "output"))
+        elif row.name in found:
+            data, grad = found[row.name]
+            rows.append(TableRow(row.name, "node", data=_numbers(data), grad=_numbers(grad)))
+        elif row.role == "constant":
+            rows.append(TableRow(row.name, "constant", data=_numbers(row.data)))
+    return tuple(rows)
 
 
 def _vector(whole: Any, first: Any, opts: Any) -> Explorer | Note:
@@ -261,13 +384,13 @@ def _vector(whole: Any, first: Any, opts: Any) -> Explorer | Note:
 
 
 def _label(first: Any, replay: Any) -> str:
-    from .extras import label_of
+    from ..derive.extras import label_of
 
     return label_of(first, replay)
 
 
 def _language(opts: Any) -> str:
-    from .messages import resolve
+    from ..messages import resolve
 
     return resolve(opts.lang)
 
@@ -375,7 +498,73 @@ def _params(ex: Explorer) -> list[dict[str, Any]]:
         params += [{"name": f"i{k}", "expr": index}]
     params += [{"name": "F", "value": list(ex.f)}]
     params += [{"name": f"D{k}", "value": list(d)} for k, d in enumerate(ex.d)]
+    for r, row in enumerate(_shown_table(ex)):
+        if row.source == "node":
+            params += [{"name": f"V{r}", "value": list(row.data)}, {"name": f"G{r}", "value": list(row.grad)}]
     return params
+
+
+def _shown_table(ex: Explorer) -> tuple[TableRow, ...]:
+    """The table's rows the spec shows (a vector input's explorer has none)."""
+    return () if ex.vector else ex.table
+
+
+def _cells(ex: Explorer, r: int, row: TableRow) -> tuple[str, str]:
+    """Row *r*'s data and grad at the sliders' point, as Vega expressions giving text."""
+    names = _Names(ex)
+    current = names.flat()
+    if row.source == "input":
+        data, grad = names.x(row.axis, f"i{row.axis}"), f"D{row.axis}[{current}]"
+    elif row.source == "output":
+        data, grad = f"F[{current}]", "1"
+    elif row.source == "node":
+        data, grad = f"V{r}[{current}]", f"G{r}[{current}]"
+    else:  # a constant: its one value, no grad
+        value = row.data[0] if row.data else None
+        return names.number(repr(value) if value is not None else "NaN"), json.dumps("\u2014")
+    return names.number(data), names.number(grad)
+
+
+def _choose(index: str, options: list[str]) -> str:
+    """``index === 0 ? a : index === 1 ? b : c`` (a Vega expression)."""
+    text = options[-1]
+    for k in reversed(range(len(options) - 1)):
+        text = f"{index} === {k} ? {options[k]} : {text}"
+    return text
+
+
+def table_panel(ex: Explorer, width: int) -> dict[str, Any]:
+    """The table as a text-mark panel: ``name · data · grad`` a row, the numbers at the sliders'
+    point. Its text has the axis labels' style, so the front end's theme colours it when it draws."""
+    rows = _shown_table(ex)
+    cells = [_cells(ex, r, row) for r, row in enumerate(rows)]
+    titles = {key: _say(ex, f"explore.col_{key}") for key in ("name", "data", "grad")}
+    label = _choose(
+        "indexof(['name', 'data'], datum.value)", [json.dumps(v, ensure_ascii=False) for v in titles.values()]
+    )
+    return {
+        "name": "table",
+        "width": width,
+        "height": {"step": 22},
+        "data": {"values": [{"j": r, "name": row.name} for r, row in enumerate(rows)]},
+        "transform": [
+            {"calculate": _choose("datum.j", [c[0] for c in cells]), "as": "data"},
+            {"calculate": _choose("datum.j", [c[1] for c in cells]), "as": "grad"},
+            {"fold": ["name", "data", "grad"], "as": ["column", "text"]},
+        ],
+        "mark": {"type": "text", "style": "guide-label", "fontSize": 13},
+        "encoding": {
+            "x": {
+                "field": "column", "type": "nominal", "sort": ["name", "data", "grad"], "title": None,
+                "axis": {
+                    "orient": "top", "labelExpr": label, "labelAngle": 0, "domain": False, "ticks": False,
+                    "labelFontSize": 13, "labelFontWeight": "bold", "labelPadding": 6,
+                },
+            },
+            "y": {"field": "j", "type": "ordinal", "axis": None},
+            "text": {"field": "text", "type": "nominal"},
+        },
+    }  # fmt: skip
 
 
 def _panel(
@@ -439,6 +628,8 @@ def spec(ex: Explorer) -> dict[str, Any]:
         [{**size, **_panel(ex, k, f"D{k}", ex.ds[k], _domain(ex.d[k]), DERIVATIVE_COLOR, False)}
          for k in range(len(ex.axes))],
     ]  # fmt: skip
+    if _shown_table(ex):
+        rows.append([table_panel(ex, size["width"] * len(ex.axes) + (20 if len(ex.axes) > 1 else 0))])
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "description": _say(ex, "explore.description", out=ex.out),

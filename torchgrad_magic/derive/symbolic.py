@@ -17,8 +17,8 @@ from typing import Any
 import sympy
 import torch
 
-from . import format as fmt
-from .messages import Note, note, t
+from .. import format as fmt
+from ..messages import Note, note, t
 
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -89,7 +89,7 @@ def _constant(value: Any) -> Any:
 
 def expression(replay: Any, symbols: dict[str, Any]) -> Any:
     """The recorded output as a SymPy expression of *symbols* (name -> Symbol)."""
-    from .record import Ref, RootRef
+    from ..capture.record import Ref, RootRef
 
     record = replay.record
     by_root = {replay.leaves[n]: s for n, s in symbols.items() if n in replay.leaves}

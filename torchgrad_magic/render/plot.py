@@ -30,9 +30,10 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .messages import MESSAGES, Note, note, t
-from .spec import GradError
+from .. import format as fmt
+from ..capture.spec import GradError
+from ..derive.model import LayerFlow  # noqa: F401  (the picture's rows: made by derive)
+from ..messages import MESSAGES, Note, note, t
 
 WIDTH_IN, HEIGHT_IN, DPI = 6.4, 4.0, 100
 GRID_POINTS = 201
@@ -214,7 +215,7 @@ def make_figure(
 ):
     """The figure for *result* (the first derivatives: ``leaves``, ``values``, ``grads``,
     ``output``), or None; returns ``(figure, curves, notes)``."""
-    from .messages import resolve
+    from ..messages import resolve
 
     language = resolve(language)
     notes: list[Note] = []
@@ -598,20 +599,6 @@ def _place_slope(ax, spec, points: Any, frame: tuple[float, ...], style: _Style)
 # ---------------------------------------------------------------------------
 # gradient flow of a model: mean and max |grad| per layer, in forward order
 # ---------------------------------------------------------------------------
-@dataclass
-class LayerFlow:
-    """One row of a gradient-flow picture: a layer (or one parameter) and its grad's summary."""
-
-    name: str
-    kind: str = ""
-    mean_abs: float = 0.0
-    max_abs: float = 0.0
-    norm: float = 0.0
-    zero_fraction: float = 0.0
-    finite: bool = True
-    frozen: bool = False
-
-
 MEAN_COLOR, MAX_COLOR = "tab:blue", "tab:orange"
 # how each kind of layer that log scale cannot show is drawn at the bottom: marker, color, band,
 # and the words said of it (messages.MESSAGES, in the figure's language)
@@ -683,7 +670,7 @@ def flow_figure(layers: Any, language: str | None = "en", notes: list | None = N
     (a list) receives the one-time "no Chinese font" note."""
     from matplotlib.figure import Figure
 
-    from .messages import resolve
+    from ..messages import resolve
 
     layers = list(layers)
     label_language, family = _fonts(resolve(language), notes if notes is not None else [])

@@ -1,7 +1,7 @@
 """Beyond the first derivative: ``--order``, ``--hessian``, ``--jacobian``,
 ``--check`` and ``--expect``.
 
-Each function evaluates the recorded computation (a :class:`~torchgrad_magic.record.Replay`,
+Each function evaluates the recorded computation (a :class:`~torchgrad_magic.capture.record.Replay`,
 never the cell again) and returns plain data for the report; nothing here prints.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .messages import t
-from .spec import GradError, split_line
+from .. import format as fmt
+from ..capture.spec import GradError, split_line
+from ..messages import t
 
 JACOBIAN_LIMIT = 1_000_000
 CHECK_ELEMENTS = 64  # inputs up to this size are checked element by element
@@ -166,7 +166,7 @@ def check(
 
     Returns the rows, notes (sampling, kinks) and the relative step used.
     """
-    from .messages import note
+    from ..messages import note
 
     step = 1e-6
     notes: list[Any] = []
@@ -257,9 +257,11 @@ def parse_expect(items: list[str] | str, names: list[str]) -> dict[str, str]:
     for token in tokens:
         name, sep, expr = token.partition("=")
         if not sep:
-            if len(tokens) != 1 or len(names) != 1:
-                example = " ".join(f"{n}=..." for n in names) or "x=..."
+            example = " ".join(f"{n}=..." for n in names) or "x=..."
+            if len(names) != 1:
                 raise GradError(t("expect.one_input", value=token, count=len(names), example=example))
+            if len(tokens) != 1:
+                raise GradError(t("expect.one_value", value=" ".join(tokens), name=names[0]))
             expected[names[0]] = token
             continue
         name, expr = name.strip(), expr.strip()

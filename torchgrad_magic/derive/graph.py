@@ -49,8 +49,8 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .messages import MESSAGES, resolve
+from .. import format as fmt
+from ..messages import MESSAGES, resolve
 
 MAX_SHOWN = 80  # nodes drawn before "… N more nodes"
 MAX_INDENT = 36  # characters of indentation in the text tree
@@ -172,7 +172,7 @@ class Graph:
     edges: list[tuple[int, int]]
     labels: list[str | None] = field(default_factory=list)  # per edge, with --steps: "×6 → 18"
     # node id -> id() of the autograd node it was drawn from (build); valid only while something
-    # holds those autograd nodes (modules.owner_of_nodes does): see fold()
+    # holds those autograd nodes (layers.owner_of_nodes does): see fold()
     sources: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
     language: str = field(default_factory=_language_in_use)
     output_name: str | None = None
@@ -309,7 +309,7 @@ class Graph:
         language = self.language
         fonts = ["DejaVu Sans Mono"]  # ships with matplotlib
         if language != "en" or any(fmt.width(s) != len(s) for n in self.nodes[:limit] for s in n.lines()):
-            from .plot import cjk_font
+            from ..render.plot import cjk_font
 
             extra = cjk_font()  # wide (CJK) characters: add a font that has them
             fonts += [extra] if extra else []
@@ -1085,8 +1085,8 @@ def fold(
 
     owners
         graph node id -> the key of the innermost module call that made it (``net.0``;
-        ``cell#2`` for a module's second call): :func:`.modules.owner_of_nodes` through
-        :attr:`Graph.sources` (:func:`.modules.fold_graph` does both).
+        ``cell#2`` for a module's second call): :func:`.layers.owner_of_nodes` through
+        :attr:`Graph.sources` (:func:`.layers.fold_graph` does both).
     kinds
         call key -> the module's type name (``Linear``).
     depth

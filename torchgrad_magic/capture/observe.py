@@ -26,32 +26,14 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
+from .. import format as fmt
+from .internals import accumulate_grad_class, engine_slot, is_transformed
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
 # tensors, d2l's 784×10 weights) are copied at each call; bigger ones (a real model's layers) are
 # kept by reference with their version: a grad the cell changed in place afterwards is not shown
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
-
-
-# ---------------------------------------------------------------------------
-# the one internal we touch, kept in two small functions (tests/test_internals.py)
-# ---------------------------------------------------------------------------
-def engine_slot() -> tuple[Any, str]:
-    """Where PyTorch keeps the autograd engine that every backward()/grad() call uses:
-    ``torch.autograd.variable.Variable._execution_engine`` (torch 2.13 and 2.14, the versions make compat tests)."""
-    from torch.autograd.variable import Variable
-
-    return Variable, "_execution_engine"
-
-
-def is_transformed(tensor: Any) -> bool:
-    """True for tensors inside a ``torch.func`` transform or torch's older vmap (their backward
-    calls are the transform's business, not the cell's)."""
-    if not isinstance(tensor, torch.Tensor):
-        return False
-    return bool((_WRAPPED is not None and _WRAPPED(tensor)) or (_LEGACY is not None and _LEGACY(tensor)))
 
 
 HELPER_MODULES = ("torch.autograd.functional", "torch.autograd.gradcheck")  # their calls are theirs
@@ -87,11 +69,6 @@ def _helper_globals() -> dict[int, str]:
             if module is not None:
                 _HELPERS[id(vars(module))] = name
     return _HELPERS
-
-
-_WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)  # (once)
-# the batched grads of torch.autograd.grad(..., is_grads_batched=True) (torch's older vmap)
-_LEGACY = getattr(getattr(torch._C, "_functorch", None), "is_legacy_batchedtensor", None)
 
 
 # ---------------------------------------------------------------------------
@@ -483,7 +460,7 @@ class Observer:
         handles = []
         tracer = None
         if self.steps and not higher:
-            from .steps import Tracer
+            from .tracer import Tracer
 
             tracer = Tracer(outputs)
         try:
@@ -676,7 +653,7 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
             stack.append(t.grad_fn)
         elif t.requires_grad:
             found[id(t)] = t
-    accumulate = _accumulate_grad_class()
+    accumulate = accumulate_grad_class()
     pop, push = stack.pop, stack.append
     while stack:  # (runs at every backward() of a training loop: kept tight)
         fn = pop()
@@ -694,19 +671,6 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
             if nxt is not None:
                 push(nxt)
     return list(found.values())
-
-
-_ACCUMULATE: list[type] = []
-
-
-def _accumulate_grad_class() -> type:
-    """The class of the backward node that writes a leaf's ``.grad`` (``AccumulateGrad``), found
-    with public calls once: the node behind a view of a fresh leaf."""
-    if not _ACCUMULATE:
-        leaf = torch.zeros((), requires_grad=True)
-        node = leaf.view_as(leaf).grad_fn
-        _ACCUMULATE.append(type(node.next_functions[0][0]) if node is not None else type(None))
-    return _ACCUMULATE[0]
 
 
 def _all_ones(tensor: torch.Tensor) -> bool:
@@ -799,25 +763,31 @@ def _lookup(namespace: dict[str, Any], dotted: str) -> Any:
 
 
 def _as_if_called_from_torch(engine: Any, args: tuple, kwargs: dict) -> Any:
-    """``engine.run_backward``, with the warnings it raises shown exactly as without us
-    (for the same place in PyTorch's code, under the same once-per-place rules)."""
-    import sys
-
+    """``engine.run_backward``, with the warnings it raises shown exactly as without us: at the
+    place in PyTorch's code that called the engine, without our frames in a stack they quote.
+    (Shown through a wrapper, not caught and raised again: catching changes the warning filters,
+    and Python then forgets which warnings it showed once, so each would show at every call.)"""
     caller = sys._getframe(1)  # the first frame outside this module: torch's, that called the engine
     while caller.f_back is not None and caller.f_code.co_filename == __file__:
         caller = caller.f_back
-    raised: list = []
+    shown = warnings.showwarning
+
+    def at_torchs_place(message, category, filename, lineno, file=None, line=None):
+        if filename == __file__:  # raised by the engine call below
+            message, filename, lineno, line = (
+                _without_our_call(message),
+                caller.f_code.co_filename,
+                caller.f_lineno,
+                None,
+            )
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = at_torchs_place
     try:
-        with warnings.catch_warnings(record=True) as raised:
-            warnings.simplefilter("always")
-            return engine.run_backward(*args, **kwargs)
-    finally:  # also when the pass raises: anomaly mode's "Error detected in SqrtBackward0" comes first
-        for w in raised:
-            registry = caller.f_globals.setdefault("__warningregistry__", {})
-            warnings.warn_explicit(
-                _without_our_call(w.message), w.category, caller.f_code.co_filename, caller.f_lineno,
-                module=caller.f_globals.get("__name__"), registry=registry,
-            )  # fmt: skip
+        return engine.run_backward(*args, **kwargs)
+    finally:
+        if warnings.showwarning is at_torchs_place:
+            warnings.showwarning = shown
 
 
 # anomaly mode's "Traceback of forward call": from the %%grad cell's line down to the cell's own code

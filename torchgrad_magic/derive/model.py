@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .messages import Note, note, t
-from .observe import probe, tensors_and_modules, unchanged
+from .. import format as fmt
+from ..capture.observe import probe, tensors_and_modules, unchanged
+from ..messages import Note, note, t
 
 MODULE_ROWS_FROM = 24  # more parameters than this: the table shows modules, the parameters fold out
 
@@ -211,8 +211,6 @@ class ModelReport:
     def layers(self) -> list[Any]:
         """The rows of the gradient-flow picture: one per module, in the model's order."""
         self._all_stats  # noqa: B018  (computed in one batch)
-        from .plot import LayerFlow
-
         return [
             LayerFlow(
                 name=m.name,
@@ -227,6 +225,20 @@ class ModelReport:
             for m in self.modules
             if not m.changed  # (its grads are no longer the call's: the notes say so, not a picture)
         ]
+
+
+@dataclass
+class LayerFlow:
+    """One row of a gradient-flow picture: a layer (or one parameter) and its grad's summary."""
+
+    name: str
+    kind: str = ""
+    mean_abs: float = 0.0
+    max_abs: float = 0.0
+    norm: float = 0.0
+    zero_fraction: float = 0.0
+    finite: bool = True
+    frozen: bool = False
 
 
 def stats_of(pairs: list[tuple[torch.Tensor | None, torch.Tensor]]) -> list[Stats]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,8 +15,10 @@ from typing import Any
 
 import torch
 
-from . import format as fmt
-from .messages import Note, note, t, using
+from .. import format as fmt
+from ..derive.rows import TensorRow
+from ..format import _html_cell, _html_numbers_table, _html_table, _no_break_flags, _text_table, _unbroken  # noqa: F401
+from ..messages import Note, note, t, using
 
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
 COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
@@ -26,92 +27,6 @@ TIMES_INPUT = "grad×input"
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 MATRIX_ITEMS = 6  # rows and columns of a matrix shown before "…"
 FOLD_OUT = 100  # a big model's parameters listed in its fold-out at most
-
-
-@dataclass(frozen=True)
-class TensorRow:
-    """What the report shows of one tensor, read once after backward."""
-
-    name: str
-    role: str  # "input", "leaf", "intermediate", "output", "constant" or "alias"
-    data: torch.Tensor
-    grad: torch.Tensor | None
-    grad_fn: str | None
-    is_leaf: bool
-    requires_grad: bool
-    added: tuple[int, bool] = (
-        1,
-        False,
-    )  # backward() calls added up in .grad, and whether it held some before
-    changed: bool = False  # a grad too big to copy, changed in place after the call: not shown
-    alias: str | None = None  # another name of a tensor in the report ("W" for model.2.weight)
-    withheld: bool = False  # not computed: it would run the user's own backward code (a note says)
-
-    @classmethod
-    def of(
-        cls,
-        name: str,
-        role: str,
-        tensor: torch.Tensor,
-        grad: torch.Tensor | None,
-        value: torch.Tensor | None = None,
-        added: tuple[int, bool] = (1, False),
-        alias: str | None = None,
-    ) -> TensorRow:
-        """*value*: the tensor's value when the grads were computed (default: now); *added*:
-        how many backward() calls .grad added up, and whether it held grads from before the cell."""
-        return cls(
-            name=name,
-            role=role,
-            data=tensor.detach() if value is None else value,
-            grad=None if grad is None else grad.detach(),
-            grad_fn=None if tensor.grad_fn is None else type(tensor.grad_fn).__name__,
-            is_leaf=tensor.is_leaf,
-            requires_grad=tensor.requires_grad,
-            added=added,
-            alias=alias,
-        )
-
-    def grad_text(self, digits: int, max_items: int) -> str:
-        """The grad told apart from its look-alikes: not computed (why), or added up over calls."""
-        if self.changed:
-            return t("state.changed")
-        if self.withheld:
-            return t("state.withheld")
-        if self.grad is None:
-            if not self.is_leaf:
-                return t("state.not_leaf")
-            return t("state.no_path") if self.requires_grad else t("state.no_grad")
-        text = fmt.values(self.grad, digits, max_items)
-        count, held = self.added
-        if held:
-            return t(
-                "state.added_before" if count == 1 else "state.added_before_many", value=text, count=count
-            )
-        if count > 1:
-            return t("state.added", value=text, count=count)
-        return text
-
-    @property
-    def is_scalar(self) -> bool:
-        return self.data.dim() == 0
-
-    def cells(self, digits: int, max_items: int, extra: bool, times_input: bool) -> list[str]:
-        cells = [
-            self.name,
-            t("role.alias", name=self.alias) if self.alias else t(f"role.{self.role}"),
-            fmt.values(self.data, digits, max_items),
-            self.grad_text(digits, max_items),
-            str(self.grad_fn),
-            str(self.is_leaf),
-            str(self.requires_grad),
-        ]
-        if extra:
-            cells += [fmt.shape(self.data), fmt.dtype(self.data)]
-        if times_input:
-            grad = self.grad if self.role in ("input", "leaf") else None
-            cells.append("" if grad is None else fmt.values(grad * self.data, digits, max_items))
-        return cells
 
 
 @dataclass
@@ -495,64 +410,3 @@ def _corner(n: int) -> list[int]:
         return list(range(n))
     half = MATRIX_ITEMS // 2
     return [*range(half), -1, *range(n - half, n)]
-
-
-def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(fmt.width(r[i]) for r in [header, *body]) for i in range(len(header))]
-    return [
-        "  ".join(fmt.pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip()
-        for cells in [header, *body]
-    ]
-
-
-_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*(?:=\S+)?)")
-
-
-def _no_break_flags(text: str) -> str:
-    """Flags such as --retain-grad stay on one line (a browser may break a line at '-')."""
-    return _FLAG.sub(r"<code style='white-space:nowrap'>\1</code>", text)
-
-
-_CJK_PAIR = re.compile(r"(?<=[\u3000-\u9fff\uff00-\uffef])(?=[\u3000-\u9fff\uff00-\uffef])")
-
-
-def _unbroken(text: str) -> str:
-    """*text* that no browser breaks across lines, even where styles are stripped (untrusted
-    notebooks drop white-space:nowrap): no-break spaces, and word joiners between CJK characters."""
-    return _CJK_PAIR.sub("\u2060", text.replace(" ", "\u00a0"))
-
-
-def _html_cell(text: str) -> str:
-    """Every cell on one line, as in the text table: no-break spaces (kept where styles are stripped)
-    and white-space:pre on the code box itself (JupyterLab's code style, pre-wrap, beats the cell's
-    nowrap). A long table scrolls sideways instead of breaking its rows apart."""
-    if not text:
-        return ""  # no empty (grey) code box
-    return f"<code style='white-space:pre'>{html.escape(_unbroken(text))}</code>"
-
-
-def _html_table(header: list[str], body: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th style='text-align:left;white-space:nowrap'>{esc(_unbroken(h))}</th>" for h in header)
-    rows = "".join(
-        "<tr>"
-        + "".join(f"<td style='text-align:left;white-space:nowrap'>{_html_cell(c)}</td>" for c in cells)
-        + "</tr>"
-        for cells in body
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
-    """A table of names and numbers (a model's parameters): the same look with less markup, so a
-    big model's report stays small (numbers need no code boxes and never break)."""
-    esc = html.escape
-    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-    # names on the left, as in the text table (JupyterLab right-aligns a td without a style)
-    rows = "".join(
-        f"<tr><td style='text-align:left'>{esc(cells[0])}</td>"
-        + "".join(f"<td>{esc(c)}</td>" for c in cells[1:])
-        + "</tr>"
-        for cells in body
-    )
-    return f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -21,6 +21,9 @@ autograd computed before any extra uses it.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +169,21 @@ def _weak(value: Any) -> Any:
     return None
 
 
+_OURS_OR_TORCH = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # torchgrad_magic/
+    os.path.dirname(torch.__file__),
+    os.path.abspath(warnings.__file__),  # (the warning machinery that called showwarning)
+)
+
+
+def _users_frame() -> Any:
+    """The innermost frame of the user's code (not ours, not torch's) on the stack."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_OURS_OR_TORCH):
+        frame = frame.f_back
+    return frame
+
+
 class Recorder(TorchFunctionMode):
     """Writes down the torch calls that read tracked tensors (see the module docstring)."""
 
@@ -177,6 +195,28 @@ class Recorder(TorchFunctionMode):
         self._bytes = 0
         # id(grad_fn) -> (grad_fn, op index, weak references to the tensors passed): for --steps
         self.node_ops: dict[int, tuple[Any, int, tuple]] = {}
+
+    def __enter__(self) -> Recorder:
+        self._shown = warnings.showwarning
+        self._at_users_line = self._show_at_users_line
+        warnings.showwarning = self._at_users_line
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            if warnings.showwarning is self._at_users_line:
+                warnings.showwarning = self._shown
+
+    def _show_at_users_line(self, message, category, filename, lineno, file=None, line=None) -> None:
+        """A warning a recorded call raised (PyTorch's "Converting a tensor with requires_grad=True
+        to a scalar"), shown at the cell's own line, as a plain run shows it (not at ours)."""
+        if filename == __file__:
+            frame = _users_frame()
+            if frame is not None:
+                filename, lineno, line = frame.f_code.co_filename, frame.f_lineno, None
+        self._shown(message, category, filename, lineno, file, line)
 
     def ref(self, tensor: torch.Tensor) -> Ref | RootRef | None:
         """Where *tensor* is in the record now (None: not computed from a tracked tensor;

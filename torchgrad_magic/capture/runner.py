@@ -19,11 +19,11 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from ..messages import t
 from .hints import hint_for, with_hint
-from .messages import t
 from .spec import GradError
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # torchgrad_magic/, all stages
 CAPTURE = "__torchgrad_magic_last__"
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .messages import Note, note
+from ..messages import Note, note
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     if first.output is None or not first.leaves or not opts.needs_replay:
         recorder.finish()
         return Extras()
-    from .record import replay_for
+    from ..capture.record import replay_for
 
     if getattr(first, "withheld", False):  # its grads run the user's own backward code
         recorder.finish()
@@ -55,6 +55,7 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     # --jacobian of Y itself when the cell reduced it (Y.sum().backward()): the matrix is Y's
     written = getattr(first, "written", None)  # (--explore of a vector input moves along Y itself too)
     whole_ref = recorder.ref(first.output) if written and (opts.jacobian or opts.explore) else None
+    named = _named_refs(recorder, first, ns) if opts.explore else {}  # --explore's table
     record = recorder.finish()
     replay = replay_for(record, ref, first.leaves, summed)
     whole = replay_for(record, whole_ref, first.leaves, True) if whole_ref is not None else None
@@ -85,7 +86,7 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            found = _extras(replay, record, first, points, opts, window, notes, whole)
+            found = _extras(replay, record, first, points, opts, window, notes, whole, named)
         except Exception as e:  # an extra that cannot work here is a note, never a lost report
             notes.append(note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160]))
     return Extras(notes=tuple(notes), **found)
@@ -100,6 +101,7 @@ def _extras(
     window: Any,
     notes: list[Note],
     whole: Any = None,
+    named: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Verify the replay, then the extras that were asked for."""
     found: dict[str, Any] = {}
@@ -121,20 +123,45 @@ def _extras(
     if opts.plot:
         found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
     if opts.explore:
-        found["explorer"] = _explore(replay, record, first, opts, notes, whole, found.get("figure"))
+        found["explorer"] = _explore(
+            replay, record, first, opts, notes, whole, found.get("figure"), named or {}
+        )
+    return found
+
+
+def _named_refs(recorder: Any, first: Any, ns: dict[str, Any]) -> dict[str, Any]:
+    """--explore's table: where each named one-element tensor of the table (not the inputs, not the
+    output) is in the record, read before the record is finished (a name not found has no entry)."""
+    found = {}
+    for row in first.rows:
+        value = ns.get(row.name)
+        if row.role in ("input", "output") or not isinstance(value, torch.Tensor) or value.numel() != 1:
+            continue
+        if value.grad_fn is not None or value.requires_grad:  # (a constant is not in the record)
+            ref = recorder.ref(value)
+            if ref is not None:
+                found[row.name] = ref
     return found
 
 
 def _explore(
-    replay: Any, record: Any, first: Any, opts: Any, notes: list[Note], whole: Any, figure: Any
+    replay: Any,
+    record: Any,
+    first: Any,
+    opts: Any,
+    notes: list[Note],
+    whole: Any,
+    figure: Any,
+    named: dict[str, Any],
 ) -> Any:
-    """--explore: the grid's values from the record, and a picture of the run's point (the --plot
-    figure when there is one)."""
+    """--explore: the grid's values from the record (the table's rows too: *named*, the record's
+    refs of the cell's named tensors), and a picture of the run's point (the --plot figure when
+    there is one)."""
     import dataclasses
 
-    from . import explore, plot
+    from ..render import explore, plot
 
-    explorer = explore.build(replay, whole, record, first, opts, notes)
+    explorer = explore.build(replay, whole, record, first, opts, notes, named)
     if explorer is None:
         return None
     if figure is None:
@@ -182,9 +209,9 @@ def _calculus(
     replay: Any, first: Any, points: dict[str, torch.Tensor], opts: Any, notes: list[Note], whole: Any = None
 ) -> dict[str, Any]:
     """--order, --hessian, --jacobian (of *whole*, Y itself, when the cell reduced it), --check, --symbolic."""
+    from ..capture.spec import GradError
+    from ..messages import t
     from . import calculus
-    from .messages import t
-    from .spec import GradError
 
     found: dict[str, Any] = {}
     matrices = []
@@ -268,7 +295,7 @@ def _cut(replay: Any) -> bool:
 def _plot(
     replay: Any, first: Any, window: Any, opts: Any, notes: list[Note], escaped: bool
 ) -> dict[str, Any]:
-    from . import plot
+    from ..render import plot
 
     evaluate = None
     if replay is not None and not escaped:

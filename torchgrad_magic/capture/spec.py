@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from .messages import t
+from ..messages import t
 
 _OPEN = "([{"
 _CLOSE = ")]}"

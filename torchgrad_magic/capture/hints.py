@@ -6,7 +6,7 @@ the exact wording differs between torch versions.
 
 from __future__ import annotations
 
-from .messages import t
+from ..messages import t
 
 FRAGMENTS = (
     ("implicitly created only for scalar outputs", "hint.scalar_outputs"),

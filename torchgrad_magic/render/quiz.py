@@ -1,6 +1,6 @@
 """``--quiz``: the report as questions, each answer hidden until the learner reveals it.
 
-Built after the cell from the finished :class:`~torchgrad_magic.result.GradResult` (and the cell's
+Built after the cell from the finished :class:`~torchgrad_magic.render.result.GradResult` (and the cell's
 syntax tree, to see what the cell did: a ``detach()``, a ``no_grad`` block, an in-place op). Every
 answer is one of the run's own numbers or facts; nothing here runs the cell again, runs autograd
 or writes a ``.grad``.
@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 
 import torch
 
-from . import format as fmt
-from .messages import t, using
-from .result import TensorRow
+from .. import format as fmt
+from ..derive.rows import TensorRow
+from ..messages import t, using
 
 MAX_TENSORS = 8  # named tensors asked about (a model's parameters would be hundreds)
 MAX_STEPS = 6  # --steps: steps asked about
@@ -102,7 +102,7 @@ def build(result: Any, tree: ast.Module | None, called: str | None) -> Quiz:
         context = _context(result)
     graph = None
     if result.graph is not None:
-        from .graph import without_grads
+        from ..derive.graph import without_grads
 
         graph = without_grads(result.graph)
     return Quiz(tuple(questions), tuple(context), result, graph, result.language)
@@ -151,10 +151,12 @@ class CellFacts:
 
 
 def _detached_source(value: ast.expr) -> str | None:
-    """``y`` for ``y.detach()`` (the first detach() in *value*), else None."""
+    """``y.detach()`` when *value* is that call itself, ``y`` when it is computed from one (the
+    first detach() in *value*), else None."""
     for node in ast.walk(value):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "detach":
-            return _short(ast.unparse(node.func.value))
+            source = _short(ast.unparse(node.func.value))
+            return f"{source}.detach()" if node is value else source
     return None
 
 
@@ -186,7 +188,10 @@ def _tensor_question(row: TensorRow, facts: CellFacts) -> Question:
     name, data = row.name, fmt.values(row.data)
     if not row.requires_grad:
         if row.name in facts.detached:
-            answer = t("quiz.a.detach", name=name, source=facts.detached[name], data=data)
+            source = facts.detached[name]
+            whole = source.endswith(".detach()")  # z = x.detach() itself, or computed from one
+            answer = t("quiz.a.detach" if whole else "quiz.a.detach_from", name=name,
+                       source=source.removesuffix(".detach()"), data=data)  # fmt: skip
         elif row.name in facts.no_grad:
             answer = t("quiz.a.no_grad", name=name, data=data)
         elif not (row.data.is_floating_point() or row.data.is_complex()):
@@ -251,7 +256,7 @@ def _backward_receiver(result: Any) -> str:
 def _step_questions(steps: Any) -> list[Question]:
     """--steps: each step's local derivative and the gradient it sends on, then each leaf's sum
     over its paths, every answer as the steps table writes it."""
-    from .steps import Step
+    from ..derive.steps import Step
 
     questions = []
     for step in [s for s in steps.steps if isinstance(s, Step)][:MAX_STEPS]:

@@ -1,0 +1,97 @@
+"""The private PyTorch touches of %%grad (``capture/internals.py``), each checked against the
+behaviour %%grad relies on: when a PyTorch release changes one, a test here fails first, with a
+message that names it (the compat suite runs these on every supported torch)."""
+
+from __future__ import annotations
+
+import torch
+
+from torchgrad_magic.capture.internals import (
+    accumulate_grad_class,
+    engine_slot,
+    forget_kwargs_flag,
+    hook_dict,
+    is_transformed,
+    sequence_number,
+)
+from torchgrad_magic.capture.observe import graph_leaves
+
+
+def test_the_engine_slot_is_where_every_backward_and_grad_call_goes():
+    owner, attr = engine_slot()
+    engine = getattr(owner, attr)
+    calls = []
+
+    class Spy:
+        def run_backward(self, *args, **kwargs):
+            calls.append(kwargs.get("accumulate_grad", args[6] if len(args) > 6 else None))
+            return engine.run_backward(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+    setattr(owner, attr, Spy())
+    try:
+        x = torch.tensor(3.0, requires_grad=True)
+        (3 * x**2).backward()
+        torch.autograd.backward([3 * x**2])
+        (g,) = torch.autograd.grad(3 * x**2, x)
+    finally:
+        setattr(owner, attr, engine)
+    assert calls == [True, True, False], (
+        "torch.autograd no longer calls Variable._execution_engine.run_backward"
+    )
+    assert g.item() == 18 and x.grad.item() == 36
+
+
+def test_functorch_wrapped_tensors_are_recognised():
+    seen = []
+    torch.func.grad(lambda t: (seen.append(is_transformed(t)), t**3)[1])(torch.tensor(2.0))
+    assert seen == [True] and not is_transformed(torch.tensor(2.0))
+
+
+def test_the_graph_walk_finds_leaves_by_their_accumulate_grad_node():
+    """The walk at every backward() tells a leaf's node by its class (found once with public
+    calls): if torch changed that, no leaf would be found, and this fails first."""
+    assert accumulate_grad_class().__name__ == "AccumulateGrad"
+    w, b = torch.ones(3, requires_grad=True), torch.zeros((), requires_grad=True)
+    net = torch.nn.Linear(3, 2)
+    y = (net(w * 2 + b).tanh().sum() + w.sum()) * b
+    found = graph_leaves((y,))
+    assert {id(t) for t in found} == {id(w), id(b), id(net.weight), id(net.bias)}
+    assert graph_leaves((w,)) == [w] and graph_leaves((y,), limit=2) is None
+
+
+def test_a_tensors_hook_dict_is_read_when_the_pass_reaches_it():
+    """%%grad's own pass empties it and puts the hooks back: the hook must not run meanwhile."""
+    x = torch.tensor(2.0, requires_grad=True)
+    h = x * 3
+    calls = []
+    h.register_hook(lambda g: calls.append(1) or g * 10)
+    hooks = hook_dict(h)
+    assert isinstance(hooks, dict) and len(hooks) == 1, "Tensor._backward_hooks is not the hook dict"
+    kept = list(hooks.items())
+    hooks.clear()
+    (g,) = torch.autograd.grad(h * 2, x, retain_graph=True)
+    assert calls == [] and g.item() == 6, "PyTorch no longer reads Tensor._backward_hooks at call time"
+    hooks.update(kept)
+    (g,) = torch.autograd.grad(h * 2, x)
+    assert calls == [1] and g.item() == 60
+    assert not hook_dict(torch.ones(2))
+
+
+def test_sequence_numbers_follow_the_order_nodes_were_made():
+    x = torch.tensor(1.0, requires_grad=True)
+    a = x.sin()
+    b = a * 2
+    c = b.exp()
+    assert sequence_number(a.grad_fn) < sequence_number(b.grad_fn) < sequence_number(c.grad_fn)
+
+
+def test_removing_a_global_kwargs_hook_leaves_no_global_hook_behind():
+    from torch.nn.modules import module as nn_module
+
+    handle = nn_module.register_module_forward_hook(lambda m, a, k, o: None, with_kwargs=True)
+    handle.remove()
+    forget_kwargs_flag(handle.id)
+    assert not nn_module._has_any_global_hook(), "a removed global module hook still counts"

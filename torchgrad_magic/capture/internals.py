@@ -1,0 +1,79 @@
+"""Every private PyTorch touch of %%grad, each in one small function with a test in
+``tests/test_internals.py`` that fails loudly when a PyTorch release changes it.
+
+Public APIs come first everywhere else; what is here has no public equivalent:
+
+- :func:`engine_slot`: where the autograd engine that every ``backward()``/``autograd.grad()``
+  call goes through is kept (the observer stands in front of it while the cell runs);
+- :func:`is_transformed`: a tensor inside a ``torch.func`` transform (its backward calls are the
+  transform's, not the cell's);
+- :func:`accumulate_grad_class`: the class of a leaf's backward node (found with public calls);
+- :func:`hook_dict`: the dict that holds a tensor's ``register_hook`` functions (emptied while
+  %%grad's own pass runs, so no user hook runs twice);
+- :func:`sequence_number`: the order in which autograd nodes were made (the cell's code order);
+- :func:`forget_kwargs_flag`: a flag PyTorch leaves behind when a global module hook is removed.
+
+(``Tensor._version`` is read in several places: it is documented in PyTorch's notes on in-place
+operations and checked by autograd itself; IPython's internals are in ``capture/runner.py``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn.modules import module as _nn_module
+
+
+def engine_slot() -> tuple[Any, str]:
+    """Where PyTorch keeps the autograd engine that every backward()/grad() call uses:
+    ``torch.autograd.variable.Variable._execution_engine``."""
+    from torch.autograd.variable import Variable
+
+    return Variable, "_execution_engine"
+
+
+_WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+# the batched grads of torch.autograd.grad(..., is_grads_batched=True) (torch's older vmap)
+_LEGACY = getattr(getattr(torch._C, "_functorch", None), "is_legacy_batchedtensor", None)
+
+
+def is_transformed(tensor: Any) -> bool:
+    """True for tensors inside a ``torch.func`` transform or torch's older vmap (their backward
+    calls are the transform's business, not the cell's)."""
+    if not isinstance(tensor, torch.Tensor):
+        return False
+    return bool((_WRAPPED is not None and _WRAPPED(tensor)) or (_LEGACY is not None and _LEGACY(tensor)))
+
+
+_ACCUMULATE: list[type] = []
+
+
+def accumulate_grad_class() -> type:
+    """The class of the backward node that writes a leaf's ``.grad`` (``AccumulateGrad``), found
+    with public calls once: the node behind a view of a fresh leaf."""
+    if not _ACCUMULATE:
+        leaf = torch.zeros((), requires_grad=True)
+        node = leaf.view_as(leaf).grad_fn
+        _ACCUMULATE.append(type(node.next_functions[0][0]) if node is not None else type(None))
+    return _ACCUMULATE[0]
+
+
+def hook_dict(tensor: torch.Tensor) -> dict | None:
+    """The dict holding *tensor*'s ``register_hook`` functions, which PyTorch reads each time a
+    pass reaches the tensor (None, or empty, when it has none)."""
+    return tensor._backward_hooks
+
+
+def sequence_number(node: Any) -> int:
+    """The order in which autograd made *node* (earlier nodes have smaller numbers)."""
+    return node._sequence_nr()
+
+
+def forget_kwargs_flag(hook_id: int) -> None:
+    """PyTorch (2.1 to 2.13 at least) leaves a global forward hook's ``with_kwargs`` flag behind
+    when its handle is removed: ``torch.nn.modules.module._has_any_global_hook()`` then stays
+    true, and every later ``torch.compile(module)`` call warns about global hooks. Drop it."""
+    flags = getattr(_nn_module, "_global_forward_hooks_with_kwargs", None)
+    if isinstance(flags, dict) and hook_id not in getattr(_nn_module, "_global_forward_hooks", {}):
+        flags.pop(hook_id, None)

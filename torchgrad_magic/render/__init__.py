@@ -1,0 +1,2 @@
+"""Render: the report as text, HTML, images and interactive views (the explorer, the quiz),
+in the language passed to it."""
