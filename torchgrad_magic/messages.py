@@ -615,6 +615,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{d}{out}/{d}{name}：预期 {expected}，实际 {got}",
     },
     "expect.ok": {"en": "as expected: {lines}", "zh": "符合预期：{lines}"},
+    "extras.refused": {
+        "en": "{error} (the cell ran; this part of the report is left out).",
+        "zh": "{error}（单元格已运行；报告的这一部分没有给出）。",
+    },
     "expect.not_graded": {
         "en": "{reason} (the cell ran; nothing was graded).",
         "zh": "{reason}（单元格已运行；没有评判）。",

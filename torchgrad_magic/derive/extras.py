@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..capture.spec import GradError
 from ..messages import Note, note
 
 
@@ -87,6 +88,8 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         warnings.simplefilter("ignore")
         try:
             found = _extras(replay, record, first, points, opts, window, notes, whole, named)
+        except GradError as e:  # a flag only the run could check (--explore z=… without --wrt)
+            notes.append(note("extras.refused", error=str(e)))
         except Exception as e:  # an extra that cannot work here is a note, never a lost report
             notes.append(note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160]))
     return Extras(notes=tuple(notes), **found)
