@@ -474,10 +474,13 @@ class Observer:
             before_zero: dict[str, bool] = {}
             for n, t in leaves.items():
                 g = kept_grad(t)
-                if g is not None and g.numel() <= SNAPSHOT_LIMIT and _small_zero(g):
+                small = g is not None and g.numel() <= SNAPSHOT_LIMIT and g.layout == torch.strided
+                if small and _small_zero(g):
                     g = None  # (one kernel, no copy: the zero_grad(set_to_none=False) loop's case)
                 before[n] = g = _snapshot(g) if g is not None else None
-                if g is not None:  # a big .grad is not copied: what the report says of it is taken now
+                if g is not None and small:  # a copy, not all zero: its words wait for the call shown
+                    before_zero[n] = False
+                elif g is not None:  # a big .grad is not copied: what the report says of it is taken now
                     before_text[n], before_zero[n] = fmt.values(g), _all_zero(g)
             for name, leaf in leaves.items():
                 if before[name] is not None or not accumulate or not leaf.is_leaf:
