@@ -8,6 +8,7 @@ Needs Debian's ``chromium`` and ``fonts-noto-cjk`` (``.ci/run`` installs them; n
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,8 +19,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -222,18 +225,38 @@ def render_and_measure(work: Path) -> dict:
 
 def execute_notebooks(root: Path) -> dict[str, nbformat.NotebookNode]:
     """The examples, executed in the torchgrad-magic kernel and written UNSIGNED into *root*."""
-    kernel = run_demo.ensure_kernelspec()
     notebooks = {}
     for lang, name in NOTEBOOKS.items():
-        nb = run_demo.execute(ROOT / "examples" / name)
-        nb.metadata["kernelspec"] = {
-            "name": kernel,
-            "display_name": "Python (torchgrad-magic)",
-            "language": "python",
-        }
-        nbformat.write(nb, root / name)  # nbformat.write never signs
-        notebooks[lang] = nb
+        notebooks[lang] = unsigned(run_demo.execute(ROOT / "examples" / name), root / name)
     return notebooks
+
+
+def unsigned(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
+    """*nb* written to *path* for the torchgrad-magic kernel, never signed (so: untrusted)."""
+    nb.metadata["kernelspec"] = {
+        "name": run_demo.ensure_kernelspec(),
+        "display_name": "Python (torchgrad-magic)",
+        "language": "python",
+    }
+    nbformat.write(nb, path)  # nbformat.write never signs
+    return nb
+
+
+@contextlib.contextmanager
+def lab_over(work: Path, write: Any) -> Iterator[tuple[Lab, Any]]:
+    """A JupyterLab server over ``work/notebooks``; ``write(root)`` puts the notebooks there while
+    it boots. Fails (not skips) without Debian's chromium."""
+    if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need {INSTALL_HINT}")
+    server = Lab(root=work / "notebooks")
+    server.root.mkdir()
+    server.start(work / "home")
+    try:
+        written = write(server.root)
+        server.wait_ready()
+        yield server, written
+    finally:
+        server.stop()
 
 
 def export_html(root: Path, work: Path) -> dict[tuple[str, str], Path]:

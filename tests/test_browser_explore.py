@@ -6,7 +6,6 @@ safe), so the chart and its slider work without trust. Screenshots go to ``build
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -15,14 +14,15 @@ import pytest
 import run_demo  # examples/, on sys.path via conftest
 from test_browser import (
     CHROMIUM,
-    INSTALL_HINT,
     LAB_NOTEBOOK,
     ROOT,
     SHOTS,
     THEMES,
     Lab,
+    lab_over,
     new_context,
     set_theme,
+    unsigned,
 )
 
 CELL = "%%grad --wrt x=1 --explore\ny = x ** 3"
@@ -38,28 +38,14 @@ def explorer_cell(nb: nbformat.NotebookNode) -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need {INSTALL_HINT}")
-    work = tmp_path_factory.mktemp("explore")
-    server = Lab(root=work / "notebooks")
-    server.root.mkdir()
-    server.start(work / "home")
-    executed = {}
-    try:
-        kernel = run_demo.ensure_kernelspec()
-        for lang, name in NOTEBOOKS.items():
-            nb = run_demo.execute(ROOT / "examples" / name)
-            nb.metadata["kernelspec"] = {
-                "name": kernel,
-                "display_name": "Python (torchgrad-magic)",
-                "language": "python",
-            }
-            nbformat.write(nb, server.root / name)  # never signed: untrusted
-            executed[lang] = nb
-        server.wait_ready()
+    def write(root):
+        return {
+            lang: unsigned(run_demo.execute(ROOT / "examples" / name), root / name)
+            for lang, name in NOTEBOOKS.items()
+        }
+
+    with lab_over(tmp_path_factory.mktemp("explore"), write) as (server, executed):
         yield server, executed
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ the browser and the themes are test_browser.py's (Debian's ``chromium``, never
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -15,14 +14,14 @@ import pytest
 import run_demo  # examples/, on sys.path via conftest
 from test_browser import (
     CHROMIUM,
-    INSTALL_HINT,
     LAB_NOTEBOOK,
     THEMES,
-    Lab,
     fit_viewport,
+    lab_over,
     new_context,
     set_theme,
     shoot,
+    unsigned,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,32 +30,13 @@ FIRST_QUIZ = f"{LAB_NOTEBOOK} .jp-OutputArea-output:has(.torchgrad-quiz)"
 ANSWER = "18 (the cell called no backward()"  # the first quiz's answer to dy/dx = ?
 
 
-def executed_unsigned(root: Path) -> nbformat.NotebookNode:
-    """The worksheet executed in the torchgrad-magic kernel, written UNSIGNED into *root*."""
-    nb = run_demo.execute(ROOT / "examples" / WORKSHEET)
-    nb.metadata["kernelspec"] = {
-        "name": run_demo.ensure_kernelspec(),
-        "display_name": "Python (torchgrad-magic)",
-        "language": "python",
-    }
-    nbformat.write(nb, root / WORKSHEET)  # nbformat.write never signs
-    return nb
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests need {INSTALL_HINT}")
-    work = tmp_path_factory.mktemp("browser-quiz")
-    server = Lab(root=work / "notebooks")
-    server.root.mkdir()
-    server.start(work / "home")  # boots while the worksheet runs
-    try:
-        executed_unsigned(server.root)
-        server.wait_ready()
+    def write(root: Path) -> nbformat.NotebookNode:  # (while the server boots)
+        return unsigned(run_demo.execute(ROOT / "examples" / WORKSHEET), root / WORKSHEET)
+
+    with lab_over(tmp_path_factory.mktemp("browser-quiz"), write) as (server, _):
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_reveal_opens_on_click_in_untrusted_jupyterlab(lab):
