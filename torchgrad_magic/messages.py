@@ -943,6 +943,12 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     },
     "formula.each": {"en": "1 (each element)", "zh": "1（每个元素）"},
     "formula.mean_dim": {"en": "1/n along dim={dim}", "zh": "沿 dim={dim} 为 1/n"},
+    "formula.var": {"en": "2·({a} − mean)/(n − {correction})", "zh": "2·({a} − 均值)/(n − {correction})"},
+    "formula.std": {
+        "en": "({a} − mean)/((n − {correction})·{o})",
+        "zh": "({a} − 均值)/((n − {correction})·{o})",
+    },
+    "formula.cumsum": {"en": "g summed from the end along dim={dim}", "zh": "沿 dim={dim} 从末尾起累加 g"},
     "formula.relu": {"en": "1 if {a} > 0 else 0", "zh": "{a} > 0 处为 1，其余为 0"},
     "formula.rows": {"en": "g (summed over rows)", "zh": "g（按行求和）"},
     "formula.nll": {

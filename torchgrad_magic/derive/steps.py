@@ -451,6 +451,8 @@ LOCAL = {
     "AbsBackward0": ("sign({a})",), "ReciprocalBackward0": ("−1/{a}²",),
     "SumBackward0": ("@formula.each",), "SumBackward1": ("@formula.each",),
     "MeanBackward0": ("1/n (n = {n})",), "MeanBackward1": ("@formula.mean_dim",),
+    "VarBackward0": ("@formula.var",), "StdBackward0": ("@formula.std",),
+    "LogsumexpBackward0": ("softmax({a}) = exp({a} − {o})",), "CumsumBackward0": ("@formula.cumsum",),
     "MmBackward0": ("g @ {b}ᵀ", "{a}ᵀ @ g"), "BmmBackward0": ("g @ {b}ᵀ", "{a}ᵀ @ g"),
     "MvBackward0": ("g ⊗ {b}", "{a}ᵀ @ g"), "DotBackward0": ("g·{b}", "g·{a}"),
     "AddmmBackward0": ("@formula.rows", "g @ {c}ᵀ", "{b}ᵀ @ g"),
@@ -774,8 +776,11 @@ def _ops(
 
 
 def _arg(value: Any) -> str:
-    """An argument as text: names and numbers as they are, lists as [a, b] (no quotes)."""
-    if isinstance(value, (list, tuple)):
+    """An argument as text: names and numbers as they are, lists as [a, b], tuples as (a, b) (no
+    quotes)."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_arg(v) for v in value) + ")"
+    if isinstance(value, list):
         return "[" + ", ".join(_arg(v) for v in value) + "]"
     return str(value)
 
@@ -798,13 +803,18 @@ def _const(value: Any, digits: int, names: dict[int, str] | None = None) -> str:
             return names[id(value)]
         if value.numel() <= 4:
             return fmt.values(value, max(digits, CONST_DIGITS), 4)
-        return f"tensor{fmt.shape(value)}"
+        return "const[" + "×".join(str(n) for n in value.shape) + "]"  # (not torch.tensor(2, 3))
     if isinstance(value, bool | int | float | complex):
         return fmt.number(value, max(digits, CONST_DIGITS))
     if value is None:
         return "None"
     if isinstance(value, str):
         return repr(value)
+    if isinstance(value, slice):  # x[:, 0], x[1:4]
+        parts = ["" if v is None else _const(v, digits) for v in (value.start, value.stop, value.step)]
+        return ":".join(parts[:2] if value.step is None else parts)
+    if value is Ellipsis:
+        return "..."
     return "const"
 
 
@@ -853,6 +863,8 @@ def _fields(
         fields["target"] = _const(saved["target"], digits, names) if names else "t"
     if "self_sym_numel" in saved:
         fields["n"] = str(saved["self_sym_numel"])
+    if "correction" in saved:  # var/std: None is the default, Bessel's 1
+        fields["correction"] = "1" if saved["correction"] is None else _const(saved["correction"], digits)
     return fields
 
 
@@ -893,6 +905,9 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
     and its tensors are the node's inputs (``softmax(z, dim=-1)``), else the node's template."""
     template = FORWARD.get(kind)
     names = {o for o in operands if o is not None}
+    if op is not None and op.name == "__getitem__" and len(op.shown) == 2 and op.refs <= names and op.refs:
+        index = op.shown[1]
+        return f"{op.shown[0]}[{index[1:-1] if index.startswith('(') else index}]"  # x[:, 0], not a call
     if op is not None and op.shown and op.name not in BINARY_OPS and op.refs <= names and op.refs:
         return f"{op.name}({', '.join(op.shown)})"
     if kind == "WhereBackward0":  # the condition is no operand of the node (no grad): from the record
