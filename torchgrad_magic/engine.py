@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from . import format as fmt
-from .capture.observe import Observer
+from .capture.observe import Observer, namespace_settled
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
 from .derive.backward import dense, first_derivatives, names_assigned, parse
@@ -321,6 +321,7 @@ def run(
 
                 recorder = Recorder()
             observer = Observer(ns, leaves, opts.retain_grad, recorder, opts.steps)
+            observer.written = _written_names(tree)
             if recorder is not None and isinstance(runner, ShellRunner):
                 runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
             before = {name: id(value) for name, value in ns.items()}
@@ -335,6 +336,8 @@ def run(
                 tracker if tracker is not None else contextlib.nullcontext(),
             ):
                 last_value = runner.run(source)
+        settled = namespace_settled(ns)  # (the cell has run: one scan of the namespace serves all)
+        settled.__enter__()
         try:
             assigned = names_assigned(tree, ns, before)
             first = first_derivatives(
@@ -377,6 +380,8 @@ def run(
             owners = None
         except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
             raise GradError(t("err.report_interrupted")) from None
+        finally:
+            settled.__exit__(None, None, None)
         result = GradResult.assemble(first, more, graph, opts, language, steps, model)
         if opts.quiz and result.output is not None:
             from .render import quiz
@@ -528,6 +533,13 @@ def _check_expect(expect: Any, inputs: list[str], known: Any = ()) -> None:
         unknown = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in known]
         if unknown:  # (x=abc: a name nothing defines yet; the cell has not run)
             raise GradError(t("expect.bad", value=f"{token} (NameError: name {unknown[0]!r} is not defined)"))
+
+
+def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
+    """Every variable name the cell's code uses, in order (where its leaves are looked for first)."""
+    if tree is None:
+        return ()
+    return tuple(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)))
 
 
 def _known_names(namespace: dict[str, Any] | None, shell: Any) -> set[str]:

@@ -16,10 +16,12 @@ extra asks for it).
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -215,9 +217,26 @@ class Observation:
 # ---------------------------------------------------------------------------
 # names
 # ---------------------------------------------------------------------------
+_SETTLED: dict[int, list | None] = {}  # id(namespace) -> its scan, while the namespace holds still
+
+
+@contextlib.contextmanager
+def namespace_settled(namespace: dict[str, Any]) -> Iterator[None]:
+    """After the cell: the namespace holds still while the report is made, so one scan of it
+    serves every stage that names tensors (the table, a model's parameters, the notes)."""
+    _SETTLED[id(namespace)] = None
+    try:
+        yield
+    finally:
+        _SETTLED.pop(id(namespace), None)
+
+
 def tensors_and_modules(namespace: dict[str, Any]) -> list[tuple[str, Any, bool]]:
     """The namespace's public tensors and ``nn.Module`` objects in its order, as (name, value,
-    is a module): one pass, a type's kind decided once (10,000 tensors take about a ms)."""
+    is a module): one pass, a type's kind decided once (10,000 tensors take a few ms)."""
+    settled = _SETTLED.get(id(namespace))
+    if settled is not None:
+        return settled
     found: list[tuple[str, Any, bool]] = []
     Module = _module_class()
     kinds: dict[type, int] = {}
@@ -228,6 +247,8 @@ def tensors_and_modules(namespace: dict[str, Any]) -> list[tuple[str, Any, bool]
             kind = kinds[type(value)] = 1 if isinstance(value, torch.Tensor) else 2 if is_module else 0
         if kind and not name.startswith("_") and name not in ("In", "Out"):
             found.append((name, value, kind == 2))
+    if id(namespace) in _SETTLED:
+        _SETTLED[id(namespace)] = found
     return found
 
 
@@ -356,6 +377,7 @@ class Observer:
         self.namespace = namespace
         self.steps = steps
         self.wrt = wrt
+        self.written: tuple[str, ...] = ()  # the names the cell's code uses: looked at before a scan
         self.intermediates = intermediates
         self.recorder = recorder
         self.calls: list[Call] = []
@@ -577,9 +599,8 @@ class Observer:
                 named[name] = tensor
             else:
                 missing.add(id(tensor))
-        if missing:  # a loop's fresh leaf under the name the last one had; else one namespace scan
-            again = {id(self.namespace_value(n)): n for n in set(self._names.values())}
-            found = {key: again[key] for key in missing if key in again}
+        if missing:  # under the name the last leaf had, or a name the cell wrote; else one scan
+            found = self._names_of(missing, bool(inputs), (*set(self._names.values()), *self.written))
             if len(found) < len(missing):
                 found = self._names_of(missing, every_tensor=bool(inputs))
             self._names.update(found)
@@ -590,11 +611,27 @@ class Observer:
                     named[name] = tensor
         return named
 
-    def _names_of(self, wanted: set[int], every_tensor: bool) -> dict[int, str]:
+    def _names_of(
+        self, wanted: set[int], every_tensor: bool, among: tuple[str, ...] | None = None
+    ) -> dict[int, str]:
         """The first name each tensor of *wanted* (ids) has: a --wrt leaf, a variable, a module's
-        parameter (``net.0.weight``); *every_tensor*: non-leaf variables too (``inputs=``)."""
+        parameter (``net.0.weight``); *every_tensor*: non-leaf variables too (``inputs=``). *among*:
+        only these variables (a few names, not a scan of the whole namespace)."""
         names = {id(t): n for n, t in self.wrt.items() if id(t) in wanted}
-        for name, value, is_module in tensors_and_modules(self.namespace):
+        if among is None:
+            candidates = tensors_and_modules(self.namespace)
+        else:
+            Module = _module_class()
+            candidates = []
+            for name in dict.fromkeys(among):
+                value = self.namespace.get(name)
+                if name.startswith("_"):
+                    continue
+                if isinstance(value, torch.Tensor):
+                    candidates.append((name, value, False))
+                elif Module is not None and isinstance(value, Module):
+                    candidates.append((name, value, True))
+        for name, value, is_module in candidates:
             if not is_module:
                 if id(value) in wanted and (every_tensor or (value.requires_grad and value.grad_fn is None)):
                     names.setdefault(id(value), name)
