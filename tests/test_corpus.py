@@ -23,6 +23,7 @@ The kernel machinery here (:class:`Session`, :class:`Pair`, :func:`compare`,
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import difflib
 import hashlib
@@ -254,6 +255,18 @@ class Session:
         self.kernel.close()
 
 
+def close_this_threads_loop() -> None:
+    """jupyter_client's blocking calls make an event loop in each thread that calls them and leave
+    it open. A thread of ours closes its own before it ends: else the garbage collector closes it at
+    any moment, and pytest counts what that prints as an error of whichever test is running."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # no loop in this thread
+        return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+
+
 class Pair:
     """Kernel A runs cells plain, kernel B runs them under ``%%grad``."""
 
@@ -266,6 +279,8 @@ class Pair:
                 sessions[magic] = Session(magic)
             except BaseException as e:
                 errors.append(e)
+            finally:
+                close_this_threads_loop()
 
         threads = [threading.Thread(target=start, args=(m,)) for m in (False, True)]
         for t in threads:
@@ -300,6 +315,8 @@ class Pair:
                 box["b"] = action(self.b)
             except BaseException as e:
                 box["error"] = e
+            finally:
+                close_this_threads_loop()
 
         thread = threading.Thread(target=in_b)
         thread.start()
