@@ -143,3 +143,52 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
         assert Path(shot).stat().st_size > 1000
     finally:
         context.close()
+
+
+GRAPH_CELL = "%%grad --wrt x=2 --explore --graph\nh = x ** 2\ny = 3 * h"
+
+
+@pytest.fixture(scope="module")
+def graph_lab(tmp_path_factory):
+    """A one-cell notebook (``--explore --graph``), executed, opened untrusted."""
+
+    def write(root):
+        source = tmp_path_factory.mktemp("graph-source") / "graph.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(GRAPH_CELL)])
+        nb.cells.insert(0, nbformat.v4.new_code_cell("%load_ext torchgrad_magic"))
+        nbformat.write(nb, source)
+        return unsigned(run_demo.execute(source), root / "graph.ipynb")
+
+    with lab_over(tmp_path_factory.mktemp("explore-graph"), write) as (server, executed):
+        yield server, executed
+
+
+def texts(chart) -> list[str]:
+    return chart.locator("svg text").all_text_contents()
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_graph_nodes_follow_the_slider(graph_lab, browser, theme):
+    server, _ = graph_lab
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        open_notebook(page, server, "graph.ipynb", THEMES[theme])
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(1, 'start')")
+        cell = page.locator(f'{LAB_NOTEBOOK} .jp-Cell[data-windowed-list-index="1"]')
+        cell.scroll_into_view_if_needed()
+        chart = cell.locator(VEGA)
+        chart.locator("svg text").first.wait_for()
+        shown = texts(chart)
+        assert {"h (PowBackward0)", "data 4", "grad 3", "grad 12"} <= set(shown), shown
+        chart.locator("input[type=range]").fill("3")
+        page.wait_for_function(  # h: 9 (grad 3), x: grad dy/dx = 18
+            "(el) => { const t = [...el.querySelectorAll('svg text')].map(t => t.textContent);"
+            " return t.includes('data 9') && t.includes('grad 18'); }",
+            arg=chart.element_handle(),
+        )
+        assert "grad 12" not in texts(chart)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        cell.screenshot(path=str(SHOTS / f"explore-graph-{theme}.png"))
+    finally:
+        context.close()

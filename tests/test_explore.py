@@ -386,3 +386,80 @@ def test_kernel_table_follows_the_slider(kernel):
         assert found["F"]["value"][i] == pytest.approx(want["y"][0], rel=1e-5, abs=1e-6)
     i = xs.index(min(xs, key=lambda v: abs(v - 2)))
     assert (found["V1"]["value"][i], found["G1"]["value"][i], found["F"]["value"][i]) == (4, 3, 12)
+
+
+# ---------------------------------------------------------------------------
+# --graph in the explorer: the nodes' numbers follow the slider
+# ---------------------------------------------------------------------------
+def graph_lines(spec: dict, index: int) -> dict[str, list[str]]:
+    """Each node's text lines at grid index *index* of the one slider: the panel's expressions
+    read with a tiny evaluator (the number's expression, ``V1[1 * i0]`` or ``(0.0 + 0.04 * i0)``,
+    is Python too)."""
+    import re
+
+    found = params(spec)
+    panel = next(part for part in spec["vconcat"] if part.get("name") == "graph")
+    words = [
+        layer for layer in panel["layer"] if layer["mark"]["type"] == "text" and "k" in str(layer["data"])
+    ]
+    texts = words[0]["transform"][1]["calculate"]
+    options = re.split(r"datum\.k === \d+ \? ", texts)[1:]
+
+    def value(option: str) -> str:
+        inner = re.search(r"isValid\((.*?)\) \?", option)
+        assert inner is not None, option
+        arrays = {name: p["value"] for name, p in found.items() if "value" in p}
+        return f"{eval(inner.group(1), {**arrays, 'i0': index}):.4g}"
+
+    lines: dict[str, list[str]] = {}
+    for line in words[0]["data"]["values"]:
+        if line["bold"]:
+            current = lines.setdefault(line["text"].split(" ")[0], [])
+            continue
+        k = line["k"]
+        if k < len(options):
+            head = json.loads(options[k].split(" + ")[0])
+            current.append(head + value(options[k]))
+        else:
+            current.append(line["text"])
+    return lines
+
+
+def test_magic_graph_panel_follows_the_slider(shell):
+    shown = displayed(shell, "%%grad --wrt x=2 --explore --graph\nh = x ** 2\ny = 3 * h")
+    (spec,) = [obj[VEGA] for obj, _ in shown if isinstance(obj, dict) and VEGA in obj]
+    panel = spec["vconcat"][-1]
+    assert panel["name"] == "graph"
+    marks = {layer["mark"]["type"] for layer in panel["layer"]}
+    assert {"rect", "text", "line"} <= marks
+    edges = next(layer for layer in panel["layer"] if layer["mark"]["type"] == "line")
+    assert edges["encoding"]["detail"]["field"] == "e" and edges["encoding"]["order"]["field"] == "o"
+    assert all(
+        layer["mark"].get("style") == "guide-label"
+        for layer in panel["layer"]
+        if layer["mark"]["type"] == "text"
+    )
+    xs = grid(params(spec)["s0"])
+    at = {x: xs.index(min(xs, key=lambda v: abs(v - x))) for x in (2.0, 1.0, 3.2)}  # (x from 0 to 4)
+    lines = graph_lines(spec, at[2.0])
+    assert lines["h"] == ["data 4", "grad 3"]  # dy/dh = 3
+    assert lines["x"] == ["data 2", "grad 12"] and lines["y"] == ["data 12", "grad 1"]
+    lines = graph_lines(spec, at[1.0])
+    assert lines["h"] == ["data 1", "grad 3"] and lines["x"] == ["data 1", "grad 6"]
+    assert lines["y"] == ["data 3", "grad 1"]
+    lines = graph_lines(spec, at[3.2])
+    assert lines["h"] == ["data 10.24", "grad 3"] and lines["x"] == ["data 3.2", "grad 19.2"]
+    assert lines["y"] == ["data 30.72", "grad 1"]
+
+
+def test_no_graph_panel_without_graph(shell):
+    shown = displayed(shell, "%%grad --wrt x=2 --explore\nh = x ** 2\ny = 3 * h")
+    (spec,) = [obj[VEGA] for obj, _ in shown if isinstance(obj, dict) and VEGA in obj]
+    assert all(part.get("name") != "graph" for part in spec["vconcat"])
+
+
+def test_graph_panel_left_out_for_a_vector_input():
+    result = grad(
+        "Y = x ** 2\nY.sum().backward()", wrt="x=torch.linspace(-1, 1, 5)", explore=True, graph=True
+    )
+    assert all(part.get("name") != "graph" for part in result.explorer.bundle()[VEGA]["vconcat"])

@@ -375,6 +375,8 @@ def run(
                 if opts.graph is not None and first.output is not None
                 else None
             )
+            if graph is not None and more.explorer is not None:  # --explore draws the graph too
+                more = dataclasses.replace(more, explorer=dataclasses.replace(more.explorer, graph=graph))
             if tracker is not None:
                 tracker.clear()
             owners = None

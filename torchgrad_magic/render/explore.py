@@ -37,6 +37,10 @@ MIME = "application/vnd.vegalite.v5+json"
 FUNCTION_COLOR, DERIVATIVE_COLOR, TANGENT_COLOR, POINT_COLOR = "#d62728", "#2ca02c", "#7f7f7f", "#ff7f0e"
 EMBED_OPTIONS = {"actions": False, "renderer": "svg"}  # svg: the numbers are text a page can read
 VEGA_CDN = "https://cdn.jsdelivr.net/npm/"
+GRAPH_NODES = 40  # --graph's panel in the explorer: nodes at most (a bigger graph stays the report's picture)
+GRAPH_WIDTH = 760  # a wider graph panel is scaled down to this many pixels
+GRAPH_OPACITY = 0.45  # the nodes' fill over the theme's background (light or dark)
+GRAPH_LINE = "#888888"  # edges and boxes' outlines: a grey that shows on both backgrounds
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Explorer:
     seconds: float = 0.0  # how long the grid took
     png: bytes | None = field(default=None, repr=False)
     table: tuple[TableRow, ...] = ()  # the named one-element tensors, at the sliders' point
+    graph: Any = field(default=None, repr=False, compare=False)  # --graph's graph.Graph (its panel)
 
     def bundle(self) -> dict[str, Any]:
         """The display bundle: the spec, the picture of the current point and a text summary."""
@@ -567,6 +572,164 @@ def table_panel(ex: Explorer, width: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _followed(ex: Explorer) -> dict[str, tuple[str, str, int]]:
+    """The table's rows a graph node can follow: name -> its data and grad at the sliders' point
+    (Vega expressions giving text) and the most characters a number of it takes on the grid."""
+    found = {}
+    for r, row in enumerate(_shown_table(ex)):
+        if row.source == "constant":
+            continue
+        if row.source == "input":
+            axis = ex.axes[row.axis]
+            values = [axis.value(i) for i in range(axis.count)] + list(ex.d[row.axis])
+        else:
+            values = [*ex.f, 1.0] if row.source == "output" else [*row.data, *row.grad]
+        chars = max((len(f"{v:.{ex.digits}g}") for v in values if v is not None), default=3)
+        found[row.name] = (*_cells(ex, r, row), chars)
+    return found
+
+
+def _graph_layout(ex: Explorer) -> tuple[Any, dict[int, tuple[str, str]]] | None:
+    """The layout of --graph's graph with room for the numbers the slider moves (a followed node
+    gets a data and a grad line, as wide as its widest number), and those nodes' expressions."""
+    from ..derive import graph
+
+    if ex.graph is None or ex.vector or not ex.graph.nodes or len(ex.graph.nodes) > GRAPH_NODES:
+        return None
+    followed, moving, nodes = _followed(ex), {}, []
+    for node in ex.graph.nodes:
+        if node.name in followed and node.kind in ("output", "named", "leaf"):
+            data, grad, chars = followed[node.name]
+            node = dataclasses.replace(node, data="0" * chars, grad="0" * chars)  # room for any of them
+            moving[node.id] = (data, grad)
+        nodes.append(node)
+    shown = dataclasses.replace(ex.graph, nodes=nodes)
+    return shown.layout(graph.MAX_SHOWN, ex.language), moving
+
+
+def _graph_marks(
+    ex: Explorer, lay: Any, moving: dict[int, tuple[str, str]]
+) -> tuple[dict[str, list[dict]], list[str]]:
+    """The panel's data: a box per node, a text line each (*k* picks a moving line's expression),
+    the edges' points in order; and the lines' expressions (the last: a line's own text)."""
+    from ..derive import graph
+
+    boxes, lines, expressions = [], [], []
+    for node in lay.nodes:
+        x0, y0, w, h = lay.boxes[node.id]
+        boxes.append(
+            {"x0": x0, "x1": x0 + w, "y0": y0, "y1": y0 + h, "fill": graph.FILL.get(node.kind, "#eeeeee")}
+        )
+        for j, text in enumerate(node.lines()):
+            k = -1
+            if node.id in moving and j in (1, 2):  # (a followed node's data and grad lines)
+                head = "data " if j == 1 else "grad "
+                expressions.append(f"{json.dumps(head)} + {moving[node.id][j - 1]}")
+                k = len(expressions) - 1
+            y = y0 + graph.PAD + graph.LINE_H * (j + 0.75)
+            lines.append({"x": x0 + w / 2, "y": y, "text": text, "k": k, "bold": j == 0})
+    for line in lines:
+        line["k"] = len(expressions) if line["k"] < 0 else line["k"]
+    edges = [
+        {"e": e, "o": o, "x": x, "y": y}
+        for e, (_, _, points) in enumerate(lay.edges)
+        for o, (x, y) in enumerate(points)
+    ]
+    ends = [{"x": points[-1][0], "y": points[-1][1]} for _, _, points in lay.edges if points]
+    found: dict[str, list[dict]] = {"boxes": boxes, "lines": lines, "edges": edges, "ends": ends}
+    return found, [*expressions, "datum.text"]
+
+
+def graph_panel(ex: Explorer) -> dict[str, Any] | None:
+    """--graph's backward graph at the sliders' point: boxes, edges and lines as the report's
+    picture draws them; the data and grad of each node the table follows move with the sliders.
+    None: no --graph, a vector input, or more than GRAPH_NODES nodes (the report's picture only)."""
+    from ..derive import graph
+
+    found = _graph_layout(ex)
+    if found is None:
+        return None
+    lay, moving = found
+    (marks, texts), scale = _graph_marks(ex, lay, moving), min(1.0, GRAPH_WIDTH / lay.width)
+    x = {
+        "field": "x",
+        "type": "quantitative",
+        "axis": None,
+        "scale": {"domain": [0, lay.width], "nice": False},
+    }
+    y = {
+        "field": "y",
+        "type": "quantitative",
+        "axis": None,
+        "scale": {"domain": [0, lay.height], "nice": False, "zero": False, "reverse": True},  # y grows down
+    }
+    font = {
+        "type": "text",
+        "style": "guide-label",
+        "font": graph.SVG_FONTS,
+        "fontSize": graph.FONT_PX * scale,
+    }
+    layers = [*_graph_shapes(marks, x, y, scale), *_graph_words(lay, marks, texts, x, y, font)]
+    return {
+        "name": "graph",
+        "width": round(lay.width * scale),
+        "height": round(lay.height * scale),
+        "layer": layers,
+    }
+
+
+def _graph_shapes(marks: dict[str, list[dict]], x: dict, y: dict, scale: float) -> list[dict[str, Any]]:
+    """The graph panel's edges (a line each, its points in order), their arrowheads and the boxes
+    (the picture's fill per kind, see-through so the theme's background shows)."""
+    return [
+        {
+            "data": {"values": marks["edges"]},
+            "mark": {"type": "line", "color": GRAPH_LINE, "strokeWidth": 1},
+            "encoding": {"x": x, "y": y, "detail": {"field": "e", "type": "nominal"}, "order": {"field": "o"}},
+        },
+        {
+            "data": {"values": marks["ends"]},
+            "mark": {"type": "point", "shape": "triangle-down", "filled": True, "size": 30 * scale, "color": GRAPH_LINE, "opacity": 1},
+            "encoding": {"x": x, "y": y},
+        },
+        {
+            "data": {"values": marks["boxes"]},
+            "mark": {"type": "rect", "cornerRadius": 4, "fillOpacity": GRAPH_OPACITY, "stroke": GRAPH_LINE, "strokeWidth": 1},
+            "encoding": {
+                "x": {**x, "field": "x0"}, "x2": {"field": "x1"}, "y": {**y, "field": "y0"}, "y2": {"field": "y1"},
+                "fill": {"field": "fill", "type": "nominal", "scale": None, "legend": None},
+            },
+        },
+    ]  # fmt: skip
+
+
+def _graph_words(
+    lay: Any, marks: dict[str, list[dict]], texts: list[str], x: dict, y: dict, font: dict
+) -> list[dict[str, Any]]:
+    """The nodes' lines (the first bold; *texts* picks each line's expression by its ``k``) and the
+    caption above the rows, in the axis labels' style (the theme colours them)."""
+    from ..derive import graph
+
+    text = {"calculate": _choose("datum.k", texts), "as": "label"}
+    layers = [
+        {
+            "data": {"values": marks["lines"]},
+            "transform": [{"filter": f"{'' if bold else '!'}datum.bold"}, text],
+            "mark": {**font, "baseline": "alphabetic", "align": "center", "fontWeight": "bold" if bold else "normal"},
+            "encoding": {"x": x, "y": y, "text": {"field": "label", "type": "nominal"}},
+        }
+        for bold in (True, False)
+    ]  # fmt: skip
+    header = [{"x": graph.PAD, "y": base, "text": line} for line, base, _, _ in lay.header()]
+    if header:  # the caption (and the legend), where the report's picture has them
+        layers.append({
+            "data": {"values": header},
+            "mark": {**font, "baseline": "alphabetic", "align": "left"},
+            "encoding": {"x": x, "y": y, "text": {"field": "text", "type": "nominal"}},
+        })  # fmt: skip
+    return layers
+
+
 def _panel(
     ex: Explorer, k: int, values: str, title: str, domain: list[float], color: str, tangent: bool
 ) -> dict:
@@ -630,6 +793,9 @@ def spec(ex: Explorer) -> dict[str, Any]:
     ]  # fmt: skip
     if _shown_table(ex):
         rows.append([table_panel(ex, size["width"] * len(ex.axes) + (20 if len(ex.axes) > 1 else 0))])
+    drawn = graph_panel(ex)
+    if drawn is not None:
+        rows.append([drawn])
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "description": _say(ex, "explore.description", out=ex.out),
