@@ -25,17 +25,7 @@ import torch
 
 from .. import format as fmt
 from ..capture.internals import sequence_number
-from ..capture.tracer import (  # noqa: F401
-    KEEP,
-    LOCAL_LIMIT,
-    TRACE_LIMIT,
-    Raw,
-    SavedTensor,
-    Tracer,
-    _is_custom,
-    _keep,
-    _saved,
-)
+from ..capture.tracer import TRACE_LIMIT, SavedTensor, Tracer  # (TRACE_LIMIT: the limit --steps reports)
 from ..messages import t, template
 
 CONST_DIGITS = 8  # constants of the cell are shown as written (1.0001 is not 1)
@@ -254,10 +244,8 @@ class Steps:
 
     # ---- views ---------------------------------------------------------------
     def to_text(self) -> str:
-        from ..format import _text_table
-
         lines = self.intro()
-        lines += ["  " + line for line in _text_table(self.header(), self.step_rows())]
+        lines += ["  " + line for line in fmt._text_table(self.header(), self.step_rows())]
         leaves = self.leaf_lines()
         if leaves:
             lines.append(t("steps.leaves"))
@@ -267,13 +255,11 @@ class Steps:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        from ..format import _html_table
-
         esc = html.escape
         intro = self.intro()
         parts = [f"<p>{esc(intro[0])}</p>", "<pre>" + esc("\n".join(self.forward_shown())) + "</pre>"]
         parts += [f"<p>{esc(line)}</p>" for line in intro[1 + len(self.forward_shown()) :]]
-        parts.append(_html_table(self.header(), self.step_rows()))
+        parts.append(fmt._html_table(self.header(), self.step_rows()))
         leaves = self.leaf_lines()
         if leaves:
             parts.append(f"<p>{esc(t('steps.leaves'))}</p>")

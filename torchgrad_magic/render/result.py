@@ -17,7 +17,7 @@ import torch
 
 from .. import format as fmt
 from ..derive.rows import TensorRow
-from ..format import _html_cell, _html_numbers_table, _html_table, _no_break_flags, _text_table, _unbroken  # noqa: F401
+from ..format import _html_numbers_table, _html_table, _no_break_flags, _text_table
 from ..messages import Note, note, t, using
 
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
