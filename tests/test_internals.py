@@ -11,6 +11,7 @@ from torchgrad_magic.capture.internals import (
     engine_slot,
     forget_kwargs_flag,
     hook_dict,
+    input_shapes,
     is_transformed,
     sequence_number,
 )
@@ -95,3 +96,14 @@ def test_removing_a_global_kwargs_hook_leaves_no_global_hook_behind():
     handle.remove()
     forget_kwargs_flag(handle.id)
     assert not nn_module._has_any_global_hook(), "a removed global module hook still counts"
+
+
+def test_a_nodes_inputs_say_the_shape_dtype_and_device_a_grad_is_fitted_to():
+    """%%grad's own pass sums a broadcast grad to its input's shape and casts it to its dtype, as
+    the engine does, from the node's input metadata."""
+    w = torch.ones((), dtype=torch.float64, requires_grad=True)
+    y = torch.ones(3) * w  # (float32 times a 0-dim float64: float32, shape (3,))
+    mul = y.grad_fn
+    shapes = [input_shapes(node)[slot] for node, slot in mul.next_functions if node is not None]
+    assert shapes == [((), torch.float64, torch.device("cpu"))], shapes  # w's: what its grad becomes
+    assert input_shapes(mul) == (((3,), torch.float32, torch.device("cpu")),)

@@ -324,7 +324,7 @@ def run(
             observer.written = _written_names(tree)
             if recorder is not None and isinstance(runner, ShellRunner):
                 runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
-            before = {name: id(value) for name, value in ns.items()}
+            before = {name: id(value) for name, value in ns.items()} if _hides_assignments(tree) else None
             tracker = None
             if opts.graph is not None or opts.steps:  # which module made which node: a model's layers
                 from .capture.modules import ModuleTracker
@@ -351,6 +351,7 @@ def run(
                 opts.steps,
                 owned,
                 differentiated_texts(tree, code),
+                observer.written,
             )
             if empty:
                 first = dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
@@ -537,11 +538,29 @@ def _check_expect(expect: Any, inputs: list[str], known: Any = ()) -> None:
             raise GradError(t("expect.bad", value=f"{token} (NameError: name {unknown[0]!r} is not defined)"))
 
 
+_HIDING = frozenset({"get_ipython", "exec", "eval", "globals", "locals", "vars", "setattr", "__import__"})
+
+
+def _hides_assignments(tree: ast.Module | None) -> bool:
+    """Whether the cell may assign names its syntax tree does not show (``%time y = ...`` becomes
+    ``get_ipython().run_line_magic(...)``; ``exec``, ``globals()[...]``, ``from m import *``): then
+    what changed is found by comparing the namespace before and after (its size costs only then)."""
+    if tree is None:
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _HIDING:
+            return True
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            return True
+    return False
+
+
 def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
     """Every variable name the cell's code uses, in order (where its leaves are looked for first)."""
     if tree is None:
         return ()
-    return tuple(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)))
+    found = sorted((n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name))
+    return tuple(dict.fromkeys(name for _, _, name in found))  # (in the order they are written)
 
 
 def _known_names(namespace: dict[str, Any] | None, shell: Any) -> set[str]:

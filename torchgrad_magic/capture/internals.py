@@ -8,9 +8,11 @@ Public APIs come first everywhere else; what is here has no public equivalent:
 - :func:`is_transformed`: a tensor inside a ``torch.func`` transform (its backward calls are the
   transform's, not the cell's);
 - :func:`accumulate_grad_class`: the class of a leaf's backward node (found with public calls);
-- :func:`hook_dict`: the dict that holds a tensor's ``register_hook`` functions (emptied while
-  %%grad's own pass runs, so no user hook runs twice);
+- :func:`hook_dict`: the dict that holds a tensor's ``register_hook`` functions (the report names
+  the tensors whose hooks changed the grads shown);
 - :func:`sequence_number`: the order in which autograd nodes were made (the cell's code order);
+- :func:`input_shapes`: what each input of a backward node expects (shape, dtype, device), so that
+  %%grad's own pass (``derive/own_pass.py``) fits a node's grads as the engine does;
 - :func:`forget_kwargs_flag`: a flag PyTorch leaves behind when a global module hook is removed.
 
 (``Tensor._version`` is read in several places: it is documented in PyTorch's notes on in-place
@@ -68,6 +70,12 @@ def hook_dict(tensor: torch.Tensor) -> dict | None:
 def sequence_number(node: Any) -> int:
     """The order in which autograd made *node* (earlier nodes have smaller numbers)."""
     return node._sequence_nr()
+
+
+def input_shapes(node: Any) -> tuple[tuple[tuple[int, ...], torch.dtype, torch.device], ...]:
+    """(shape, dtype, device) of each input of *node* (one per output of the forward op): what the
+    engine fits a grad sent to it to (summed to the shape, cast to the dtype)."""
+    return tuple((tuple(m.shape), m.dtype, m.device) for m in node._input_metadata)
 
 
 def forget_kwargs_flag(hook_id: int) -> None:

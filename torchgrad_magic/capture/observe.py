@@ -21,7 +21,7 @@ import linecache
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -200,6 +200,8 @@ class Observation:
     call_count: int
     nonleaf_reads: tuple[str, ...]  # names whose .grad the cell read while it was None
     helpers: tuple[tuple[str, int], ...] = ()  # (torch.autograd.functional.jacobian, its calls), ...
+    saved_hooks: bool = False  # the cell entered saved_tensors_hooks (checkpoint, save_on_cpu): their
+    # unpack hooks are the user's code, run by any backward pass through what was saved then
 
     @property
     def primary(self) -> Call | None:
@@ -269,41 +271,56 @@ def tensor_names(namespace: dict[str, Any], preferred: tuple[str, ...] = ()) -> 
     return names
 
 
+class TensorNames(Mapping[int, str]):
+    """id -> name for the tensors a user can name, as :func:`tensor_names` gives them, but made from
+    the names the cell's code uses (*first*: --wrt and what it assigned, then the names it reads):
+    top-level tensors and the parameters of top-level modules (``net.0.weight``). The rest of the
+    namespace is looked at only when :meth:`cover` is asked to name a tensor none of those names is
+    (a leaf used through an earlier cell's function): a namespace's size costs nothing otherwise."""
+
+    def __init__(self, namespace: dict[str, Any], first: tuple[str, ...], read: tuple[str, ...] = ()):
+        self._namespace = namespace
+        self._table: dict[int, str] = {}
+        self._scanned = False
+        self._add(first, every=True)
+        self._add(read, every=False)
+
+    def _add(self, names: tuple[str, ...], every: bool) -> None:
+        Module = _module_class()
+        for name in dict.fromkeys(names):
+            if not every and (name.startswith("_") or name in ("In", "Out")):
+                continue
+            value = self._namespace.get(name)
+            if isinstance(value, torch.Tensor):
+                self._table.setdefault(id(value), name)
+            elif Module is not None and isinstance(value, Module):
+                for pname, param in value.named_parameters(remove_duplicate=False):
+                    self._table.setdefault(id(param), f"{name}.{pname}")
+
+    def cover(self, tensors: Iterable[torch.Tensor]) -> TensorNames:
+        """Names for *tensors* too, where the namespace has them: one scan of it, the first time one
+        of them has no name yet."""
+        if not self._scanned and any(id(t) not in self._table for t in tensors):
+            self._scanned = True
+            for key, name in tensor_names(self._namespace).items():
+                self._table.setdefault(key, name)
+        return self
+
+    def __getitem__(self, key: int) -> str:
+        return self._table[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
 def _module_class() -> Any:
     import sys
 
     nn = sys.modules.get("torch.nn")
     return getattr(nn, "Module", None)
-
-
-def named_leaves(
-    namespace: dict[str, Any], extra: dict[str, torch.Tensor], params: dict[int, list] | None = None
-) -> dict[str, torch.Tensor]:
-    """The leaf tensors that require grad and have a name, at this moment. *params*
-    caches each module's parameter list for the length of one cell."""
-    found = {n: t for n, t in extra.items() if t.requires_grad}
-    for name, value, is_module in tensors_and_modules(namespace):
-        if name in found:
-            continue
-        if not is_module:
-            if value.requires_grad and value.grad_fn is None:
-                found[name] = value
-        else:
-            named = params.get(id(value)) if params is not None else None
-            if named is None:
-                named = list(value.named_parameters())
-                if params is not None:
-                    params[id(value)] = named
-            for pname, param in named:
-                if param.requires_grad:
-                    found.setdefault(f"{name}.{pname}", param)
-    seen: set[int] = set()
-    unique = {}
-    for name, tensor in found.items():  # a tensor under two names counts once
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            unique[name] = tensor
-    return unique
 
 
 def _snapshot(tensor: torch.Tensor) -> torch.Tensor:
@@ -396,6 +413,9 @@ class Observer:
         self._names: dict[int, str] = {}  # id(leaf) -> its name, from the last look at the namespace
         self._shown: Any = None
         self._showwarning: Any = None
+        self.saved_hooks = False  # the cell entered saved_tensors_hooks
+        self._enter_hooks: Any = None
+        self._entering: Any = None
 
     # ---- context ----------------------------------------------------------
     def __enter__(self) -> Observer:
@@ -417,6 +437,7 @@ class Observer:
 
         self._shown, self._showwarning = shown, showwarning
         warnings.showwarning = showwarning
+        self._watch_saved_hooks()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -426,13 +447,36 @@ class Observer:
         finally:
             _, attr = engine_slot()
             setattr(self._owner, attr, self._engine)
+            Hooks = torch.autograd.graph.saved_tensors_hooks
+            if self._entering is not None and Hooks.__enter__ is self._entering:
+                Hooks.__enter__ = self._enter_hooks  # type: ignore[method-assign]
+
+    def _watch_saved_hooks(self) -> None:
+        """Note when the cell enters ``saved_tensors_hooks`` (``checkpoint`` and ``save_on_cpu``
+        do too): %%grad's own pass must not run their unpack hooks. (The class's public method is
+        wrapped while the cell runs; a ``with`` statement looks it up on the class.)"""
+        Hooks = torch.autograd.graph.saved_tensors_hooks
+        original = self._enter_hooks = Hooks.__enter__
+        observer = self
+
+        def entering(hooks: Any) -> Any:
+            __tracebackhide__ = True
+            observer.saved_hooks = True
+            return original(hooks)
+
+        self._entering = entering
+        Hooks.__enter__ = entering  # type: ignore[method-assign]
 
     def result(self, tree: Any = None) -> Observation:
         """What the run showed; *tree* (the cell's syntax tree) adds the cell's own reads of a
         non-leaf's ``.grad`` that Python did not warn about again (once per place is its rule)."""
         reads = [*self.reads, *nonleaf_reads(tree, self.namespace)] if tree is not None else self.reads
         return Observation(
-            tuple(self.calls), self.count, tuple(dict.fromkeys(reads)), tuple(self.helpers.items())
+            tuple(self.calls),
+            self.count,
+            tuple(dict.fromkeys(reads)),
+            tuple(self.helpers.items()),
+            self.saved_hooks,
         )
 
     # ---- non-leaf .grad reads -------------------------------------------------
@@ -667,7 +711,7 @@ class Observer:
 def _lookup_param(
     namespace: dict[str, Any], name: str, params: dict[int, list], by_name: dict[int, dict] | None = None
 ) -> Any:
-    """The tensor a name from :func:`named_leaves` stands for now (``net.0.weight`` too);
+    """The tensor a leaf's name (:meth:`Observer._leaves`) stands for now (``net.0.weight`` too);
     *by_name* caches each module's parameters by name (one lookup, not a scan, per name)."""
     head, _, rest = name.partition(".")
     value = namespace.get(head)

@@ -146,6 +146,23 @@ class Tracer:
         self._handles: list[Any] = []
 
     def __enter__(self) -> Tracer:
+        self.nodes = self._walk()
+        try:
+            for index, node in enumerate(self.nodes):
+                if not hasattr(node, "variable"):  # AccumulateGrad: its input is caught one step up
+                    self._handles.append(node.register_hook(self._hook(index)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def unhooked(self) -> Tracer:
+        """The nodes, without hooks: %%grad's own pass (``derive/own_pass.py``) reports each node
+        it calls through :meth:`saw`."""
+        self.nodes = self._walk()
+        return self
+
+    def _walk(self) -> list[Any]:
         seen: dict[int, Any] = {}
         stack = [o.grad_fn for o in self.outputs if o.grad_fn is not None]
         while stack:
@@ -157,15 +174,7 @@ class Tracer:
                 break
             seen[id(node)] = node
             stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
-        self.nodes = list(seen.values())
-        try:
-            for index, node in enumerate(self.nodes):
-                if not hasattr(node, "variable"):  # AccumulateGrad: its input is caught one step up
-                    self._handles.append(node.register_hook(self._hook(index)))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
+        return list(seen.values())
 
     def __exit__(self, *exc: Any) -> None:
         for handle in self._handles:
@@ -174,22 +183,25 @@ class Tracer:
 
     def _hook(self, index: int) -> Any:
         def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
-            try:
-                node = self.nodes[index]
-                with torch.no_grad():
-                    called: list = []
-                    local = tuple(_local(node, i, g, grad_outputs, called) for i, g in enumerate(grad_inputs))
-                    self.raws.append(
-                        Raw(
-                            node,
-                            len(self.raws),
-                            tuple(_keep(g) for g in grad_outputs),
-                            tuple(_keep(g) for g in grad_inputs),
-                            local,
-                            _saved(node),
-                        )
-                    )
-            except Exception:  # never break the user's backward pass
-                pass
+            self.saw(self.nodes[index], grad_inputs, grad_outputs)
 
         return hook
+
+    def saw(self, node: Any, grad_inputs: tuple, grad_outputs: tuple) -> None:
+        """*node* ran: *grad_outputs* arrived, it sent *grad_inputs* (one per next function)."""
+        try:
+            with torch.no_grad():
+                called: list = []
+                local = tuple(_local(node, i, g, grad_outputs, called) for i, g in enumerate(grad_inputs))
+                self.raws.append(
+                    Raw(
+                        node,
+                        len(self.raws),
+                        tuple(_keep(g) for g in grad_outputs),
+                        tuple(_keep(g) for g in grad_inputs),
+                        local,
+                        _saved(node),
+                    )
+                )
+        except Exception:  # never break the user's backward pass
+            pass

@@ -13,13 +13,10 @@ Nothing here raises for a cell that has nothing to differentiate: it gets a note
 from __future__ import annotations
 
 import ast
-import collections
-import contextlib
 import dataclasses
 import math
 import numbers
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +28,14 @@ from ..capture.internals import hook_dict
 from ..capture.observe import (
     Call,
     Observation,
+    TensorNames,
     graph_functions,
     graph_leaves,
     kept_grad,
-    named_leaves,
-    tensor_names,
 )
 from ..messages import Note, note, t
 from .names import Reduced, Written, named_rows, reduction_of
+from .own_pass import own_grads
 from .rows import TensorRow
 
 
@@ -101,11 +98,13 @@ def assigned_names(tree: ast.AST) -> list[str]:
     return names
 
 
-def names_assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int]) -> list[str]:
+def names_assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int] | None) -> list[str]:
     """Names the cell assigned, in order. Assignments hidden from the syntax
-    tree (``%time y = ...``) are found by what changed in the namespace and
-    come first, since their position is unknown."""
+    tree (``%time y = ...``) are found by what changed in the namespace since *before* (None: the
+    tree hides none) and come first, since their position is unknown."""
     seen = assigned_names(tree) if tree is not None else []
+    if before is None:
+        return [n for n in seen if n in ns]
     changed = [n for n, v in ns.items() if before.get(n) != id(v) and not n.startswith("_")]
     return [n for n in changed if n not in seen] + [n for n in seen if n in ns]
 
@@ -131,13 +130,15 @@ def first_derivatives(
     steps: bool = False,
     owned: set[int] | None = None,
     written: Written | None = None,
+    read: tuple[str, ...] = (),
 ) -> First:
     """*owned*: ids of the --wrt leaves %%grad made (they carry their grads); default: all of *wrt*.
-    *written*: what the cell differentiates, as it wrote it (:func:`names.differentiated_texts`)."""
+    *written*: what the cell differentiates, as it wrote it (:func:`names.differentiated_texts`).
+    *read*: the other names the cell's code uses (where tensors are named first)."""
     written = written or Written()
     texts = written.texts
     owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
-    names = tensor_names(ns, (*wrt, *assigned))
+    names: Mapping[int, str] = TensorNames(ns, (*wrt, *assigned), read)
     call = observed.primary
     reduced = None
     if call is not None and id(call.output) not in names:  # Y.sum().backward(): the output is Y
@@ -299,7 +300,7 @@ def _from_call(
     call: Call,
     observed: Observation,
     ns: dict[str, Any],
-    names: dict[int, str],
+    names: Mapping[int, str],
     wrt: dict[str, torch.Tensor],
     retain_grad: bool,
 ) -> First:
@@ -459,7 +460,7 @@ def _fresh(base: str, ns: dict[str, Any]) -> str:
 
 
 def _differentiated(
-    call: Call, out_names: tuple[str, ...], names: dict[int, str], ns: dict[str, Any]
+    call: Call, out_names: tuple[str, ...], names: Mapping[int, str], ns: dict[str, Any]
 ) -> str | None:
     """What the call's grads are the grads of, when that is not its one output itself: ``2·y``
     (``backward(gradient=2.0)``), ``v·y`` (a vector *v*: a vector-Jacobian product), ``sum(y)``
@@ -581,7 +582,7 @@ def _computed(
     out_name: str,
     output: torch.Tensor,
     ns: dict[str, Any],
-    names: dict[int, str],
+    names: Mapping[int, str],
     wrt: dict[str, torch.Tensor],
     assigned: list[str],
     retain_grad: bool,
@@ -593,12 +594,7 @@ def _computed(
     user's .grad and without freeing the graph. Which leaves (and, with --retain-grad,
     which named intermediates) it depends on is what autograd itself finds: no walk
     over the graph in Python."""
-    if wrt:
-        leaves = dict(wrt)
-    else:
-        order = {name: i for i, name in enumerate(assigned)}
-        found = named_leaves(ns, {})
-        leaves = dict(sorted(found.items(), key=lambda kv: order.get(kv[0], len(order))))
+    leaves = dict(wrt) if wrt else _named_graph_leaves(output, names, assigned)
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
         alone = (TensorRow.of(out_name, "output", output, None),)
@@ -623,7 +619,7 @@ def _computed(
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         failed = False
-        user_code = _users_backward_code(target)
+        user_code = _users_backward_code(target) + (["saved_tensors_hooks"] if observed.saved_hooks else [])
         if user_code:  # running it would do what the plain cell never does (print, append, count)
             failed = True
             notes.append(note("note.users_backward", out=out_name, what=", ".join(user_code)))
@@ -633,7 +629,7 @@ def _computed(
             tracer = Tracer((target,))
         computed: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
         if not failed:
-            computed, problem = _our_pass(target, inputs, tracer, ns, out_name)
+            computed, problem = _our_pass(target, inputs, tracer, out_name)
             if problem is not None:
                 failed = True
                 notes.append(problem)
@@ -669,8 +665,19 @@ def _computed(
     )  # fmt: skip
 
 
+def _named_graph_leaves(output: torch.Tensor, names: Any, assigned: list[str]) -> dict[str, torch.Tensor]:
+    """The named leaves *output* is made from (that require grad), those the cell assigned first."""
+    found = graph_leaves((output,)) or []
+    if isinstance(names, TensorNames):
+        names.cover(found)
+    named = {names[id(t)]: t for t in found if id(t) in names and t.requires_grad}
+    order = {name: i for i, name in enumerate(assigned)}  # then as named: a model's own order
+    order.update((name, len(assigned) + i) for i, name in enumerate(names.values()) if name not in order)
+    return dict(sorted(named.items(), key=lambda kv: order[kv[0]]))
+
+
 def _named_intermediates(
-    ns: dict[str, Any], assigned: list[str], names: dict[int, str], output: torch.Tensor
+    ns: dict[str, Any], assigned: list[str], names: Mapping[int, str], output: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """The non-leaf tensors the cell named (--retain-grad: their grads are computed too)."""
     found = {}
@@ -687,17 +694,13 @@ def _named_intermediates(
 
 
 def _our_pass(
-    target: torch.Tensor, inputs: list[torch.Tensor], tracer: Any, ns: dict[str, Any], out_name: str
+    target: torch.Tensor, inputs: list[torch.Tensor], tracer: Any, out_name: str
 ) -> tuple[tuple[torch.Tensor | None, ...], Note | None]:
-    """%%grad's own ``autograd.grad`` over the user's graph (kept for the next cell, no .grad written
-    but ours, retain_grad() tensors' .grad put back): the grads, or Nones and the note why not."""
+    """%%grad's own pass over the user's graph (``own_pass.py``: the nodes called one by one, so
+    none of the user's hooks runs, no .grad is written and the graph is kept for the next cell):
+    the grads, or Nones and the note why not."""
     try:
-        with (
-            tracer if tracer is not None else contextlib.nullcontext(),
-            users_hooks_quiet(ns),
-            torch.autograd.set_detect_anomaly(False),  # (anomaly mode is for the cell's own passes)
-        ):
-            computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
+        computed = own_grads(target, inputs, tracer.unhooked() if tracer is not None else None)
     except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
         hint = hint_for(e)
         error = f"{e}".split("\n")[0] + (f" {hint}" if hint else "")
@@ -723,109 +726,6 @@ def _grads_stored(
         call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
         notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))
     return notes
-
-
-@contextlib.contextmanager
-def users_hooks_quiet(ns: dict[str, Any]) -> Iterator[None]:
-    """Our own pass runs none of the user's tensor hooks and leaves the ``.grad`` of the non-leaf
-    tensors that called ``retain_grad()`` as it was.
-
-    PyTorch's retain_grad hook writes ``.grad`` in every pass through the tensor,
-    ``torch.autograd.grad(..., inputs)`` too (makemore's ``logits.retain_grad()``, then a cell
-    without ``backward()``); it replaces ``.grad`` (never adds in place), so keeping the old object
-    is enough. A ``register_hook`` function (one that appends to a list, or scales the grad) is
-    held in the tensor's hook dict, which PyTorch reads when the pass reaches the tensor: emptied
-    for our pass, the same dict gets its hooks back on the way out, also when the pass fails."""
-    retained, hooked = users_tensors(ns)
-    kept = [(tensor, tensor.grad) for tensor in retained]
-    silenced = [(hooks, list(hooks.items())) for hooks in hooked]
-    for hooks, _ in silenced:
-        hooks.clear()
-    try:
-        yield
-    finally:
-        for tensor, before in kept:
-            if tensor.grad is not before:
-                tensor.grad = before
-        for hooks, items in silenced:
-            hooks.clear()
-            hooks.update(items)
-
-
-# objects of these packages hold no tensor of the user's (the shell itself is reachable from the
-# namespace: get_ipython, exit; walking it cost 4 ms a cell)
-_NOT_USERS = frozenset({
-    "IPython", "ipykernel", "traitlets", "zmq", "jupyter_client", "jupyter_core", "tornado", "asyncio",
-    "prompt_toolkit", "torchgrad_magic", "matplotlib", "logging", "threading", "sqlite3", "pickleshare",
-    "_io", "io", "numpy", "pandas",
-})  # fmt: skip
-_IPYTHON_NAMES = frozenset(
-    {"In", "Out", "_ih", "_oh", "_dh", "exit", "quit", "get_ipython", "_i", "_ii", "_iii"}
-)
-
-
-def users_tensors(ns: dict[str, Any], depth: int = 10, limit: int = 50_000) -> tuple[list, list]:
-    """The non-leaf tensors with ``retains_grad`` and the hook dicts of tensors with hooks that the
-    user can reach from *ns*: variables, and inside lists, tuples, sets, deques, dicts, objects'
-    attributes (``__dict__`` and ``__slots__``: makemore's ``layers[i].out``, a module's
-    submodule's ``self.out``) and functions' closures, *depth* levels down, at most *limit*
-    objects looked at in all (the shell's own objects are not looked into)."""
-    retained: dict[int, torch.Tensor] = {}
-    hooked: dict[int, Any] = {}
-    seen: set[int] = set()
-    level = [v for n, v in list(ns.items()) if n not in _IPYTHON_NAMES]
-    for _ in range(depth + 1):
-        below: list[Any] = []
-        for value in level:
-            if len(seen) >= limit:
-                return list(retained.values()), list(hooked.values())
-            if id(value) in seen or value is None or isinstance(value, _SKIPPED):
-                continue
-            seen.add(id(value))
-            if isinstance(value, torch.Tensor):
-                if value.retains_grad and not value.is_leaf:
-                    retained[id(value)] = value
-                hooks = hook_dict(value)
-                if hooks:
-                    hooked[id(hooks)] = hooks
-                continue
-            if type(value).__module__.partition(".")[0] in _NOT_USERS:
-                continue
-            try:  # (whatever a user's object does when looked at, the cell goes on)
-                below.extend(_inside(value))
-            except Exception:
-                continue
-        level = below
-    return list(retained.values()), list(hooked.values())
-
-
-_SKIPPED = (type, types.ModuleType, str, bytes, bytearray, numbers.Number, range, memoryview)
-
-
-def _inside(value: Any) -> list[Any]:
-    """What *value* holds: a container's items, a function's closure, an object's attributes."""
-    if isinstance(value, dict):
-        return list(value.values())
-    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-        return list(value)
-    below: list[Any] = []
-    if isinstance(value, (types.FunctionType, types.MethodType)):
-        function = getattr(value, "__func__", value)  # (a bound builtin has no closure)
-        for cell in getattr(function, "__closure__", None) or ():
-            with contextlib.suppress(ValueError):  # an empty cell
-                below.append(cell.cell_contents)
-        below.append(getattr(value, "__self__", None))
-        return below
-    attributes = getattr(value, "__dict__", None)
-    if isinstance(attributes, dict):
-        below.extend(list(attributes.values()))
-    for klass in type(value).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        for slot in (slots,) if isinstance(slots, str) else slots:
-            if slot not in ("__dict__", "__weakref__"):
-                with contextlib.suppress(AttributeError, TypeError):
-                    below.append(getattr(value, slot))
-    return below
 
 
 def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]:
@@ -862,7 +762,7 @@ def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor])
 
 def _find_output(
     ns: dict[str, Any],
-    names: dict[int, str],
+    names: Mapping[int, str],
     last_value: Any,
     assigned: list[str],
     of: str | None,

@@ -381,6 +381,8 @@ def model_report(
     """The parameters among *leaves* (and the frozen ones of the same models), summarised with
     their *values* and *grads* at the moment the grads were computed; None when no leaf is a
     model's parameter."""
+    if not any(isinstance(t, torch.nn.Parameter) for t in leaves.values()):  # (no scan of the namespace)
+        return None
     owners = parameters_in(namespace)
     tracked = {id(t): n for n, t in leaves.items() if id(t) in owners}
     if not tracked:
