@@ -17,6 +17,7 @@ extra asks for it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import linecache
 import re
 import sys
@@ -175,6 +176,12 @@ class Call:
     @property
     def output(self) -> torch.Tensor:
         return self.outputs[0]
+
+    @cached_property
+    def big(self) -> bool:
+        """Whether it holds a grad by reference (too big to copy): see :meth:`released`."""
+        return any(type(row[5]) is not Frozen and row[5] is not None and row[5].numel() > SNAPSHOT_LIMIT
+                   for row in self.seen)  # fmt: skip
 
     def released(self) -> bool:
         """Whether the cell let go of a grad this call left in ``.grad`` (``zero_grad()`` set it to
@@ -362,6 +369,41 @@ def thaw(kept: Any) -> Any:
     return kept.tensor() if type(kept) is Frozen else kept
 
 
+def _engine_args(args: tuple, kwargs: dict) -> tuple[tuple, Any, bool, bool, tuple]:
+    """(outputs, gradients, accumulate into .grad, create_graph, inputs) of a ``run_backward`` call."""
+    outputs = args[0] if args else kwargs.get("t_outputs", ())
+    outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
+    gradients = args[1] if len(args) > 1 else kwargs.get("grad_tensors", ())
+    accumulate = kwargs.get("accumulate_grad", args[6] if len(args) > 6 else True)
+    create = bool(args[3]) if len(args) > 3 else False
+    inputs = tuple(args[4]) if len(args) > 4 and args[4] else ()
+    return outputs, gradients, accumulate, create, inputs
+
+
+def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
+    """What each leaf's ``.grad`` holds before the call: a copy (None where there is none, or all
+    zeros: ``w.grad.zero_()`` in a loop, 0 + g is this call's g), the report's words for a big one
+    (not copied), and whether it was all zeros."""
+    before: dict[str, torch.Tensor | None] = {}
+    before_text: dict[str, str] = {}
+    before_zero: dict[str, bool] = {}
+    for n, t in leaves.items():
+        g = kept_grad(t)
+        if g is None:
+            before[n] = None
+            continue
+        small = g.numel() <= SNAPSHOT_LIMIT and g.layout == torch.strided
+        if small and _small_zero(g):
+            before[n] = None  # (one kernel, no copy: the zero_grad(set_to_none=False) loop's case)
+            continue
+        before[n] = g = _snapshot(g)
+        if small:  # a copy, not all zero: its words wait for the call shown
+            before_zero[n] = False
+        else:  # a big .grad is not copied: what the report says of it is taken now
+            before_text[n], before_zero[n] = fmt.values(g), _all_zero(g)
+    return before, before_text, before_zero
+
+
 def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> set[int]:
     """ids of the backward nodes behind *outputs* (stops after *limit* nodes)."""
     seen: set[int] = set()
@@ -411,6 +453,7 @@ class Observer:
         self._by_name: dict[int, dict] = {}  # module id -> {parameter name: parameter}, for this cell
         self._added: dict[int, tuple[int, bool]] = {}  # id(leaf) -> (calls added up in .grad, held before)
         self._names: dict[int, str] = {}  # id(leaf) -> its name, from the last look at the namespace
+        self._last_leaves: tuple[Any, list, dict] = (None, [], {})  # the last call's: key, tensors, names
         self._shown: Any = None
         self._showwarning: Any = None
         self.saved_hooks = False  # the cell entered saved_tensors_hooks
@@ -472,12 +515,22 @@ class Observer:
         non-leaf's ``.grad`` that Python did not warn about again (once per place is its rule)."""
         reads = [*self.reads, *nonleaf_reads(tree, self.namespace)] if tree is not None else self.reads
         return Observation(
-            tuple(self.calls),
+            tuple(self._named_now(call) for call in self.calls),
             self.count,
             tuple(dict.fromkeys(reads)),
             tuple(self.helpers.items()),
             self.saved_hooks,
         )
+
+    def _named_now(self, call: Call) -> Call:
+        """*call* with its leaves under the names they have now, where a name the loop kept no
+        longer stands for its tensor (``w = w.detach()...`` in a loop: the old tensor is unnamed)."""
+        stale = [row for row in call.seen if self.namespace_value(row[0]) is not row[1]]
+        if not stale:
+            return call
+        found = self._names_of({id(row[1]) for row in stale}, every_tensor=call.kind == "grad")
+        seen = tuple((found.get(id(row[1]), row[0]), *row[1:]) for row in call.seen)
+        return dataclasses.replace(call, seen=seen)
 
     # ---- non-leaf .grad reads -------------------------------------------------
     def _nonleaf_read(self, filename: str, lineno: int) -> None:
@@ -488,153 +541,170 @@ class Observer:
 
     # ---- one engine call ----------------------------------------------------
     def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
-        outputs = args[0] if args else kwargs.get("t_outputs", ())
-        outputs = tuple(o for o in outputs if isinstance(o, torch.Tensor))
-        gradients = args[1] if len(args) > 1 else kwargs.get("grad_tensors", ())
-        if self._running and self._nested is not None and outputs:  # a pass inside the cell's pass:
-            for tensor in graph_leaves(outputs, 100_000) or ():  # (a reentrant checkpoint's layers)
-                if tensor.grad is None:  # then .grad after the pass is what the pass sent it
-                    self._nested.setdefault(id(tensor), tensor)
-        if (
-            not outputs
-            or self._running  # a pass inside a pass (a reentrant checkpoint, a Function's backward)
-            or any(is_transformed(o) for o in outputs)
-        ):
+        """One call into the engine, passed on as it is; a call the cell made is remembered (what
+        cannot be recovered later only: the leaves' values and grads at the call, copied)."""
+        outputs, gradients, accumulate, create, inputs = _engine_args(args, kwargs)
+        if not self._is_the_cells(outputs, gradients):
             return engine.run_backward(*args, **kwargs)
-        if any(is_transformed(g) for g in gradients or ()):  # grad(..., is_grads_batched=True): a
-            batched = "torch.autograd.grad(is_grads_batched=True)"  # vmap over the grads, not one call
-            self.helpers[batched] = self.helpers.get(batched, 0) + 1
-            return engine.run_backward(*args, **kwargs)
-        helper = torch_helper(self.namespace)
-        if helper is not None:  # jacobian(), hessian(), gradcheck(): their own passes, not the cell's
-            self.helpers.setdefault(helper, 0)
-            self.helpers[helper] += 1
-            return engine.run_backward(*args, **kwargs)
-        accumulate = kwargs.get("accumulate_grad", args[6] if len(args) > 6 else True)
-        create = bool(args[3]) if len(args) > 3 else False
-        inputs = tuple(args[4]) if len(args) > 4 and args[4] else ()
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
-        # this call replaces the last one of its kind: where the cell let go of that one's grads
-        # (zero_grad()), let go of them too before the engine runs, so that it can reuse their
-        # memory as a plain run does (holding them made every step of a training loop allocate
-        # afresh); otherwise the last call stays until this one has succeeded (it may raise)
-        if self.calls:
-            self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
-
+        self._let_go_of_released(higher)
         leaves = self._leaves(outputs, inputs)
-        caught: dict[str, torch.Tensor] = {}
-        handles = []
         tracer = None
         if self.steps and not higher:
             from .tracer import Tracer
 
             tracer = Tracer(outputs)
-        try:
-            if tracer is not None:
-                tracer.__enter__()
-            # a hook only where .grad already holds something (the engine adds to it in place);
-            # elsewhere .grad after the call is exactly this call's grad
-            # (a .grad of zeros, w.grad.zero_() in a loop, counts as none: 0 + g is this call's g)
-            before: dict[str, torch.Tensor | None] = {}
-            before_text: dict[str, str] = {}
-            before_zero: dict[str, bool] = {}
-            for n, t in leaves.items():
-                g = kept_grad(t)
-                small = g is not None and g.numel() <= SNAPSHOT_LIMIT and g.layout == torch.strided
-                if small and _small_zero(g):
-                    g = None  # (one kernel, no copy: the zero_grad(set_to_none=False) loop's case)
-                before[n] = g = _snapshot(g) if g is not None else None
-                if g is not None and small:  # a copy, not all zero: its words wait for the call shown
-                    before_zero[n] = False
-                elif g is not None:  # a big .grad is not copied: what the report says of it is taken now
-                    before_text[n], before_zero[n] = fmt.values(g), _all_zero(g)
-            for name, leaf in leaves.items():
-                if before[name] is not None or not accumulate or not leaf.is_leaf:
-                    handles.append(leaf.register_hook(_catcher(caught, name)))
-            inter = self._intermediates(outputs) if self.intermediates else {}
-            for name, tensor in inter.items():
-                handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
-            self._running, self._nested = True, ({} if accumulate else None)
-            if create or torch.is_anomaly_enabled():  # the engine warns then: show it as without us
-                result = _as_if_called_from_torch(engine, args, kwargs)
-            else:
-                result = engine.run_backward(*args, **kwargs)
-        finally:
-            self._running, nested, self._nested = False, self._nested, None
-            for handle in handles:
-                handle.remove()
-            if tracer is not None:
-                tracer.__exit__()
+        held = _held_grads(leaves)
+        caught: dict[str, torch.Tensor] = {}
+        inter = self._intermediates(outputs) if self.intermediates else {}
+        result, nested = self._engine_run(engine, (args, kwargs), leaves, held[0], caught, inter, tracer)
         if not accumulate and inputs:  # grad(): the result is the grads, in inputs' order
             by_id = {id(t): g for t, g in zip(inputs, result, strict=False)}
             for name, leaf in leaves.items():
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
-
-        inner: list[str] = []
-        if nested:  # leaves only a pass inside this one reached (behind a reentrant checkpoint)
-            found = self._leaves((), tuple(nested.values()))
-            for name, tensor in found.items():
-                if name not in leaves and all(tensor is not t for t in leaves.values()):
-                    leaves[name], before[name] = tensor, None
-                    inner.append(name)
+        inner = self._inner_leaves(leaves, held[0], nested)
         self.count += 1
-        seen = []  # per leaf reached, Leaf's fields (Leaf objects are made for the call shown only)
-        for name, leaf in leaves.items():
-            grad = caught.get(name)  # what the call returned (or a hook saw) is the cell's to change
-            held = before[name]
-            after = leaf.grad if accumulate and leaf.is_leaf else None
-            if grad is None and held is None and after is not None:
-                grad = after  # (kept below: a later zero_() must not change what is shown)
-            if grad is None:  # not reached by this call
-                continue
-            added = (1, False)
-            if accumulate and leaf.is_leaf:
-                if held is not None and not before_zero[name]:
-                    count, was_held = self._added.get(id(leaf), (0, True))
-                    added = (count + 1, was_held)
-                self._added[id(leaf)] = added
-            version = grad._version
-            grad = _keep(grad)
-            grad_after = (
-                _keep(after) if held is not None and after is not None else grad if accumulate else None
-            )
-            seen.append((
-                name, leaf, _keep(leaf), leaf._version, grad, grad_after, held, version,
-                before_text.get(name), after._version if after is not None else -1, added[0], added[1],
-                *_probes(grad, grad_after),
-            ))  # fmt: skip
         if create:
-            self.created.update(
-                id(g.grad_fn)
-                for g in caught.values()
-                if isinstance(g, torch.Tensor) and g.grad_fn is not None
-            )
-            for leaf in leaves.values():
-                held = kept_grad(leaf)
-                if held is not None and held.grad_fn is not None:
-                    self.created.add(id(held.grad_fn))
+            self._remember_created(caught, leaves)
         call = Call(
             index=self.count,
             kind="backward" if accumulate else "grad",
             outputs=outputs,
-            seen=tuple(seen),
+            seen=self._seen(leaves, caught, held, accumulate),
             intermediates={n: caught.get("\0" + n) for n in inter},
             create_graph=create,
             gradients=tuple(gradients or ()),
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
             trace=tracer,
-            inner=tuple(inner),
+            inner=inner,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
         self.calls = [c for c in self.calls if c.higher_order != higher] + [call]
         return result
 
+    def _is_the_cells(self, outputs: tuple, gradients: Any) -> bool:
+        """Whether this engine call is one the cell made itself (not a pass inside a pass, a
+        ``torch.func`` transform's, or one of torch's helpers': those are counted, not shown)."""
+        if self._running and self._nested is not None and outputs:  # a pass inside the cell's pass:
+            for tensor in graph_leaves(outputs, 100_000) or ():  # (a reentrant checkpoint's layers)
+                if tensor.grad is None:  # then .grad after the pass is what the pass sent it
+                    self._nested.setdefault(id(tensor), tensor)
+        if not outputs or self._running or any(is_transformed(o) for o in outputs):
+            return False  # (a pass inside a pass: a reentrant checkpoint, a Function's backward)
+        helper = None
+        if gradients and any(is_transformed(g) for g in gradients):  # grad(is_grads_batched=True):
+            helper = "torch.autograd.grad(is_grads_batched=True)"  # a vmap over the grads, not a call
+        else:
+            helper = torch_helper(self.namespace)  # jacobian(), hessian(), gradcheck(): their passes
+        if helper is not None:
+            self.helpers[helper] = self.helpers.get(helper, 0) + 1
+            return False
+        return True
+
+    def _let_go_of_released(self, higher: bool) -> None:
+        """This call replaces the last one of its kind: where the cell let go of that one's big
+        grads (zero_grad()), let go of them too before the engine runs, so that it can reuse their
+        memory as a plain run does (holding them made every step of a training loop allocate
+        afresh); otherwise the last call stays until this one has succeeded (it may raise)."""
+        if any(c.big for c in self.calls):
+            self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
+
+    def _engine_run(
+        self, engine: Any, call: tuple, leaves: dict, before: dict, caught: dict, inter: dict, tracer: Any
+    ) -> tuple[Any, dict[int, torch.Tensor] | None]:
+        """The engine's run, with a hook on each leaf whose ``.grad`` already holds something (the
+        engine adds to it in place; elsewhere ``.grad`` after the call is exactly this call's grad)
+        and on the named intermediates: the result, and the leaves a pass inside it reached."""
+        args, kwargs = call
+        accumulate = kwargs.get("accumulate_grad", args[6] if len(args) > 6 else True)
+        handles = []
+        try:
+            if tracer is not None:
+                tracer.__enter__()
+            for name, leaf in leaves.items():
+                if before[name] is not None or not accumulate or not leaf.is_leaf:
+                    handles.append(leaf.register_hook(_catcher(caught, name)))
+            for name, tensor in inter.items():
+                handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
+            self._running, self._nested = True, ({} if accumulate else None)
+            if (len(args) > 3 and args[3]) or torch.is_anomaly_enabled():  # the engine warns then:
+                return _as_if_called_from_torch(engine, args, kwargs), self._nested  # as without us
+            return engine.run_backward(*args, **kwargs), self._nested
+        finally:
+            self._running, self._nested = False, None
+            for handle in handles:
+                handle.remove()
+            if tracer is not None:
+                tracer.__exit__()
+
+    def _inner_leaves(self, leaves: dict, before: dict, nested: dict | None) -> tuple[str, ...]:
+        """Leaves only a pass inside this one reached (behind a reentrant checkpoint): added."""
+        inner: list[str] = []
+        if nested:
+            for name, tensor in self._leaves((), tuple(nested.values())).items():
+                if name not in leaves and all(tensor is not t for t in leaves.values()):
+                    leaves[name], before[name] = tensor, None
+                    inner.append(name)
+        return tuple(inner)
+
+    def _seen(self, leaves: dict, caught: dict, held: tuple, accumulate: bool) -> tuple[tuple, ...]:
+        """Per leaf this call reached, :class:`Leaf`'s fields (Leaf objects are made for the call
+        the report shows only): the grad the call computed, kept as it is now (a later zero_()
+        must not change what is shown), the leaf's value, ``.grad`` before and after."""
+        before, before_text, before_zero = held
+        seen = []
+        for name, leaf in leaves.items():
+            grad = caught.get(name)  # what the call returned (or a hook saw) is the cell's to change
+            had = before[name]
+            after = leaf.grad if accumulate and leaf.is_leaf else None
+            if grad is None and had is None:
+                grad = after
+            if grad is None:  # not reached by this call
+                continue
+            added = (1, False)
+            if accumulate and leaf.is_leaf:
+                if had is not None and not before_zero[name]:
+                    count, was_held = self._added.get(id(leaf), (0, True))
+                    added = (count + 1, was_held)
+                self._added[id(leaf)] = added
+            version = grad._version
+            grad = _keep(grad)
+            grad_after = (
+                _keep(after) if had is not None and after is not None else grad if accumulate else None
+            )
+            seen.append((
+                name, leaf, _keep(leaf), leaf._version, grad, grad_after, had, version,
+                before_text.get(name), after._version if after is not None else -1, added[0], added[1],
+                *_probes(grad, grad_after),
+            ))  # fmt: skip
+        return tuple(seen)
+
+    def _remember_created(self, caught: dict, leaves: dict) -> None:
+        """The grads made with create_graph=True: a later call through them is higher-order."""
+        self.created.update(
+            id(g.grad_fn) for g in caught.values() if isinstance(g, torch.Tensor) and g.grad_fn is not None
+        )
+        for leaf in leaves.values():
+            held = kept_grad(leaf)
+            if held is not None and held.grad_fn is not None:
+                self.created.add(id(held.grad_fn))
+
     def _leaves(self, outputs: tuple[torch.Tensor, ...], inputs: tuple) -> dict[str, torch.Tensor]:
         """The named tensors this call computes grads for: the leaves behind *outputs*
-        (or *inputs*, when given), named as at this moment."""
+        (or *inputs*, when given), named as at this moment. The same leaves as the last call's
+        (a loop) keep the names found then: the names of the call shown are looked at again after
+        the cell (:meth:`result`)."""
         tensors = list(inputs) if inputs else graph_leaves(outputs) or []
+        key = (tuple(map(id, tensors)), bool(inputs))
+        if key == self._last_leaves[0]:  # (the last call's tensors are held: no id was reused)
+            return dict(self._last_leaves[2])
+        named = self._named(tensors, bool(inputs))
+        self._last_leaves = (key, tensors, named)
+        return dict(named)
+
+    def _named(self, tensors: list[torch.Tensor], every_tensor: bool) -> dict[str, torch.Tensor]:
         named = {}
         missing = set()
         for tensor in tensors:
@@ -644,9 +714,9 @@ class Observer:
             else:
                 missing.add(id(tensor))
         if missing:  # under the name the last leaf had, or a name the cell wrote; else one scan
-            found = self._names_of(missing, bool(inputs), (*set(self._names.values()), *self.written))
+            found = self._names_of(missing, every_tensor, (*set(self._names.values()), *self.written))
             if len(found) < len(missing):
-                found = self._names_of(missing, every_tensor=bool(inputs))
+                found = self._names_of(missing, every_tensor=every_tensor)
             self._names.update(found)
             named = {}
             for tensor in tensors:

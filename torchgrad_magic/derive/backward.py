@@ -311,7 +311,6 @@ def _from_call(
         (names.get(id(o)) or _fresh(f"out{k}", ns), o) for k, o in enumerate(call.outputs[1:], start=2)
     )
     differentiated = _differentiated(call, (out_name, *(n for n, _ in others)), names, ns)
-    notes: list[Note] = []
     if wrt:
         caught = {n: call.leaves.get(n) for n in wrt}
         leaves = dict(wrt)
@@ -321,74 +320,14 @@ def _from_call(
         leaves = {n: c.tensor for n, c in caught.items()}
     grads = {n: (dense(c.grad) if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
-    column = {
-        n: (dense(c.grad_after) if c is not None and call.kind == "backward" else grads[n])
-        for n, c in caught.items()
-    }
-
-    what = "backward()" if call.kind == "backward" else "torch.autograd.grad()"
-    if observed.call_count > 1:  # (one call: the table is that call's, nothing to add)
-        kinds = {c.kind for c in observed.calls}  # (grad() then backward(): both named)
-        every = what if len(kinds) == 1 else "backward()/torch.autograd.grad()"
-        notes.append(
-            note("note.backward_many", count=observed.call_count, index=call.index, what=every, out=out_name)
-        )
-    x = next(iter(leaves)) if len(leaves) == 1 else "x"  # (d{out}/dx in the notes: the leaf's name)
-    inner = [n for n in call.inner if n in leaves]
-    if inner:
-        listed = ", ".join(inner[:4]) + (", …" if len(inner) > 4 else "")
-        notes.append(note("note.inner_pass", names=listed, out=out_name))
-    if others:
-        listed = ", ".join((out_name, *(n for n, _ in others)))
-        notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))
-    elif call.gradient_given and output.numel() != 1:
-        notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0], x=x))
-    elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
-        notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0], x=x))
-    elif differentiated is None and call.gradient_given:  # a complex weight: autograd conjugates
-        notes.append(note("note.complex_weight", what=what, out=out_name))
-    elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
-        notes.append(note("note.ones", what=what, out=out_name, count=output.numel()))
-    added = [
-        n
-        for n, c in caught.items()
-        if c is not None and c.grad_before is not None and call.kind == "backward"
-    ]
-    if len(added) > 2:  # a model's parameters: one note, not one per parameter
-        listed = ", ".join(added[:4]) + (", …" if len(added) > 4 else "")
-        params = any(isinstance(caught[n].tensor, torch.nn.Parameter) for n in added)
-        notes.append(note("note.accumulated_many" if not params else "note.accumulated_params",
-                          names=listed, count=len(added)))  # fmt: skip
-    else:
-        for name in added:
-            c = caught[name]
-            assert c is not None and c.grad_before is not None
-            notes.append(
-                note("note.accumulated", name=name, old=c.grad_before_text or fmt.values(c.grad_before), new=fmt.values(c.grad),
-                     total=fmt.values(c.grad_after) if c.grad_after is not None and c.grad_kept else t("state.changed"))
-            )  # fmt: skip
+    notes = _call_notes(call, observed, (out_name, *(n for n, _ in others)), differentiated, leaves)
+    notes += _accumulation_notes(caught, call)
     notes = _merge_after(notes, _changed_after(caught, call))
     lost = [n for n, c in caught.items() if c is not None and not c.kept]
     if lost:
         notes.append(note("note.not_kept", names=", ".join(lost), index=call.index))
-    for higher in observed.higher:
-        if higher.kind == "backward":  # it added to .grad
-            notes.append(note("note.higher_order", index=higher.index, what="backward()"))
-        else:  # grad() returned it: say what it was
-            found = "; ".join(
-                f"{n}: {fmt.values(c.grad)}" for n, c in higher.leaves.items() if c.grad is not None
-            )
-            notes.append(note("note.higher_order_grad", index=higher.index, values=found or "—"))
-
-    role = "input" if wrt else "leaf"
-    rows = [
-        dataclasses.replace(
-            TensorRow.of(n, role, leaf, column.get(n), values.get(n),
-                         (caught[n].added_calls, caught[n].held_before) if caught.get(n) is not None else (1, False)),
-            changed=n in lost and not _grad_kept(caught[n]),
-        )
-        for n, leaf in leaves.items()
-    ]  # fmt: skip
+    notes += _higher_order_notes(observed)
+    rows = _call_rows(call, caught, leaves, values, grads, lost, "input" if wrt else "leaf")
     if retain_grad:
         for name, grad in call.intermediates.items():
             tensor = ns.get(name)
@@ -404,6 +343,88 @@ def _from_call(
         call.trace, (_non_finite(values),), differentiated, others,
         tuple(n for n in lost if not _grad_kept(caught[n])),
     )  # fmt: skip
+
+
+def _call_notes(
+    call: Call, observed: Observation, outputs: tuple[str, ...], differentiated: str | None, leaves: dict
+) -> list[Note]:
+    """What the call was: one of several, with a pass inside it, of several outputs, weighted."""
+    notes: list[Note] = []
+    out_name, output = outputs[0], call.output
+    what = "backward()" if call.kind == "backward" else "torch.autograd.grad()"
+    if observed.call_count > 1:  # (one call: the table is that call's, nothing to add)
+        kinds = {c.kind for c in observed.calls}  # (grad() then backward(): both named)
+        every = what if len(kinds) == 1 else "backward()/torch.autograd.grad()"
+        notes.append(
+            note("note.backward_many", count=observed.call_count, index=call.index, what=every, out=out_name)
+        )
+    x = next(iter(leaves)) if len(leaves) == 1 else "x"  # (d{out}/dx in the notes: the leaf's name)
+    inner = [n for n in call.inner if n in leaves]
+    if inner:
+        listed = ", ".join(inner[:4]) + (", …" if len(inner) > 4 else "")
+        notes.append(note("note.inner_pass", names=listed, out=out_name))
+    if len(outputs) > 1:
+        listed = ", ".join(outputs)
+        notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))
+    elif call.gradient_given and output.numel() != 1:
+        notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0], x=x))
+    elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
+        notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0], x=x))
+    elif differentiated is None and call.gradient_given:  # a complex weight: autograd conjugates
+        notes.append(note("note.complex_weight", what=what, out=out_name))
+    elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))
+        notes.append(note("note.ones", what=what, out=out_name, count=output.numel()))
+    return notes
+
+
+def _accumulation_notes(caught: dict[str, Any], call: Call) -> list[Note]:
+    """backward() added to a ``.grad`` that already held grads: one note each, or one for many."""
+    added = [
+        n
+        for n, c in caught.items()
+        if c is not None and c.grad_before is not None and call.kind == "backward"
+    ]
+    if len(added) > 2:  # a model's parameters: one note, not one per parameter
+        listed = ", ".join(added[:4]) + (", …" if len(added) > 4 else "")
+        params = any(isinstance(caught[n].tensor, torch.nn.Parameter) for n in added)
+        return [note("note.accumulated_many" if not params else "note.accumulated_params",
+                     names=listed, count=len(added))]  # fmt: skip
+    notes = []
+    for name in added:
+        c = caught[name]
+        notes.append(
+            note("note.accumulated", name=name, old=c.grad_before_text or fmt.values(c.grad_before), new=fmt.values(c.grad),
+                 total=fmt.values(c.grad_after) if c.grad_after is not None and c.grad_kept else t("state.changed"))
+        )  # fmt: skip
+    return notes
+
+
+def _higher_order_notes(observed: Observation) -> list[Note]:
+    notes = []
+    for higher in observed.higher:
+        if higher.kind == "backward":  # it added to .grad
+            notes.append(note("note.higher_order", index=higher.index, what="backward()"))
+        else:  # grad() returned it: say what it was
+            found = "; ".join(
+                f"{n}: {fmt.values(c.grad)}" for n, c in higher.leaves.items() if c.grad is not None
+            )
+            notes.append(note("note.higher_order_grad", index=higher.index, values=found or "—"))
+    return notes
+
+
+def _call_rows(
+    call: Call, caught: dict[str, Any], leaves: dict, values: dict, grads: dict, lost: list[str], role: str
+) -> list[TensorRow]:
+    """The leaves' rows: their grad column is ``.grad`` right after a backward() (what the cell
+    sees), the returned grad after a grad() call."""
+    rows = []
+    for n, leaf in leaves.items():
+        c = caught.get(n)
+        column = dense(c.grad_after) if c is not None and call.kind == "backward" else grads[n]
+        added = (c.added_calls, c.held_before) if c is not None else (1, False)
+        row = TensorRow.of(n, role, leaf, column, values.get(n), added)
+        rows.append(dataclasses.replace(row, changed=n in lost and not _grad_kept(c)))
+    return rows
 
 
 def dense(grad: torch.Tensor | None) -> torch.Tensor | None:
@@ -590,10 +611,9 @@ def _computed(
     steps: bool = False,
     owned: set[int] | None = None,
 ) -> First:
-    """The cell did not differentiate this output: do it here, without writing the
-    user's .grad and without freeing the graph. Which leaves (and, with --retain-grad,
-    which named intermediates) it depends on is what autograd itself finds: no walk
-    over the graph in Python."""
+    """The cell did not differentiate this output: do it here (``own_pass.py``), without running
+    the user's hooks, writing the user's .grad or freeing the graph. Its leaves are the named ones
+    behind it (with --retain-grad, the named intermediates too)."""
     leaves = dict(wrt) if wrt else _named_graph_leaves(output, names, assigned)
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
@@ -618,35 +638,16 @@ def _computed(
             target, summed = output.sum(), True
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
-        failed = False
-        user_code = _users_backward_code(target) + (["saved_tensors_hooks"] if observed.saved_hooks else [])
-        if user_code:  # running it would do what the plain cell never does (print, append, count)
-            failed = True
-            notes.append(note("note.users_backward", out=out_name, what=", ".join(user_code)))
-        elif steps:
-            from ..capture.tracer import Tracer
-
-            tracer = Tracer((target,))
-        computed: tuple[torch.Tensor | None, ...] = (None,) * len(inputs)
-        if not failed:
-            computed, problem = _our_pass(target, inputs, tracer, out_name)
-            if problem is not None:
-                failed = True
-                notes.append(problem)
+        computed, problems, user_code, tracer = _differentiate(target, inputs, out_name, observed, steps)
+        failed = bool(problems)
+        notes += problems
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
         if failed and not user_code:  # no grads to show: only the output and what went wrong
             leaves, grads, values, intermediates = {}, {}, {}, {}
         elif not wrt:  # the leaves are the named ones the output depends on
-            found = _in_graph(leaves, output) if user_code else None  # (grads not computed: from the graph)
-            leaves = (
-                found
-                if found is not None
-                else {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
-            )
-            grads = {n: grads[n] for n in leaves}
-            values = {n: values[n] for n in leaves}
+            leaves, grads, values = _depended_on(leaves, grads, values, output, bool(user_code))
             if not leaves:
                 notes.append(_no_dependence(out_name, output, wrt))
         notes += _grads_stored(leaves, grads, owned, out_name, output)
@@ -663,6 +664,33 @@ def _computed(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
         (_non_finite(values),), withheld=bool(user_code) or output.is_complex(),
     )  # fmt: skip
+
+
+def _depended_on(leaves: dict, grads: dict, values: dict, output: torch.Tensor, withheld: bool) -> tuple:
+    """The leaves (and their grads, values) *output* depends on: those with a grad, or (the grads
+    *withheld*: not computed) those in its graph."""
+    found = _in_graph(leaves, output) if withheld else None
+    kept = found if found is not None else {n: leaf for n, leaf in leaves.items() if grads[n] is not None}
+    return kept, {n: grads[n] for n in kept}, {n: values[n] for n in kept}
+
+
+def _differentiate(
+    target: torch.Tensor, inputs: list[torch.Tensor], out_name: str, observed: Observation, steps: bool
+) -> tuple[tuple[torch.Tensor | None, ...], list[Note], list[str], Any]:
+    """%%grad's own pass for *target*, unless the user's code is in its graph (then running it would
+    do what the plain cell never does: print, append, count): (the grads, Nones where none were
+    computed; the notes why not; the user's code found; the --steps tracer)."""
+    user_code = _users_backward_code(target) + (["saved_tensors_hooks"] if observed.saved_hooks else [])
+    if user_code:
+        problem = note("note.users_backward", out=out_name, what=", ".join(user_code))
+        return (None,) * len(inputs), [problem], user_code, None
+    tracer = None
+    if steps:
+        from ..capture.tracer import Tracer
+
+        tracer = Tracer((target,))
+    computed, problem = _our_pass(target, inputs, tracer, out_name)
+    return computed, [problem] if problem is not None else [], [], tracer
 
 
 def _named_graph_leaves(output: torch.Tensor, names: Any, assigned: list[str]) -> dict[str, torch.Tensor]:
