@@ -53,6 +53,28 @@ MESSAGES: dict[str, dict[str, str]] = {
         "(the grads of {c}·{out}), not d{out}/d{x} itself.",
         "zh": "{what} 给 {out} 传入了权重 {c}，所以每个梯度是 {c} × d{out}/d{x}（即 {c}·{out} 的梯度），不是 d{out}/d{x} 本身。",
     },
+    "note.amp_scaled": {
+        "en": "{out} is {loss} × {scale}, the loss scale of {scaler} (torch.amp.GradScaler){since}, so each "
+        "grad shown is {scale} times the grad without scaling. Unscaled (÷ {scale}): {unscaled}. "
+        "{scaler}.unscale_(optimizer) divides .grad by the scale in place; {scaler}.step(optimizer) does so "
+        "first if the cell has not.",
+        "zh": "{out} 等于 {loss} × {scale}，{scale} 是 {scaler}（torch.amp.GradScaler）的损失缩放系数{since}，"
+        "所以表中每个梯度都是不缩放时的 {scale} 倍。除以 {scale} 还原后：{unscaled}。"
+        "{scaler}.unscale_(optimizer) 会把 .grad 原地除以缩放系数；如果之前没调用过它，{scaler}.step(optimizer) 会先做这一步。",
+    },
+    "note.amp_unscaled_after": {
+        "en": "{out} is {loss} × {scale}, the loss scale of {scaler} (torch.amp.GradScaler){since}, so each "
+        "grad shown is {scale} times the grad without scaling. After the call, the cell's {scaler}.unscale_() "
+        "or {scaler}.step() divided .grad by the scale in place: .grad now holds the unscaled grads.",
+        "zh": "{out} 等于 {loss} × {scale}，{scale} 是 {scaler}（torch.amp.GradScaler）的损失缩放系数{since}，"
+        "所以表中每个梯度都是不缩放时的 {scale} 倍。调用之后，单元格里的 {scaler}.unscale_() 或 {scaler}.step() "
+        "已把 .grad 原地除以缩放系数：.grad 现在存的就是还原后的梯度。",
+    },
+    "amp.the_loss": {"en": "the loss", "zh": "损失值"},
+    "amp.since": {
+        "en": " (now {now}: {scaler}.update() changed it after the call)",
+        "zh": "（调用之后 {scaler}.update() 已把它改为 {now}）",
+    },
     "extras.several": {
         "en": "--check, --plot, --symbolic, --order, --hessian and --jacobian evaluate one output; the "
         "cell's call differentiated {label}, so they are left out (differentiate one output in its own call).",
