@@ -463,3 +463,20 @@ def test_graph_panel_left_out_for_a_vector_input():
         "Y = x ** 2\nY.sum().backward()", wrt="x=torch.linspace(-1, 1, 5)", explore=True, graph=True
     )
     assert all(part.get("name") != "graph" for part in result.explorer.bundle()[VEGA]["vconcat"])
+
+
+def test_an_explorer_that_cannot_be_evaluated_leaves_the_plot():
+    """The grid failing is a note after the plot's own: the figure and --check stay."""
+    cell = "y = torch.linalg.cholesky(x.reshape(1, 1)).sum()"
+    result = grad(cell, wrt="x=1", explore=True, plot=True, check=True)
+    assert result.explorer is None and result.figure is not None and result.checks
+    assert [n.id for n in result.notes] == ["plot.no_vmap", "rec.failed"]
+
+
+def test_the_picture_is_the_plot_when_there_is_one():
+    from torchgrad_magic.render import plot
+
+    both = grad("y = x ** 3", wrt="x=1", explore=True, plot=True)
+    assert both.explorer.png == plot.png(both.figure)
+    alone = grad("y = x ** 3", wrt="x=1", explore=True)
+    assert alone.figure is None and alone.explorer.png.startswith(b"\x89PNG")

@@ -14,6 +14,7 @@ import torch
 
 from torchgrad_magic import grad
 from torchgrad_magic.derive import graph as graph_module
+from torchgrad_magic.render import graph as draw
 
 
 def chain(steps: int, factor: float = 1.0001, shift: float = 0.1):
@@ -137,7 +138,7 @@ def test_svg_needs_no_graphviz_and_is_valid(run):
 def test_big_graph_is_cut_and_stays_small():
     output, g = chain(5000)
     assert len(g.nodes) == 10_001 and (len(g.nodes), len(g.edges)) == walk(output)
-    svg, text = g.to_svg(), g.to_text()
+    svg, text = draw.to_svg(g), g.to_text()
     assert "… 9921 more nodes" in svg and "… 9921 more nodes" in text
     assert len(svg) < 60_000 and len(text) < 20_000
     assert max(len(line) for line in text.splitlines()) < 120  # long chains stop indenting
@@ -224,6 +225,20 @@ def test_mimebundle_shows_an_image_everywhere():
     assert "image/svg+xml" not in g._repr_mimebundle_(exclude={"image/svg+xml"})
 
 
+def test_the_report_draws_the_graph_derive_built():
+    """derive/graph.py builds plain data; the report's graph is the same data with its pictures."""
+    _, plain = chain(3)
+    assert not hasattr(plain, "to_svg") and not hasattr(plain, "_repr_mimebundle_")
+    shown = draw.drawn(plain)
+    assert isinstance(shown, graph_module.Graph) and shown.nodes is plain.nodes
+    assert shown.to_text() == plain.to_text() and draw.drawn(shown) is shown and draw.drawn(None) is None
+    unique = re.compile(r"tgm-arrow-[0-9a-f]+")
+    assert unique.sub("", shown.to_svg()) == unique.sub("", draw.to_svg(plain))
+    result_graph = tutorial_graph()
+    assert isinstance(result_graph, draw.DrawnGraph)
+    assert isinstance(graph_module.without_grads(result_graph), draw.DrawnGraph)  # --quiz's graph
+
+
 # ---------------------------------------------------------------------------
 # the layout: no edge through a box, no crossings where none are needed
 # ---------------------------------------------------------------------------
@@ -272,7 +287,7 @@ def segments_meet(p1, p2, q1, q2) -> bool:
 def check_layout(g):
     """Every edge runs from its parent's bottom down to its child's top and passes no other box;
     boxes do not overlap. Returns the number of edge crossings."""
-    lay = g.layout()
+    lay = draw.layout(g)
     assert [(a, b) for a, b, _ in lay.edges] == [
         (a, b) for a, b in g.edges if a in lay.boxes and b in lay.boxes
     ]
@@ -333,7 +348,7 @@ def test_no_edge_passes_through_a_box(name):
 
 def test_straight_chain_and_leaves_at_the_bottom():
     _, g = chain(25, 1.01)  # CELLS["chain of 50 ops"], unfolded
-    lay = g.layout()
+    lay = draw.layout(g)
     assert len(g.nodes) == 51 and all(len(pts) == 2 and pts[0][0] == pts[1][0] for _, _, pts in lay.edges)
     tops = [lay.boxes[n.id][1] for n in g.nodes]
     assert tops == sorted(tops) and len(set(tops)) == 51  # output on top, x at the bottom
@@ -345,5 +360,5 @@ def test_straight_chain_and_leaves_at_the_bottom():
 
 def test_big_graph_renders_fast():
     _, g = chain(5000)
-    svg, text = g.to_svg(), g.to_text()  # (how fast: benchmarks/run.py --only render)
+    svg, text = draw.to_svg(g), g.to_text()  # (how fast: benchmarks/run.py --only render)
     assert svg.count("<g") < 400 and len(text.splitlines()) < 400  # only the first nodes are laid out

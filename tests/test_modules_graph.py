@@ -22,6 +22,7 @@ from torchgrad_magic.derive import graph
 from torchgrad_magic.derive import layers as module_layers
 from torchgrad_magic.derive.graph import Box
 from torchgrad_magic.messages import using
+from torchgrad_magic.render import graph as draw
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
 
@@ -222,9 +223,9 @@ def test_mlp_folds_one_box_per_layer_in_forward_order():
     assert check_layout(g) == 0
     text = g.to_text()
     assert "net.0 (Linear) · 2 ops: T, Addmm · weight (32, 8) · grad [" in text
-    ET.fromstring(g.to_svg())
+    ET.fromstring(draw.to_svg(g))
     BUILD.mkdir(exist_ok=True)
-    (BUILD / "fold_mlp.png").write_bytes(g.to_png())
+    (BUILD / "fold_mlp.png").write_bytes(draw.to_png(g))
 
 
 def test_the_output_and_named_tensors_inside_a_box_are_listed():
@@ -260,7 +261,7 @@ def test_twelve_blocks_fold_into_one_box():
     assert len(run.members) == 12 * 5
     assert check_layout(g) == 0
     BUILD.mkdir(exist_ok=True)
-    (BUILD / "fold_blocks.png").write_bytes(g.to_png())
+    (BUILD / "fold_blocks.png").write_bytes(draw.to_png(g))
 
 
 def test_depth_two_shows_the_inner_modules_and_depth_zero_the_model():
@@ -506,7 +507,7 @@ def test_folding_a_twelve_block_model_is_fast():
     )
     assert [b.lines()[0] for b in boxes(g)] == ["layers.0–11 (TransformerEncoderLayer) × 12"]
     assert len(built.nodes) > 800
-    png = g.to_png()
+    png = draw.to_png(g)
     assert png.startswith(b"\x89PNG")
     from PIL import Image
 

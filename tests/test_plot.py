@@ -137,6 +137,24 @@ def test_non_finite_values_are_left_out(run):
     assert all(torch.isfinite(c.y).all() for c in result.curves)
 
 
+def test_the_curves_are_evaluated_on_the_grid_the_figure_draws(run):
+    """derive/extras.py evaluates the curves, render/plot.py draws them: on one grid."""
+    from torchgrad_magic.derive import extras
+
+    assert extras.GRID_POINTS == plot.GRID_POINTS
+    lines = curves(run("--wrt x=3 --plot", "y = 3 * x ** 2"))
+    torch.testing.assert_close(lines["y"].x, extras.plot_grid(3.0, None))
+    lines = curves(run("--wrt x=3 --plot --range -1:2", "y = 3 * x ** 2"))
+    torch.testing.assert_close(lines["y"].x, extras.plot_grid(3.0, (-1.0, 2.0)))
+
+
+def test_a_point_the_record_cannot_be_evaluated_at_is_a_note_in_its_place(run):
+    # cholesky of a negative number fails: the note comes where the curves were evaluated
+    result = run("--wrt x=1 --plot --check", "y = torch.linalg.cholesky(x.reshape(1, 1)).sum()")
+    assert set(curves(result)) == {"tangent"} and result.checks
+    assert [n.id for n in result.notes] == ["plot.no_vmap"]
+
+
 def test_reduce_points_keeps_spikes_and_extremes():
     x = torch.linspace(0, 1, 1_000_003)
     y = torch.sin(40 * x)

@@ -16,10 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "torchgrad_magic"
 STAGES = ("capture", "derive", "render")
 TOP = {"__init__", "magic", "engine", "options", "messages", "format"}
 # (importing module, imported stage): why it is still there
-NOT_YET = {
-    ("derive/extras.py", "render"): "--plot/--explore draw their figure where the curves are evaluated",
-    ("derive/graph.py", "render"): "the graph draws its own picture (a CJK font from render/plot.py)",
-}
+NOT_YET: dict[tuple[str, str], str] = {}
 
 
 def imports_of(path: Path) -> list[tuple[str, int]]:

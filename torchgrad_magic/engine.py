@@ -35,6 +35,7 @@ from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
 from .derive.backward import dense, first_derivatives, names_assigned, parse
 from .derive.names import differentiated_texts
+from .derive.scaler import with_scaling_note
 from .messages import note, t, using
 from .options import FIELDS, GradOptions
 from .render.result import GradResult
@@ -353,6 +354,7 @@ def run(
                 differentiated_texts(tree, code),
                 observer.written,
             )
+            first = with_scaling_note(first, ns, observer.written)
             if empty:
                 first = dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
             elif originals and observer.count:  # (the cell's backward() filled the copy's .grad)
@@ -366,9 +368,11 @@ def run(
             steps = _steps(first, ns, owned, recorder, opts, owners) if opts.steps else None
             model = _model(first, ns, opts)
             from .derive.extras import extras
+            from .render.figures import draw
 
             # a model's --plot is its gradient flow (below), not f and f' of millions of inputs
             more = extras(first, recorder, observer, opts.replace(plot=False) if model else opts, window, ns)
+            more = draw(more, first, opts)  # --plot's and --explore's figures, from the curves evaluated
             if model is not None:
                 more = _flow(model, more, opts)
             graph = (

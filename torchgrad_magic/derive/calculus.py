@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .. import format as fmt
 from ..capture.spec import GradError, split_line
-from ..messages import t
+from ..messages import note, t
 
 JACOBIAN_LIMIT = 1_000_000
 CHECK_ELEMENTS = 64  # inputs up to this size are checked element by element
@@ -166,79 +166,117 @@ def check(
 
     Returns the rows, notes (sampling, kinks) and the relative step used.
     """
-    from ..messages import note
-
-    step = 1e-6
-    notes: list[Any] = []
     base = {name: _float64(v) for name, v in points.items()}
-
-    def value(values: dict[str, torch.Tensor]) -> float:
-        with torch.no_grad():
-            return float(replay(values, cast=torch.float64))
-
     inputs = _inputs(base)
     output = replay(inputs, cast=torch.float64)
-    rtol = RTOL
+    grads, rtol = _checked_grads(output, inputs, autograd)
+    checker = _Checker(replay, base, float(output.detach()), out, rtol)
+    rows = [checker.row(name, point, g) for (name, point), g in zip(base.items(), grads, strict=True)]
+    return rows, checker.notes, checker.step
+
+
+def _checked_grads(
+    output: torch.Tensor, inputs: dict[str, torch.Tensor], autograd: dict[str, Any] | None
+) -> tuple[tuple[torch.Tensor | None, ...], float]:
+    """The grads to check (the recorded computation's, or *autograd*'s in float64) and the relative
+    tolerance: 1e-3 when the cell's own grads are in a lower precision than float64."""
     if autograd is None:
-        auto = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
-    else:
-        auto = tuple(None if autograd.get(n) is None else _float64(autograd[n]) for n in inputs)
-        low = [
-            g for g in autograd.values() if g is not None and g.dtype not in (torch.float64, torch.complex128)
-        ]
-        rtol = 1e-3 if low else RTOL
-    center = float(output.detach())
-    rows = []
-    kink_said = False
-    generator = torch.Generator().manual_seed(0)
-    for (name, point), g in zip(base.items(), auto, strict=True):
+        return torch.autograd.grad(output, list(inputs.values()), allow_unused=True), RTOL
+    grads = tuple(None if autograd.get(n) is None else _float64(autograd[n]) for n in inputs)
+    low = [g for g in autograd.values() if g is not None and g.dtype not in (torch.float64, torch.complex128)]
+    return grads, 1e-3 if low else RTOL
+
+
+@dataclass
+class _Checker:
+    """One --check: the recorded computation (*replay*) in float64 around *base*, where it is
+    *center*; *out* the output's label, *rtol* the relative tolerance, *step* the relative step of
+    the differences. It gathers the notes (one kink at most) and draws the random directions."""
+
+    replay: Any
+    base: dict[str, torch.Tensor]
+    center: float
+    out: str
+    rtol: float
+    step: float = 1e-6
+    notes: list[Any] = field(default_factory=list)
+    kink_said: bool = False
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+
+    def value(self, name: str, point: torch.Tensor) -> float:
+        """The output with input *name* at *point*, the others at their values."""
+        with torch.no_grad():
+            return float(self.replay({**self.base, name: point}, cast=torch.float64))
+
+    def row(self, name: str, point: torch.Tensor, g: torch.Tensor | None) -> CheckRow:
+        """Input *name* (at *point*) checked: autograd's *g* against the differences along each
+        direction (and, for a complex input, along the imaginary unit too)."""
         g = torch.zeros_like(point) if g is None else g.detach()
-        numeric, chosen, tolerance = [], [], []
-        if point.numel() <= CHECK_ELEMENTS:
-            directions = []
-            for i in range(point.numel()):
-                e = torch.zeros_like(point).reshape(-1)
-                e[i] = 1
-                directions.append((i, e.reshape(point.shape)))
-        else:
-            notes.append(note("check.directions", name=name, count=point.numel(), used=DIRECTIONS))
-            directions = [
-                (None, (torch.randint(0, 2, point.shape, generator=generator) * 2 - 1).to(point.dtype))
-                for _ in range(DIRECTIONS)
-            ]
-        parts = [(1, "")] + ([(1j, "i")] if point.is_complex() else [])
-        for i, e in directions:
-            for unit, _ in parts:
-                scale = float(point.abs().max()) if i is None else abs(complex(point.reshape(-1)[i]))
-                h = step * max(1.0, scale)
-                move = e * unit * h
-                f_plus = value({**base, name: point + move})
-                f_minus = value({**base, name: point - move})
-                numeric.append((f_plus - f_minus) / (2 * h))
-                along = (g * e).sum() if i is None else g.reshape(-1)[i]
-                along = along.real if unit == 1 else along.imag
-                chosen.append(float(along))
-                tolerance.append(64 * EPS64 * max(abs(f_plus), abs(f_minus), abs(center), 1.0) / h)
-                right, left = (f_plus - center) / h, (center - f_minus) / h
-                if (
-                    i is not None
-                    and not kink_said
-                    and abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left))
-                ):
-                    kink_said = True
-                    where = name if point.dim() == 0 else f"{name}[{i}]"
-                    notes.append(
-                        note("check.kink", out=out, name=where, point=fmt.number(float(point.reshape(-1)[i].real)),
-                             right=fmt.number(right), left=fmt.number(left), auto=fmt.number(chosen[-1]))
-                    )  # fmt: skip
-        a, b = torch.tensor(chosen, dtype=torch.float64), torch.tensor(numeric, dtype=torch.float64)
-        tol = torch.tensor(tolerance, dtype=torch.float64) + rtol * a.abs() + ATOL
+        directions = self.directions(name, point)
+        units = [1] + ([1j] if point.is_complex() else [])
+        measured = [
+            self.difference(name, point, g, direction, unit) for direction in directions for unit in units
+        ]
+        numeric = [m[0] for m in measured]
+        a = torch.tensor([m[1] for m in measured], dtype=torch.float64)
+        b = torch.tensor(numeric, dtype=torch.float64)
+        tol = torch.tensor([m[2] for m in measured], dtype=torch.float64) + self.rtol * a.abs() + ATOL
         diff = (a - b).abs()
         error = float(diff.max()) if a.numel() else 0.0
         ok = bool((diff <= tol).all()) and all(map(math.isfinite, numeric))
         shown_a, shown_b = _as_shown(a, point, directions), _as_shown(b, point, directions)
-        rows.append(CheckRow(name, shown_a, shown_b, error, ok, float(tol.max()) if a.numel() else 0.0))
-    return rows, notes, step
+        return CheckRow(name, shown_a, shown_b, error, ok, float(tol.max()) if a.numel() else 0.0)
+
+    def directions(self, name: str, point: torch.Tensor) -> list[tuple[int | None, torch.Tensor]]:
+        """(element, unit vector) for each element of a small input; (None, a random ±1 direction)
+        DIRECTIONS times for a big one (a note says so)."""
+        if point.numel() <= CHECK_ELEMENTS:
+            directions: list[tuple[int | None, torch.Tensor]] = []
+            for i in range(point.numel()):
+                e = torch.zeros_like(point).reshape(-1)
+                e[i] = 1
+                directions.append((i, e.reshape(point.shape)))
+            return directions
+        self.notes.append(note("check.directions", name=name, count=point.numel(), used=DIRECTIONS))
+        return [
+            (None, (torch.randint(0, 2, point.shape, generator=self.generator) * 2 - 1).to(point.dtype))
+            for _ in range(DIRECTIONS)
+        ]
+
+    def difference(
+        self,
+        name: str,
+        point: torch.Tensor,
+        g: torch.Tensor,
+        direction: tuple[int | None, torch.Tensor],
+        unit: complex,
+    ) -> tuple[float, float, float]:
+        """One central difference along *direction* times *unit* (1, or 1j: the imaginary part):
+        (the difference quotient, autograd's derivative along it, the rounding error's tolerance)."""
+        i, e = direction
+        scale = float(point.abs().max()) if i is None else abs(complex(point.reshape(-1)[i]))
+        h = self.step * max(1.0, scale)
+        move = e * unit * h
+        f_plus, f_minus = self.value(name, point + move), self.value(name, point - move)
+        along = (g * e).sum() if i is None else g.reshape(-1)[i]
+        chosen = float(along.real if unit == 1 else along.imag)
+        if i is not None:
+            self.kink(name, point, i, ((f_plus - self.center) / h, (self.center - f_minus) / h), chosen)
+        tolerance = 64 * EPS64 * max(abs(f_plus), abs(f_minus), abs(self.center), 1.0) / h
+        return (f_plus - f_minus) / (2 * h), chosen, tolerance
+
+    def kink(self, name: str, point: torch.Tensor, i: int, slopes: tuple[float, float], auto: float) -> None:
+        """The first place where the right and left slopes (*slopes*) differ: a note (autograd
+        took one side there, *auto*)."""
+        right, left = slopes
+        if self.kink_said or not abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)):
+            return
+        self.kink_said = True
+        where = name if point.dim() == 0 else f"{name}[{i}]"
+        self.notes.append(
+            note("check.kink", out=self.out, name=where, point=fmt.number(float(point.reshape(-1)[i].real)),
+                 right=fmt.number(right), left=fmt.number(left), auto=fmt.number(auto))
+        )  # fmt: skip
 
 
 def _float64(value: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,9 @@
 """The optional parts (``--order``, ``--hessian``, ``--jacobian``, ``--check``,
-``--symbolic``, ``--plot``), all evaluated on the computation recorded during the
-one run of the cell (:mod:`.record`), never by running the cell again.
+``--symbolic``, ``--plot``, ``--explore``), all evaluated on the computation recorded during the
+one run of the cell (:mod:`..capture.record`), never by running the cell again.
+
+``--plot`` and ``--explore`` are evaluated here and drawn later: the curves (:class:`Curves`) and
+the explorer's grid (:class:`.explore.Grid`) are data; :mod:`..render.figures` draws them.
 
 Before any of them is shown, the replay is compared with what autograd computed
 in the run (the output's value and every grad): if they differ, the record could
@@ -10,6 +13,7 @@ global random generator and grad mode are put back afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,60 +23,72 @@ import torch
 from ..capture.spec import GradError
 from ..messages import Note, note
 
+GRID_POINTS = 201  # --plot's points per input (render/plot.py draws on the same grid: a test checks)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """f and df/d(*name*) along one scalar input, the others held at their values: *x* the grid
+    (float64), *y* and *slope* on it (on the CPU); *error* instead when the record could not be
+    evaluated there."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    slope: torch.Tensor | None = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class Curves:
+    """What a figure of f and f' is drawn from: the *window* asked for (None: around each point),
+    the *sweeps* (None: nothing evaluated, the figure shows the run's own numbers and the tangent),
+    and *at*: where the figure's own notes go among :attr:`Extras.notes` (they read in the order
+    they were found)."""
+
+    window: tuple[float, float] | None
+    sweeps: tuple[Sweep, ...] | None
+    at: int
+
 
 @dataclass(frozen=True)
 class Extras:
+    """The extras' results. ``plot``, ``grid`` and ``picture`` are what --plot and --explore are
+    drawn from; :func:`..render.figures.draw` fills ``figure``, ``curves`` and ``explorer``."""
+
     orders: dict[str, list[torch.Tensor | None]] = field(default_factory=dict)
     matrices: tuple[Any, ...] = ()
     checks: tuple[Any, ...] = ()
     check_step: float = 0.0
     symbolic: tuple[Any, ...] = ()
+    plot: Curves | None = None  # --plot
+    grid: Any = None  # explore.Grid (--explore)
+    picture: Curves | None = None  # --explore's picture of the run's point, when --plot draws none
     figure: Any = None
     curves: tuple[Any, ...] = ()
-    explorer: Any = None  # explore.Explorer (--explore)
+    explorer: Any = None  # render's explore.Explorer (--explore)
     notes: tuple[Note, ...] = ()
 
 
 def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns: dict[str, Any]) -> Extras:
+    """The extras *opts* asks for, evaluated on the record of the run (*recorder*, finished here);
+    *window*: --plot's range (None: around each point); *ns*: the cell's namespace (--explore's
+    table). The figures are left to :func:`..render.figures.draw`."""
     if recorder is None:
         return Extras()
     if first.output is None or not first.leaves or not opts.needs_replay:
         recorder.finish()
         return Extras()
-    from ..capture.record import replay_for
-
     if getattr(first, "withheld", False):  # its grads run the user's own backward code
         recorder.finish()
         return Extras(notes=(note("extras.withheld"),))
-
     if getattr(first, "others", ()):  # y1 + y2: the extras evaluate one output
         recorder.finish()
         return Extras(notes=(note("extras.several", label=first.differentiated or first.output_name),))
     notes: list[Note] = []
     if first.call is not None and first.call.gradient_given:
         notes.append(note("extras.weighted", out=first.output_name, label=first.differentiated or "v"))
-    summed = target_of(first).numel() != 1
-    ref = first.call.record_ref if first.call is not None else recorder.ref(target_of(first))
-    # --jacobian of Y itself when the cell reduced it (Y.sum().backward()): the matrix is Y's
-    written = getattr(first, "written", None)  # (--explore of a vector input moves along Y itself too)
-    whole_ref = recorder.ref(first.output) if written and (opts.jacobian or opts.explore) else None
-    named = _named_refs(recorder, first, ns) if opts.explore else {}  # --explore's table
-    record = recorder.finish()
-    replay = replay_for(record, ref, first.leaves, summed)
-    whole = replay_for(record, whole_ref, first.leaves, True) if whole_ref is not None else None
-    if record.escapes:
-        notes.append(
-            note(
-                "rec.escapes",
-                calls=", ".join(
-                    f".{n}()" if not n.startswith("__") else n for n in dict.fromkeys(record.escapes)
-                ),
-            )
-        )
-    if isinstance(replay, str):
-        notes.append(note(replay, out=first.output_name))
-        replay = None
-    points = {name: first.values[name] for name in first.leaves}
+    recorded = _recorded(first, recorder, opts, ns, notes)
     # heavy libraries are imported before the warning filters are saved: their own module-level
     # filters (sympy adds one) must stay, as after a plain import
     if opts.symbolic:
@@ -81,13 +97,11 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         except ImportError:  # sympy is the [symbolic] extra: the rest of the report still comes
             notes.append(note("sym.missing"))
             opts = opts.replace(symbolic=False)
-    if opts.plot or opts.explore:  # (--explore: the picture of its point)
-        import matplotlib.figure  # noqa: F401
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {}  # (what was found before an extra failed is kept)
     with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            found = _extras(replay, record, first, points, opts, window, notes, whole, named)
+            _extras(recorded, first, opts, window, notes, found)
         except GradError as e:  # a flag only the run could check (--explore z=… without --wrt)
             notes.append(note("extras.refused", error=str(e)))
         except Exception as e:  # an extra that cannot work here is a note, never a lost report
@@ -95,24 +109,51 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     return Extras(notes=tuple(notes), **found)
 
 
+@dataclass(frozen=True)
+class _Recorded:
+    """What the extras evaluate: the *record*, the *replay* of what was differentiated (None: the
+    record cannot follow it), the replay of Y itself when the cell reduced it (*whole*: --jacobian's
+    matrix is Y's, --explore of a vector input moves along Y) and the record's refs of the cell's
+    named tensors (*named*: --explore's table)."""
+
+    record: Any
+    replay: Any
+    whole: Any = None
+    named: dict[str, Any] = field(default_factory=dict)
+
+
+def _recorded(first: Any, recorder: Any, opts: Any, ns: dict[str, Any], notes: list[Note]) -> _Recorded:
+    """The record finished and its replays; the notes of what it could not follow."""
+    from ..capture.record import replay_for
+
+    summed = target_of(first).numel() != 1
+    ref = first.call.record_ref if first.call is not None else recorder.ref(target_of(first))
+    written = getattr(first, "written", None)
+    whole_ref = recorder.ref(first.output) if written and (opts.jacobian or opts.explore) else None
+    named = _named_refs(recorder, first, ns) if opts.explore else {}  # (read before the record is finished)
+    record = recorder.finish()
+    replay = replay_for(record, ref, first.leaves, summed)
+    whole = replay_for(record, whole_ref, first.leaves, True) if whole_ref is not None else None
+    if record.escapes:
+        calls = ", ".join(f".{n}()" if not n.startswith("__") else n for n in dict.fromkeys(record.escapes))
+        notes.append(note("rec.escapes", calls=calls))
+    if isinstance(replay, str):
+        notes.append(note(replay, out=first.output_name))
+        replay = None
+    return _Recorded(record, replay, whole, named)
+
+
 def _extras(
-    replay: Any,
-    record: Any,
-    first: Any,
-    points: dict,
-    opts: Any,
-    window: Any,
-    notes: list[Note],
-    whole: Any = None,
-    named: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Verify the replay, then the extras that were asked for."""
-    found: dict[str, Any] = {}
+    recorded: _Recorded, first: Any, opts: Any, window: Any, notes: list[Note], found: dict[str, Any]
+) -> None:
+    """Verify the replay, then the extras that were asked for, into *found* (Extras' fields)."""
+    points = {name: first.values[name] for name in first.leaves}
+    replay, record = recorded.replay, recorded.record
     if replay is not None:
         problem = _verify(replay, first, points)
         if problem is not None and problem.id == "rec.grads_differ" and opts.check:
             # the values agree but autograd's grads do not: exactly what --check is for
-            found = _check(replay, first, points, notes, autograd=first.grads)
+            found.update(_check(replay, first, points, notes, autograd=first.grads))
             rows = found.get("checks", ())
             if rows and all(row.ok for row in rows):  # the cell's grads are right: the record is what differs
                 problem = note("rec.grads_agree", out=problem.fields["out"])
@@ -122,14 +163,13 @@ def _extras(
             notes.append(problem)
             replay = None
     if replay is not None:
-        found = _calculus(replay, first, points, opts, notes, whole)
+        found.update(_calculus(replay, first, points, opts, notes, recorded.whole))
     if opts.plot:
-        found.update(_plot(replay, first, window, opts, notes, escaped=bool(record.escapes)))
+        if record.escapes:  # values left the computation: only the tangent is honest
+            notes.append(note("rec.branches"))
+        found["plot"] = _curves(replay if not record.escapes else None, first, window, notes)
     if opts.explore:
-        found["explorer"] = _explore(
-            replay, record, first, opts, notes, whole, found.get("figure"), named or {}
-        )
-    return found
+        found.update(_explore(dataclasses.replace(recorded, replay=replay), first, opts, notes))
 
 
 def _named_refs(recorder: Any, first: Any, ns: dict[str, Any]) -> dict[str, Any]:
@@ -147,30 +187,18 @@ def _named_refs(recorder: Any, first: Any, ns: dict[str, Any]) -> dict[str, Any]
     return found
 
 
-def _explore(
-    replay: Any,
-    record: Any,
-    first: Any,
-    opts: Any,
-    notes: list[Note],
-    whole: Any,
-    figure: Any,
-    named: dict[str, Any],
-) -> Any:
-    """--explore: the grid's values from the record (the table's rows too: *named*, the record's
-    refs of the cell's named tensors), and a picture of the run's point (the --plot figure when
-    there is one)."""
-    import dataclasses
+def _explore(recorded: _Recorded, first: Any, opts: Any, notes: list[Note]) -> dict[str, Any]:
+    """--explore: the grid's values from the record (the table's rows too), and the curves of a
+    picture of the run's point (evaluated only without --plot: with it, the picture is the --plot
+    figure)."""
+    from . import explore
 
-    from ..render import explore, plot
-
-    explorer = explore.build(replay, whole, record, first, opts, notes, named)
-    if explorer is None:
-        return None
-    if figure is None:
-        window = explore.picture_window(explorer)
-        figure = _plot(replay, first, window, opts.replace(save=None), notes, escaped=False)["figure"]
-    return dataclasses.replace(explorer, png=plot.png(figure) if figure is not None else None)
+    replay = recorded.replay
+    grid = explore.build(replay, recorded.whole, recorded.record, first, opts, notes, recorded.named)
+    if grid is None:
+        return {}
+    window = explore.picture_window(grid)
+    return {"grid": grid, "picture": _curves(replay if not opts.plot else None, first, window, notes)}
 
 
 def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | None:
@@ -295,36 +323,54 @@ def _cut(replay: Any) -> bool:
     return any(op.name in ("detach", "detach_", ".data") or not op.grad_enabled for op in ops)
 
 
-def _plot(
-    replay: Any, first: Any, window: Any, opts: Any, notes: list[Note], escaped: bool
-) -> dict[str, Any]:
-    from ..render import plot
+def _curves(replay: Any, first: Any, window: tuple[float, float] | None, notes: list[Note]) -> Curves:
+    """f and f' along each input, from the record (*replay*; None: nothing is evaluated), for a
+    figure of scalar inputs (a 1-D input's figure shows the run's own numbers: nothing to evaluate).
+    Its notes will follow the *notes* found so far."""
+    if replay is None or not _point_figure(first):
+        return Curves(window, None, len(notes))
+    return Curves(window, tuple(_sweep(replay, first, name, window) for name in first.leaves), len(notes))
 
-    evaluate = None
-    if replay is not None and not escaped:
 
-        def evaluate(name: str, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            point = first.values[name]
-            values = grid.to(point.dtype).to(point.device)
-            fixed = {n: v for n, v in first.values.items() if n != name}
+def _point_figure(first: Any) -> bool:
+    """Whether the figure is f and f' around the point: every input a real scalar, the output real
+    (render/plot.py draws the others from the run's own numbers, or not at all)."""
+    leaves = list(first.leaves.values())
+    return all(v.dim() == 0 for v in leaves) and not any(v.is_complex() for v in [*leaves, first.output])
 
-            def function(v: torch.Tensor) -> torch.Tensor:
-                return replay({**fixed, name: v})
 
-            try:
-                slopes, ys = torch.func.vmap(torch.func.grad_and_value(function), randomness="same")(values)
-            except Exception:  # no batching rule somewhere: one point at a time
-                pairs = [_grad_and_value(function, v) for v in values]
-                slopes, ys = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            return ys.detach().cpu(), slopes.detach().cpu()
+def plot_grid(point: float, window: tuple[float, float] | None) -> torch.Tensor:
+    """--plot's grid for an input at *point*: the window, or the point ± max(1, |point|)."""
+    low, high = window or (point - max(1.0, abs(point)), point + max(1.0, abs(point)))
+    return torch.linspace(low, high, GRID_POINTS, dtype=torch.float64)
 
-    elif escaped:
-        notes.append(note("rec.branches"))  # values left the computation: only the tangent is honest
-    figure, curves, more = plot.make_figure(first, evaluate, window, opts.lang)
-    notes.extend(more)
-    if figure is not None and opts.save is not None:
-        notes.append(plot.save(figure, opts.save))
-    return {"figure": figure, "curves": tuple(curves)}
+
+def _sweep(replay: Any, first: Any, name: str, window: tuple[float, float] | None) -> Sweep:
+    """f and df/d(*name*) on *name*'s grid; the error instead when the record cannot be evaluated
+    there (the figure's note says so)."""
+    point = first.values[name]
+    grid = plot_grid(point.detach().double().item(), window)
+    fixed = {n: v for n, v in first.values.items() if n != name}
+
+    def function(v: torch.Tensor) -> torch.Tensor:
+        return replay({**fixed, name: v})
+
+    try:
+        ys, slopes = _along(function, grid.to(point.dtype).to(point.device))
+    except Exception as e:  # the cell cannot run on a batch of points
+        return Sweep(name, grid, error=e.with_traceback(None))
+    return Sweep(name, grid, ys, slopes)
+
+
+def _along(function: Any, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """*function* and its derivative at each of *values*, batched (point by point where an
+    operation has no batching rule), on the CPU."""
+    try:
+        slopes, ys = torch.func.vmap(torch.func.grad_and_value(function), randomness="same")(values)
+    except Exception:  # no batching rule somewhere: one point at a time
+        pairs = [_grad_and_value(function, v) for v in values]
+        slopes, ys = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    return ys.detach().cpu(), slopes.detach().cpu()
 
 
 def _grad_and_value(function: Any, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

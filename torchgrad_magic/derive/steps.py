@@ -543,103 +543,178 @@ def build(
         constants (``+ 4``) and the functions the cell called that the graph forgot.
     """
     raws = tracer.raws
-    names: dict[int, str] = {}
-    for name, tensor in named.items():
-        if isinstance(tensor, torch.Tensor):
-            names.setdefault(id(tensor), name)
-    # names of the nodes' outputs: the cell's own where it has them, else made up
-    node_names: dict[int, str] = {}
-    if output.grad_fn is not None:
-        node_names[id(output.grad_fn)] = output_name
-    by_output: dict[tuple[int, int], str] = {}  # (node, which of its outputs) -> name: a, b = x.unbind()
-    for name, tensor in named.items():
-        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
-            by_output.setdefault((id(tensor.grad_fn), tensor.output_nr), name)
-            if tensor.output_nr == 0:
-                node_names.setdefault(id(tensor.grad_fn), name)
-    made_up: list[str] = []
-    letters = _letters(taken | set(names.values()) | {output_name})
+    naming = _Naming.of(named, taken, output, output_name)
+    ordered = sorted(raws, key=lambda r: sequence_number(r.node))
+    naming.name_nodes(ordered)  # in code order, so that a, b, c read in the order they were made
+    ops = _ops(recorder, naming.node_names, naming.names, digits, naming.by_output)
+    walk = _Walk(naming, ops, digits, to_grad, owners)
+    steps = tuple(walk.step(position, raw) for position, raw in enumerate(raws, start=1))
+    leaves = _leaf_sums(tracer, walk.arrivals, naming.names, list(named))
+    return Steps(
+        output=output_name,
+        seed=raws[0].grad_out[0] if raws and raws[0].grad_out else None,
+        steps=steps,
+        forward=tuple(walk.forward_of[id(r.node)] for r in ordered if " = " in walk.forward_of[id(r.node)]),
+        made_up=tuple(naming.made_up),
+        leaves=leaves,
+        cut=tracer.cut,
+        digits=digits,
+        max_items=max_items,
+        several=len(leaves) > 1,
+    )
 
-    def input_name(nxt: Any, nr: int = 0) -> tuple[str, bool]:
+
+@dataclass
+class _Naming:
+    """What the steps call each tensor and node: *names* the cell's tensors (by id, the first name
+    wins), *node_names* each node's output (the cell's name, else a made-up letter from *letters*,
+    kept in *made_up*), *by_output* a node's other outputs (``a, b = x.unbind()``)."""
+
+    names: dict[int, str]
+    node_names: dict[int, str]
+    by_output: dict[tuple[int, int], str]  # (node, which of its outputs) -> name
+    letters: Any
+    made_up: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, named: dict[str, torch.Tensor], taken: set[str], output: torch.Tensor, output_name: str
+    ) -> _Naming:
+        """The cell's names (*named*; *output* is *output_name*); made-up ones avoid *taken*."""
+        names: dict[int, str] = {}
+        for name, tensor in named.items():
+            if isinstance(tensor, torch.Tensor):
+                names.setdefault(id(tensor), name)
+        node_names: dict[int, str] = {}
+        if output.grad_fn is not None:
+            node_names[id(output.grad_fn)] = output_name
+        by_output: dict[tuple[int, int], str] = {}
+        for name, tensor in named.items():
+            if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
+                by_output.setdefault((id(tensor.grad_fn), tensor.output_nr), name)
+                if tensor.output_nr == 0:
+                    node_names.setdefault(id(tensor.grad_fn), name)
+        letters = _letters(taken | set(names.values()) | {output_name})
+        return cls(names, node_names, by_output, letters)
+
+    def make_up(self, key: int) -> str:
+        """A new letter for node *key*."""
+        self.node_names[key] = next(self.letters)
+        self.made_up.append(self.node_names[key])
+        return self.node_names[key]
+
+    def name_nodes(self, ordered: list[Any]) -> None:
+        """Name the nodes the pass ran (*ordered*: the raws in code order) that have no name yet."""
+        for raw in ordered:
+            key = id(raw.node)
+            if key in self.node_names:
+                continue
+            inputs = [nxt for nxt, _ in raw.node.next_functions if nxt is not None]
+            if type(raw.node).__name__ == "TBackward0" and len(inputs) == 1:
+                self.node_names[key] = self.input(inputs[0])[0] + "ᵀ"  # linear's Wᵀ
+                continue
+            self.make_up(key)
+
+    def input(self, nxt: Any, nr: int = 0) -> tuple[str, bool]:
+        """The name of a node's input (output *nr* of node *nxt*), and whether it is a leaf."""
         variable = getattr(nxt, "variable", None)
         if isinstance(variable, torch.Tensor):
-            name = names.get(id(variable))
+            name = self.names.get(id(variable))
             return (name if name is not None else f"leaf{fmt.shape(variable)}"), True
-        if (id(nxt), nr) in by_output:
-            return by_output[(id(nxt), nr)], False
-        if id(nxt) not in node_names:  # a node this pass did not run (not needed): a name all the same
-            node_names[id(nxt)] = next(letters)
-            made_up.append(node_names[id(nxt)])
-        return node_names[id(nxt)], False
+        if (id(nxt), nr) in self.by_output:
+            return self.by_output[(id(nxt), nr)], False
+        if id(nxt) not in self.node_names:  # a node this pass did not run (not needed): a name all the same
+            self.make_up(id(nxt))
+        return self.node_names[id(nxt)], False
 
-    ordered = sorted(raws, key=lambda r: sequence_number(r.node))
-    for raw in ordered:  # in code order, so that a, b, c read in the order they were made
-        key = id(raw.node)
-        if key in node_names:
-            continue
-        inputs = [nxt for nxt, _ in raw.node.next_functions if nxt is not None]
-        if type(raw.node).__name__ == "TBackward0" and len(inputs) == 1:
-            node_names[key] = input_name(inputs[0])[0] + "ᵀ"  # linear's Wᵀ
-            continue
-        node_names[key] = next(letters)
-        made_up.append(node_names[key])
 
-    ops = _ops(recorder, node_names, names, digits, by_output)
-    arrivals: dict[int, list[tuple[int, torch.Tensor]]] = {}  # contributions to nodes and leaves
-    steps: list[Step] = []
-    forward_of: dict[int, str] = {}
-    for position, raw in enumerate(raws, start=1):
-        node = raw.node
-        kind = type(node).__name__
-        edges_in = node.next_functions
-        operands = [input_name(nxt, nr)[0] if nxt is not None else None for nxt, nr in edges_in]
-        op = ops.get(id(node))
-        fields = _fields(kind, operands, raw.saved, op, node_names[id(node)], digits, names)
+@dataclass
+class _Walk:
+    """The pass walked step by step, in the order autograd ran it: the names, the recorded calls
+    (*ops*), the leaves whose ``.grad`` the pass wrote (*to_grad*) and the model's layers
+    (*owners*); it gathers what each step sent to each node and leaf (*arrivals*: by id, (step,
+    gradient)) and each node's forward expression (*forward_of*)."""
+
+    naming: _Naming
+    ops: dict[int, Op]
+    digits: int
+    to_grad: frozenset[str] | set[str]
+    owners: Any
+    arrivals: dict[int, list[tuple[int, torch.Tensor]]] = field(default_factory=dict)
+    forward_of: dict[int, str] = field(default_factory=dict)
+
+    def step(self, position: int, raw: Any) -> Step:
+        """Step *position* (from 1): the node of *raw*, what arrived at it and what it sent on."""
+        node, naming = raw.node, self.naming
+        kind, name = type(node).__name__, naming.node_names[id(node)]
+        operands = [naming.input(nxt, nr)[0] if nxt is not None else None for nxt, nr in node.next_functions]
+        op = self.ops.get(id(node))
+        fields = _fields(kind, operands, raw.saved, op, name, self.digits, naming.names)
         expression = _forward(kind, fields, op, operands)
-        lhs = _targets(id(node), node_names[id(node)], by_output)
-        forward = lhs if expression == node_names[id(node)] else f"{lhs} = {expression}"
-        forward_of[id(node)] = forward
+        lhs = _targets(id(node), name, naming.by_output)
+        self.forward_of[id(node)] = lhs if expression == name else f"{lhs} = {expression}"
+        edges = self.edges(position, raw, fields)
+        parts = tuple(self.arrivals.get(id(node), ()))
+        module = _layer_of(self.owners, id(node))
+        return Step(
+            index=position,
+            node=kind,
+            name=name,
+            forward=self.forward_of[id(node)],
+            arriving=raw.grad_out[0] if raw.grad_out else None,
+            parts=parts if len(parts) > 1 else (),
+            edges=edges,
+            routing=kind in ROUTING,
+            kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved),
+            module=module,
+            module_kind=self.owners.kinds.get(module, "") if self.owners else "",
+        )
+
+    def edges(self, position: int, raw: Any, fields: _Fields) -> tuple[Edge, ...]:
+        """One edge per input of *raw*'s node that exists; what each sends is an arrival."""
+        kind = type(raw.node).__name__
         formulas = _local_formulas(kind, raw.saved)
         edges = []
-        for i, (nxt, nr) in enumerate(edges_in):
+        for i, (nxt, nr) in enumerate(raw.node.next_functions):
             if nxt is None:
                 continue
-            to, is_leaf = input_name(nxt, nr)
+            to, is_leaf = self.naming.input(nxt, nr)
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
-            formula = formulas[i].format_map(fields) if i < len(formulas) else None
-            if formula is None and kind in ROUTING:
-                formula = ROUTE_LOCAL.get(kind, "@formula.passed_on")
-            if formula is not None and formula.startswith("@"):  # words: in the report's language
-                formula = template(formula[1:]).format_map(fields)
-                if kind in LOSSES and raw.saved.get("reduction") in (0, 2):
-                    formula = formula.replace("/n", "")
-            if formula is not None and "…" in formula:
-                formula = None
-            if formula is not None:
-                formula = formula.replace("ᵀᵀ", "")  # (Wᵀ)ᵀ = W
             local = raw.local[i] if i < len(raw.local) else None
-            edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in to_grad))
+            formula = _edge_formula(kind, formulas[i] if i < len(formulas) else None, fields, raw.saved)
+            edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in self.to_grad))
             if sent is not None:
                 target = id(getattr(nxt, "variable", nxt))
-                arrivals.setdefault(target, []).append((position, sent))
-        parts = tuple(arrivals.get(id(node), ()))
-        steps.append(
-            Step(
-                index=position,
-                node=kind,
-                name=node_names[id(node)],
-                forward=forward,
-                arriving=raw.grad_out[0] if raw.grad_out else None,
-                parts=parts if len(parts) > 1 else (),
-                edges=tuple(edges),
-                routing=kind in ROUTING,
-                kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved),
-                module=_layer_of(owners, id(node)),
-                module_kind=owners.kinds.get(_layer_of(owners, id(node)), "") if owners else "",
-            )
-        )
-    order = {name: i for i, name in enumerate(named)}
-    sequence = {position: sequence_number(raw.node) for position, raw in enumerate(raws, start=1)}
+                self.arrivals.setdefault(target, []).append((position, sent))
+        return tuple(edges)
+
+
+def _edge_formula(kind: str, formula: str | None, fields: _Fields, saved: dict[str, Any]) -> str | None:
+    """The local derivative's formula of an edge of a *kind* node, filled in with *fields* (None
+    where one of them is unknown): *formula* from LOCAL, else a routing node's words."""
+    if formula is not None:
+        formula = formula.format_map(fields)
+    if formula is None and kind in ROUTING:
+        formula = ROUTE_LOCAL.get(kind, "@formula.passed_on")
+    if formula is not None and formula.startswith("@"):  # words: in the report's language
+        formula = template(formula[1:]).format_map(fields)
+        if kind in LOSSES and saved.get("reduction") in (0, 2):
+            formula = formula.replace("/n", "")
+    if formula is None or "…" in formula:
+        return None
+    return formula.replace("ᵀᵀ", "")  # (Wᵀ)ᵀ = W
+
+
+def _leaf_sums(
+    tracer: Tracer,
+    arrivals: dict[int, list[tuple[int, torch.Tensor]]],
+    names: dict[int, str],
+    order: list[str],
+) -> tuple[LeafSum, ...]:
+    """Each leaf's gradient as the sum of what arrived at it (*arrivals*), contributions in code
+    order; the leaves in the order their first contribution was made (then *order*: the names')."""
+    sequence = {position: sequence_number(raw.node) for position, raw in enumerate(tracer.raws, start=1)}
+    rank = {name: i for i, name in enumerate(order)}
     found = []
     for node in tracer.nodes:
         variable = getattr(node, "variable", None)
@@ -651,19 +726,8 @@ def build(
         for _, g in parts[1:]:
             total = total + g
         found.append(LeafSum(names.get(id(variable), f"leaf{fmt.shape(variable)}"), parts, total))
-    found.sort(key=lambda s: (sequence[s.parts[0][0]], order.get(s.name, len(order))))
-    return Steps(
-        output=output_name,
-        seed=raws[0].grad_out[0] if raws and raws[0].grad_out else None,
-        steps=tuple(steps),
-        forward=tuple(forward_of[id(r.node)] for r in ordered if " = " in forward_of[id(r.node)]),
-        made_up=tuple(made_up),
-        leaves=tuple(found),
-        cut=tracer.cut,
-        digits=digits,
-        max_items=max_items,
-        several=len(found) > 1,
-    )
+    found.sort(key=lambda s: (sequence[s.parts[0][0]], rank.get(s.name, len(rank))))
+    return tuple(found)
 
 
 def graph_flow(tracer: Tracer, digits: int = 4) -> dict[int, tuple[str | None, list[str | None]]]:

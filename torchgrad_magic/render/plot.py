@@ -391,12 +391,7 @@ def _point_figure(
         low, high = window or (point - max(1.0, abs(point)), point + max(1.0, abs(point)))
         grid = torch.linspace(low, high, GRID_POINTS, dtype=torch.float64)
         label_d = f"{d}{fmt.operand(out)}/{d}{name}"
-        evaluated = None
-        if evaluate is not None:
-            try:
-                evaluated = evaluate(name, grid)
-            except Exception as e:  # the cell cannot run on a batch of points
-                notes.append(note("plot.no_vmap", name=name, error=f"{type(e).__name__}: {e}".strip()[:200]))
+        evaluated = _evaluate(evaluate, name, grid, notes)
         twin = None
         if evaluated is not None:
             values, slopes = evaluated
@@ -413,11 +408,7 @@ def _point_figure(
         annotation = None
         if slope_t is not None:
             slope = slope_t.detach().double().item()
-            half = (high - low) / 4
-            tx = torch.tensor([point - half, point + half], dtype=torch.float64)
-            ty = value + slope * (tx - point)
-            tangent = label("plot.tangent", slope=fmt.number(slope), name=name, point=fmt.number(point))
-            ax.plot(tx.numpy(), ty.numpy(), linestyle="--", color=TANGENT_COLOR, label=tangent, linewidth=1.5)
+            tx, ty = _tangent(ax, name, (point, value), slope, (high - low) / 4, label)
             curves.append(Curve(f"tangent|{name}" if len(names) > 1 else "tangent", tx, ty))
             annotation = (label("plot.slope", slope=fmt.number(slope)), (point, value))
         ax.scatter([point], [value], color="black", zorder=3)
@@ -435,6 +426,31 @@ def _point_figure(
         panels.append((ax, twin, annotation))
     _place(figure, panels, style)
     return figure, curves
+
+
+def _evaluate(evaluate: Callable | None, name: str, grid: torch.Tensor, notes: list[Note]) -> Any:
+    """The function's values and slopes on *grid* along input *name*; None without an evaluator,
+    or (with a note) where the cell cannot run on a batch of points."""
+    if evaluate is None:
+        return None
+    try:
+        return evaluate(name, grid)
+    except Exception as e:  # the cell cannot run on a batch of points
+        notes.append(note("plot.no_vmap", name=name, error=f"{type(e).__name__}: {e}".strip()[:200]))
+        return None
+
+
+def _tangent(
+    ax, name: str, at: tuple[float, float], slope: float, half: float, label: Callable
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dashed tangent through *at* (the run's point and value) with *slope*, *half* wide on
+    each side, drawn on *ax* under its legend line; its two points."""
+    point, value = at
+    tx = torch.tensor([point - half, point + half], dtype=torch.float64)
+    ty = value + slope * (tx - point)
+    tangent = label("plot.tangent", slope=fmt.number(slope), name=name, point=fmt.number(point))
+    ax.plot(tx.numpy(), ty.numpy(), linestyle="--", color=TANGENT_COLOR, label=tangent, linewidth=1.5)
+    return tx, ty
 
 
 # ---------------------------------------------------------------------------

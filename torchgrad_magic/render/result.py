@@ -129,6 +129,8 @@ class GradResult:
             notes.append(note("steps.where_nan", names=", ".join(steps.where_nan)))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
             notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
+        from .graph import drawn  # (the graph's pictures: render/graph.py)
+
         return cls(
             output=first.output,
             output_name=first.output_name,
@@ -153,7 +155,7 @@ class GradResult:
             checks=extras.checks,
             check_step=extras.check_step,
             symbolic=extras.symbolic,
-            graph=graph,
+            graph=drawn(graph),
             figure=extras.figure,
             curves=extras.curves,
             explorer=getattr(extras, "explorer", None),
