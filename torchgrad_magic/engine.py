@@ -1,21 +1,14 @@
-"""The engine behind ``%%grad``, usable without IPython.
+"""The engine behind ``%%grad``, usable without IPython: an orchestration of three stages.
 
-One call, one direction::
-
-    options -> make the --wrt leaves -> run the cell once, observed (and recorded
-    when an extra needs it) -> first derivatives -> extras on the record
-    -> one GradResult
+    the line checked (a refused line does not run the cell)
+    -> capture: make the --wrt leaves, run the cell once, observed        (capture/)
+    -> derive: first derivatives, then what the line asked for besides   (derive/)
+    -> render: one GradResult, in the language asked for                  (render/)
 
 ``grad("y = 3 * x ** 2", wrt="x=3")`` runs the code in a fresh namespace;
 pass ``namespace=`` to run it in yours, or ``shell=`` (an IPython
 ``InteractiveShell``) to run it as a real cell, which is what the magic does.
 The user's code runs exactly once: extras evaluate the record, never the cell.
-
-Where each step lives: options (what was asked), spec (the magic line), this
-module (leaves, torch's global state, the order of the steps), runner (running
-the cell), observe (backward calls as they happen), record (the computation,
-for extras), backward (the output and first derivatives), extras (--check,
---plot, --symbolic, --order, --hessian, --jacobian on the record), graph, result.
 """
 
 from __future__ import annotations
@@ -277,130 +270,181 @@ def run(
     language: str = "en",
 ) -> tuple[GradResult, Any]:
     """The engine: *opts* must be validated. Returns the result and the value of the
-    cell's last expression (what a plain cell shows as ``Out[n]``)."""
+    cell's last expression (what a plain cell shows as ``Out[n]``).
+
+    capture (run the cell once, observed) -> derive (the report's facts) -> render (one result)."""
     specs = parse_wrt(opts.wrt)
-    if opts.of is not None:
-        check_name(opts.of, f"--of {opts.of}")
-    if opts.expect is not None:  # (a refused line must not run the cell)
-        _check_expect(
-            opts.expect, [s.name for s in specs], _known_names(namespace, shell) | {s.name for s in specs}
-        )
-    if opts.explore not in (None, True, False, ""):  # --explore x=-2:2, checked before the cell runs
-        from .render.explore import parse_ranges
-
-        parse_ranges(opts.explore, [s.name for s in specs])
-    torch_dtype, torch_device = _dtype(opts.dtype), _device(opts.device)
-    window = None
-    if opts.plot:
-        from .render import plot
-
-        window = opts.plot_range if isinstance(opts.plot_range, tuple) else plot.parse_range(opts.plot_range)
-        plot.check_save_path(opts.save)
+    window = _refused(specs, opts, namespace, shell)  # (a refused line must not run the cell)
     runner = ShellRunner(shell) if shell is not None else PlainRunner({} if namespace is None else namespace)
-    ns = runner.namespace
-    code = runner.python_source(source)
-    tree = parse(code)
-    empty = tree is not None and not tree.body  # only comments and blank lines: runs, gets one note
-    ns.setdefault("torch", torch)
-
-    originals: dict[str, Any] = {}
-    leaves: dict[str, torch.Tensor] = {}
+    cell = _Cell(runner, source)
     try:
-        with _torch_state(torch_dtype):
-            leaves = _make_leaves(specs, ns, torch_dtype, torch_device)
-            dotted = {s.name for s in specs if s.dotted}
-            originals = {
-                s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value and not s.dotted
-            }
-            owned = {
-                id(leaf) for name, leaf in leaves.items() if not _is_parameter(leaf) and name not in dotted
-            }
-            ns.update((n, leaf) for n, leaf in leaves.items() if n not in dotted)
-            recorder = None
-            if opts.needs_record:
-                from .capture.record import Recorder
-
-                recorder = Recorder()
-            observer = Observer(ns, leaves, opts.retain_grad, recorder, opts.steps)
-            observer.written = _written_names(tree)
-            if recorder is not None and isinstance(runner, ShellRunner):
-                runner.thread_context = lambda: recorder  # a cell with await runs its ops in a helper thread
-            before = {name: id(value) for name, value in ns.items()} if _hides_assignments(tree) else None
-            tracker = None
-            if opts.graph is not None or opts.steps:  # which module made which node: a model's layers
-                from .capture.modules import ModuleTracker
-
-                tracker = ModuleTracker()
-            with (
-                observer,
-                recorder if recorder is not None else contextlib.nullcontext(),
-                tracker if tracker is not None else contextlib.nullcontext(),
-            ):
-                last_value = runner.run(source)
-        settled = namespace_settled(ns)  # (the cell has run: one scan of the namespace serves all)
-        settled.__enter__()
-        try:
-            assigned = names_assigned(tree, ns, before)
-            first = first_derivatives(
-                ns,
-                leaves,
-                observer.result(tree),
-                last_value,
-                assigned,
-                opts.of,
-                opts.retain_grad,
-                opts.steps,
-                owned,
-                differentiated_texts(tree, code),
-                observer.written,
-            )
-            first = with_scaling_note(first, ns, observer.written)
-            if empty:
-                first = dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
-            elif originals and observer.count:  # (the cell's backward() filled the copy's .grad)
-                copied = ", ".join(originals)
-                first = dataclasses.replace(first, notes=(*first.notes, note("note.wrt_copy", names=copied)))
-            owners = None  # which layer made which node: one walk, for --steps and --graph
-            if tracker is not None and tracker.calls:
-                from .derive import layers
-
-                owners = layers.owner_of_nodes(tracker.calls, layers.module_names(ns))
-            steps = _steps(first, ns, owned, recorder, opts, owners) if opts.steps else None
-            model = _model(first, ns, opts)
-            from .derive.extras import extras
-            from .render.figures import draw
-
-            # a model's --plot is its gradient flow (below), not f and f' of millions of inputs
-            more = extras(first, recorder, observer, opts.replace(plot=False) if model else opts, window, ns)
-            more = draw(more, first, opts)  # --plot's and --explore's figures, from the curves evaluated
-            if model is not None:
-                more = _flow(model, more, opts)
-            graph = (
-                _graph(first, ns, opts.graph, opts.digits, steps, owners, language)
-                if opts.graph is not None and first.output is not None
-                else None
-            )
-            if graph is not None and more.explorer is not None:  # --explore draws the graph too
-                more = dataclasses.replace(more, explorer=dataclasses.replace(more.explorer, graph=graph))
-            if tracker is not None:
-                tracker.clear()
-            owners = None
-        except KeyboardInterrupt:  # the cell itself ran to its end; only the report is missing
-            raise GradError(t("err.report_interrupted")) from None
-        finally:
-            settled.__exit__(None, None, None)
-        result = GradResult.assemble(first, more, graph, opts, language, steps, model)
+        _capture(cell, specs, opts)
+        report = _derive(cell, opts, window, language)
+        result = GradResult.assemble(
+            report.first, report.more, report.graph, opts, language, report.steps, report.model
+        )
         if opts.quiz and result.output is not None:
             from .render import quiz
 
-            result = result.replace(quiz=quiz.build(result, tree, first.call.kind if first.call else None))
+            kind = report.first.call.kind if report.first.call else None
+            result = result.replace(quiz=quiz.build(result, cell.tree, kind))
         if opts.expect is not None:
-            result = _expect(result, opts.expect, ns, quiz=opts.quiz)
+            result = _expect(result, opts.expect, cell.ns, quiz=opts.quiz)
     finally:
-        for name, original in originals.items():
-            if ns.get(name) is leaves.get(name):
-                ns[name] = original
-    return result, last_value
+        cell.put_back()
+    return result, cell.last_value
+
+
+def _refused(specs: list[WrtSpec], opts: GradOptions, namespace: Any, shell: Any) -> Any:
+    """What the line asks that cannot work, raised before the cell runs; --plot's window."""
+    if opts.of is not None:
+        check_name(opts.of, f"--of {opts.of}")
+    if opts.expect is not None:
+        _check_expect(
+            opts.expect, [s.name for s in specs], _known_names(namespace, shell) | {s.name for s in specs}
+        )
+    if opts.explore not in (None, True, False, ""):  # --explore x=-2:2
+        from .render.explore import parse_ranges
+
+        parse_ranges(opts.explore, [s.name for s in specs])
+    _dtype(opts.dtype)
+    _device(opts.device)
+    if not opts.plot:
+        return None
+    from .render import plot
+
+    window = opts.plot_range if isinstance(opts.plot_range, tuple) else plot.parse_range(opts.plot_range)
+    plot.check_save_path(opts.save)
+    return window
+
+
+class _Cell:
+    """The cell and its one run, as capture leaves it for derive: the namespace, the --wrt leaves
+    (and the variables they stand in for, put back afterwards), the observer and what it kept."""
+
+    def __init__(self, runner: Any, source: str):
+        self.runner, self.source, self.ns = runner, source, runner.namespace
+        self.code = runner.python_source(source)
+        self.tree = parse(self.code)
+        self.leaves: dict[str, torch.Tensor] = {}
+        self.originals: dict[str, Any] = {}  # the variables --wrt x (a copy) stands in for
+        self.owned: set[int] = set()  # ids of the --wrt leaves %%grad made: they carry their grads
+        self.observer: Any = None
+        self.recorder: Any = None
+        self.tracker: Any = None
+        self.before: dict[str, int] | None = None  # id of each variable, where the tree may hide some
+        self.last_value: Any = None
+
+    def put_back(self) -> None:
+        for name, original in self.originals.items():
+            if self.ns.get(name) is self.leaves.get(name):
+                self.ns[name] = original
+
+
+def _capture(cell: _Cell, specs: list[WrtSpec], opts: GradOptions) -> None:
+    """Make the --wrt leaves, then run the cell once, observed (recorded, its modules' calls
+    tracked, where what was asked needs it)."""
+    ns, tree = cell.ns, cell.tree
+    ns.setdefault("torch", torch)
+    torch_dtype = _dtype(opts.dtype)
+    with _torch_state(torch_dtype):
+        cell.leaves = leaves = _make_leaves(specs, ns, torch_dtype, _device(opts.device))
+        dotted = {s.name for s in specs if s.dotted}
+        cell.originals = {
+            s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value and not s.dotted
+        }
+        cell.owned = {id(leaf) for n, leaf in leaves.items() if not _is_parameter(leaf) and n not in dotted}
+        ns.update((n, leaf) for n, leaf in leaves.items() if n not in dotted)
+        if opts.needs_record:
+            from .capture.record import Recorder
+
+            cell.recorder = Recorder()
+            if isinstance(cell.runner, ShellRunner):  # a cell with await runs its ops in a helper thread
+                cell.runner.thread_context = lambda: cell.recorder
+        cell.observer = Observer(ns, leaves, opts.retain_grad, cell.recorder, opts.steps)
+        cell.observer.written = _written_names(tree)
+        cell.before = {name: id(value) for name, value in ns.items()} if _hides_assignments(tree) else None
+        if opts.graph is not None or opts.steps:  # which module made which node: a model's layers
+            from .capture.modules import ModuleTracker
+
+            cell.tracker = ModuleTracker()
+        with (
+            cell.observer,
+            cell.recorder if cell.recorder is not None else contextlib.nullcontext(),
+            cell.tracker if cell.tracker is not None else contextlib.nullcontext(),
+        ):
+            cell.last_value = cell.runner.run(cell.source)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Derived:
+    """The report's facts: first derivatives, then what the line asked for besides."""
+
+    first: Any
+    more: Any
+    graph: Any = None
+    steps: Any = None
+    model: Any = None
+
+
+def _derive(cell: _Cell, opts: GradOptions, window: Any, language: str) -> _Derived:
+    """The report's facts, from what the run kept (the namespace holds still meanwhile: one scan of
+    it serves every stage). Interrupted here, the cell has run to its end: only the report is lost."""
+    settled = namespace_settled(cell.ns)
+    settled.__enter__()
+    try:
+        first = _first(cell, opts)
+        owners = None  # which layer made which node: one walk, for --steps and --graph
+        if cell.tracker is not None and cell.tracker.calls:
+            from .derive import layers
+
+            owners = layers.owner_of_nodes(cell.tracker.calls, layers.module_names(cell.ns))
+        steps = _steps(first, cell.ns, cell.owned, cell.recorder, opts, owners) if opts.steps else None
+        model = _model(first, cell.ns, opts)
+        more = _extras(first, cell, opts, window, model is not None)
+        if model is not None:
+            more = _flow(model, more, opts)
+        graph = None
+        if opts.graph is not None and first.output is not None:
+            graph = _graph(first, cell.ns, opts.graph, opts.digits, steps, owners, language)
+        if graph is not None and more.explorer is not None:  # --explore draws the graph too
+            more = dataclasses.replace(more, explorer=dataclasses.replace(more.explorer, graph=graph))
+        return _Derived(first, more, graph, steps, model)
+    except KeyboardInterrupt:
+        raise GradError(t("err.report_interrupted")) from None
+    finally:
+        settled.__exit__(None, None, None)
+        if cell.tracker is not None:
+            cell.tracker.clear()
+
+
+def _first(cell: _Cell, opts: GradOptions) -> Any:
+    """The first derivatives of the cell's output, with the notes only the engine can add."""
+    ns, tree, observer = cell.ns, cell.tree, cell.observer
+    assigned = names_assigned(tree, ns, cell.before)
+    first = first_derivatives(
+        ns, cell.leaves, observer.result(tree), cell.last_value, assigned, opts.of, opts.retain_grad,
+        opts.steps, cell.owned, differentiated_texts(tree, cell.code), observer.written,
+    )  # fmt: skip
+    first = with_scaling_note(first, ns, observer.written)
+    if tree is not None and not tree.body:  # only comments and blank lines: it ran, one note
+        return dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
+    if cell.originals and observer.count:  # (the cell's backward() filled the copy's .grad)
+        copied = ", ".join(cell.originals)
+        return dataclasses.replace(first, notes=(*first.notes, note("note.wrt_copy", names=copied)))
+    return first
+
+
+def _extras(first: Any, cell: _Cell, opts: GradOptions, window: Any, model: bool) -> Any:
+    """--check, --order, --plot, --explore, ... evaluated on the record (a *model*'s --plot is its
+    gradient flow, drawn apart), then --plot's and --explore's figures drawn from the curves."""
+    from .derive.extras import extras
+    from .render.figures import draw
+
+    more = extras(
+        first, cell.recorder, cell.observer, opts.replace(plot=False) if model else opts, window, cell.ns
+    )
+    return draw(more, first, opts)
 
 
 def _model(first: Any, ns: dict[str, Any], opts: GradOptions) -> Any:
