@@ -354,13 +354,13 @@ class Frozen:
 def _keep(tensor: torch.Tensor) -> Any:
     """What a call keeps of a tensor: Frozen numbers when tiny, a copy up to SNAPSHOT_LIMIT
     elements, the tensor itself (with its version and a probe) when bigger."""
-    value = tensor.detach()
-    n = value.numel()
-    if n <= FREEZE_LIMIT and value.is_cpu and value.layout == torch.strided:
-        try:
-            return Frozen(value.tolist(), value.dtype, value.shape)
+    n = tensor.numel()
+    if n <= FREEZE_LIMIT and tensor.is_cpu and tensor.layout == torch.strided:
+        try:  # (tolist() reads the numbers without autograd: no detach() needed, a loop's hot path)
+            return Frozen(tensor.tolist(), tensor.dtype, tensor.shape)
         except (TypeError, RuntimeError):  # a dtype without Python numbers (float8, ...)
             pass
+    value = tensor.detach()
     return value.clone() if n <= SNAPSHOT_LIMIT else value
 
 
@@ -591,8 +591,11 @@ class Observer:
             for tensor in graph_leaves(outputs, 100_000) or ():  # (a reentrant checkpoint's layers)
                 if tensor.grad is None:  # then .grad after the pass is what the pass sent it
                     self._nested.setdefault(id(tensor), tensor)
-        if not outputs or self._running or any(is_transformed(o) for o in outputs):
-            return False  # (a pass inside a pass: a reentrant checkpoint, a Function's backward)
+        if not outputs or self._running:  # (a pass inside a pass: a reentrant checkpoint, a Function's
+            return False  # backward)
+        for output in outputs:
+            if is_transformed(output):
+                return False
         helper = None
         if gradients and any(is_transformed(g) for g in gradients):  # grad(is_grads_batched=True):
             helper = "torch.autograd.grad(is_grads_batched=True)"  # a vmap over the grads, not a call
@@ -655,29 +658,31 @@ class Observer:
         must not change what is shown), the leaf's value, ``.grad`` before and after."""
         before, before_text, before_zero = held
         seen = []
+        counts = self._added
         for name, leaf in leaves.items():
             grad = caught.get(name)  # what the call returned (or a hook saw) is the cell's to change
             had = before[name]
             after = leaf.grad if accumulate and leaf.is_leaf else None
-            if grad is None and had is None:
+            if grad is None:
+                if had is not None or after is None:  # not reached by this call
+                    continue
                 grad = after
-            if grad is None:  # not reached by this call
-                continue
             added = (1, False)
             if accumulate and leaf.is_leaf:
                 if had is not None and not before_zero[name]:
-                    count, was_held = self._added.get(id(leaf), (0, True))
+                    count, was_held = counts.get(id(leaf), (0, True))
                     added = (count + 1, was_held)
-                self._added[id(leaf)] = added
+                counts[id(leaf)] = added
             version = grad._version
-            grad = _keep(grad)
-            grad_after = (
-                _keep(after) if had is not None and after is not None else grad if accumulate else None
+            kept = _keep(grad)
+            kept_after = (
+                _keep(after) if had is not None and after is not None else kept if accumulate else None
             )
+            probes = (None, None) if type(kept) is Frozen else _probes(kept, kept_after)
             seen.append((
-                name, leaf, _keep(leaf), leaf._version, grad, grad_after, had, version,
+                name, leaf, _keep(leaf), leaf._version, kept, kept_after, had, version,
                 before_text.get(name), after._version if after is not None else -1, added[0], added[1],
-                *_probes(grad, grad_after),
+                *probes,
             ))  # fmt: skip
         return tuple(seen)
 
