@@ -12,6 +12,7 @@ from torchgrad_magic.capture.internals import (
     forget_kwargs_flag,
     hook_dict,
     input_shapes,
+    nodes_behind,
     is_transformed,
     sequence_number,
 )
@@ -107,3 +108,16 @@ def test_a_nodes_inputs_say_the_shape_dtype_and_device_a_grad_is_fitted_to():
     shapes = [input_shapes(node)[slot] for node, slot in mul.next_functions if node is not None]
     assert shapes == [((), torch.float64, torch.device("cpu"))], shapes  # w's: what its grad becomes
     assert input_shapes(mul) == (((3,), torch.float32, torch.device("cpu")),)
+
+
+def test_the_one_graph_walk_sees_every_node_once_and_says_when_it_was_cut_short():
+    """Every stage's walk over a backward graph is ``nodes_behind``: along ``next_functions``."""
+    x = torch.tensor(2.0, requires_grad=True)
+    h = x * x  # MulBackward0 -> AccumulateGrad (twice: one node)
+    y = h.sin() + h.cos()  # AddBackward0 -> Sin, Cos -> the same Mul
+    nodes, cut = nodes_behind([y])
+    kinds = sorted(type(n).__name__ for n in nodes.values())
+    assert kinds == ["AccumulateGrad", "AddBackward0", "CosBackward0", "MulBackward0", "SinBackward0"]
+    assert not cut and all(id(n) == k for k, n in nodes.items())
+    some, cut = nodes_behind([y.grad_fn], limit=2)
+    assert len(some) == 2 and cut

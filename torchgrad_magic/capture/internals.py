@@ -8,6 +8,8 @@ Public APIs come first everywhere else; what is here has no public equivalent:
 - :func:`is_transformed`: a tensor inside a ``torch.func`` transform (its backward calls are the
   transform's, not the cell's);
 - :func:`accumulate_grad_class`: the class of a leaf's backward node (found with public calls);
+- :func:`nodes_behind`: THE walk over a backward graph (``grad_fn.next_functions``) that every
+  stage uses to see which nodes (and leaves) are behind an output;
 - :func:`hook_dict`: the dict that holds a tensor's ``register_hook`` functions (the report names
   the tensors whose hooks changed the grads shown);
 - :func:`sequence_number`: the order in which autograd nodes were made (the cell's code order);
@@ -59,6 +61,27 @@ def accumulate_grad_class() -> type:
         node = leaf.view_as(leaf).grad_fn
         _ACCUMULATE.append(type(node.next_functions[0][0]) if node is not None else type(None))
     return _ACCUMULATE[0]
+
+
+def nodes_behind(roots: Any, limit: int | None = None) -> tuple[dict[int, Any], bool]:
+    """id -> node for every backward node behind *roots* (nodes, or tensors: their ``grad_fn``),
+    depth first; the nodes are held, so their ids stay theirs while the dict lives (before torch
+    2.5, about, a node's Python object died once unreferenced, and another could get its id). With
+    *limit*, the walk stops after that many nodes: then the second value is True (cut short)."""
+    stack: list[Any] = [r.grad_fn if isinstance(r, torch.Tensor) else r for r in roots]
+    stack = [node for node in stack if node is not None]
+    seen: dict[int, Any] = {}
+    pop, push = stack.pop, stack.extend
+    while stack:  # (runs at every backward() of a training loop: kept tight)
+        node = pop()
+        key = id(node)
+        if key in seen:
+            continue
+        if limit is not None and len(seen) >= limit:
+            return seen, True
+        seen[key] = node
+        push([nxt for nxt, _ in node.next_functions if nxt is not None])
+    return seen, False
 
 
 def hook_dict(tensor: torch.Tensor) -> dict | None:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .. import format as fmt
-from .internals import accumulate_grad_class, engine_slot, is_transformed
+from .internals import accumulate_grad_class, engine_slot, is_transformed, nodes_behind
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
@@ -406,17 +406,7 @@ def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
 
 def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> set[int]:
     """ids of the backward nodes behind *outputs* (stops after *limit* nodes)."""
-    seen: set[int] = set()
-    stack = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
-    while stack:
-        fn = stack.pop()
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        if limit is not None and len(seen) >= limit:
-            break
-        stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
-    return seen
+    return set(nodes_behind([t for t in outputs if isinstance(t, torch.Tensor)], limit)[0])
 
 
 # ---------------------------------------------------------------------------
@@ -803,32 +793,15 @@ def _lookup_param(
 def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> list[torch.Tensor] | None:
     """The leaf tensors behind *outputs* (the variables of their AccumulateGrad nodes);
     None when the graph has more than *limit* nodes (not all were seen)."""
-    found: dict[int, torch.Tensor] = {}
-    seen: dict[int, Any] = {}  # the nodes themselves are kept: before torch 2.5 (about) a node's Python
-    # object dies once unreferenced, and a new one for another node can get its id
-    stack = []
-    for t in outputs:
-        if t.grad_fn is not None:
-            stack.append(t.grad_fn)
-        elif t.requires_grad:
-            found[id(t)] = t
+    nodes, cut = nodes_behind(outputs, limit)
+    if cut:
+        return None
+    found = {id(t): t for t in outputs if t.grad_fn is None and t.requires_grad}
     accumulate = accumulate_grad_class()
-    pop, push = stack.pop, stack.append
-    while stack:  # (runs at every backward() of a training loop: kept tight)
-        fn = pop()
-        key = id(fn)
-        if key in seen:
-            continue
-        seen[key] = fn
-        if limit is not None and len(seen) > limit:
-            return None
-        if type(fn) is accumulate:  # a leaf's node: it has no next functions
-            variable = fn.variable  # type: ignore[attr-defined]  # AccumulateGrad has it
+    for node in nodes.values():
+        if type(node) is accumulate:  # a leaf's node
+            variable = node.variable  # type: ignore[attr-defined]  # AccumulateGrad has it
             found.setdefault(id(variable), variable)
-            continue
-        for nxt, _ in fn.next_functions:
-            if nxt is not None:
-                push(nxt)
     return list(found.values())
 
 

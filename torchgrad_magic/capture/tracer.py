@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .internals import accumulate_grad_class, nodes_behind
+
 TRACE_LIMIT = 100_000  # nodes hooked at most
 KEEP = 1024  # grads up to this many elements are copied when caught
 LOCAL_LIMIT = 4096  # element-wise local derivatives are worked out up to this size
@@ -147,9 +149,10 @@ class Tracer:
 
     def __enter__(self) -> Tracer:
         self.nodes = self._walk()
+        accumulate = accumulate_grad_class()
         try:
             for index, node in enumerate(self.nodes):
-                if not hasattr(node, "variable"):  # AccumulateGrad: its input is caught one step up
+                if type(node) is not accumulate:  # AccumulateGrad: its input is caught one step up
                     self._handles.append(node.register_hook(self._hook(index)))
         except BaseException:
             self.__exit__()
@@ -163,18 +166,8 @@ class Tracer:
         return self
 
     def _walk(self) -> list[Any]:
-        seen: dict[int, Any] = {}
-        stack = [o.grad_fn for o in self.outputs if o.grad_fn is not None]
-        while stack:
-            node = stack.pop()
-            if id(node) in seen:
-                continue
-            if len(seen) >= TRACE_LIMIT:
-                self.cut = True
-                break
-            seen[id(node)] = node
-            stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
-        return list(seen.values())
+        nodes, self.cut = nodes_behind(self.outputs, TRACE_LIMIT)
+        return list(nodes.values())
 
     def __exit__(self, *exc: Any) -> None:
         for handle in self._handles:

@@ -24,7 +24,7 @@ import torch
 
 from .. import format as fmt
 from ..capture.hints import hint_for
-from ..capture.internals import hook_dict
+from ..capture.internals import hook_dict, nodes_behind
 from ..capture.observe import (
     Call,
     Observation,
@@ -762,17 +762,10 @@ def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]
     bigger than *limit* nodes: then it is not looked for)."""
     Custom = torch.autograd.function.BackwardCFunction
     found: dict[str, None] = {}
-    seen: dict[int, Any] = {}
-    stack = [output.grad_fn] if output.grad_fn is not None else []
-    while stack and len(seen) < limit:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen[id(node)] = node
+    for node in nodes_behind([output], limit)[0].values():
         if isinstance(node, Custom):
             name = type(node).__name__.removesuffix("Backward")
             found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
-        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
     return list(found)
 
 

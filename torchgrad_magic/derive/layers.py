@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..capture.internals import accumulate_grad_class
 from ..capture.modules import CALL_MARK, ModuleCall
 
 
@@ -105,15 +106,10 @@ def owner_of_nodes(calls: list[ModuleCall], names: dict[int, str]) -> NodeOwners
     owner: dict[int, ModuleCall] = {}  # id(node) -> innermost call
     passed: dict[int, list[Any]] = {}  # id(call) -> the AccumulateGrad nodes it met and left (not its own)
     params: dict[int, dict[int, str]] = {}  # id(module) -> id(parameter) -> name (submodules' too)
+    accumulate = accumulate_grad_class()
     for call in calls:
         key = keys[call]
-        module = call.module
-        own = params.get(id(module))
-        if own is None:
-            own = {}
-            for pname, param in module.named_parameters(remove_duplicate=False):
-                own.setdefault(id(param), pname)
-            params[id(module)] = own
+        own = _parameter_ids(call.module, params)
         stop = {id(fn) for fn in call.inputs}
         leaves = {id(t) for t in call.leaves}
         jumped: set[int] = set()
@@ -132,7 +128,7 @@ def owner_of_nodes(calls: list[ModuleCall], names: dict[int, str]) -> NodeOwners
                         todo.extend(inner.inputs)
                         todo.extend(passed.get(id(inner), ()))  # a parameter handed to it, maybe ours
                 continue
-            if type(fn).__name__ == "AccumulateGrad":
+            if type(fn) is accumulate:
                 variable = getattr(fn, "variable", None)
                 if variable is not None and id(variable) in own and id(variable) not in leaves:
                     owner[node] = call
@@ -147,6 +143,16 @@ def owner_of_nodes(calls: list[ModuleCall], names: dict[int, str]) -> NodeOwners
             owners.held[node] = fn
             todo.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
     return owners
+
+
+def _parameter_ids(module: Any, params: dict[int, dict[int, str]]) -> dict[int, str]:
+    """id(parameter) -> its name in *module* (its submodules' too), found once per module."""
+    own = params.get(id(module))
+    if own is None:
+        own = params[id(module)] = {}
+        for pname, param in module.named_parameters(remove_duplicate=False):
+            own.setdefault(id(param), pname)
+    return own
 
 
 def _child_of(inner: ModuleCall, outer: ModuleCall) -> ModuleCall | None:
