@@ -167,3 +167,14 @@ def test_the_users_graph_still_works_in_the_next_cell(pair):
     expected = oracle(pair, "y.backward()", "[calls, x.grad.item()]")
     pair.b.run_silently("y.backward()")
     assert pair.b.value("[calls, x.grad.item()]") == expected == [["tensor"], 12.0]
+
+
+@pytest.mark.parametrize("expr", __import__("test_op_sweep").OPS)
+def test_every_op_of_the_sweep_gets_autograds_grad_bit_for_bit(expr):
+    x = torch.tensor([0.5, -1.0, 2.0, 1.5, -0.3, 0.8], requires_grad=True)
+    y = eval(f"({expr}).sum()", {"torch": torch, "x": x})
+    (expected,) = torch.autograd.grad(y, x, allow_unused=True, retain_graph=True)
+    (got,) = own_grads(y, [x])
+    assert (expected is None) == (got is None)
+    if expected is not None:
+        torch.testing.assert_close(got.to_dense(), expected.to_dense(), rtol=0, atol=0, equal_nan=True)
