@@ -102,6 +102,15 @@ CELLS = {
     ),
     "a leaf's hook": "x.register_hook(lambda g: calls.append('leaf'))\ny = 3 * x ** 2",
     "retain_grad": "h = x ** 2\nh.retain_grad()\nstore = [h]\ny = 3 * h",
+    "a tensor hook from an earlier cell": (
+        "h = x ** 2\nh.register_hook(lambda g: calls.append('tensor'))",
+        "y = 3 * h",
+    ),
+    "retain_grad from an earlier cell": ("h = x ** 2\nh.retain_grad()\nstore = [h]", "y = 3 * h"),
+    "a leaf's hook from an earlier cell": (
+        "x.register_hook(lambda g: calls.append('leaf'))",
+        "y = 3 * x ** 2",
+    ),
     "a node hook that queues an engine callback": (
         "y = 3 * x ** 2\n"
         "y.grad_fn.register_hook(lambda gi, go: torch.autograd.Variable._execution_engine.queue_callback("
@@ -122,11 +131,12 @@ def pair():
 @pytest_kernel
 @pytest.mark.parametrize("what", list(CELLS))
 def test_our_pass_runs_none_of_the_users_code(pair, what):
-    start(pair, SETUP)
-    run(pair, CELLS[what], "--out _r -q")  # the fingerprint compares calls, h.grad, x.grad, ...
+    setup, cell = CELLS[what] if isinstance(CELLS[what], tuple) else ("", CELLS[what])
+    start(pair, f"{SETUP}\n{setup}")
+    run(pair, cell, "--out _r -q")  # the fingerprint compares calls, h.grad, x.grad, ...
     assert pair.b.value("calls") == [] and pair.b.value("x.grad") is None
     assert_close(result_grad(pair, "x"), 12.0, "_r.grads['x']")  # 3·2x at x = 2
-    if what == "retain_grad":
+    if "retain_grad" in what:
         assert pair.b.value("store[0].grad") is None
 
 
@@ -158,6 +168,23 @@ def test_where_the_users_code_is_in_the_graph_it_is_not_run_and_a_note_says_so(p
     assert pair.b.value("calls").count("forward") <= 1
     notes = report(pair, "_r.note_texts")
     assert any("runs your own Python code" in n for n in notes), notes
+
+
+def test_a_cell_without_hooks_runs_autograds_engine_and_one_with_a_hook_does_not(monkeypatch):
+    """The engine is faster (a 6,000-node graph); it runs where no hook of the user's can be."""
+    from torchgrad_magic import grad
+    from torchgrad_magic.derive import backward
+
+    engine_runs = []
+    real = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: engine_runs.append(1) or real(*a, **k))
+    ns = {"torch": torch, "x": torch.tensor(2.0, requires_grad=True), "calls": []}
+    assert grad("y = 3 * x ** 2", namespace=ns).grads["x"].item() == 12.0 and engine_runs == [1]
+    exec("h = x ** 2\nh.register_hook(lambda g: calls.append(1))", ns)  # an earlier cell's hook
+    assert grad("y = 3 * h", namespace=ns).grads["x"].item() == 12.0 and engine_runs == [1]
+    assert grad("k = x * 1\nk.retain_grad()\ny = 3 * k", namespace=ns).grads["x"].item() == 3.0
+    assert engine_runs == [1] and ns["calls"] == [] and ns["k"].grad is None
+    assert backward.own_grads is not None
 
 
 @pytest_kernel

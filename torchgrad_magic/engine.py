@@ -363,6 +363,7 @@ def _capture(cell: _Cell, specs: list[WrtSpec], opts: GradOptions) -> None:
                 cell.runner.thread_context = lambda: cell.recorder
         cell.observer = Observer(ns, leaves, opts.retain_grad, cell.recorder, opts.steps)
         cell.observer.written = _written_names(tree)
+        cell.observer.hooks_added = _adds_hooks(tree)  # (and set when the cell calls one: watched)
         cell.before = {name: id(value) for name, value in ns.items()} if _hides_assignments(tree) else None
         if opts.graph is not None or opts.steps:  # which module made which node: a model's layers
             from .capture.modules import ModuleTracker
@@ -601,6 +602,17 @@ def _hides_assignments(tree: ast.Module | None) -> bool:
         if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
             return True
     return False
+
+
+_HOOK_CALLS = frozenset(
+    {"register_hook", "register_prehook", "retain_grad", "queue_callback", "register_multi_grad_hook"}
+)
+
+
+def _adds_hooks(tree: ast.Module | None) -> bool:
+    """Whether the cell's code names a way to hook into the graph (``y.grad_fn.register_hook``: a
+    node's method is not a Python one that could be watched while the cell runs)."""
+    return tree is None or any(isinstance(n, ast.Attribute) and n.attr in _HOOK_CALLS for n in ast.walk(tree))
 
 
 def _written_names(tree: ast.Module | None) -> tuple[str, ...]:

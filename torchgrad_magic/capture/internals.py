@@ -71,7 +71,7 @@ def nodes_behind(roots: Any, limit: int | None = None) -> tuple[dict[int, Any], 
     stack: list[Any] = [r.grad_fn if isinstance(r, torch.Tensor) else r for r in roots]
     stack = [node for node in stack if node is not None]
     seen: dict[int, Any] = {}
-    pop, push = stack.pop, stack.extend
+    pop, push = stack.pop, stack.append
     while stack:  # (runs at every backward() of a training loop: kept tight)
         node = pop()
         key = id(node)
@@ -80,7 +80,9 @@ def nodes_behind(roots: Any, limit: int | None = None) -> tuple[dict[int, Any], 
         if limit is not None and len(seen) >= limit:
             return seen, True
         seen[key] = node
-        push([nxt for nxt, _ in node.next_functions if nxt is not None])
+        for nxt, _ in node.next_functions:
+            if nxt is not None and id(nxt) not in seen:
+                push(nxt)
     return seen, False
 
 
@@ -93,6 +95,14 @@ def hook_dict(tensor: torch.Tensor) -> dict | None:
 def sequence_number(node: Any) -> int:
     """The order in which autograd made *node* (earlier nodes have smaller numbers)."""
     return node._sequence_nr()
+
+
+def next_sequence_number() -> int:
+    """The sequence number the next backward node made in this thread will have (or more): nodes
+    with a smaller one were made before now. -1 where it cannot be told."""
+    with torch.enable_grad():
+        node = torch.zeros((), requires_grad=True).view(()).grad_fn
+    return sequence_number(node) + 1 if node is not None else -1
 
 
 def input_shapes(node: Any) -> tuple[tuple[tuple[int, ...], torch.dtype, torch.device], ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import linecache
 import re
 import sys
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 
 from .. import format as fmt
-from .internals import accumulate_grad_class, engine_slot, is_transformed, nodes_behind
+from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
@@ -39,6 +40,7 @@ SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
 
 
+_REGISTER_HOOK = torch.Tensor.register_hook  # the observer's own hooks (not watched: see Observer._watch)
 HELPER_MODULES = ("torch.autograd.functional", "torch.autograd.gradcheck")  # their calls are theirs
 HELPER_DEPTH = 48  # frames looked at (a notebook cell runs about 25 deep)
 
@@ -209,6 +211,8 @@ class Observation:
     helpers: tuple[tuple[str, int], ...] = ()  # (torch.autograd.functional.jacobian, its calls), ...
     saved_hooks: bool = False  # the cell entered saved_tensors_hooks (checkpoint, save_on_cpu): their
     # unpack hooks are the user's code, run by any backward pass through what was saved then
+    hooks_added: bool = False  # the cell called a tensor's register_hook() or retain_grad()
+    first_node: int = -1  # sequence number of the first backward node the cell could make (-1: unknown)
 
     @property
     def primary(self) -> Call | None:
@@ -447,8 +451,9 @@ class Observer:
         self._shown: Any = None
         self._showwarning: Any = None
         self.saved_hooks = False  # the cell entered saved_tensors_hooks
-        self._enter_hooks: Any = None
-        self._entering: Any = None
+        self.hooks_added = False  # the cell called a tensor's register_hook() or retain_grad()
+        self.first_node = -1  # the sequence number of the first backward node the cell can make
+        self._watched: list[tuple[Any, str, Any, Any]] = []  # (owner, name, original, wrapper)
 
     # ---- context ----------------------------------------------------------
     def __enter__(self) -> Observer:
@@ -470,7 +475,11 @@ class Observer:
 
         self._shown, self._showwarning = shown, showwarning
         warnings.showwarning = showwarning
-        self._watch_saved_hooks()
+        self.first_node = next_sequence_number()
+        Hooks = torch.autograd.graph.saved_tensors_hooks
+        self._watch(Hooks, "__enter__", "saved_hooks")  # (checkpoint and save_on_cpu enter one too)
+        self._watch(torch.Tensor, "register_hook", "hooks_added")
+        self._watch(torch.Tensor, "retain_grad", "hooks_added")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -480,25 +489,27 @@ class Observer:
         finally:
             _, attr = engine_slot()
             setattr(self._owner, attr, self._engine)
-            Hooks = torch.autograd.graph.saved_tensors_hooks
-            if self._entering is not None and Hooks.__enter__ is self._entering:
-                Hooks.__enter__ = self._enter_hooks  # type: ignore[method-assign]
+            for owner, name, original, wrapper in reversed(self._watched):
+                if getattr(owner, name) is wrapper:
+                    setattr(owner, name, original)
+            self._watched.clear()
 
-    def _watch_saved_hooks(self) -> None:
-        """Note when the cell enters ``saved_tensors_hooks`` (``checkpoint`` and ``save_on_cpu``
-        do too): %%grad's own pass must not run their unpack hooks. (The class's public method is
-        wrapped while the cell runs; a ``with`` statement looks it up on the class.)"""
-        Hooks = torch.autograd.graph.saved_tensors_hooks
-        original = self._enter_hooks = Hooks.__enter__
+    def _watch(self, owner: type, name: str, flag: str) -> None:
+        """While the cell runs, a call of the public method *owner.name* sets *flag* (then passes
+        on): the cell entered ``saved_tensors_hooks`` (their unpack hooks are the user's code in
+        the graph), or put a hook on a tensor (then %%grad's own pass goes node by node, running
+        none: ``derive/own_pass.py``). Put back in :meth:`__exit__`."""
+        original = getattr(owner, name)
         observer = self
 
-        def entering(hooks: Any) -> Any:
+        def watched(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
-            observer.saved_hooks = True
-            return original(hooks)
+            setattr(observer, flag, True)
+            return original(*args, **kwargs)
 
-        self._entering = entering
-        Hooks.__enter__ = entering  # type: ignore[method-assign]
+        functools.update_wrapper(watched, original)
+        self._watched.append((owner, name, original, watched))
+        setattr(owner, name, watched)
 
     def result(self, tree: Any = None) -> Observation:
         """What the run showed; *tree* (the cell's syntax tree) adds the cell's own reads of a
@@ -510,6 +521,8 @@ class Observer:
             tuple(dict.fromkeys(reads)),
             tuple(self.helpers.items()),
             self.saved_hooks,
+            self.hooks_added,
+            self.first_node,
         )
 
     def _named_now(self, call: Call) -> Call:
@@ -618,9 +631,9 @@ class Observer:
                 tracer.__enter__()
             for name, leaf in leaves.items():
                 if before[name] is not None or not accumulate or not leaf.is_leaf:
-                    handles.append(leaf.register_hook(_catcher(caught, name)))
+                    handles.append(_REGISTER_HOOK(leaf, _catcher(caught, name)))  # (not a hook of the cell's)
             for name, tensor in inter.items():
-                handles.append(tensor.register_hook(_catcher(caught, "\0" + name)))
+                handles.append(_REGISTER_HOOK(tensor, _catcher(caught, "\0" + name)))
             self._running, self._nested = True, ({} if accumulate else None)
             if (len(args) > 3 and args[3]) or torch.is_anomaly_enabled():  # the engine warns then:
                 return _as_if_called_from_torch(engine, args, kwargs), self._nested  # as without us

@@ -13,6 +13,7 @@ Nothing here raises for a cell that has nothing to differentiate: it gets a note
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -24,7 +25,7 @@ import torch
 
 from .. import format as fmt
 from ..capture.hints import hint_for
-from ..capture.internals import hook_dict, nodes_behind
+from ..capture.internals import accumulate_grad_class, hook_dict, nodes_behind, sequence_number
 from ..capture.observe import (
     Call,
     Observation,
@@ -614,7 +615,8 @@ def _computed(
     """The cell did not differentiate this output: do it here (``own_pass.py``), without running
     the user's hooks, writing the user's .grad or freeing the graph. Its leaves are the named ones
     behind it (with --retain-grad, the named intermediates too)."""
-    leaves = dict(wrt) if wrt else _named_graph_leaves(output, names, assigned)
+    graph = nodes_behind([output])[0]  # (one walk: the leaves, the user's code, the hooks)
+    leaves = dict(wrt) if wrt else _named_graph_leaves(graph, names, assigned)
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
         alone = (TensorRow.of(out_name, "output", output, None),)
@@ -638,7 +640,9 @@ def _computed(
             target, summed = output.sum(), True
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
-        computed, problems, user_code, tracer = _differentiate(target, inputs, out_name, observed, steps)
+        computed, problems, user_code, tracer = _differentiate(
+            target, inputs, out_name, observed, steps, graph
+        )
         failed = bool(problems)
         notes += problems
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
@@ -675,12 +679,17 @@ def _depended_on(leaves: dict, grads: dict, values: dict, output: torch.Tensor, 
 
 
 def _differentiate(
-    target: torch.Tensor, inputs: list[torch.Tensor], out_name: str, observed: Observation, steps: bool
+    target: torch.Tensor,
+    inputs: list[torch.Tensor],
+    out_name: str,
+    observed: Observation,
+    steps: bool,
+    graph: dict[int, Any],
 ) -> tuple[tuple[torch.Tensor | None, ...], list[Note], list[str], Any]:
     """%%grad's own pass for *target*, unless the user's code is in its graph (then running it would
     do what the plain cell never does: print, append, count): (the grads, Nones where none were
     computed; the notes why not; the user's code found; the --steps tracer)."""
-    user_code = _users_backward_code(target) + (["saved_tensors_hooks"] if observed.saved_hooks else [])
+    user_code = _users_backward_code(graph) + (["saved_tensors_hooks"] if observed.saved_hooks else [])
     if user_code:
         problem = note("note.users_backward", out=out_name, what=", ".join(user_code))
         return (None,) * len(inputs), [problem], user_code, None
@@ -689,13 +698,14 @@ def _differentiate(
         from ..capture.tracer import Tracer
 
         tracer = Tracer((target,))
-    computed, problem = _our_pass(target, inputs, tracer, out_name)
+    computed, problem = _our_pass(target, inputs, tracer, out_name, _hook_free(graph, observed))
     return computed, [problem] if problem is not None else [], [], tracer
 
 
-def _named_graph_leaves(output: torch.Tensor, names: Any, assigned: list[str]) -> dict[str, torch.Tensor]:
-    """The named leaves *output* is made from (that require grad), those the cell assigned first."""
-    found = graph_leaves((output,)) or []
+def _named_graph_leaves(graph: dict[int, Any], names: Any, assigned: list[str]) -> dict[str, torch.Tensor]:
+    """The named leaves of the output's *graph* (that require grad), those the cell assigned first."""
+    accumulate = accumulate_grad_class()
+    found = [node.variable for node in graph.values() if type(node) is accumulate]  # type: ignore[attr-defined]
     if isinstance(names, TensorNames):
         names.cover(found)
     named = {names[id(t)]: t for t in found if id(t) in names and t.requires_grad}
@@ -722,18 +732,44 @@ def _named_intermediates(
 
 
 def _our_pass(
-    target: torch.Tensor, inputs: list[torch.Tensor], tracer: Any, out_name: str
+    target: torch.Tensor, inputs: list[torch.Tensor], tracer: Any, out_name: str, hook_free: bool
 ) -> tuple[tuple[torch.Tensor | None, ...], Note | None]:
-    """%%grad's own pass over the user's graph (``own_pass.py``: the nodes called one by one, so
-    none of the user's hooks runs, no .grad is written and the graph is kept for the next cell):
-    the grads, or Nones and the note why not."""
+    """%%grad's own pass over the user's graph: no .grad written but our own leaves', the graph kept
+    for the next cell, none of the user's hooks run. Where the graph can hold none (every node made
+    by this cell, which added no hook, and no leaf with one) autograd's engine runs it
+    (``torch.autograd.grad``); else ``own_pass.py`` calls the nodes one by one, running no hook.
+    The grads, or Nones and the note why not."""
     try:
-        computed = own_grads(target, inputs, tracer.unhooked() if tracer is not None else None)
+        if hook_free:
+            with (
+                tracer if tracer is not None else contextlib.nullcontext(),
+                torch.autograd.set_detect_anomaly(False),  # (anomaly mode is for the cell's own passes)
+            ):
+                computed = torch.autograd.grad(target, inputs, allow_unused=True, retain_graph=True)
+        else:
+            computed = own_grads(target, inputs, tracer.unhooked() if tracer is not None else None)
     except RuntimeError as e:  # e.g. --of an intermediate whose graph the cell's backward() freed
         hint = hint_for(e)
         error = f"{e}".split("\n")[0] + (f" {hint}" if hint else "")
         return (None,) * len(inputs), note("err.backward_failed", out=out_name, error=error)
     return tuple(None if g is None else g.detach() for g in computed), None
+
+
+def _hook_free(graph: dict[int, Any], observed: Observation) -> bool:
+    """Whether no hook of the user's can be in the output's *graph*: the cell added none (its
+    ``register_hook()``/``retain_grad()`` calls are watched while it runs), every node was made by
+    the cell (an earlier cell's node may carry one: nodes are numbered in the order they are made)
+    and no leaf in it has one."""
+    if observed.hooks_added or observed.first_node < 0:
+        return False
+    accumulate = accumulate_grad_class()
+    for node in graph.values():
+        if type(node) is accumulate:
+            if hook_dict(node.variable):  # type: ignore[attr-defined]  # AccumulateGrad has it
+                return False
+        elif sequence_number(node) < observed.first_node:
+            return False
+    return True
 
 
 def _grads_stored(
@@ -756,13 +792,12 @@ def _grads_stored(
     return notes
 
 
-def _users_backward_code(output: torch.Tensor, limit: int = 20_000) -> list[str]:
-    """The user's own Python code in *output*'s backward graph (a custom ``autograd.Function``'s
-    backward, a module's backward hook): the names, empty when there is none (or the graph is
-    bigger than *limit* nodes: then it is not looked for)."""
+def _users_backward_code(graph: dict[int, Any]) -> list[str]:
+    """The user's own Python code in the output's backward *graph* (a custom
+    ``autograd.Function``'s backward, a module's backward hook): the names, empty when none."""
     Custom = torch.autograd.function.BackwardCFunction
     found: dict[str, None] = {}
-    for node in nodes_behind([output], limit)[0].values():
+    for node in graph.values():
         if isinstance(node, Custom):
             name = type(node).__name__.removesuffix("Backward")
             found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
