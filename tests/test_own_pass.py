@@ -15,6 +15,7 @@ import torch
 from test_corpus import SELF_CHECK
 from test_side_effects import assert_close, oracle, report, result_grad, run, start
 
+from torchgrad_magic import grad
 from torchgrad_magic.derive.own_pass import own_grads
 
 CASES = {
@@ -151,6 +152,17 @@ USERS_CODE = {
         "                                              lambda t: (calls.append('unpack'), t)[1]):\n"
         "    y = (x ** 3).sin()",
     ),
+    "saved-tensor hooks of an earlier cell": (
+        "with torch.autograd.graph.saved_tensors_hooks(lambda t: (calls.append('pack'), t)[1],\n"
+        "                                              lambda t: (calls.append('unpack'), t)[1]):\n"
+        "    h = (x ** 3).sin()",
+        "y = (h * 2).sum()",
+    ),
+    "a non-reentrant checkpoint of an earlier cell": (
+        "from torch.utils.checkpoint import checkpoint\ndef f(t):\n    calls.append('forward')\n    return t.sin() * t\n"
+        "h = checkpoint(f, x, use_reentrant=False)",
+        "y = (h * 2).sum()",
+    ),
     "a non-reentrant checkpoint": (
         "from torch.utils.checkpoint import checkpoint\ndef f(t):\n    calls.append('forward')\n    return t.sin() * t",
         "y = checkpoint(f, x, use_reentrant=False)",
@@ -205,3 +217,27 @@ def test_every_op_of_the_sweep_gets_autograds_grad_bit_for_bit(expr):
     assert (expected is None) == (got is None)
     if expected is not None:
         torch.testing.assert_close(got.to_dense(), expected.to_dense(), rtol=0, atol=0, equal_nan=True)
+
+
+SPARSE = {
+    "a sparse leaf, backward()": ("y = torch.sparse.mm(S, d).sum()\ny.backward()", ["S", "d"]),
+    "a sparse leaf, no backward()": ("y = torch.sparse.mm(S, d).sum()", ["S", "d"]),
+    "a sparse embedding, no backward()": ("y = emb(idx).sum(1).pow(2).sum()", ["emb.weight"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SPARSE))
+def test_sparse_grads_are_reported_dense_and_the_report_renders(case):
+    torch.manual_seed(0)
+    ns = {"torch": torch, "S": torch.randn(3, 3).relu().to_sparse().requires_grad_(),
+          "d": torch.randn(3, 2, requires_grad=True), "emb": torch.nn.Embedding(10, 3, sparse=True),
+          "idx": torch.tensor([[1, 2, 2], [9, 0, 1]])}  # fmt: skip
+    cell, names = SPARSE[case]
+    result = grad(cell, namespace=ns)
+    assert str(result) and result._repr_html_() and result.note_texts is not None
+    oracle_ns = {**ns}
+    exec(cell.split("\n")[0], oracle_ns)
+    leaves = [ns["emb"].weight if n == "emb.weight" else ns[n] for n in names]
+    expected = torch.autograd.grad(oracle_ns["y"], leaves, retain_graph=True)
+    for name, value in zip(names, expected, strict=True):
+        torch.testing.assert_close(result.grads[name].to_dense(), value.to_dense())

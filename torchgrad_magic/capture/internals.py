@@ -13,6 +13,8 @@ Public APIs come first everywhere else; what is here has no public equivalent:
 - :func:`hook_dict`: the dict that holds a tensor's ``register_hook`` functions (the report names
   the tensors whose hooks changed the grads shown);
 - :func:`sequence_number`: the order in which autograd nodes were made (the cell's code order);
+- :func:`has_unpack_hook`: whether a node's saved tensors have an unpack hook (read without
+  unpacking: unpacking would run it);
 - :func:`input_shapes`: what each input of a backward node expects (shape, dtype, device), so that
   %%grad's own pass (``derive/own_pass.py``) fits a node's grads as the engine does;
 - :func:`forget_kwargs_flag`: a flag PyTorch leaves behind when a global module hook is removed.
@@ -103,6 +105,27 @@ def next_sequence_number() -> int:
     with torch.enable_grad():
         node = torch.zeros((), requires_grad=True).view(()).grad_fn
     return sequence_number(node) + 1 if node is not None else -1
+
+
+_RAW_SAVED: dict[type, tuple[str, ...]] = {}
+
+
+def has_unpack_hook(node: Any) -> bool:
+    """Whether a tensor *node* saved has an unpack hook (``saved_tensors_hooks``, a non-reentrant
+    ``checkpoint``): unpacking it runs the user's code. Read without unpacking anything, from the
+    node's ``_raw_saved_*`` SavedTensor objects."""
+    attrs = _RAW_SAVED.get(type(node))
+    if attrs is None:
+        attrs = _RAW_SAVED[type(node)] = tuple(a for a in dir(node) if a.startswith("_raw_saved_"))
+    for attr in attrs:
+        try:
+            saved = getattr(node, attr)
+        except Exception:  # (freed by a backward() without retain_graph: nothing left to unpack)
+            continue
+        for item in saved if isinstance(saved, (list, tuple)) else (saved,):
+            if getattr(item, "unpack_hook", None) is not None:
+                return True
+    return False
 
 
 def input_shapes(node: Any) -> tuple[tuple[tuple[int, ...], torch.dtype, torch.device], ...]:

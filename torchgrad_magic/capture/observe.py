@@ -101,7 +101,7 @@ class Leaf:
     @property
     def kept(self) -> bool:
         """Whether value and grad are still what they were at the call."""
-        value_ok = self.value is not self.tensor and self.value.data_ptr() != self.tensor.data_ptr()
+        value_ok = self.value is not self.tensor and _apart(self.value, self.tensor)
         value_ok = value_ok or self.tensor._version == self.version
         return value_ok and self.grad_kept
 
@@ -111,6 +111,14 @@ class Leaf:
         return unchanged(self.grad, self.grad_probe, self.grad_version) and unchanged(
             self.grad_after, self.after_probe, self.after_version
         )
+
+
+def _apart(copy: torch.Tensor, tensor: torch.Tensor) -> bool:
+    """Whether *copy* shares no memory with *tensor* (a sparse copy, which has no data pointer to
+    compare, is a clone: apart)."""
+    if copy.layout != torch.strided or tensor.layout != torch.strided:
+        return True
+    return copy.data_ptr() != tensor.data_ptr()
 
 
 PROBE = 64  # elements looked at to tell whether a big tensor kept by reference has changed
@@ -128,6 +136,11 @@ def probe(tensor: torch.Tensor | None) -> torch.Tensor | None:
         return None
     flat = flat.view(-1)
     return flat[:: max(1, flat.numel() // PROBE)][:PROBE].clone()
+
+
+def _held_by_reference(kept: Any) -> bool:
+    """A grad kept as the tensor itself (too big to copy), not a copy."""
+    return kept is not None and type(kept) is not Frozen and kept.numel() > SNAPSHOT_LIMIT
 
 
 def _probes(grad: Any, after: Any) -> tuple[Any, Any]:
@@ -174,16 +187,12 @@ class Call:
     record_ref: Any = None  # where the output sits in the record (extras only)
     trace: Any = None  # steps.Tracer of this call (--steps only)
     inner: tuple[str, ...] = ()  # leaves whose grads came from a pass run inside this one
+    big: bool = False  # it holds a grad by reference (too big to copy): see released()
+    unwalked: bool = False  # its leaves were the last call's, not found by a walk: see Observer.result()
 
     @property
     def output(self) -> torch.Tensor:
         return self.outputs[0]
-
-    @cached_property
-    def big(self) -> bool:
-        """Whether it holds a grad by reference (too big to copy): see :meth:`released`."""
-        return any(type(row[5]) is not Frozen and row[5] is not None and row[5].numel() > SNAPSHOT_LIMIT
-                   for row in self.seen)  # fmt: skip
 
     def released(self) -> bool:
         """Whether the cell let go of a grad this call left in ``.grad`` (``zero_grad()`` set it to
@@ -384,6 +393,21 @@ def _engine_args(args: tuple, kwargs: dict) -> tuple[tuple, Any, bool, bool, tup
     return outputs, gradients, accumulate, create, inputs
 
 
+def _walked_again(leaves: dict, held: tuple[dict, dict, dict], found: dict) -> tuple[dict, tuple]:
+    """The leaves a walk after the call *found*, with what their ``.grad`` held before it where the
+    call started from them (a leaf it did not expect: nothing, as for a fresh leaf)."""
+    was = {id(tensor): name for name, tensor in leaves.items()}
+    before, before_text, before_zero = {}, {}, {}
+    for name, tensor in found.items():
+        old = was.get(id(tensor))
+        before[name] = held[0].get(old) if old is not None else None
+        if old is not None and old in held[1]:
+            before_text[name] = held[1][old]
+        if old is not None and old in held[2]:
+            before_zero[name] = held[2][old]
+    return dict(found), (before, before_text, before_zero)
+
+
 def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
     """What each leaf's ``.grad`` holds before the call: a copy (None where there is none, or all
     zeros: ``w.grad.zero_()`` in a loop, 0 + g is this call's g), the report's words for a big one
@@ -516,7 +540,7 @@ class Observer:
         non-leaf's ``.grad`` that Python did not warn about again (once per place is its rule)."""
         reads = [*self.reads, *nonleaf_reads(tree, self.namespace)] if tree is not None else self.reads
         return Observation(
-            tuple(self._named_now(call) for call in self.calls),
+            tuple(self._named_now(self._walked(call)) for call in self.calls),
             self.count,
             tuple(dict.fromkeys(reads)),
             tuple(self.helpers.items()),
@@ -524,6 +548,22 @@ class Observer:
             self.hooks_added,
             self.first_node,
         )
+
+    def _walked(self, call: Call) -> Call:
+        """*call* with the leaves a walk of its graph finds now that it did not record (its leaves
+        were taken to be the last call's, and a new one joined them): as they are now."""
+        if not call.unwalked:
+            return call
+        found = self._leaves(call.outputs, ())
+        known = {id(row[1]) for row in call.seen}
+        added = []
+        for name, leaf in found.items():
+            grad = leaf.grad
+            if id(leaf) not in known and grad is not None:
+                kept = _keep(grad)
+                added.append((name, leaf, _keep(leaf), leaf._version, kept, kept, None, grad._version,
+                              None, grad._version, 1, False, None, None))  # fmt: skip
+        return dataclasses.replace(call, seen=(*call.seen, *added)) if added else call
 
     def _named_now(self, call: Call) -> Call:
         """*call* with its leaves under the names they have now, where a name the loop kept no
@@ -551,7 +591,8 @@ class Observer:
             return engine.run_backward(*args, **kwargs)
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
         self._let_go_of_released(higher)
-        leaves = self._leaves(outputs, inputs)
+        same = None if inputs or create or higher or self.steps else self._same_leaves()
+        leaves = same[0] if same is not None else self._leaves(outputs, inputs)
         tracer = None
         if self.steps and not higher:
             from .tracer import Tracer
@@ -566,15 +607,21 @@ class Observer:
             for name, leaf in leaves.items():
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
+        unwalked = same is not None
+        if unwalked and not self._reached(same[1]):  # other leaves than the last call's:
+            self._last_leaves = (None, [], {})  # walk the graph now (its nodes are still there)
+            leaves, held = _walked_again(leaves, held, self._leaves(outputs, inputs))
+            unwalked = False
         inner = self._inner_leaves(leaves, held[0], nested)
         self.count += 1
         if create:
             self._remember_created(caught, leaves)
+        seen = self._seen(leaves, caught, held, accumulate)
         call = Call(
             index=self.count,
             kind="backward" if accumulate else "grad",
             outputs=outputs,
-            seen=self._seen(leaves, caught, held, accumulate),
+            seen=seen,
             intermediates={n: caught.get("\0" + n) for n in inter},
             create_graph=create,
             gradients=tuple(gradients or ()),
@@ -582,6 +629,8 @@ class Observer:
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
             trace=tracer,
             inner=inner,
+            big=any(_held_by_reference(row[5]) for row in seen),
+            unwalked=unwalked,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
         self.calls = [c for c in self.calls if c.higher_order != higher] + [call]
@@ -600,8 +649,10 @@ class Observer:
             if is_transformed(output):
                 return False
         helper = None
-        if gradients and any(is_transformed(g) for g in gradients):  # grad(is_grads_batched=True):
-            helper = "torch.autograd.grad(is_grads_batched=True)"  # a vmap over the grads, not a call
+        for gradient in gradients or ():
+            if is_transformed(gradient):  # grad(is_grads_batched=True): a vmap over the grads
+                helper = "torch.autograd.grad(is_grads_batched=True)"
+                break
         else:
             helper = torch_helper(self.namespace)  # jacobian(), hessian(), gradcheck(): their passes
         if helper is not None:
@@ -700,9 +751,9 @@ class Observer:
                 self.created.add(id(held.grad_fn))
 
     def _leaves(self, outputs: tuple[torch.Tensor, ...], inputs: tuple) -> dict[str, torch.Tensor]:
-        """The named tensors this call computes grads for: the leaves behind *outputs*
-        (or *inputs*, when given), named as at this moment. The same leaves as the last call's
-        (a loop) keep the names found then: the names of the call shown are looked at again after
+        """The named tensors this call computes grads for: the leaves behind *outputs* (a walk of
+        the graph), or *inputs* when given, named as at this moment. The same leaves as the last
+        call's keep the names found then: the names of the calls kept are looked at again after
         the cell (:meth:`result`)."""
         tensors = list(inputs) if inputs else graph_leaves(outputs) or []
         key = (tuple(map(id, tensors)), bool(inputs))
@@ -711,6 +762,29 @@ class Observer:
         named = self._named(tensors, bool(inputs))
         self._last_leaves = (key, tensors, named)
         return dict(named)
+
+    def _same_leaves(self) -> tuple[dict[str, torch.Tensor], list[tuple]] | None:
+        """A loop's next call: the last call's leaves, without a walk of the graph, and what their
+        ``.grad`` was before this call (None when there was no last call). The engine changes the
+        ``.grad`` of every leaf it reaches (a new tensor, or its version): :meth:`_reached` tells
+        after the call whether it reached them all, else the graph is walked then."""
+        key, tensors, named = self._last_leaves
+        if key is None or key[1]:
+            return None
+        then = []
+        for tensor in tensors:
+            grad = tensor.grad
+            then.append((tensor, grad, grad._version if grad is not None else -1))
+        return dict(named), then
+
+    @staticmethod
+    def _reached(then: list[tuple]) -> bool:
+        """Whether the call changed the ``.grad`` of every leaf in *then* (it reached them all)."""
+        for tensor, grad, version in then:
+            now = tensor.grad
+            if now is grad and (grad is None or grad._version == version):
+                return False
+        return True
 
     def _named(self, tensors: list[torch.Tensor], every_tensor: bool) -> dict[str, torch.Tensor]:
         named = {}

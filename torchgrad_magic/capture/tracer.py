@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .internals import accumulate_grad_class, nodes_behind
+from .internals import accumulate_grad_class, has_unpack_hook, nodes_behind
 
 TRACE_LIMIT = 100_000  # nodes hooked at most
 KEEP = 1024  # grads up to this many elements are copied when caught
@@ -118,6 +118,8 @@ class SavedTensor:
 def _saved(node: Any) -> dict[str, Any]:
     """What a node saved: numbers (exponent, alpha, dim, reduction) and tensors."""
     found: dict[str, Any] = {}
+    if has_unpack_hook(node):  # reading them would run the user's unpack hook again
+        return found
     kind = type(node)
     attrs = _SAVED_ATTRS.get(kind)
     if attrs is None:

@@ -25,7 +25,13 @@ import torch
 
 from .. import format as fmt
 from ..capture.hints import hint_for
-from ..capture.internals import accumulate_grad_class, hook_dict, nodes_behind, sequence_number
+from ..capture.internals import (
+    accumulate_grad_class,
+    has_unpack_hook,
+    hook_dict,
+    nodes_behind,
+    sequence_number,
+)
 from ..capture.observe import (
     Call,
     Observation,
@@ -538,6 +544,8 @@ def finite(tensor: torch.Tensor) -> bool:
     """No nan or inf in *tensor*: one fast reduction in the common case, no temporary copy."""
     if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
         return True
+    if tensor.layout != torch.strided:  # a sparse tensor: its stored values
+        tensor = tensor.detach().coalesce().values() if tensor.layout == torch.sparse_coo else tensor.to_dense()
     with torch.no_grad():  # the L2 norm (a fast pass) is finite unless an element is not, or it overflows
         wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
         if math.isfinite(float(torch.linalg.vector_norm(tensor.detach(), dtype=wide))):
@@ -689,7 +697,8 @@ def _differentiate(
     """%%grad's own pass for *target*, unless the user's code is in its graph (then running it would
     do what the plain cell never does: print, append, count): (the grads, Nones where none were
     computed; the notes why not; the user's code found; the --steps tracer)."""
-    user_code = _users_backward_code(graph) + (["saved_tensors_hooks"] if observed.saved_hooks else [])
+    saved_hooks = observed.saved_hooks or _earlier_saved_hooks(graph, observed.first_node)
+    user_code = _users_backward_code(graph) + (["saved_tensors_hooks"] if saved_hooks else [])
     if user_code:
         problem = note("note.users_backward", out=out_name, what=", ".join(user_code))
         return (None,) * len(inputs), [problem], user_code, None
@@ -752,7 +761,7 @@ def _our_pass(
         hint = hint_for(e)
         error = f"{e}".split("\n")[0] + (f" {hint}" if hint else "")
         return (None,) * len(inputs), note("err.backward_failed", out=out_name, error=error)
-    return tuple(None if g is None else g.detach() for g in computed), None
+    return tuple(None if g is None else dense(g.detach()) for g in computed), None  # (a sparse grad: dense)
 
 
 def _hook_free(graph: dict[int, Any], observed: Observation) -> bool:
@@ -790,6 +799,18 @@ def _grads_stored(
         call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
         notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))
     return notes
+
+
+def _earlier_saved_hooks(graph: dict[int, Any], first_node: int) -> bool:
+    """Whether a node an earlier cell made saved a tensor with an unpack hook (its
+    ``saved_tensors_hooks`` or non-reentrant ``checkpoint``: this cell's own are watched)."""
+    accumulate = accumulate_grad_class()
+    return any(
+        type(node) is not accumulate
+        and (first_node < 0 or sequence_number(node) < first_node)
+        and has_unpack_hook(node)
+        for node in graph.values()
+    )
 
 
 def _users_backward_code(graph: dict[int, Any]) -> list[str]:
