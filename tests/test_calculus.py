@@ -285,3 +285,16 @@ def test_orders_check_and_symbolic_agree_with_oracles(expr, point):
     assert float(sympy.diff(sym_expr, symbol).subs(symbol, point)) == pytest.approx(
         line.value, rel=1e-7, abs=1e-9
     )
+
+
+def test_a_tensor_an_earlier_cell_made_from_the_leaves_is_named_not_failed():
+    """The record of this cell starts at h (an earlier cell's h = x * 3): --check must not call
+    autograd's right grad a FAIL; a note names h and says why the extras are left out."""
+    ns = {"torch": torch}
+    exec("x = torch.tensor(2., requires_grad=True)\nh = x * 3", ns)
+    result = grad("k = h.sin() * x", namespace=ns, check=True)
+    assert not result.checks
+    assert any("computed from h, which an earlier cell computed" in n for n in result.note_texts)
+    assert result.grads["x"].item() == pytest.approx(
+        torch.sin(torch.tensor(6.0)).item() + 2 * 3 * torch.cos(torch.tensor(6.0)).item()
+    )

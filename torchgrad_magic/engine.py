@@ -450,7 +450,7 @@ def _extras(first: Any, cell: _Cell, opts: GradOptions, window: Any, model: bool
 
 def _model(first: Any, ns: dict[str, Any], opts: GradOptions) -> Any:
     """The parameters' summary when the tracked leaves include a model's parameters."""
-    if first.output is None or not first.leaves:
+    if first.output is None or not first.leaves or first.withheld:  # (withheld: no grads to sum up)
         return None
     from .derive.model import model_report
 

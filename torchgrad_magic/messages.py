@@ -527,6 +527,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 的记录计算与单元格里 autograd 的结果不一致（单元格改动了记录看不到的东西），"
         "为避免给出错误数字，省略 --check、--plot、--symbolic 和高阶导数。",
     },
+    "rec.earlier": {
+        "en": "{out} is computed from {names}, which an earlier cell computed from the leaves: this cell's record "
+        "starts at {names}, so --check, --plot curves, --symbolic and higher derivatives, which evaluate it, "
+        "are left out (the grads in the table are autograd's, through {names}). Run the cell that makes "
+        "{names} and this one as one cell to have them.",
+        "zh": "{out} 由 {names} 算出，而 {names} 是之前的单元格由叶子张量算出的：本单元格的记录从 {names} 开始，"
+        "所以依赖这份记录的 --check、--plot 曲线、--symbolic 和高阶导数不显示（表中的梯度是 autograd 经过 "
+        "{names} 算出的）。把生成 {names} 的单元格和这个单元格合成一个来运行，就能看到它们。",
+    },
     "rec.grads_differ": {
         "en": "autograd's grads of {out} in the cell differ from the derivative of the computation recorded for it "
         "(a custom autograd.Function, a hook that changes grads, or .data/.detach() tricks): --check compares "

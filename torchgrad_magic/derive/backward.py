@@ -218,14 +218,26 @@ def _finish(
         shown.update(_parameter_names(ns, shown))
     ordered = [*assigned, *(r.name for r in first.rows if r.role == "intermediate")]
     extra = named_rows(ns, list(dict.fromkeys(ordered)), shown, caught if retain_grad else {})
+    extra = [_as_its_original(row, first, rows) for row in extra]
     at = next((i for i, r in enumerate(rows) if r.role == "output"), len(rows))
     notes = first.notes
-    hooked = _hooked(ns, [*first.leaves, *ordered], first)
+    hooked = _hooked(ns, [*first.leaves, *ordered], first) if not first.withheld else []
     if hooked:  # the grads shown went through the user's hooks: not the derivative itself
         grads = ", ".join(f"{n}: {fmt.values(g)}" for n, g in first.grads.items() if g is not None) or "—"
         kind = "note.hooks" if first.call is not None else "note.hooks_not_run"  # (our pass runs none)
         notes = (*notes, note(kind, names=", ".join(hooked), grads=grads, out=first.output_name))
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
+
+
+def _as_its_original(row: TensorRow, first: First, rows: list[TensorRow]) -> TensorRow:
+    """An alias row (``b`` in ``a = b = t``, ``W = net[2].weight``) shows the grad its tensor's own
+    row shows (the same tensor: the same derivative), not a "no path" of its own."""
+    if row.role != "alias" or row.alias is None:
+        return row
+    grad = first.grads.get(row.alias)
+    if grad is None:
+        grad = next((r.grad for r in rows if r.name == row.alias), None)
+    return dataclasses.replace(row, grad=grad) if grad is not None else row
 
 
 def _hooked(ns: dict[str, Any], names: list[str], first: First) -> list[str]:
@@ -545,7 +557,9 @@ def finite(tensor: torch.Tensor) -> bool:
     if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
         return True
     if tensor.layout != torch.strided:  # a sparse tensor: its stored values
-        tensor = tensor.detach().coalesce().values() if tensor.layout == torch.sparse_coo else tensor.to_dense()
+        tensor = (
+            tensor.detach().coalesce().values() if tensor.layout == torch.sparse_coo else tensor.to_dense()
+        )
     with torch.no_grad():  # the L2 norm (a fast pass) is finite unless an element is not, or it overflows
         wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
         if math.isfinite(float(torch.linalg.vector_norm(tensor.detach(), dtype=wide))):

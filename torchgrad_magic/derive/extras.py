@@ -89,6 +89,10 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
     if first.call is not None and first.call.gradient_given:
         notes.append(note("extras.weighted", out=first.output_name, label=first.differentiated or "v"))
     recorded = _recorded(first, recorder, opts, ns, notes)
+    earlier = _made_earlier(first, observer, ns)
+    if earlier and recorded.replay is not None:  # the record starts at them: its derivative is not y's
+        notes.append(note("rec.earlier", out=first.output_name, names=", ".join(earlier)))
+        recorded = dataclasses.replace(recorded, replay=None, whole=None)
     # heavy libraries are imported before the warning filters are saved: their own module-level
     # filters (sympy adds one) must stay, as after a plain import
     if opts.symbolic:
@@ -107,6 +111,27 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         except Exception as e:  # an extra that cannot work here is a note, never a lost report
             notes.append(note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160]))
     return Extras(notes=tuple(notes), **found)
+
+
+def _made_earlier(first: Any, observer: Any, ns: dict[str, Any]) -> list[str]:
+    """The tensors the cell reads that an earlier cell computed from its leaves (``h = x * 3`` in
+    the cell before): the record of this cell has them as constants."""
+    from ..capture.internals import sequence_number
+    from ..capture.observe import graph_leaves
+
+    start = getattr(observer, "first_node", -1)
+    leaves = {id(leaf) for leaf in first.leaves.values()}
+    found = []
+    for name in getattr(observer, "written", ()):
+        value = ns.get(name)
+        if not isinstance(value, torch.Tensor) or value.grad_fn is None:
+            continue
+        if start >= 0 and sequence_number(value.grad_fn) >= start:  # (made by this cell)
+            continue
+        reached = graph_leaves((value,), limit=20_000)
+        if reached is None or any(id(t) in leaves for t in reached):
+            found.append(name)
+    return found
 
 
 @dataclass(frozen=True)
