@@ -205,8 +205,15 @@ class ModelReport:
         self._all_stats  # noqa: B018  (computed in one batch)
         total = sum(p.stats.numel for p in self.params)
         trained = sum(1 for p in self.params if not p.frozen)
-        return t("model.summary", params=len(self.params), values=f"{total:,}", modules=len(self.modules),
-                 trained=trained)  # fmt: skip
+        count, modules = len(self.params), len(self.modules)
+        plural = {
+            "s": "" if count == 1 else "s",
+            "ms": "" if modules == 1 else "s",
+            "gs": "s" if trained == 1 else "",
+        }
+        return t(
+            "model.summary", params=count, values=f"{total:,}", modules=modules, trained=trained, **plural
+        )
 
     def layers(self) -> list[Any]:
         """The rows of the gradient-flow picture: one per module, in the model's order."""
