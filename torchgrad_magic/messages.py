@@ -896,7 +896,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "model.more": {"en": "… {count} more parameters", "zh": "…… 另有 {count} 个参数"},
     "model.params": {"en": "{count} param.", "zh": "{count} 个参数"},
     "model.summary": {
-        "en": "parameter tensors: {params} ({values} values) in modules: {modules}; with grads: {trained}",
+        "en": "modules: {modules}; their parameter tensors: {params} ({values} values); with grads: {trained}",
         "zh": "{modules} 个模块中共 {params} 个参数张量（{values} 个数），其中 {trained} 个有梯度",
     },
     "model.fold_text": {
