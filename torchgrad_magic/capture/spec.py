@@ -7,6 +7,7 @@ before any tensor exists.
 from __future__ import annotations
 
 import keyword
+import math
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -210,3 +211,16 @@ def _no_duplicates(specs: list[WrtSpec]) -> list[WrtSpec]:
             raise GradError(t("err.wrt_twice", name=spec.name))
         seen.add(spec.name)
     return specs
+
+
+def interval(text: str, bad: str) -> tuple[float, float]:
+    """``"-2:5"`` -> ``(-2.0, 5.0)`` (--plot-range, --explore); :class:`GradError` with the message
+    *bad* (its field: ``value``) unless it is ``low:high``, both finite, low below high."""
+    low, colon, high = str(text).partition(":")
+    try:
+        a, b = float(low), float(high)
+    except ValueError:
+        raise GradError(t(bad, value=text)) from None
+    if not colon or not (math.isfinite(a) and math.isfinite(b)) or a >= b:
+        raise GradError(t(bad, value=text))
+    return a, b

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .. import format as fmt
-from ..capture.spec import GradError
+from ..capture.spec import GradError, interval
 from ..messages import Note, note, resolve, t
 from .extras import label_of
 
@@ -89,13 +89,10 @@ def parse_ranges(value: Any, names: list[str]) -> dict[str | None, tuple[float, 
     found: dict[str | None, tuple[float, float]] = {}
     for token in str(value).replace(",", " ").split():
         name, _, text = token.rpartition("=") if "=" in token else ("", "", token)
-        low, colon, high = text.partition(":")
         try:
-            a, b = float(low), float(high)
-        except ValueError:
+            a, b = interval(text, "explore.bad_range")
+        except GradError:
             raise GradError(t("explore.bad_range", value=token)) from None
-        if not colon or not (math.isfinite(a) and math.isfinite(b)) or a >= b:
-            raise GradError(t("explore.bad_range", value=token))
         if name and names and name not in names:
             raise GradError(t("explore.unknown", name=name, names=", ".join(names)))
         found[name or None] = (a, b)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .. import format as fmt
-from ..capture.spec import GradError
+from ..capture.spec import GradError, interval
 from ..derive.model import LayerFlow  # noqa: F401  (the picture's rows: made by derive)
 from ..messages import MESSAGES, Note, note, t
 
@@ -73,14 +73,7 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     """``"-2:5"`` -> ``(-2.0, 5.0)``."""
     if text is None:
         return None
-    low, sep, high = str(text).partition(":")
-    try:
-        a, b = float(low), float(high)
-    except ValueError:
-        raise GradError(t("plot.bad_range", value=text)) from None
-    if not sep or not (math.isfinite(a) and math.isfinite(b)) or a >= b:
-        raise GradError(t("plot.bad_range", value=text))
-    return a, b
+    return interval(text, "plot.bad_range")
 
 
 def check_save_path(path: str | None) -> None:
