@@ -12,8 +12,8 @@ from torchgrad_magic.capture.internals import (
     forget_kwargs_flag,
     hook_dict,
     input_shapes,
-    nodes_behind,
     is_transformed,
+    nodes_behind,
     sequence_number,
 )
 from torchgrad_magic.capture.observe import graph_leaves
