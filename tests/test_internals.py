@@ -121,3 +121,11 @@ def test_the_one_graph_walk_sees_every_node_once_and_says_when_it_was_cut_short(
     assert not cut and all(id(n) == k for k, n in nodes.items())
     some, cut = nodes_behind([y.grad_fn], limit=2)
     assert len(some) == 2 and cut
+
+
+def test_the_leaf_node_class_is_found_also_when_first_asked_under_no_grad(monkeypatch):
+    from torchgrad_magic.capture import internals
+
+    monkeypatch.setattr(internals, "_ACCUMULATE", [])
+    with torch.no_grad():
+        assert internals.accumulate_grad_class().__name__ == "AccumulateGrad"

@@ -60,8 +60,10 @@ def accumulate_grad_class() -> type:
     with public calls once: the node behind a view of a fresh leaf."""
     if not _ACCUMULATE:
         leaf = torch.zeros((), requires_grad=True)
-        node = leaf.view_as(leaf).grad_fn
-        _ACCUMULATE.append(type(node.next_functions[0][0]) if node is not None else type(None))
+        with torch.enable_grad():  # (asked first under no_grad, it must not remember "no node")
+            node = leaf.view_as(leaf).grad_fn
+        assert node is not None
+        _ACCUMULATE.append(type(node.next_functions[0][0]))
     return _ACCUMULATE[0]
 
 
