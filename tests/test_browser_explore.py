@@ -61,6 +61,23 @@ def browser():
         chromium.close()
 
 
+def marked_cell(page, index: int):
+    """Cell *index* of the open notebook, scrolled into view: its own node, as JupyterLab's notebook
+    widget holds it, marked for the locator (a list index in the DOM was once seen on another cell
+    while the notebook was still laying itself out)."""
+    page.evaluate(
+        """(i) => {
+            const node = window.jupyterapp.shell.currentWidget.content.widgets[i].node;
+            node.setAttribute('data-test-cell', String(i));
+            node.scrollIntoView({block: 'start'});
+        }""",
+        index,
+    )
+    cell = page.locator(f'{LAB_NOTEBOOK} .jp-Cell[data-test-cell="{index}"]')
+    cell.scroll_into_view_if_needed()
+    return cell
+
+
 def headline(chart) -> str:
     """The chart's title as drawn (SVG text: vega-embed's svg renderer)."""
     return " ".join(chart.locator("svg text").all_text_contents())
@@ -75,7 +92,9 @@ def table_rows(chart) -> dict[str, list[str]]:
 def open_notebook(page, lab: Lab, name: str, theme: str) -> None:
     """Open *name* in *theme*; reloaded after switching, so the chart is drawn in that theme (JupyterLab's
     renderer reads the theme when it draws)."""
-    url = f"{lab.url}/lab/workspaces/explore/tree/{name}?token={lab.token}"
+    workspace = "explore-" + name.replace(".", "-")  # (one shared workspace reopened the last notebook too)
+    url = f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?token={lab.token}"
+    shown = "(n) => window.jupyterapp?.shell?.currentWidget?.context?.path === n"  # this notebook in front
     page.goto(url)
     page.wait_for_function("(sel) => window.jupyterapp && document.querySelector(sel)", arg=LAB_NOTEBOOK)
     if page.evaluate("() => document.body.dataset.jpThemeName") != theme:
@@ -83,6 +102,7 @@ def open_notebook(page, lab: Lab, name: str, theme: str) -> None:
         page.goto(url)
         page.wait_for_function("(sel) => window.jupyterapp && document.querySelector(sel)", arg=LAB_NOTEBOOK)
         page.wait_for_function("(t) => document.body.dataset.jpThemeName === t", arg=theme)
+    page.wait_for_function(shown, arg=name)
 
 
 @pytest.mark.parametrize(
@@ -102,11 +122,7 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
             "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.trusted", index
         )
         assert trusted is False, "the notebook opened trusted; the test needs untrusted"
-        # JupyterLab 4 draws only the cells near the view (a windowed list): the n-th drawn .jp-Cell
-        # is not always cell n, so scroll the notebook to it first and find it by its list index
-        page.evaluate("(i) => window.jupyterapp.shell.currentWidget.content.scrollToItem(i, 'start')", index)
-        cell = page.locator(f'{LAB_NOTEBOOK} .jp-Cell[data-windowed-list-index="{index}"]')
-        cell.scroll_into_view_if_needed()
+        cell = marked_cell(page, index)
         chart = cell.locator(VEGA)
         chart.locator("svg text").first.wait_for()
         assert HEADLINE.search(headline(chart)).group(1) == "3", headline(chart)
@@ -174,9 +190,10 @@ def test_graph_nodes_follow_the_slider(graph_lab, browser, theme):
     try:
         page = context.new_page()
         open_notebook(page, server, "graph.ipynb", THEMES[theme])
-        page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(1, 'start')")
-        cell = page.locator(f'{LAB_NOTEBOOK} .jp-Cell[data-windowed-list-index="1"]')
-        cell.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "() => (window.jupyterapp.shell.currentWidget?.content?.widgets?.length ?? 0) > 1"
+        )
+        cell = marked_cell(page, 1)
         chart = cell.locator(VEGA)
         chart.locator("svg text").first.wait_for()
         shown = texts(chart)

@@ -616,10 +616,14 @@ def _adds_hooks(tree: ast.Module | None) -> bool:
 
 
 def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
-    """Every variable name the cell's code uses, in order (where its leaves are looked for first)."""
+    """Every variable name the cell's code uses, and every path (``m.w``, ``params[0]``), in order
+    (where its leaves are looked for first, and named as the cell wrote them)."""
     if tree is None:
         return ()
-    found = sorted((n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name))
+    from .capture.paths import paths_in
+
+    found = [(n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    found = sorted(found + paths_in(tree))  # (a path after the name it starts with: m, then m.w)
     return tuple(dict.fromkeys(name for _, _, name in found))  # (in the order they are written)
 
 

@@ -378,6 +378,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "backward through {out} failed: {error}",
         "zh": "对 {out} 做 backward 失败：{error}",
     },
+    "err.freed_earlier": {
+        "en": "no grads for {out}: it is computed from {names}, and an earlier backward() freed the graph "
+        "behind {names} ({out}.backward() fails the same way). Compute {names} again in this cell, or pass "
+        "retain_graph=True to that backward().",
+        "zh": "{out} 没有梯度：它由 {names} 算出，而之前的 backward() 已释放 {names} 背后的计算图"
+        "（{out}.backward() 也会同样失败）。请在本单元格里重新计算 {names}，或给那次 backward() 传 "
+        "retain_graph=True。",
+    },
     "err.of_missing": {
         "en": "--of {name}: there is no variable '{name}' after the cell ran",
         "zh": "--of {name}：单元格运行后没有名为 '{name}' 的变量",

@@ -32,6 +32,7 @@ import torch
 
 from .. import format as fmt
 from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
+from .paths import value_at
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
@@ -310,7 +311,7 @@ class TensorNames(Mapping[int, str]):
         for name in dict.fromkeys(names):
             if not every and (name.startswith("_") or name in ("In", "Out")):
                 continue
-            value = self._namespace.get(name)
+            value = value_at(self._namespace, name)
             if isinstance(value, torch.Tensor):
                 self._table.setdefault(id(value), name)
             elif Module is not None and isinstance(value, Module):
@@ -820,9 +821,9 @@ class Observer:
             Module = _module_class()
             candidates = []
             for name in dict.fromkeys(among):
-                value = self.namespace.get(name)
                 if name.startswith("_"):
                     continue
+                value = value_at(self.namespace, name)
                 if isinstance(value, torch.Tensor):
                     candidates.append((name, value, False))
                 elif Module is not None and isinstance(value, Module):
@@ -867,6 +868,8 @@ def _lookup_param(
     *by_name* caches each module's parameters by name (one lookup, not a scan, per name)."""
     head, _, rest = name.partition(".")
     value = namespace.get(head)
+    if not head.isidentifier():  # a path: params[0], layers[1].w
+        return value_at(namespace, name)
     if not rest or value is None:
         return value
     table = by_name.get(id(value)) if by_name is not None else None
@@ -874,7 +877,8 @@ def _lookup_param(
         table = dict(reversed(params.get(id(value), ())))  # the first of a name wins, as in a scan
         if by_name is not None and id(value) in params:
             by_name[id(value)] = table
-    return table.get(rest)
+    found = table.get(rest)
+    return found if found is not None else value_at(namespace, name)  # (m.w, params[0])
 
 
 def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) -> list[torch.Tensor] | None:

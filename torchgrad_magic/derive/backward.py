@@ -157,7 +157,8 @@ def first_derivatives(
         if reduced is not None:
             names = {**names, id(call.output): reduced.written}
         first = _from_call(call, observed, ns, names, wrt, retain_grad)
-        return _with_helpers(_finish(first, ns, assigned, reduced, retain_grad, call.intermediates), observed)
+        shown = [*assigned, *_made_earlier(first.output, ns, read, observed)]
+        return _with_helpers(_finish(first, ns, shown, reduced, retain_grad, call.intermediates), observed)
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
         first = First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
@@ -175,7 +176,43 @@ def first_derivatives(
         kept = [n for n in first.notes if n.id not in guesses]
         first = dataclasses.replace(first, notes=(note("note.of_earlier", name=of), *kept))
     grads = {r.name: r.grad for r in first.rows if r.role == "intermediate"}
-    return _with_helpers(_finish(first, ns, assigned, reduced, retain_grad, grads), observed)
+    earlier = _made_earlier(first.output, ns, read, observed)
+    first = _freed_earlier(first, earlier)
+    return _with_helpers(_finish(first, ns, [*assigned, *earlier], reduced, retain_grad, grads), observed)
+
+
+def _freed_earlier(first: First, earlier: list[str]) -> First:
+    """Our pass failed because an earlier backward() freed the graph behind a tensor an earlier cell
+    made (``k2 = h ** 2`` after ``k.backward()``): say that, in the learner's names."""
+    if not earlier:
+        return first
+    notes = tuple(
+        note("err.freed_earlier", out=n.fields["out"], names=", ".join(earlier))
+        if n.id == "err.backward_failed" and "a second time" in str(n.fields.get("error"))
+        else n
+        for n in first.notes
+    )
+    return dataclasses.replace(first, notes=notes)
+
+
+def _made_earlier(output: Any, ns: dict[str, Any], read: tuple[str, ...], observed: Observation) -> list[str]:
+    """The tensors the cell reads that an earlier cell computed on the way to the leaves
+    (``h = x * 3`` in the cell before ``k = h.sin() * x``): the output's grads flow through them,
+    so they get rows as the cell's own intermediates do."""
+    if not isinstance(output, torch.Tensor) or output.grad_fn is None or observed.first_node < 0:
+        return []
+    found = []
+    nodes: set[int] | None = None
+    for name in read:
+        value = ns.get(name)
+        if not isinstance(value, torch.Tensor) or value.grad_fn is None or value is output:
+            continue
+        if sequence_number(value.grad_fn) >= observed.first_node:  # (made by this cell)
+            continue
+        nodes = graph_functions((output,), 100_000) if nodes is None else nodes
+        if id(value.grad_fn) in nodes:
+            found.append(name)
+    return found
 
 
 def _finish(

@@ -1,0 +1,125 @@
+"""Tensors the cell names by a path: ``m.w``, ``params[0]``, ``layers[1].weight``, ``d["w"]``.
+
+The learner's own words for a leaf are the expression they wrote. :func:`paths_in` finds those
+expressions in the cell's code (a name followed by attributes and constant subscripts), and
+:func:`value_at` looks one up without running any of the user's code: an object's instance
+dictionary, a module's registered parameters, buffers and submodules, a list, tuple or dict
+(never a property, ``__getattr__`` or ``__getitem__`` of the user's classes).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+from typing import Any
+
+_MISSING = object()
+
+
+def paths_in(tree: ast.AST) -> list[tuple[int, int, str]]:
+    """(line, column, text) of every path the code writes: ``m.w``, ``params[0]``, ``d['w']``
+    (the longest of a chain, and the paths inside it: ``m.layers[0].w`` gives all three)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and _steps_of(node) is not None:
+            found.append((node.lineno, node.col_offset, ast.unparse(node)))
+    return found
+
+
+def _steps_of(node: ast.AST) -> tuple[str, tuple] | None:
+    """(root name, steps) of a path expression; None for anything else (a call, a slice, x[i])."""
+    steps: list[tuple[str, Any]] = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            steps.append(("attr", node.attr))
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            key = _constant_key(node.slice)
+            if key is None:
+                return None
+            steps.append(("item", key))
+            node = node.value
+        elif isinstance(node, ast.Name):
+            return node.id, tuple(reversed(steps))
+        else:
+            return None
+
+
+def _constant_key(node: ast.AST) -> int | str | None:
+    """The index of ``params[0]``, ``params[-1]``, ``d['w']``; None for any other subscript."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        key = _constant_key(node.operand)
+        return -key if type(key) is int else None
+    if isinstance(node, ast.Constant) and type(node.value) in (int, str):
+        return node.value
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(path: str) -> tuple[str, tuple] | None:
+    try:
+        return _steps_of(ast.parse(path, mode="eval").body)
+    except SyntaxError:  # a module parameter's name: net.0.weight
+        head, *parts = path.split(".")
+        if head.isidentifier() and parts and all(p.isidentifier() or p.isdigit() for p in parts):
+            return head, tuple(("attr", p) for p in parts)
+        return None
+
+
+def is_path(name: str) -> bool:
+    """Whether *name* is more than one variable's name (``m.w``, ``params[0]``)."""
+    return not name.isidentifier()
+
+
+def value_at(namespace: dict[str, Any], path: str) -> Any:
+    """What *path* stands for in *namespace* now; None where it is not there or could only be
+    found by running the user's code."""
+    if path.isidentifier():
+        return namespace.get(path)
+    parsed = _parsed(path)
+    if parsed is None:
+        return None
+    value = namespace.get(parsed[0], _MISSING)
+    for kind, key in parsed[1]:
+        if value is _MISSING:
+            return None
+        value = _attribute(value, key) if kind == "attr" else _item(value, key)
+    return None if value is _MISSING else value
+
+
+def _attribute(value: Any, name: str) -> Any:
+    """``value.name`` where it is plain data: the instance dictionary, or a module's registries."""
+    if _is_module(value):
+        for table in ("_parameters", "_buffers", "_modules"):
+            found = value.__dict__.get(table, {}).get(name, _MISSING)
+            if found is not _MISSING:
+                return found
+    try:
+        return vars(value).get(name, _MISSING)
+    except TypeError:  # no __dict__ (a tensor's .grad, a slot)
+        return _MISSING
+
+
+def _item(value: Any, key: int | str) -> Any:
+    """``value[key]`` for a list, tuple or dict, and torch's containers (``nn.Sequential``,
+    ``nn.ModuleList``, ``nn.ParameterList``, …): their indexing is torch's own code."""
+    if type(value) in (list, tuple, dict) or _is_torch_container(value):
+        try:
+            return value[key]
+        except (IndexError, KeyError, TypeError, AttributeError):
+            return _MISSING
+    return _MISSING
+
+
+def _is_module(value: Any) -> bool:
+    nn = sys.modules.get("torch.nn")
+    return nn is not None and isinstance(value, nn.Module)
+
+
+def _is_torch_container(value: Any) -> bool:
+    nn = sys.modules.get("torch.nn")
+    if nn is None:
+        return False
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+    return type(value) in containers
