@@ -15,7 +15,8 @@ op-heavy cell), train (a training loop), leaks (per-run leaks of every flag),
 explore (`--explore`: grid time and bundle size of the tutorial cells),
 model (`%%grad` on forward+backward of a ~10M-parameter MLP and of a transformer
 block, with and without `backward()` in the cell, and the size and build time of
-their report; `mlp` or `transformer` for one of the two). `--device` (auto, cpu,
+their report; `mlp` or `transformer` for one of the two), steps (`%%grad --steps`
+on a 10,000-op chain and over 2,000 backward() calls, against the plain cell). `--device` (auto, cpu,
 cuda) is the model cells' device: auto runs them on the CPU, and on cuda too when
 torch sees a GPU. Each figure's wall time goes to stderr.
 """
@@ -582,6 +583,51 @@ def _scaling_row(
 
 
 # ---------------------------------------------------------------------------
+# --steps on long cells: its cost grows with what the report shows, not with the cell
+# ---------------------------------------------------------------------------
+STEPS_TARGET = 2.0  # `%%grad --steps` at most this many times the plain cell (issue 25)
+
+
+def steps_kinds(ops: int, calls: int) -> list[tuple[str, str, str]]:
+    """(figure, the cell, set-up) of each `--steps` figure: a chain of *ops* ops, *calls* calls."""
+    chain = f"y = x\nfor i in range({ops}):\n    y = y * 1.0001\ny.backward()"
+    return [
+        (f"`%%grad --steps` on a chain of {ops:,} ops and one backward() (run_cell)", chain,
+         "x = torch.tensor(0.5, requires_grad=True)"),
+        (f"`%%grad --steps` over {calls:,} backward() calls in one cell (run_cell)", calls_loop(calls),
+         "w = torch.ones(3, requires_grad=True)"),
+    ]  # fmt: skip
+
+
+def bench_steps(ops: int, calls: int, rounds: int) -> list[Figure]:
+    """One row per kind: the report shows about 24 steps whatever the cell's length."""
+    return [_steps_row(name, cell, setup_code, rounds) for name, cell, setup_code in steps_kinds(ops, calls)]
+
+
+def _steps_row(name: str, cell: str, setup_code: str, rounds: int) -> Figure:
+    compared = "the same cell without `%%grad`, same shell"
+    target = f"≤ {STEPS_TARGET:g}×"
+    try:
+        shell = notebook_shell()
+        run_quietly(shell, setup_code)
+        ours = lambda: run_quietly(shell, f"%%grad --steps\n{cell}")  # noqa: E731
+        theirs = lambda: run_quietly(shell, cell)  # noqa: E731
+        plain_grad = lambda: run_quietly(shell, f"%%grad\n{cell}")  # noqa: E731
+        ours(), theirs(), plain_grad()  # warm up
+        o, t_, ratios = side_by_side(ours, theirs, rounds)
+        g, _, grad_ratios = side_by_side(plain_grad, theirs, rounds)
+        shell.history_manager.outputs.clear()
+    except Exception as e:
+        return error_figure(name, compared, target, e)
+    detail = (
+        f"{name}: `%%grad` without `--steps` on the same cell takes {_seconds(statistics.median(g))} "
+        f"({statistics.median(grad_ratios):.2f}× the plain cell)."
+    )
+    ok = statistics.median(ratios) <= STEPS_TARGET
+    return Figure(name, compared, target, ratios, o, t_, ok, detail=detail)
+
+
+# ---------------------------------------------------------------------------
 # a training loop (small MLP, SGD) as the cell
 # ---------------------------------------------------------------------------
 TRAIN_SETUP = """torch.manual_seed(0)
@@ -1040,6 +1086,7 @@ FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
     ],
     "leaks": lambda quick: [bench_leaks(1, 2) if quick else bench_leaks(5, 40)],
     "scaling": lambda quick: bench_scaling((100,) if quick else (100, 1_000, 10_000), 1 if quick else 5),
+    "steps": lambda quick: bench_steps(100 if quick else 10_000, 20 if quick else 2_000, 1 if quick else 5),
     "model": lambda quick: bench_models(quick),
     "explore": lambda quick: [bench_explore(1 if quick else 5)],
     "mlp": lambda quick: bench_models(quick, ("mlp",)),

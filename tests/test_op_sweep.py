@@ -176,3 +176,13 @@ def test_indexing_reads_as_indexing():
         namespace={"const": torch.ones(2, 3)[:, 0], "torch": torch},
     ).steps.to_text()
     assert "[:, 0]" in listing and "__getitem__" not in listing, listing
+
+
+@pytest.mark.parametrize("expr", OPS)
+def test_steps_read_the_same_calls_without_the_full_record(expr):
+    """--steps alone notes the calls that made the nodes (capture/record.NodeCalls, cheap); with an
+    extra that evaluates the record (--check) the full record is made: the same steps either way."""
+    alone = grad(f"y = ({expr}).sum()", wrt=POINT, steps=True)
+    recorded = grad(f"y = ({expr}).sum()", wrt=POINT, steps=True, check=True)
+    assert alone.steps is not None and recorded.steps is not None
+    assert alone.steps.to_text() == recorded.steps.to_text(), expr

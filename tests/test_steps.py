@@ -470,3 +470,108 @@ def test_a_hook_that_changes_a_grad_is_told():
 def test_nan_grad_is_not_a_change():
     result = grad("x = torch.tensor(-1., requires_grad=True)\ny = torch.sqrt(x)\ny.backward()")
     assert not any("went on to change" in n for n in result.note_texts)
+
+
+# ---------------------------------------------------------------------------
+# the cost follows what is shown (issue 25): a long pass makes only the steps it shows
+# ---------------------------------------------------------------------------
+LONG = "y = x\nfor i in range(450):\n    y = y * 1.0001 + 0.0001 * torch.sin(y)"  # 1,800 nodes
+
+
+def test_a_long_pass_makes_only_the_steps_it_shows(monkeypatch):
+    from torchgrad_magic.derive import steps as steps_module
+
+    made: list[int] = []
+    step = steps_module._Walk.step
+    monkeypatch.setattr(steps_module._Walk, "step", lambda self, i: made.append(i) or step(self, i))
+    result = grad(LONG + "\ny.backward()", wrt="x=0.5", steps=True)
+    text, html = str(result), result._repr_html_().replace("\xa0", " ").replace("\u2060", "")
+    assert len(result.steps.steps) == 1_800 and "× 444" in text and "× 444" in html
+    assert len(set(made)) <= SHOWN + 2  # the first and last steps: the middle is folded from its kinds
+    assert len(result.steps.forward) == 1_800 and len(made) <= 2 * SHOWN + 4
+
+
+def test_a_long_pass_reads_as_its_steps_made_one_by_one():
+    """The lazily made sequences are the tuple of their items: the same report as from tuples."""
+    import dataclasses
+
+    steps = grad(LONG, wrt="x=0.5", steps=True).steps  # %%grad's own pass: the graph is kept
+    whole = dataclasses.replace(steps, steps=tuple(steps.steps), forward=tuple(steps.forward))
+    assert whole.to_text() == steps.to_text() and whole.to_html() == steps.to_html()
+    assert (
+        steps.steps == whole.steps and steps.forward == whole.forward and steps.forward[-1] in steps.forward
+    )
+    assert steps.steps[-1] is steps.steps[len(steps.steps) - 1] and steps.steps[:2] == whole.steps[:2]
+    assert [s.index for s in steps.steps[-3:]] == [1_798, 1_799, 1_800]
+    # every step of the middle, made after the pass, is what the pass showed: path sums are exact
+    sums = path_sums(steps)
+    torch.testing.assert_close(torch.tensor(sums["x"], dtype=torch.float32), steps.leaves[0].total)
+
+
+def test_the_middle_of_a_long_pass_is_caught_cheaply_and_completed_when_read(monkeypatch):
+    """The hooks keep the middle's grads as they are; its local factors are worked out when a step
+    is read: the same numbers as caught in full while the pass ran."""
+    from torchgrad_magic.capture import tracer
+
+    source = LONG + "\ny.backward()"
+    cheap = grad(source, wrt="x=0.5", steps=True).steps
+    monkeypatch.setattr(tracer, "EVERY", 10**6)  # every node caught in full, as before issue 25
+    full = grad(source, wrt="x=0.5", steps=True).steps
+    assert cheap.to_text() == full.to_text()
+    for a, b in zip(cheap.steps, full.steps, strict=True):
+        assert (a.node, a.name, a.forward, a.index) == (b.node, b.name, b.forward, b.index)
+        torch.testing.assert_close(a.arriving, b.arriving)
+        for e, f in zip(a.edges, b.edges, strict=True):
+            assert (e.to, e.formula) == (f.to, f.formula)
+            torch.testing.assert_close(e.local, f.local)
+            torch.testing.assert_close(e.sent, f.sent)
+
+
+def test_a_deep_model_folds_its_layers():
+    """More layers than the report shows: the middle ones fold by their type (it raised before)."""
+    ns: dict = {"torch": torch}
+    exec(
+        "torch.manual_seed(0)\nnet = torch.nn.Sequential(*[m for _ in range(20) for m in "
+        "(torch.nn.Linear(4, 4), torch.nn.Tanh())])\nX = torch.randn(3, 4)",
+        ns,
+    )
+    result = grad("loss = net(X).pow(2).mean()\nloss.backward()", steps=True, namespace=ns)
+    folds = [item for item in result.steps.shown() if isinstance(item, Fold)]
+    assert folds and set(folds[0].block) == {"Linear", "Tanh"} and folds[0].count > 3
+    html = result._repr_html_().replace("\xa0", " ").replace("\u2060", "")
+    assert "[Tanh, Linear] ×" in str(result) and "[Tanh, Linear] ×" in html and "net.39 (Tanh)" in html
+
+
+def test_no_forward_expression_is_a_plain_name():
+    """The forward listing counts a plainly named node's line without making it: no expression can
+    be such a name (every template has an operator, a bracket or ᵀ besides its fields; a call, an
+    index, a where and a node without a template have brackets)."""
+    import re
+    import string as strings
+
+    from torchgrad_magic.derive.steps import _PLAIN_NAME, FORWARD, _Fields, _forward
+
+    for template in FORWARD.values():
+        literal = "".join(text for text, *_ in strings.Formatter().parse(template))
+        assert re.search(r"[^A-Za-z0-9_]", literal), template
+    assert not _PLAIN_NAME.fullmatch(_forward("FooBackward0", _Fields(), None, ["a"]))
+    assert not _PLAIN_NAME.fullmatch(_forward("WhereBackward0", _Fields(), None, ["a", "b"]))
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "y = torch.where(x > 0, x ** 2, -x).sum()",
+        "a, b = x[:2].unbind()\ny = torch.softmax(torch.stack([a, b * 2]), dim=0)[0] + x.float().sum()",
+        "m = x.detach().requires_grad_()\ny = (torch.sigmoid(m) * x + 4).sum()",
+        "h = x.view(2, 2)\nh = h @ W + c\ny = torch.nn.functional.mse_loss(h, torch.zeros(2, 2))",
+    ],
+)
+def test_steps_alone_note_the_calls_as_the_record_does(cell):
+    """--steps alone notes the calls cheaply (capture/record.NodeCalls); with an extra that needs
+    the record, the full one (Recorder) is made: the same steps either way."""
+    ns = {"torch": torch, "W": torch.eye(2), "c": torch.tensor([0.5, -0.5])}
+    point = "x=torch.tensor([1.0, -2.0, 3.0, 0.5])"
+    alone = grad(cell, wrt=point, steps=True, namespace=dict(ns)).steps
+    recorded = grad(cell, wrt=point, steps=True, check=True, namespace=dict(ns)).steps
+    assert alone.to_text() == recorded.to_text() and alone.forward == recorded.forward

@@ -356,9 +356,9 @@ def _capture(cell: _Cell, specs: list[WrtSpec], opts: GradOptions) -> None:
         cell.owned = {id(leaf) for n, leaf in leaves.items() if not _is_parameter(leaf) and n not in dotted}
         ns.update((n, leaf) for n, leaf in leaves.items() if n not in dotted)
         if opts.needs_record:
-            from .capture.record import Recorder
+            from .capture.record import NodeCalls, Recorder
 
-            cell.recorder = Recorder()
+            cell.recorder = Recorder() if opts.needs_replay else NodeCalls()  # (--steps alone: its notes)
             if isinstance(cell.runner, ShellRunner):  # a cell with await runs its ops in a helper thread
                 cell.runner.thread_context = lambda: cell.recorder
         cell.observer = Observer(ns, leaves, opts.retain_grad, cell.recorder, opts.steps)

@@ -17,6 +17,11 @@ What the record cannot follow is said, not guessed: values taken out to Python
 (``.item()``, ``float()``, ``if x > 0``) are constants for it, an in-place change
 through a view stops it, and :func:`check_replay` compares the replay with what
 autograd computed before any extra uses it.
+
+``--steps`` alone evaluates nothing again: it only writes the call that made each
+backward node (``softmax(z, dim=-1)``, the ``4`` of ``a + 4``). For it a
+:class:`NodeCalls` notes just that, following the tensors as the record does, at
+a fraction of a :class:`Recorder`'s cost (no copies, nothing to replay).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from .internals import sequence_number
 
 # values taken out of the computation into Python
 ESCAPES = {
@@ -72,6 +79,9 @@ def op_name(func: Callable) -> str:
     return name
 
 
+_INPLACE: dict[str, bool] = {}  # is_inplace, by name
+
+
 def is_inplace(name: str) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name in (
         "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__ipow__", "__imod__",
@@ -79,7 +89,7 @@ def is_inplace(name: str) -> bool:
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """Output *index* (in flattened order) of recorded op *op*; index -1: the op's
     first tensor argument after an in-place change that returns nothing."""
@@ -88,7 +98,7 @@ class Ref:
     index: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RootRef:
     root: int
 
@@ -102,7 +112,7 @@ class Root:
     version: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     func: Callable
     name: str
@@ -169,6 +179,12 @@ def _weak(value: Any) -> Any:
     return None
 
 
+def _constants_passed(flat: list[Any], refs: list[Any]) -> tuple:
+    """Weak references to the tensors a call was passed as constants (not tracked), by position
+    (None elsewhere): --steps names a constant the cell named."""
+    return tuple(_weak(value) if ref is None else None for value, ref in zip(flat, refs, strict=True))
+
+
 _OURS_OR_TORCH = (
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # torchgrad_magic/
     os.path.dirname(torch.__file__),
@@ -184,19 +200,11 @@ def _users_frame() -> Any:
     return frame
 
 
-class Recorder(TorchFunctionMode):
-    """Writes down the torch calls that read tracked tensors (see the module docstring)."""
+class _AtUsersLine(TorchFunctionMode):
+    """A torch-function mode whose calls' warnings (PyTorch's "Converting a tensor with
+    requires_grad=True to a scalar") show at the cell's own line, as a plain run shows them."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.record = Record()
-        self._where: dict[int, tuple[Ref | RootRef, int]] = {}  # id(tensor) -> (ref, its _version then)
-        self._keep: list[torch.Tensor] = []  # so that ids stay unique while recording
-        self._bytes = 0
-        # id(grad_fn) -> (grad_fn, op index, weak references to the tensors passed): for --steps
-        self.node_ops: dict[int, tuple[Any, int, tuple]] = {}
-
-    def __enter__(self) -> Recorder:
+    def __enter__(self) -> Any:
         self._shown = warnings.showwarning
         self._at_users_line = self._show_at_users_line
         warnings.showwarning = self._at_users_line
@@ -210,13 +218,25 @@ class Recorder(TorchFunctionMode):
                 warnings.showwarning = self._shown
 
     def _show_at_users_line(self, message, category, filename, lineno, file=None, line=None) -> None:
-        """A warning a recorded call raised (PyTorch's "Converting a tensor with requires_grad=True
-        to a scalar"), shown at the cell's own line, as a plain run shows it (not at ours)."""
+        """A warning a call raised, shown at the cell's own line (not at ours)."""
         if filename == __file__:
             frame = _users_frame()
             if frame is not None:
                 filename, lineno, line = frame.f_code.co_filename, frame.f_lineno, None
         self._shown(message, category, filename, lineno, file, line)
+
+
+class Recorder(_AtUsersLine):
+    """Writes down the torch calls that read tracked tensors (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record = Record()
+        self._where: dict[int, tuple[Ref | RootRef, int]] = {}  # id(tensor) -> (ref, its _version then)
+        self._keep: list[torch.Tensor] = []  # so that ids stay unique while recording
+        self._bytes = 0
+        # id(grad_fn) -> (grad_fn, op index, weak references to the tensors passed): for --steps
+        self.node_ops: dict[int, tuple[Any, int, tuple]] = {}
 
     def ref(self, tensor: torch.Tensor) -> Ref | RootRef | None:
         """Where *tensor* is in the record now (None: not computed from a tracked tensor;
@@ -290,14 +310,15 @@ class Recorder(TorchFunctionMode):
         if name == "__iter__" and args and isinstance(args[0], torch.Tensor):
             return iter(self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0)))
         flat, spec = _flatten(args, kwargs)
-        refs = [self._track(value) for value in flat]
-        if not any(r is not None for r in refs):
+        refs, target, constant = self._refs(flat)
+        if refs is None:
             return call(state, func, args, kwargs)
         if name in ESCAPES:
             record.escapes.append(name)
             return call(state, func, args, kwargs)
-        inplace = is_inplace(name)
-        target = next((v for v in flat if isinstance(v, torch.Tensor)), None)
+        inplace = _INPLACE.get(name)
+        if inplace is None:
+            inplace = _INPLACE[name] = is_inplace(name)
         if inplace and isinstance(refs[0], RootRef):
             # an update of a leaf (w -= lr * w.grad, optimizer.step()): its next use is a new root
             out = call(state, func, args, kwargs)
@@ -310,26 +331,50 @@ class Recorder(TorchFunctionMode):
         rng = torch.get_rng_state() if name in RANDOM else None
         grad_enabled = torch.is_grad_enabled()
         out = call(state, func, args, kwargs)
-        inputs = [
-            ref if ref is not None else self._constant(value) for value, ref in zip(flat, refs, strict=True)
-        ]
+        if constant:
+            inputs = [
+                ref if ref is not None else self._constant(v) for v, ref in zip(flat, refs, strict=True)
+            ]
+        else:  # (no tensor among the constants: they are kept as they are)
+            inputs = [ref if ref is not None else v for v, ref in zip(flat, refs, strict=True)]
         record.ops.append(Op(func, name, spec, inputs, grad_enabled, rng, inplace))
-        index = len(record.ops) - 1
-        outs = [out] if isinstance(out, torch.Tensor) else tree_flatten(out)[0]
-        for i, value in enumerate(outs):
-            if isinstance(value, torch.Tensor):
-                self._bind(value, Ref(index, i))
-                if value.grad_fn is not None and id(value.grad_fn) not in self.node_ops:
-                    passed = tuple(_weak(v) for v in flat)
-                    self.node_ops[id(value.grad_fn)] = (value.grad_fn, index, passed)
+        self._outputs(out, len(record.ops) - 1, flat, refs if constant else None)
         if inplace and out is None and target is not None:
-            self._bind(target, Ref(index, -1))
+            self._bind(target, Ref(len(record.ops) - 1, -1))
         if self._bytes > MAX_BYTES:
             record.broken = "too big"
             self._where.clear()
             self._keep.clear()
             self.node_ops.clear()
         return out
+
+    def _refs(self, flat: list[Any]) -> tuple[list[Any] | None, torch.Tensor | None, bool]:
+        """Where each argument is in the record (None: a constant; the list itself None when no
+        argument is tracked), the first tensor argument, and whether a tensor is a constant."""
+        where, refs = self._where, []
+        target, tracked, constant = None, False, False
+        for value in flat:
+            ref = None
+            if isinstance(value, torch.Tensor):
+                target = value if target is None else target
+                bound = where.get(id(value))
+                ref = bound[0] if bound is not None and bound[1] == value._version else self._track(value)
+                tracked, constant = tracked or ref is not None, constant or ref is None
+            refs.append(ref)
+        return (refs if tracked else None), target, constant
+
+    def _outputs(self, out: Any, index: int, flat: list[Any], refs: list[Any] | None) -> None:
+        """Bind each tensor *out* holds to op *index*; a backward node it made is that op's
+        (with the tensors passed as constants: *refs* None when there were none)."""
+        passed: tuple | None = None if refs is not None else ()
+        for i, value in enumerate((out,) if isinstance(out, torch.Tensor) else tree_flatten(out)[0]):
+            if isinstance(value, torch.Tensor):
+                self._bind(value, Ref(index, i))
+                node = value.grad_fn
+                if node is not None and id(node) not in self.node_ops:
+                    if passed is None:
+                        passed = _constants_passed(flat, refs)  # type: ignore[arg-type]
+                    self.node_ops[id(node)] = (node, index, passed)
 
     def _constant(self, value: Any) -> Any:
         if isinstance(value, torch.Tensor):
@@ -343,6 +388,146 @@ class Recorder(TorchFunctionMode):
         self._keep.clear()
         self.node_ops.clear()
         return self.record
+
+
+_NOT_NOTED = IGNORED | ESCAPES  # (NodeCalls: calls that read no values, or take them out)
+# What NodeCalls notes for a tensor argument: a plain tuple whose first item says which (plain
+# tuples of numbers: the garbage collector stops following them; a flattened argument is never
+# a plain tuple). Read them with :func:`noted`.
+NODE = "node"  # (NODE, id(node), output_nr): a result of a noted call; id -1: the record cannot tell
+LEAF = "leaf"  # (LEAF, id(tensor)): a leaf that requires grad
+MADE = "made"  # (MADE, id(tensor)): a result without grad of a noted call (a mask: x > 0)
+CONST = "const"  # (CONST, its value up to 4 elements or None, its shape, a weak reference to it)
+
+
+def noted(item: Any) -> str | None:
+    """Which of NODE, LEAF, MADE, CONST a :class:`NodeCalls` argument is (None: a value passed)."""
+    return item[0] if type(item) is tuple else None
+
+
+class NodeCalls(_AtUsersLine):
+    """For ``--steps`` when nothing evaluates the record again: which torch call made each backward
+    node, with its arguments as ``--steps`` names them (NODE, LEAF, MADE, CONST: see
+    :func:`noted`; other arguments as passed). It follows the tensors as
+    :class:`Recorder` does (a call is noted when it reads a leaf that requires grad or a result of
+    a noted call) but copies nothing (but a constant tensor of up to 4 elements), holds no tensor
+    (but a result without grad, which a later call may read) and keeps per call only tuples of
+    numbers and names, which the garbage collector stops following: several times cheaper per
+    call than a :class:`Recorder`.
+
+    ``calls``: id(node) -> (its sequence number, call name, pytree spec, arguments), the first call
+    that gave the node; ``made``: id(tensor) -> (its version, the node its call made or -1, which
+    output, call name, arguments) for a result without grad (a mask), the tensor kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[int, tuple[int, str, Any, tuple]] = {}
+        self.made: dict[int, tuple[int, int, int, str, tuple]] = {}
+        self._same: dict[int, tuple[torch.Tensor, int, Any]] = {}  # a node's tensor a call gave back
+        self._held: list[torch.Tensor] = []  # (the results in ``made`` and ``_same``: ids stay theirs)
+
+    def ref(self, tensor: torch.Tensor) -> None:
+        """(A :class:`Recorder`'s; nothing here evaluates the record again.)"""
+        return None
+
+    def finish(self) -> None:
+        """The run is over: let go of the tensors held (the notes stay)."""
+        self._held.clear()
+        self._same.clear()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        """The call, once; noted when it reads a followed tensor (never breaking the call)."""
+        kwargs = kwargs or {}
+        name = op_name(func)
+        if name in _NOT_NOTED or (name[:1] == "." and name[1:] not in VALUE_PROPERTIES):
+            return func(*args, **kwargs)
+        if name == "__iter__" and args and isinstance(args[0], torch.Tensor):
+            return iter(self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0)))
+        try:
+            items, spec = self._items(args, kwargs)
+        except Exception:
+            items = None
+        out = func(*args, **kwargs)
+        if items is not None:
+            self._note(out, name, spec, items)
+        return out
+
+    def _items(self, args: tuple, kwargs: dict) -> tuple[tuple | None, Any]:
+        """The arguments, flattened, as noted (None when none of them is followed), and their spec."""
+        flat: Any = args
+        spec: Any = len(args)
+        if kwargs or not all(isinstance(a, PLAIN) for a in args):
+            flat, spec = tree_flatten((args, kwargs))
+        items: list[Any] = []
+        followed = False
+        for value in flat:
+            if isinstance(value, torch.Tensor):
+                value = self._item(value)
+                followed = followed or value[0] != CONST
+            items.append(value)
+        return (tuple(items) if followed else None), spec
+
+    def _item(self, tensor: torch.Tensor) -> tuple:
+        if tensor.is_inference():  # (no grad, no version counter: a constant)
+            return _const_in(tensor)
+        key = id(tensor)
+        made = self.made.get(key)
+        if made is not None and made[0] == tensor._version:
+            return (MADE, key)
+        if tensor.requires_grad:
+            node = tensor.grad_fn
+            if node is None:
+                return (LEAF, key)
+            call = self.calls.get(id(node))
+            if call is not None and call[0] == sequence_number(node):
+                same = self._same.get(key)
+                if same is not None and same[1] == tensor._version and same[2] is node:
+                    return (NODE, -1, -1)
+                return (NODE, id(node), tensor.output_nr)
+        return _const_in(tensor)
+
+    def _note(self, out: Any, name: str, spec: Any, items: tuple) -> None:
+        """The nodes *out*'s tensors have: made by this call (unless an earlier one made them)."""
+        try:
+            if type(out) is torch.Tensor or isinstance(out, torch.Tensor):
+                node = out.grad_fn
+                if node is not None:  # (the common call: one tensor out, one node)
+                    seq, known = sequence_number(node), self.calls.get(id(node))
+                    if known is None or known[0] != seq:
+                        self.calls[id(node)] = (seq, name, spec, items)
+                        return
+                self._note_all((out,), name, spec, items)
+            else:
+                self._note_all(tree_flatten(out)[0], name, spec, items)
+        except Exception:  # (not noted: the steps fall back on the graph)
+            pass
+
+    def _note_all(self, outs: list[Any] | tuple, name: str, spec: Any, items: tuple) -> None:
+        made_here, fresh = -1, set()
+        for value in outs:
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                node = value.grad_fn
+                known = self.calls.get(id(node))
+                if known is None or known[0] != sequence_number(node):
+                    self.calls[id(node)] = (sequence_number(node), name, spec, items)
+                    made_here = id(node)
+                    fresh.add(made_here)
+                elif id(node) not in fresh:  # given back as it was: the node is an earlier call's
+                    self._same[id(value)] = (value, value._version, node)
+                    self._held.append(value)
+        for index, value in enumerate(outs):
+            if isinstance(value, torch.Tensor) and value.grad_fn is None and not value.is_inference():
+                self.made[id(value)] = (value._version, made_here, index, name, items)
+                self._held.append(value)
+
+
+def _const_in(tensor: torch.Tensor) -> tuple:
+    """(CONST, ...) for a tensor passed as a constant: its value as --steps writes it (up to 4
+    elements: a copy, as :class:`Recorder` keeps it), its shape, a weak reference (its name)."""
+    copy = None
+    if tensor.numel() <= 4:
+        copy = tensor.detach().clone() if tensor.layout == torch.strided else tensor.detach()
+    return (CONST, copy, tuple(tensor.shape), _weak(tensor))
 
 
 class Replay:

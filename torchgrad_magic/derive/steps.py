@@ -11,15 +11,26 @@ intermediates), and one :class:`Edge` per input with the local derivative's
 formula, its value, and the gradient sent on; and per leaf the sum of its
 contributions. Rendering lives here too (text and HTML), with long runs of
 steps folded.
+
+The cost follows what is shown, not the pass's length: every node is named and what it sent is
+routed (the sums over paths stay exact), but a :class:`Step` with its formulas, numbers and
+forward expression is made only when it is read. The report reads the first and last steps and
+the first and last lines of the forward listing; of the middle it needs only the node kinds, to
+fold them. ``Steps.steps`` and ``Steps.forward`` of a long pass are sequences that make each
+item when it is first read (:class:`_StepList`, :class:`_ForwardList`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import itertools
+import re
 import string
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -32,6 +43,7 @@ CONST_DIGITS = 8  # constants of the cell are shown as written (1.0001 is not 1)
 SHOWN = 24  # steps shown in full before the middle ones are folded
 HEAD = 12  # ... of which this many from the start (the rest from the end)
 MAX_PERIOD = 8  # the longest repeated block of steps that is folded as "× count"
+EAGER = 256  # a pass of up to this many steps has them all made at once (plain tuples)
 
 
 # ---------------------------------------------------------------------------
@@ -81,8 +93,8 @@ class Steps:
 
     output: str
     seed: torch.Tensor | None  # d out / d out as the backward pass started (1 for a scalar)
-    steps: tuple[Step, ...]
-    forward: tuple[str, ...]  # the computation in code order, one line per step
+    steps: Sequence[Step]  # (a tuple; of a long pass, a sequence that makes each step when read)
+    forward: Sequence[str]  # the computation in code order, one line per step (the same)
     made_up: tuple[str, ...]  # names made up for unnamed intermediates
     leaves: tuple[LeafSum, ...]
     cut: bool = False
@@ -95,7 +107,7 @@ class Steps:
     def where_nan(self) -> tuple[str, ...]:
         """Leaves whose grad has a nan while a ``where`` sent its branches 0s: the branch not taken
         still multiplies that 0 by its local derivative, and 0 · nan (or 0 · inf) is nan."""
-        if not any(step.node == "WhereBackward0" for step in self.steps):
+        if "WhereBackward0" not in _kinds(self.steps):
             return ()
         return tuple(
             leaf.name
@@ -235,12 +247,13 @@ class Steps:
     def shown(self) -> list[Step | Fold | Layer]:
         """The steps to show: all of a short pass; of a long one the first and last ones,
         the middle folded into repeated blocks ("AddBackward0, MulBackward0 × 4998"). A model's
-        layer is one step of its own (its nodes together: what goes in, what comes out)."""
-        steps: list[Any] = _layers(list(self.steps))
-        if len(steps) <= SHOWN:
-            return list(steps)
-        head, middle, tail = steps[:HEAD], steps[HEAD : len(steps) - (SHOWN - HEAD)], steps[-(SHOWN - HEAD) :]
-        return [*head, *_fold(middle), *tail]
+        layer is one step of its own (its nodes together: what goes in, what comes out).
+        Only the steps shown are made; the middle is folded from the node kinds alone."""
+        cached = self.__dict__.get("_shown")
+        if cached is None:
+            cached = _shown(self.steps)
+            object.__setattr__(self, "_shown", cached)  # (made once per report: text, HTML, quiz)
+        return list(cached)
 
     # ---- views ---------------------------------------------------------------
     def to_text(self) -> str:
@@ -297,27 +310,63 @@ LAYER_RULES = {
 }
 
 
-def _layers(steps: list[Step]) -> list[Step | Layer]:
-    """Runs of steps made by one layer of a model, each folded into a :class:`Layer`."""
-    out: list[Step | Layer] = []
+def _shown(steps: Sequence[Step]) -> list[Step | Fold | Layer]:
+    """:meth:`Steps.shown` of *steps*: the runs of a model's layers found from each step's layer
+    alone, and only the steps of the first and last runs made."""
+    runs = _runs(_column(steps, "modules", "module"))
+    if len(runs) <= SHOWN:
+        return [_item(steps, run) for run in runs]
+    kinds, layer_kinds = _kinds(steps), _column(steps, "module_kinds", "module_kind")
+    indices = _column(steps, "indices", "index")
+    middle = [
+        (indices[start], indices[stop - 1], (layer_kinds[start] or module) if module else kinds[start])
+        for start, stop, module in runs[HEAD : len(runs) - (SHOWN - HEAD)]
+    ]  # (first step, last step, what folds: the node's kind, or the layer's type)
+    head, tail = runs[:HEAD], runs[len(runs) - (SHOWN - HEAD) :]
+    return [*(_item(steps, run) for run in head), *_fold(middle), *(_item(steps, run) for run in tail)]
+
+
+def _column(steps: Sequence[Step], name: str, attribute: str) -> Sequence[Any]:
+    """One field of every step, without making the steps of a :class:`_StepList`."""
+    found = getattr(steps, name, None)
+    return found if found is not None else [getattr(step, attribute) for step in steps]
+
+
+def _kinds(steps: Sequence[Step]) -> Sequence[str]:
+    """Each step's node kind (``MulBackward0``)."""
+    return _column(steps, "kinds", "node")
+
+
+def _runs(modules: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(start, stop, layer) of each run of steps made by one layer of a model ("" for a step of
+    its own), *modules* being each step's layer."""
+    out: list[tuple[int, int, str]] = []
     i = 0
-    while i < len(steps):
-        module = steps[i].module
+    while i < len(modules):
+        module = modules[i]
         j = i
-        while j < len(steps) and module and steps[j].module == module:
+        while j < len(modules) and module and modules[j] == module:
             j += 1
         if not module or j == i:
-            out.append(steps[i])
+            out.append((i, i + 1, ""))
             i += 1
             continue
-        run = steps[i:j]
-        inside = {s.name for s in run}
-        leaving = tuple(e for s in run for e in s.edges if e.to not in inside)
-        params = tuple(e.to for e in leaving if e.leaf and e.to.startswith(module + "."))
-        inputs = tuple(dict.fromkeys(e.to for e in leaving if e.to not in params))
-        out.append(Layer(module, run[0].module_kind, tuple(run), inputs, leaving))
+        out.append((i, j, module))
         i = j
     return out
+
+
+def _item(steps: Sequence[Step], run: tuple[int, int, str]) -> Step | Layer:
+    """One step, or the run of steps of one layer as a :class:`Layer`."""
+    start, stop, module = run
+    if not module:
+        return steps[start]
+    steps_run = tuple(steps[start:stop])
+    inside = {s.name for s in steps_run}
+    leaving = tuple(e for s in steps_run for e in s.edges if e.to not in inside)
+    params = tuple(e.to for e in leaving if e.leaf and e.to.startswith(module + "."))
+    inputs = tuple(dict.fromkeys(e.to for e in leaving if e.to not in params))
+    return Layer(module, steps_run[0].module_kind, steps_run, inputs, leaving)
 
 
 @dataclass(frozen=True)
@@ -347,17 +396,18 @@ class Fold:
         )
 
 
-def _fold(steps: list[Step]) -> list[Fold]:
-    """Fold *steps* into blocks: the shortest period (≤ MAX_PERIOD) that repeats most."""
-    names = [s.node for s in steps]
+def _fold(items: list[tuple[int, int, str]]) -> list[Fold]:
+    """Fold *items* ((first step, last step, kind): a step, or a model's layer) into blocks: the
+    shortest period (≤ MAX_PERIOD) that repeats most."""
+    names = [kind for _, _, kind in items]
     folds: list[Fold] = []
     i = 0
-    loose: list[Step] = []
+    loose: list[tuple[int, int, str]] = []
 
     def flush() -> None:
         if loose:
-            kinds = tuple(f"{k} ×{n}" for k, n in _counts([s.node for s in loose]))
-            folds.append(Fold(loose[0].index, loose[-1].index, kinds, 1))
+            kinds = tuple(f"{k} ×{n}" for k, n in _counts([kind for _, _, kind in loose]))
+            folds.append(Fold(loose[0][0], loose[-1][1], kinds, 1))
             loose.clear()
 
     while i < len(names):
@@ -375,10 +425,10 @@ def _fold(steps: list[Step]) -> list[Fold]:
         if repeats >= 3:
             flush()
             end = i + period * repeats - 1
-            folds.append(Fold(steps[i].index, steps[end].index, tuple(names[i : i + period]), repeats))
+            folds.append(Fold(items[i][0], items[end][1], tuple(names[i : i + period]), repeats))
             i += period * repeats
         else:
-            loose.append(steps[i])
+            loose.append(items[i])
             i += 1
     flush()
     return folds
@@ -539,22 +589,31 @@ def build(
     owners
         :class:`~.modules.NodeOwners` when the cell called a model: each step gets its layer.
     recorder
-        the :class:`~.record.Recorder`, when the run recorded the computation: it knows the
+        the :class:`~..capture.record.Recorder` (or, for --steps alone, its
+        :class:`~..capture.record.NodeCalls`), when the run recorded the computation: it knows the
         constants (``+ 4``) and the functions the cell called that the graph forgot.
+
+    Every node is named and what it sent is routed here; each :class:`Step` and forward line is
+    made when first read (all at once for a pass of up to ``EAGER`` steps).
     """
-    raws = tracer.raws
+    ran = tracer.ran
     naming = _Naming.of(named, taken, output, output_name)
-    ordered = sorted(raws, key=lambda r: sequence_number(r.node))
-    naming.name_nodes(ordered)  # in code order, so that a, b, c read in the order they were made
-    ops = _ops(recorder, naming.node_names, naming.names, digits, naming.by_output)
-    walk = _Walk(naming, ops, digits, to_grad, owners)
-    steps = tuple(walk.step(position, raw) for position, raw in enumerate(raws, start=1))
-    leaves = _leaf_sums(tracer, walk.arrivals, naming.names, list(named))
+    ordered = sorted(range(len(ran)), key=lambda i: sequence_number(ran[i]))  # the steps in code order
+    naming.name_nodes([ran[i] for i in ordered])  # in code order: a, b, c read in the order made
+    ops = _Ops(recorder, naming, digits)  # (the names known before the pass is walked, as the calls read)
+    walk = _Walk(naming, ops, digits, to_grad, owners, tracer)
+    walk.route()  # in autograd's order: the names of the nodes it did not run, and the arrivals
+    leaves = _leaf_sums(tracer, walk.parts, naming.names, list(named))
+    steps: Sequence[Step] = _StepList(walk)
+    forward: Sequence[str] = _ForwardList(walk, ordered)
+    if len(ran) <= EAGER:
+        steps, forward = tuple(steps), tuple(forward)
+    first = tracer.raws[0] if ran else None
     return Steps(
         output=output_name,
-        seed=raws[0].grad_out[0] if raws and raws[0].grad_out else None,
+        seed=first.grad_out[0] if first is not None and first.grad_out else None,
         steps=steps,
-        forward=tuple(walk.forward_of[id(r.node)] for r in ordered if " = " in walk.forward_of[id(r.node)]),
+        forward=forward,
         made_up=tuple(naming.made_up),
         leaves=leaves,
         cut=tracer.cut,
@@ -562,6 +621,34 @@ def build(
         max_items=max_items,
         several=len(leaves) > 1,
     )
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")  # no forward expression is such a name (FORWARD's each
+# have an operator, a bracket or ᵀ): a node so named always has its line in the forward listing
+
+
+class _Names(dict):
+    """id(tensor) -> the cell's name for it; :func:`_name_of` also checks that a tensor is the one
+    named (a step made after the cell has ended may read a tensor made then, whose id a tensor of
+    the cell that is gone since had)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: dict[int, Any] = {}
+
+    def add(self, tensor: torch.Tensor, name: str) -> None:
+        self[id(tensor)] = name
+        with contextlib.suppress(TypeError):  # (a tensor that takes no weak reference: not checked)
+            self.refs[id(tensor)] = weakref.ref(tensor)
+
+
+def _name_of(tensor: Any, names: dict[int, str] | None) -> str | None:
+    """The cell's name of *tensor* in *names* (None: none, or another tensor had its id)."""
+    name = names.get(id(tensor)) if names else None
+    refs = getattr(names, "refs", None)
+    if name is not None and refs is not None and id(tensor) in refs and refs[id(tensor)]() is not tensor:
+        return None
+    return name
 
 
 @dataclass
@@ -581,10 +668,10 @@ class _Naming:
         cls, named: dict[str, torch.Tensor], taken: set[str], output: torch.Tensor, output_name: str
     ) -> _Naming:
         """The cell's names (*named*; *output* is *output_name*); made-up ones avoid *taken*."""
-        names: dict[int, str] = {}
+        names = _Names()
         for name, tensor in named.items():
-            if isinstance(tensor, torch.Tensor):
-                names.setdefault(id(tensor), name)
+            if isinstance(tensor, torch.Tensor) and id(tensor) not in names:
+                names.add(tensor, name)
         node_names: dict[int, str] = {}
         if output.grad_fn is not None:
             node_names[id(output.grad_fn)] = output_name
@@ -604,15 +691,16 @@ class _Naming:
         return self.node_names[key]
 
     def name_nodes(self, ordered: list[Any]) -> None:
-        """Name the nodes the pass ran (*ordered*: the raws in code order) that have no name yet."""
-        for raw in ordered:
-            key = id(raw.node)
+        """Name the nodes the pass ran (*ordered*: in code order) that have no name yet."""
+        for node in ordered:
+            key = id(node)
             if key in self.node_names:
                 continue
-            inputs = [nxt for nxt, _ in raw.node.next_functions if nxt is not None]
-            if type(raw.node).__name__ == "TBackward0" and len(inputs) == 1:
-                self.node_names[key] = self.input(inputs[0])[0] + "ᵀ"  # linear's Wᵀ
-                continue
+            if type(node).__name__ == "TBackward0":
+                inputs = [nxt for nxt, _ in node.next_functions if nxt is not None]
+                if len(inputs) == 1:
+                    self.node_names[key] = self.input(inputs[0])[0] + "ᵀ"  # linear's Wᵀ
+                    continue
             self.make_up(key)
 
     def input(self, nxt: Any, nr: int = 0) -> tuple[str, bool]:
@@ -630,63 +718,198 @@ class _Naming:
 
 @dataclass
 class _Walk:
-    """The pass walked step by step, in the order autograd ran it: the names, the recorded calls
-    (*ops*), the leaves whose ``.grad`` the pass wrote (*to_grad*) and the model's layers
-    (*owners*); it gathers what each step sent to each node and leaf (*arrivals*: by id, (step,
-    gradient)) and each node's forward expression (*forward_of*)."""
+    """The pass in the order autograd ran it (*tracer*'s): the names, the recorded calls (*ops*), the
+    leaves whose ``.grad`` the pass wrote (*to_grad*) and the model's layers (*owners*). :meth:`route`
+    gathers what each step sent to each node and leaf (*arrivals*, read by :meth:`parts`) and each
+    step's node kind and layer; :meth:`step` and :meth:`forward` make one step or forward line."""
 
     naming: _Naming
-    ops: dict[int, Op]
+    ops: _Ops
     digits: int
     to_grad: frozenset[str] | set[str]
     owners: Any
-    arrivals: dict[int, list[tuple[int, torch.Tensor]]] = field(default_factory=dict)
-    forward_of: dict[int, str] = field(default_factory=dict)
+    tracer: Tracer
+    # by id: (step, which input) of each gradient sent to it, one pair or a list (no tensor held here)
+    arrivals: dict[int, Any] = field(default_factory=dict)
+    kinds: list[str] = field(default_factory=list)
+    modules: list[str] = field(default_factory=list)
+    module_kinds: list[str] = field(default_factory=list)
+    made: dict[int, tuple[_Fields, str]] = field(default_factory=dict)  # id(node) -> (fields, line)
 
-    def step(self, position: int, raw: Any) -> Step:
-        """Step *position* (from 1): the node of *raw*, what arrived at it and what it sent on."""
-        node, naming = raw.node, self.naming
+    def route(self) -> None:
+        """Every step once, in order, cheaply: its kind and layer, the names of the nodes it reaches
+        (the ones the pass did not run get theirs here, in this order) and what it sent to each."""
+        naming, arrivals, owners, tracer = self.naming, self.arrivals, self.owners, self.tracer
+        by_output, node_names = naming.by_output, naming.node_names
+        for position, node in enumerate(tracer.ran, start=1):
+            sent = tracer.sent(position - 1)
+            self.kinds.append(type(node).__name__)
+            module = _layer_of(owners, id(node)) if owners else ""
+            self.modules.append(module)
+            self.module_kinds.append(owners.kinds.get(module, "") if owners else "")
+            for i, (nxt, nr) in enumerate(node.next_functions):
+                if nxt is None:
+                    continue
+                variable = getattr(nxt, "variable", None)  # (a leaf's node: the leaf)
+                if variable is None and (id(nxt), nr) not in by_output and id(nxt) not in node_names:
+                    naming.make_up(id(nxt))  # (as naming.input does)
+                if i < len(sent) and sent[i] is not None:
+                    target = id(variable if variable is not None else nxt)
+                    known = arrivals.get(target)
+                    if known is None:
+                        arrivals[target] = (position, i)
+                    elif isinstance(known, list):
+                        known.append((position, i))
+                    else:
+                        arrivals[target] = [known, (position, i)]
+
+    def parts(self, key: int) -> tuple[tuple[int, torch.Tensor], ...]:
+        """What was sent to node or leaf *key* (an id): (step, gradient), in the pass's order."""
+        known = self.arrivals.get(key)
+        if known is None:
+            return ()
+        pairs = known if isinstance(known, list) else [known]
+        return tuple((position, self.tracer.sent(position - 1)[i]) for position, i in pairs)
+
+    def forward(self, raw: Any) -> tuple[_Fields, str]:
+        """The forward line of *raw*'s node (``a = x ** 2``; only the name where the expression is
+        it) and the template fields it was made from."""
+        node = raw.node
+        made = self.made.get(id(node))
+        if made is not None:
+            return made
+        naming = self.naming
         kind, name = type(node).__name__, naming.node_names[id(node)]
         operands = [naming.input(nxt, nr)[0] if nxt is not None else None for nxt, nr in node.next_functions]
-        op = self.ops.get(id(node))
-        fields = _fields(kind, operands, raw.saved, op, name, self.digits, naming.names)
+        op = self.ops.get(node)
+        fields = _fields(kind, operands, raw.saved_now(), op, name, self.digits, naming.names)
         expression = _forward(kind, fields, op, operands)
         lhs = _targets(id(node), name, naming.by_output)
-        self.forward_of[id(node)] = lhs if expression == name else f"{lhs} = {expression}"
-        edges = self.edges(position, raw, fields)
-        parts = tuple(self.arrivals.get(id(node), ()))
-        module = _layer_of(self.owners, id(node))
+        made = self.made[id(node)] = (fields, lhs if expression == name else f"{lhs} = {expression}")
+        return made
+
+    def has_line(self, step: int) -> bool:
+        """Whether the node of *step* (from 0) has a line in the forward listing (made only where
+        that cannot be told from its name)."""
+        if _PLAIN_NAME.fullmatch(self.naming.node_names[id(self.tracer.ran[step])]):
+            return True
+        return " = " in self.forward(self.tracer.raws[step])[1]
+
+    def step(self, position: int) -> Step:
+        """Step *position* (from 1): the node it ran, what arrived at it and what it sent on."""
+        raw = self.tracer.raws[position - 1]
+        node = raw.node
+        kind, name = self.kinds[position - 1], self.naming.node_names[id(node)]
+        fields, line = self.forward(raw)
+        parts = tuple(p for p in self.parts(id(node)) if p[0] < position)
+        module = self.modules[position - 1]
         return Step(
             index=position,
             node=kind,
             name=name,
-            forward=self.forward_of[id(node)],
+            forward=line,
             arriving=raw.grad_out[0] if raw.grad_out else None,
             parts=parts if len(parts) > 1 else (),
-            edges=edges,
+            edges=self.edges(raw, fields),
             routing=kind in ROUTING,
-            kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved),
+            kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved_now()),
             module=module,
-            module_kind=self.owners.kinds.get(module, "") if self.owners else "",
+            module_kind=self.module_kinds[position - 1],
         )
 
-    def edges(self, position: int, raw: Any, fields: _Fields) -> tuple[Edge, ...]:
-        """One edge per input of *raw*'s node that exists; what each sends is an arrival."""
+    def edges(self, raw: Any, fields: _Fields) -> tuple[Edge, ...]:
+        """One edge per input of *raw*'s node that exists."""
         kind = type(raw.node).__name__
-        formulas = _local_formulas(kind, raw.saved)
+        saved = raw.saved_now()
+        formulas = _local_formulas(kind, saved)
+        local_all = raw.locals()
         edges = []
         for i, (nxt, nr) in enumerate(raw.node.next_functions):
             if nxt is None:
                 continue
             to, is_leaf = self.naming.input(nxt, nr)
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
-            local = raw.local[i] if i < len(raw.local) else None
-            formula = _edge_formula(kind, formulas[i] if i < len(formulas) else None, fields, raw.saved)
+            local = local_all[i] if i < len(local_all) else None
+            formula = _edge_formula(kind, formulas[i] if i < len(formulas) else None, fields, saved)
             edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in self.to_grad))
-            if sent is not None:
-                target = id(getattr(nxt, "variable", nxt))
-                self.arrivals.setdefault(target, []).append((position, sent))
         return tuple(edges)
+
+
+class _Lazy(Sequence):
+    """A read-only sequence whose items are made when first read (then kept); compares, hashes
+    and prints as the tuple of its items."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._made: dict[int, Any] = {}
+
+    def _make(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._size)))
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError(index)
+        if index not in self._made:
+            self._made[index] = self._make(index)
+        return self._made[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(self._size))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, list, _Lazy)):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+    def __reduce__(self) -> tuple:  # (copied or pickled: as the tuple of its items)
+        return (tuple, (tuple(self),))
+
+
+class _StepList(_Lazy):
+    """``Steps.steps`` of a long pass: each :class:`Step` made when read; the node kinds, layers and
+    indices of all of them (``kinds``, ``modules``, ``module_kinds``, ``indices``) known without
+    making any."""
+
+    def __init__(self, walk: _Walk):
+        super().__init__(len(walk.tracer.ran))
+        self._walk = walk
+        self.kinds, self.modules, self.module_kinds = walk.kinds, walk.modules, walk.module_kinds
+        self.indices = range(1, len(self) + 1)
+
+    def _make(self, index: int) -> Step:
+        return self._walk.step(index + 1)
+
+
+class _ForwardList(_Lazy):
+    """``Steps.forward`` of a long pass: the lines in code order (*ordered*: the steps, from 0),
+    each made when read."""
+
+    def __init__(self, walk: _Walk, ordered: list[int]):
+        self._walk = walk
+        self._lines = [step for step in ordered if walk.has_line(step)]
+        super().__init__(len(self._lines))
+
+    def _make(self, index: int) -> str:
+        return self._walk.forward(self._walk.tracer.raws[self._lines[index]])[1]
 
 
 def _edge_formula(kind: str, formula: str | None, fields: _Fields, saved: dict[str, Any]) -> str | None:
@@ -707,18 +930,19 @@ def _edge_formula(kind: str, formula: str | None, fields: _Fields, saved: dict[s
 
 def _leaf_sums(
     tracer: Tracer,
-    arrivals: dict[int, list[tuple[int, torch.Tensor]]],
+    arrivals: Any,
     names: dict[int, str],
     order: list[str],
 ) -> tuple[LeafSum, ...]:
-    """Each leaf's gradient as the sum of what arrived at it (*arrivals*), contributions in code
-    order; the leaves in the order their first contribution was made (then *order*: the names')."""
-    sequence = {position: sequence_number(raw.node) for position, raw in enumerate(tracer.raws, start=1)}
+    """Each leaf's gradient as the sum of what arrived at it (*arrivals*: id -> (step, gradient)
+    pairs), contributions in code order; the leaves in the order their first contribution was
+    made (then *order*: the names')."""
+    sequence = {position: sequence_number(node) for position, node in enumerate(tracer.ran, start=1)}
     rank = {name: i for i, name in enumerate(order)}
     found = []
     for node in tracer.nodes:
         variable = getattr(node, "variable", None)
-        parts = tuple(arrivals.get(id(variable), ())) if isinstance(variable, torch.Tensor) else ()
+        parts = arrivals(id(variable)) if isinstance(variable, torch.Tensor) else ()
         if not parts:
             continue
         parts = tuple(sorted(parts, key=lambda p: sequence[p[0]]))  # in code order: u**3 before 4*u*v
@@ -736,10 +960,11 @@ def graph_flow(tracer: Tracer, digits: int = 4) -> dict[int, tuple[str | None, l
     found: dict[int, tuple[str | None, list[str | None]]] = {}
     for raw in tracer.raws:
         arrived = raw.grad_out[0] if raw.grad_out else None
+        locals_ = raw.locals()
         labels: list[str | None] = []
         for i in range(len(raw.node.next_functions)):
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
-            local = raw.local[i] if i < len(raw.local) else None
+            local = locals_[i] if i < len(locals_) else None
             if sent is None:
                 labels.append(None)
             elif local is not None and local.numel() == 1:
@@ -777,31 +1002,48 @@ def _at_kink(saved: dict[str, Any]) -> bool:
     return False
 
 
-def _ops(
-    recorder: Any,
-    node_names: dict[int, str],
-    names: dict[int, str],
-    digits: int,
-    by_output: dict[tuple[int, int], str] | None = None,
-) -> dict[int, Op]:
-    """id(node) -> the recorded call that made it (name, its constants, its arguments as text)."""
-    if recorder is None:
-        return {}
-    from ..capture.record import Ref, RootRef, unflatten
+class _Ops:
+    """id(node) -> the recorded call that made it (name, its constants, its arguments as text),
+    each made when a step first asks (:meth:`get`), from a :class:`~..capture.record.Recorder`'s
+    record or a :class:`~..capture.record.NodeCalls`' notes. A call's text reads the names known
+    before the pass is walked (*naming* as it is now): a node the pass did not run has none yet."""
 
-    record = recorder.record
-    made = getattr(recorder, "node_ops", {})
-    by_op = {index: id(node) for node, index, _ in made.values()}
-    found: dict[int, Op] = {}
-    for key, (_node, index, originals) in made.items():
+    def __init__(self, recorder: Any, naming: _Naming, digits: int):
+        self._found: dict[int, Op | None] = {}
+        self._made: dict[int, tuple[Any, int, tuple]] = dict(getattr(recorder, "node_ops", None) or {})
+        self._calls: dict[int, tuple] = dict(getattr(recorder, "calls", None) or {})  # (NodeCalls)
+        self._plain: dict[int, tuple] = dict(getattr(recorder, "made", None) or {})
+        self._record = getattr(recorder, "record", None)
+        self._by_op = {index: key for key, (_node, index, _) in self._made.items()}
+        self._node_names = dict(naming.node_names)
+        self._names, self._by_output, self._digits = naming.names, naming.by_output, digits
+
+    def get(self, node: Any) -> Op | None:
+        key = id(node)
+        if key not in self._found:
+            entry, call = self._made.get(key), self._calls.get(key)
+            if entry is not None:
+                self._found[key] = self._op(entry[1], entry[2])
+            elif call is not None and call[1] and call[0] == sequence_number(node):
+                self._found[key] = _op_text(call[1], call[2], call[3], self._noted)
+            else:
+                self._found[key] = None
+        return self._found[key]
+
+    def _named(self, node: int, index: int) -> str | None:
+        return self._by_output.get((node, index)) or self._node_names.get(node)
+
+    def _op(self, index: int, originals: tuple) -> Op:
+        from ..capture.record import Ref, RootRef
+
+        record, names, digits = self._record, self._names, self._digits
         op = record.ops[index]
 
-        def text(item: Any, position: int, originals: tuple = originals) -> str:
+        def text(item: Any, position: int) -> str:
             if isinstance(item, RootRef):
                 return names.get(id(record.roots[item.root].tensor), "leaf")
             if isinstance(item, Ref):
-                node = by_op.get(item.op, -1)
-                found = (by_output or {}).get((node, item.index)) or node_names.get(node)
+                found = self._named(self._by_op.get(item.op, -1), item.index)
                 return found or _comparison(record, item.op, names, digits) or "…"
             weak = originals[position] if position < len(originals) else None
             original = weak() if weak is not None else None
@@ -809,20 +1051,70 @@ def _ops(
                 return names[id(original)]
             return _const(item, digits)
 
-        constants = [
-            text(v, i)
-            for i, v in enumerate(op.inputs)
-            if not isinstance(v, (Ref, RootRef)) and isinstance(v, (int, float, complex, torch.Tensor))
-            and not isinstance(v, bool)
-        ]  # fmt: skip
-        try:
-            args, kwargs = unflatten([text(v, i) for i, v in enumerate(op.inputs)], op.spec)
-            shown = [_arg(a) for a in args] + [f"{k}={_arg(v)}" for k, v in kwargs.items() if v != "None"]
-        except Exception:
-            shown = []
-        refs = {text(v, i) for i, v in enumerate(op.inputs) if isinstance(v, (Ref, RootRef))}
-        found[key] = Op(op.name, constants, shown, refs)
-    return found
+        return _op_text(op.name, op.spec, op.inputs, text)
+
+    def _noted(self, item: Any, position: int, named: bool = True) -> str:
+        """A :class:`~..capture.record.NodeCalls` argument as text, as :meth:`_op`'s ``text``
+        writes the record's (*named* False: a comparison's side, no constant named)."""
+        from ..capture.record import CONST, LEAF, MADE, NODE, noted
+
+        which = noted(item)
+        if which == LEAF:
+            return self._names.get(item[1], "leaf")
+        if which == NODE:
+            return (self._named(item[1], item[2]) if item[1] != -1 else None) or "…"
+        if which == MADE:
+            made = self._plain.get(item[1])
+            found = self._named(made[1], made[2]) if made is not None and made[1] != -1 else None
+            return found or (self._noted_comparison(made, 0) if made else None) or "…"
+        if which == CONST:
+            _, copy, shape, weak = item
+            original = weak() if weak is not None else None
+            if named and original is not None and id(original) in self._names:
+                return self._names[id(original)]
+            if copy is not None:
+                return _const(copy, self._digits)
+            return "const[" + "×".join(str(n) for n in shape) + "]"
+        return _const(item, self._digits)
+
+    def _noted_comparison(self, made: tuple, depth: int) -> str | None:
+        """:func:`_comparison` of a noted call (*made*: ``NodeCalls.made``'s entry)."""
+        from ..capture.record import MADE, NODE, noted
+
+        name, items = made[3], made[4]
+        sign = COMPARISONS.get(name.strip("_"))
+        if sign is None or len(items) < 2 or depth > 3:
+            return None
+
+        def side(item: Any) -> str:
+            if noted(item) == MADE:
+                inner = self._plain.get(item[1])
+                return (self._noted_comparison(inner, depth + 1) if inner else None) or "…"
+            return "…" if noted(item) == NODE else self._noted(item, 0, named=False)
+
+        return f"{side(items[0])} {sign} {side(items[1])}"
+
+
+def _op_text(name: str, spec: Any, inputs: Sequence[Any], text: Any) -> Op:
+    """:class:`Op` of a call: *inputs* (its arguments, flattened, with *spec*) written by *text*."""
+    from ..capture.record import CONST, Ref, RootRef, noted, unflatten
+
+    def followed(v: Any) -> bool:  # (a tensor the record follows: a name, not a constant)
+        return isinstance(v, (Ref, RootRef)) or noted(v) not in (None, CONST)
+
+    constants = [
+        text(v, i)
+        for i, v in enumerate(inputs)
+        if not followed(v)
+        and (noted(v) == CONST or (isinstance(v, (int, float, complex, torch.Tensor)) and not isinstance(v, bool)))
+    ]  # fmt: skip
+    try:
+        args, kwargs = unflatten([text(v, i) for i, v in enumerate(inputs)], spec)
+        shown = [_arg(a) for a in args] + [f"{k}={_arg(v)}" for k, v in kwargs.items() if v != "None"]
+    except Exception:
+        shown = []
+    refs = {text(v, i) for i, v in enumerate(inputs) if followed(v)}
+    return Op(name, constants, shown, refs)
 
 
 def _arg(value: Any) -> str:
@@ -845,12 +1137,14 @@ class Op:
 
 def _const(value: Any, digits: int, names: dict[int, str] | None = None) -> str:
     if isinstance(value, SavedTensor):
-        if names and id(value.tensor) in names:
-            return names[id(value.tensor)]
+        name = _name_of(value.tensor, names)
+        if name is not None:
+            return name
         value = value.copy if value.copy is not None else value.tensor
     if isinstance(value, torch.Tensor):
-        if names and id(value) in names:
-            return names[id(value)]
+        name = _name_of(value, names)
+        if name is not None:
+            return name
         if value.numel() <= 4:
             return fmt.values(value, max(digits, CONST_DIGITS), 4)
         return "const[" + "×".join(str(n) for n in value.shape) + "]"  # (not torch.tensor(2, 3))
