@@ -51,7 +51,7 @@ def _constant_key(node: ast.AST) -> int | str | None:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         key = _constant_key(node.operand)
         return -key if type(key) is int else None
-    if isinstance(node, ast.Constant) and type(node.value) in (int, str):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, str)) and type(node.value) is not bool:
         return node.value
     return None
 

@@ -157,8 +157,8 @@ def first_derivatives(
         if reduced is not None:
             names = {**names, id(call.output): reduced.written}
         first = _from_call(call, observed, ns, names, wrt, retain_grad)
-        shown = [*assigned, *_made_earlier(first.output, ns, read, observed)]
-        return _with_helpers(_finish(first, ns, shown, reduced, retain_grad, call.intermediates), observed)
+        rows_of = [*assigned, *_made_earlier(first.output, ns, read, observed)]
+        return _with_helpers(_finish(first, ns, rows_of, reduced, retain_grad, call.intermediates), observed)
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
         first = First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
