@@ -53,3 +53,44 @@ def test_the_last_call_is_shown_with_its_own_leaves(case):
     assert set(shown) == set(expected), (shown, result.note_texts)
     for name, (value, grad_) in expected.items():
         assert shown[name] == pytest.approx((value, grad_)), (name, shown[name])
+
+
+TRAINING = (
+    "torch.manual_seed(0)\n"
+    "model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))\n"
+    "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    "X, Y = torch.randn(8, 3), torch.randn(8, 1)\n"
+    "for step in range(5):\n"
+    "    {clear}\n"
+    "    loss = ((model(X) - Y) ** 2).mean() + (model[0].bias.sum() if step == 2 else 0)\n"
+    "    loss.backward()\n"
+    "    {update}\n"
+)
+CLEARS = {  # the ways a loop empties .grad: the short way (Observer._repeat) takes both
+    "zero_grad()": "opt.zero_grad()",
+    "zero_grad(set_to_none=False)": "opt.zero_grad(set_to_none=False)",
+    "each .grad.zero_()": "[p.grad.zero_() for p in model.parameters() if p.grad is not None]",
+    "none: grads add up": "pass",
+}
+
+
+@pytest.mark.parametrize("clear", list(CLEARS))
+def test_a_training_loop_shows_its_last_step(clear):
+    """Every leaf's value and grad at the 5th backward(), against a plain run that copies them there
+    (the loop's calls after the first take the short way: same leaves, .grad empty or zero)."""
+    cell = TRAINING.format(clear=CLEARS[clear], update="opt.step()")
+    seen = "hist = []\n" + TRAINING.format(
+        clear=CLEARS[clear],
+        update="hist.append([(p.detach().clone(), p.grad.clone()) for p in model.parameters()])\n    opt.step()",
+    )
+    plain: dict = {"torch": torch}
+    exec(seen, plain)
+    last, before = plain["hist"][4], plain["hist"][3]
+    result = grad(cell, namespace={"torch": torch})
+    names = ["model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias"]
+    assert list(result.leaves) == names, result.note_texts
+    for i, name in enumerate(names):
+        value, held = last[i]
+        own = held - before[i][1] if clear == "none: grads add up" else held  # (this call's own grad)
+        assert torch.equal(result.leaves[name], value), name
+        assert torch.allclose(result.grads[name], own, rtol=0, atol=1e-6), name

@@ -26,6 +26,7 @@ from . import format as fmt
 from .capture.observe import Observer, namespace_settled
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
+from .capture.syntax import nodes
 from .derive.backward import dense, first_derivatives, names_assigned, parse
 from .derive.names import differentiated_texts
 from .derive.scaler import with_scaling_note
@@ -596,7 +597,7 @@ def _hides_assignments(tree: ast.Module | None) -> bool:
     what changed is found by comparing the namespace before and after (its size costs only then)."""
     if tree is None:
         return True
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _HIDING:
             return True
         if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
@@ -612,7 +613,7 @@ _HOOK_CALLS = frozenset(
 def _adds_hooks(tree: ast.Module | None) -> bool:
     """Whether the cell's code names a way to hook into the graph (``y.grad_fn.register_hook``: a
     node's method is not a Python one that could be watched while the cell runs)."""
-    return tree is None or any(isinstance(n, ast.Attribute) and n.attr in _HOOK_CALLS for n in ast.walk(tree))
+    return tree is None or any(isinstance(n, ast.Attribute) and n.attr in _HOOK_CALLS for n in nodes(tree))
 
 
 def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
@@ -622,7 +623,7 @@ def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
         return ()
     from .capture.paths import paths_in
 
-    found = [(n.lineno, n.col_offset, n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    found = [(n.lineno, n.col_offset, n.id) for n in nodes(tree) if isinstance(n, ast.Name)]
     found = sorted(found + paths_in(tree))  # (a path after the name it starts with: m, then m.w)
     return tuple(dict.fromkeys(name for _, _, name in found))  # (in the order they are written)
 

@@ -221,6 +221,8 @@ def ends_with_semicolon(cell: str) -> bool:
     """Whether the cell's last token is ``;`` (comments and blank lines after it do not count):
     IPython's rule for hiding a cell's value. Ours, not ``DisplayHook.semicolon_at_end_of_expression``
     (IPython 8.10+; Colab's IPython 7.34 looks at the ``run_cell_magic(...)`` line instead)."""
+    if ";" not in cell:  # (most cells: no tokenizing)
+        return False
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(cell).readline))
     except (tokenize.TokenError, SyntaxError, IndentationError):

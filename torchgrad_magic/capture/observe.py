@@ -438,6 +438,32 @@ def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None)
     return set(nodes_behind([t for t in outputs if isinstance(t, torch.Tensor)], limit)[0])
 
 
+_NOT_REPEATED = object()  # Observer._repeat: this call takes the long way
+
+
+class _Pending:
+    """One engine call of the cell's, between the engine's run and :meth:`Observer._remember`."""
+
+    __slots__ = ("accumulate", "args", "caught", "held", "leaves", "nested", "outputs", "same")
+
+    def __init__(self, args: tuple, outputs: tuple, accumulate: bool, leaves: dict, held: tuple,
+                 caught: dict, same: Any, nested: Any):  # fmt: skip
+        self.args, self.outputs, self.accumulate, self.leaves = args, outputs, accumulate, leaves
+        self.held, self.caught, self.same, self.nested = held, caught, same, nested
+
+    @property
+    def create(self) -> bool:
+        return bool(self.args[3]) if len(self.args) > 3 else False
+
+    @property
+    def inputs(self) -> tuple:
+        return tuple(self.args[4]) if len(self.args) > 4 and self.args[4] else ()
+
+    @property
+    def gradients(self) -> Any:
+        return self.args[1] if len(self.args) > 1 else ()
+
+
 # ---------------------------------------------------------------------------
 # the observer
 # ---------------------------------------------------------------------------
@@ -459,6 +485,7 @@ class Observer:
         self.intermediates = intermediates
         self.recorder = recorder
         self.calls: list[Call] = []
+        self._holds_big = False  # a call in self.calls holds a grad by reference (Call.big)
         self.helpers: dict[str, int] = {}  # torch helpers that ran backward passes of their own: calls
         self._running = False  # inside the engine: a call made now is part of that call's pass
         self._nested: dict[int, torch.Tensor] | None = None  # leaves such inner passes reached
@@ -587,8 +614,12 @@ class Observer:
     def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
         """One call into the engine, passed on as it is; a call the cell made is remembered (what
         cannot be recovered later only: the leaves' values and grads at the call, copied)."""
+        if self._repeatable(args, kwargs):  # a loop's next backward(): the short way
+            done = self._repeat(engine, args, kwargs)
+            if done is not _NOT_REPEATED:
+                return done
         outputs, gradients, accumulate, create, inputs = _engine_args(args, kwargs)
-        if not self._is_the_cells(outputs, gradients):
+        if not self._is_the_cells(outputs, gradients, accumulate):
             return engine.run_backward(*args, **kwargs)
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
         self._let_go_of_released(higher)
@@ -608,24 +639,32 @@ class Observer:
             for name, leaf in leaves.items():
                 if by_id.get(id(leaf)) is not None:
                     caught.setdefault(name, by_id[id(leaf)])
-        unwalked = same is not None
-        if unwalked and not self._reached(same[1]):  # other leaves than the last call's:
+        pending = _Pending(args, outputs, accumulate, leaves, held, caught, same, nested)
+        return self._remember(pending, result, higher=higher, inter=inter, tracer=tracer)
+
+    def _remember(self, pending: _Pending, result: Any, higher: bool = False, inter: dict | None = None,
+                  tracer: Any = None) -> Any:  # fmt: skip
+        """After the engine ran: the call as the report may show it (*result* is passed on)."""
+        outputs, leaves, held, inputs = pending.outputs, pending.leaves, pending.held, pending.inputs
+        unwalked = pending.same is not None
+        if unwalked and not self._reached(pending.same[1]):  # other leaves than the last call's:
             self._last_leaves = (None, [], {})  # walk the graph now (its nodes are still there)
             leaves, held = _walked_again(leaves, held, self._leaves(outputs, inputs))
             unwalked = False
-        inner = self._inner_leaves(leaves, held[0], nested)
+        inner = self._inner_leaves(leaves, held[0], pending.nested)
         self.count += 1
-        if create:
-            self._remember_created(caught, leaves)
-        seen = self._seen(leaves, caught, held, accumulate)
+        if pending.create:
+            self._remember_created(pending.caught, leaves)
+        seen = self._seen(leaves, pending.caught, held, pending.accumulate)
+        inter = inter or {}
         call = Call(
             index=self.count,
-            kind="backward" if accumulate else "grad",
+            kind="backward" if pending.accumulate else "grad",
             outputs=outputs,
             seen=seen,
-            intermediates={n: caught.get("\0" + n) for n in inter},
-            create_graph=create,
-            gradients=tuple(gradients or ()),
+            intermediates={n: pending.caught.get("\0" + n) for n in inter},
+            create_graph=pending.create,
+            gradients=tuple(pending.gradients or ()),
             higher_order=higher,
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
             trace=tracer,
@@ -634,10 +673,100 @@ class Observer:
             unwalked=unwalked,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
-        self.calls = [c for c in self.calls if c.higher_order != higher] + [call]
+        self._keep_call(call)
         return result
 
-    def _is_the_cells(self, outputs: tuple, gradients: Any) -> bool:
+    def _keep_call(self, call: Call) -> None:
+        """*call* replaces the last call of its kind (first or higher order): the calls the report
+        may show are the latest of each kind, and only they hold their heavy data."""
+        calls = self.calls
+        if calls and (len(calls) > 1 or calls[0].higher_order != call.higher_order):
+            calls = [c for c in calls if c.higher_order != call.higher_order]
+            self.calls, self._holds_big = [*calls, call], call.big or any(c.big for c in calls)
+        else:  # (a loop's calls: one kept, the next replaces it)
+            self.calls, self._holds_big = [call], call.big
+
+    # ---- a loop's next call: the same leaves, nothing in their .grad -------------------------
+    def _repeatable(self, args: tuple, kwargs: dict) -> bool:
+        """Whether this call may take the short way: ``backward()`` as ``Tensor.backward`` makes it
+        (no inputs=, no create_graph), after a call of the cell's that walked its leaves, in a cell
+        that made no grad with a graph, traces no steps and names no intermediates."""
+        return (
+            len(args) == 5
+            and not args[3]
+            and not args[4]
+            and kwargs.get("accumulate_grad", True) is True
+            and self._last_leaves[0] is not None
+            and not self._last_leaves[0][1]
+            and not (self._running or self.created or self.steps or self.intermediates)
+        )
+
+    def _repeat(self, engine: Any, args: tuple, kwargs: dict) -> Any:
+        """The loop's next ``backward()``, the short way (a training loop's calls: most of its time
+        with %%grad was the bookkeeping): the last call's leaves, not walked, where each ``.grad`` is
+        None or zero (so no hook is needed: ``.grad`` after the call is this call's grad). Anything
+        else is found before the engine runs (:data:`_NOT_REPEATED`: the long way), or after it,
+        by :meth:`_remember` (a leaf not reached: the graph is walked then)."""
+        outputs = args[0]
+        if not outputs or torch.is_anomaly_enabled():
+            return _NOT_REPEATED
+        for output in outputs:
+            if not isinstance(output, torch.Tensor) or is_transformed(output):
+                return _NOT_REPEATED
+        _, tensors, named = self._last_leaves
+        then = []
+        for tensor in tensors:
+            grad = tensor.grad
+            if grad is not None:
+                if grad.numel() > SNAPSHOT_LIMIT or grad.layout != torch.strided or not _small_zero(grad):
+                    return _NOT_REPEATED  # (the engine adds to it: a hook catches this call's own)
+                then.append((tensor, grad, grad._version))
+            else:
+                then.append((tensor, None, -1))
+        self._let_go_of_released(False)
+        self._running, self._nested = True, {}
+        try:
+            result = engine.run_backward(*args, **kwargs)
+            nested = self._nested
+        finally:
+            self._running, self._nested = False, None
+        if nested or not self._reached(then):  # a pass inside it, or a leaf it did not reach
+            held: tuple[dict, dict, dict] = (
+                dict.fromkeys(named),
+                {},
+                {},
+            )  # (no .grad before: zero is as good as none)
+            pending = _Pending(args, tuple(outputs), True, dict(named), held, {}, (named, then), nested)
+            return self._remember(pending, result)
+        self.count += 1
+        seen, big = self._seen_fresh(named)
+        call = Call(self.count, "backward", tuple(outputs), seen, {}, False, tuple(args[1] or ()), False,
+                    self.recorder.ref(outputs[0]) if self.recorder is not None else None,
+                    None, (), big, True)  # fmt: skip
+        self._keep_call(call)
+        return result
+
+    def _seen_fresh(self, named: dict[str, torch.Tensor]) -> tuple[tuple[tuple, ...], bool]:
+        """:meth:`_seen` of a call whose leaves had nothing in ``.grad`` and were all reached: their
+        ``.grad`` now is this call's grad (and whether one is kept by reference, too big to copy)."""
+        seen = []
+        counts = self._added
+        big = False
+        for name, tensor in named.items():
+            grad = tensor.grad
+            counts[id(tensor)] = (1, False)
+            kept = _keep(grad)
+            if type(kept) is Frozen:
+                probes: tuple = (None, None)
+            else:
+                probes = _probes(kept, kept)
+                big = big or _held_by_reference(kept)
+            version = grad._version
+            seen.append((name, tensor, _keep(tensor), tensor._version, kept, kept, None, version, None, version,
+                         1, False, *probes))  # fmt: skip
+        return tuple(seen), big
+
+    def _is_the_cells(self, outputs: tuple, gradients: Any, accumulate: bool = False) -> bool:
         """Whether this engine call is one the cell made itself (not a pass inside a pass, a
         ``torch.func`` transform's, or one of torch's helpers': those are counted, not shown)."""
         if self._running and self._nested is not None and outputs:  # a pass inside the cell's pass:
@@ -654,8 +783,8 @@ class Observer:
             if is_transformed(gradient):  # grad(is_grads_batched=True): a vmap over the grads
                 helper = "torch.autograd.grad(is_grads_batched=True)"
                 break
-        else:
-            helper = torch_helper(self.namespace)  # jacobian(), hessian(), gradcheck(): their passes
+        else:  # jacobian(), hessian(), gradcheck(): their passes (all grad(): a backward() is the cell's)
+            helper = None if accumulate else torch_helper(self.namespace)
         if helper is not None:
             self.helpers[helper] = self.helpers.get(helper, 0) + 1
             return False
@@ -666,8 +795,9 @@ class Observer:
         grads (zero_grad()), let go of them too before the engine runs, so that it can reuse their
         memory as a plain run does (holding them made every step of a training loop allocate
         afresh); otherwise the last call stays until this one has succeeded (it may raise)."""
-        if any(c.big for c in self.calls):
+        if self._holds_big:
             self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
+            self._holds_big = any(c.big for c in self.calls)
 
     def _engine_run(
         self, engine: Any, call: tuple, leaves: dict, before: dict, caught: dict, inter: dict, tracer: Any
@@ -956,8 +1086,10 @@ def nonleaf_reads(tree: Any, namespace: dict[str, Any]) -> list[str]:
     the cell, a non-leaf that does not retain its grad."""
     import ast
 
+    from .syntax import nodes
+
     found = []
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Attribute) and node.attr == "grad" and isinstance(node.ctx, ast.Load):
             parts, base = [], node.value
             while isinstance(base, ast.Attribute):

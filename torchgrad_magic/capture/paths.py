@@ -14,6 +14,8 @@ import functools
 import sys
 from typing import Any
 
+from .syntax import nodes
+
 _MISSING = object()
 
 
@@ -21,7 +23,7 @@ def paths_in(tree: ast.AST) -> list[tuple[int, int, str]]:
     """(line, column, text) of every path the code writes: ``m.w``, ``params[0]``, ``d['w']``
     (the longest of a chain, and the paths inside it: ``m.layers[0].w`` gives all three)."""
     found = []
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, (ast.Attribute, ast.Subscript)) and _steps_of(node) is not None:
             found.append((node.lineno, node.col_offset, ast.unparse(node)))
     return found

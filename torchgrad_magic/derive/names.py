@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..capture.observe import kept_grad
+from ..capture.syntax import nodes
 from .rows import TensorRow
 
 REDUCTIONS = {"SumBackward0": "sum", "MeanBackward0": "mean"}  # whole-tensor sum and mean only
@@ -56,7 +57,7 @@ def differentiated_texts(tree: ast.Module | None, code: str) -> Written:
     if tree is None:
         return Written()
     found: list[ast.expr] = []
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         if node.func.attr == "backward":

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import format as fmt
+from ..capture.syntax import nodes
 from ..derive.rows import TensorRow
 from ..messages import t, using
 
@@ -123,7 +124,7 @@ class CellFacts:
         detached: dict[str, str] = {}
         no_grad: set[str] = set()
         in_place: dict[str, str] = {}
-        for node in ast.walk(tree) if tree is not None else ():
+        for node in nodes(tree) if tree is not None else ():
             if (
                 isinstance(node, ast.Assign)
                 and len(node.targets) == 1

@@ -1,0 +1,18 @@
+"""The cell's syntax tree, walked once: every stage that reads the cell's code (its names, its
+paths, the hooks it adds, what it differentiates, the quiz's facts) asks :func:`nodes` for the
+same list instead of walking the tree again (a walk is a Python generator: a training loop's
+cell was walked six times per run)."""
+
+from __future__ import annotations
+
+import ast
+
+_LAST: list = [None, ()]  # [the tree last asked about, its nodes] (the tree is held: no id reuse)
+
+
+def nodes(tree: ast.AST) -> tuple[ast.AST, ...]:
+    """Every node of *tree*, in ``ast.walk``'s order."""
+    if _LAST[0] is not tree:
+        _LAST[1] = tuple(ast.walk(tree))
+        _LAST[0] = tree
+    return _LAST[1]
