@@ -682,8 +682,7 @@ def _computed(
         return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), alone,
                      (_no_dependence(out_name, output, wrt),))  # fmt: skip
     intermediates = _named_intermediates(ns, assigned, names, output) if retain_grad else {}
-    values = _values(leaves)
-    summed = False
+    values, summed = _values(leaves), False
     grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
     inter_grads: dict[str, torch.Tensor | None] = dict.fromkeys(intermediates)
     tracer: Any = None
@@ -691,42 +690,45 @@ def _computed(
     if output.is_complex():
         notes.append(note("err.complex", out=out_name))
         if not wrt:  # (its grads are not computed: the leaves it is made from, no others)
-            leaves, values = _in_graph(leaves, output), _values(_in_graph(leaves, output))
-            grads = dict.fromkeys(leaves)
+            leaves = _in_graph(leaves, output)
+            values, grads = _values(leaves), dict.fromkeys(leaves)
     else:
-        target = output
-        if output.numel() != 1:
-            target, summed = output.sum(), True
+        target, summed = (output, False) if output.numel() == 1 else (output.sum(), True)
+        if summed:
             notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         computed, problems, user_code, tracer = _differentiate(
             target, inputs, out_name, observed, steps, graph
         )
-        failed = bool(problems)
         notes += problems
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
-        if failed and not user_code:  # no grads to show: only the output and what went wrong
+        if problems and not user_code:  # no grads to show: only the output and what went wrong
             leaves, grads, values, intermediates = {}, {}, {}, {}
         elif not wrt:  # the leaves are the named ones the output depends on
             leaves, grads, values = _depended_on(leaves, grads, values, output, bool(user_code))
             if not leaves:
                 notes.append(_no_dependence(out_name, output, wrt))
         notes += _grads_stored(leaves, grads, owned, out_name, output)
-    rows = list(_rows(leaves, values, grads, "input" if wrt else "leaf"))
-    if user_code or output.is_complex():  # (their grads were not computed: not "no path", not a number)
-        rows = [dataclasses.replace(row, withheld=True) for row in rows]
+    withheld = bool(user_code) or output.is_complex()  # (grads not computed: not "no path", not a number)
+    rows = _leaf_rows(leaves, values, grads, "input" if wrt else "leaf", withheld)
     rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
     if all(output is not leaf for leaf in leaves.values()):
         kept = output.grad if output.is_leaf or output.retains_grad else None
         rows.append(TensorRow.of(out_name, "output", output, kept))
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
-    trace = tracer if tracer is not None and leaves else None
     return First(
-        output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0, trace,
-        (_non_finite(values),), withheld=bool(user_code) or output.is_complex(),
+        output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0,
+        tracer if tracer is not None and leaves else None,
+        (_non_finite(values),), withheld=withheld,
     )  # fmt: skip
+
+
+def _leaf_rows(leaves: dict, values: dict, grads: dict, role: str, withheld: bool) -> list[TensorRow]:
+    """The leaves' rows; *withheld*: their grads were not computed (the user's code is in the graph)."""
+    rows = list(_rows(leaves, values, grads, role))
+    return [dataclasses.replace(row, withheld=True) for row in rows] if withheld else rows
 
 
 def _depended_on(leaves: dict, grads: dict, values: dict, output: torch.Tensor, withheld: bool) -> tuple:

@@ -166,7 +166,7 @@ class Steps:
             step = item
             arriving = self.d(self.output, step.name) + " = " + self._v(step.arriving)
             if step.parts:
-                arriving += " (" + " + ".join(self._v(g) for _, g in step.parts) + ")"
+                arriving += " (" + _sum_text([self._v(g) for _, g in step.parts]) + ")"
             head = [str(step.index), step.node, step.forward]
             if not step.edges:
                 rows.append([*head, arriving, ""])
@@ -210,7 +210,7 @@ class Steps:
             parts = [self._v(g) for _, g in leaf.parts]
             text = self.d(self.output, leaf.name) + " = "
             if len(parts) > 1 and len(parts) <= 8:
-                text += " + ".join(parts) + " = "
+                text += _sum_text(parts) + " = "
             text += self._v(leaf.total)
             if len(parts) > 1:
                 text += " " + t(
@@ -1269,3 +1269,12 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
             fields, a=fields.get("b", "const"), b=fields.get("a", "…")
         )  # a constant factor first: 3 · a
     return template.format_map(fields)
+
+
+def _sum_text(parts: list[str]) -> str:
+    """Numbers added up as a learner writes them: ``5.761 - 0.2794``, not ``5.761 + -0.2794``
+    (a tensor's brackets stay: ``[1, 2] + [-1, 3]``)."""
+    text = parts[0] if parts else ""
+    for part in parts[1:]:
+        text += f" - {part[1:]}" if part.startswith("-") and not part.startswith("-[") else f" + {part}"
+    return text
