@@ -106,3 +106,40 @@ def test_a_tensor_an_earlier_cell_computed_gets_its_row(shell):
     assert any("an earlier backward() freed the graph behind h" in text for text in texts), texts
     assert shell.run_cell("print(k2.item())").error_in_exec is None  # the cell itself ran
     assert shell.user_ns["k2"].item() == 36.0
+
+
+def test_no_user_code_runs_while_naming():
+    """A class that answers every attribute itself (``__getattribute__``), or has its own
+    ``__class__``/``__dict__``: the cell prints what a plain run prints, nothing more."""
+    setup = (
+        "class Loud:\n"
+        "    def __init__(self):\n"
+        "        object.__setattr__(self, 'w', torch.tensor(2.0, requires_grad=True))\n"
+        "    def __getattribute__(self, name):\n"
+        "        print('ran', name)\n"
+        "        return object.__getattribute__(self, name)\n"
+        "g = Loud()"
+    )
+    for cell in ("y = g.w ** 2", "y = g.w ** 2\ny.backward()"):
+        plain, ours = {"torch": torch}, {"torch": torch}
+        exec(setup, plain), exec(setup, ours)
+        import contextlib
+        import io
+
+        out_plain, out_ours = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out_plain):
+            exec(cell, plain)
+        with contextlib.redirect_stdout(out_ours):
+            grad(cell, namespace=ours)
+        assert out_ours.getvalue() == out_plain.getvalue(), cell
+
+
+def test_wrt_copy_and_a_tensor_made_from_the_original(shell):
+    """--wrt x runs the cell on a copy of x; h (an earlier cell's x * 5) still leads to the user's
+    own x, so k.backward() fills that x's .grad too: the note says so, not "as they were"."""
+    shell.run_cell("import torch\nx = torch.tensor(2.0, requires_grad=True)\nh = x * 5")
+    shell.run_cell("%%grad --wrt x --out r\nk = h * x\nk.backward()")
+    texts = shell.user_ns["r"].note_texts
+    assert shell.user_ns["x"].grad.item() == 10.0  # as in a plain run through h
+    assert any("also reached your own x" in text and "10" in text for text in texts), texts
+    assert not any("are as they were" in text for text in texts), texts

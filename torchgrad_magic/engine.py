@@ -26,7 +26,7 @@ from . import format as fmt
 from .capture.observe import Observer, namespace_settled
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
-from .capture.syntax import nodes
+from .capture.syntax import loop_targets, nodes
 from .derive.backward import dense, first_derivatives, names_assigned, parse
 from .derive.names import differentiated_texts
 from .derive.scaler import with_scaling_note
@@ -329,6 +329,7 @@ class _Cell:
         self.tree = parse(self.code)
         self.leaves: dict[str, torch.Tensor] = {}
         self.originals: dict[str, Any] = {}  # the variables --wrt x (a copy) stands in for
+        self.original_grads: dict[str, tuple[int, int]] = {}  # their .grad before the cell (_grad_state)
         self.owned: set[int] = set()  # ids of the --wrt leaves %%grad made: they carry their grads
         self.observer: Any = None
         self.recorder: Any = None
@@ -354,6 +355,7 @@ def _capture(cell: _Cell, specs: list[WrtSpec], opts: GradOptions) -> None:
         cell.originals = {
             s.name: ns[s.name] for s in specs if s.expr is None and not s.has_value and not s.dotted
         }
+        cell.original_grads = {n: _grad_state(t) for n, t in cell.originals.items()}
         cell.owned = {id(leaf) for n, leaf in leaves.items() if not _is_parameter(leaf) and n not in dotted}
         ns.update((n, leaf) for n, leaf in leaves.items() if n not in dotted)
         if opts.needs_record:
@@ -432,9 +434,19 @@ def _first(cell: _Cell, opts: GradOptions) -> Any:
     if tree is not None and not tree.body:  # only comments and blank lines: it ran, one note
         return dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
     if cell.originals and observer.count:  # (the cell's backward() filled the copy's .grad)
-        copied = ", ".join(cell.originals)
-        return dataclasses.replace(first, notes=(*first.notes, note("note.wrt_copy", names=copied)))
+        reached = [n for n, t in cell.originals.items() if _grad_state(t) != cell.original_grads.get(n)]
+        copied = ", ".join(n for n in cell.originals if n not in reached)
+        said = [note("note.wrt_copy", names=copied)] if copied else []
+        said += [note("note.wrt_original_reached", name=n, grad=fmt.values(cell.originals[n].grad))
+                 for n in reached]  # fmt: skip
+        return dataclasses.replace(first, notes=(*first.notes, *said))
     return first
+
+
+def _grad_state(tensor: Any) -> tuple[int, int]:
+    """Which tensor ``.grad`` holds and its version (a backward() through it changes one of them)."""
+    held = getattr(tensor, "grad", None) if getattr(tensor, "is_leaf", False) else None
+    return (id(held), held._version) if held is not None else (0, -1)
 
 
 def _extras(first: Any, cell: _Cell, opts: GradOptions, window: Any, model: bool) -> Any:
@@ -625,7 +637,9 @@ def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
 
     found = [(n.lineno, n.col_offset, n.id) for n in nodes(tree) if isinstance(n, ast.Name)]
     found = sorted(found + paths_in(tree))  # (a path after the name it starts with: m, then m.w)
-    return tuple(dict.fromkeys(name for _, _, name in found))  # (in the order they are written)
+    loops = loop_targets(tree)  # (last: for p in params leaves p at whichever item came last)
+    names = dict.fromkeys(name for _, _, name in found)  # (in the order they are written)
+    return (*(n for n in names if n not in loops), *(n for n in names if n in loops))
 
 
 def _known_names(namespace: dict[str, Any] | None, shell: Any) -> set[str]:

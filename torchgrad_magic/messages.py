@@ -451,6 +451,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "--wrt {names}：单元格用的是 {names} 的副本（requires_grad=True）；你的 {names} 及其 .grad 保持不变"
         "（表中是副本的）。",
     },
+    "note.wrt_original_reached": {
+        "en": "--wrt {name}: the cell ran on a copy of {name}, but its backward() also reached your own {name} "
+        "through a tensor made from it before this cell (its .grad is now {grad}); the table shows the copy's "
+        "grad only. Compute that tensor again in this cell, or leave out --wrt {name}, to see the whole derivative.",
+        "zh": "--wrt {name}：单元格用的是 {name} 的副本，但它的 backward() 还经由之前用 {name} 算出的张量到达了你自己的 "
+        "{name}（其 .grad 现在是 {grad}）；表中只有副本的梯度。要看到完整的导数，请在本单元格里重新计算那个张量，"
+        "或去掉 --wrt {name}。",
+    },
     "note.of_earlier": {
         "en": "--of {name}: the cell did not assign {name}; this {name} was left by an earlier cell.",
         "zh": "--of {name}：本单元格没有给 {name} 赋值；这个 {name} 是之前的单元格留下的。",

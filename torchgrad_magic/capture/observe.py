@@ -32,7 +32,7 @@ import torch
 
 from .. import format as fmt
 from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
-from .paths import value_at
+from .paths import is_tensor, members, value_at
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
@@ -266,8 +266,8 @@ def tensors_and_modules(namespace: dict[str, Any]) -> list[tuple[str, Any, bool]
     for name, value in list(namespace.items()):
         kind = kinds.get(type(value))
         if kind is None:
-            is_module = Module is not None and isinstance(value, Module)
-            kind = kinds[type(value)] = 1 if isinstance(value, torch.Tensor) else 2 if is_module else 0
+            is_module = Module is not None and issubclass(type(value), Module)  # (type alone: no user code)
+            kind = kinds[type(value)] = 1 if is_tensor(value) else 2 if is_module else 0
         if kind and not name.startswith("_") and name not in ("In", "Out"):
             found.append((name, value, kind == 2))
     if id(namespace) in _SETTLED:
@@ -312,11 +312,14 @@ class TensorNames(Mapping[int, str]):
             if not every and (name.startswith("_") or name in ("In", "Out")):
                 continue
             value = value_at(self._namespace, name)
-            if isinstance(value, torch.Tensor):
+            if is_tensor(value):
                 self._table.setdefault(id(value), name)
-            elif Module is not None and isinstance(value, Module):
+            elif Module is not None and issubclass(type(value), Module):
                 for pname, param in value.named_parameters(remove_duplicate=False):
                     self._table.setdefault(id(param), f"{name}.{pname}")
+            else:  # params = [w, b] -> params[0]; a plain object's model.w
+                for path, tensor in members(name, value):
+                    self._table.setdefault(id(tensor), path)
 
     def cover(self, tensors: Iterable[torch.Tensor]) -> TensorNames:
         """Names for *tensors* too, where the namespace has them: one scan of it, the first time one
@@ -422,14 +425,13 @@ def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
             before[n] = None
             continue
         small = g.numel() <= SNAPSHOT_LIMIT and g.layout == torch.strided
-        if small and _small_zero(g):
-            before[n] = None  # (one kernel, no copy: the zero_grad(set_to_none=False) loop's case)
+        if _small_zero(g) if small else _all_zero(g):
+            before[n] = None  # (zero_grad(set_to_none=False), .grad.zero_(): 0 + g is this call's g)
             continue
         before[n] = g = _snapshot(g)
-        if small:  # a copy, not all zero: its words wait for the call shown
-            before_zero[n] = False
-        else:  # a big .grad is not copied: what the report says of it is taken now
-            before_text[n], before_zero[n] = fmt.values(g), _all_zero(g)
+        before_zero[n] = False
+        if not small:  # a big .grad is not copied: what the report says of it is taken now
+            before_text[n] = fmt.values(g)
     return before, before_text, before_zero
 
 
@@ -500,6 +502,8 @@ class Observer:
         self._added: dict[int, tuple[int, bool]] = {}  # id(leaf) -> (calls added up in .grad, held before)
         self._names: dict[int, str] = {}  # id(leaf) -> its name, from the last look at the namespace
         self._last_leaves: tuple[Any, list, dict] = (None, [], {})  # the last call's: key, tensors, names
+        self._others_key: Any = None  # the _last_leaves key self._others was found for
+        self._others: list[torch.Tensor] = []  # leaves the cell's code names that the last call did not reach
         self._shown: Any = None
         self._showwarning: Any = None
         self.saved_hooks = False  # the cell entered saved_tensors_hooks
@@ -647,7 +651,7 @@ class Observer:
         """After the engine ran: the call as the report may show it (*result* is passed on)."""
         outputs, leaves, held, inputs = pending.outputs, pending.leaves, pending.held, pending.inputs
         unwalked = pending.same is not None
-        if unwalked and not self._reached(pending.same[1]):  # other leaves than the last call's:
+        if unwalked and (not self._reached(pending.same[1]) or self._joined(pending.same[2])):  # new leaves:
             self._last_leaves = (None, [], {})  # walk the graph now (its nodes are still there)
             leaves, held = _walked_again(leaves, held, self._leaves(outputs, inputs))
             unwalked = False
@@ -723,6 +727,7 @@ class Observer:
                 then.append((tensor, grad, grad._version))
             else:
                 then.append((tensor, None, -1))
+        others = self._others_now()
         self._let_go_of_released(False)
         self._running, self._nested = True, {}
         try:
@@ -730,13 +735,15 @@ class Observer:
             nested = self._nested
         finally:
             self._running, self._nested = False, None
-        if nested or not self._reached(then):  # a pass inside it, or a leaf it did not reach
+        if nested or not self._reached(then) or self._joined(others):  # (a pass inside it, a leaf
             held: tuple[dict, dict, dict] = (
                 dict.fromkeys(named),
                 {},
                 {},
             )  # (no .grad before: zero is as good as none)
-            pending = _Pending(args, tuple(outputs), True, dict(named), held, {}, (named, then), nested)
+            pending = _Pending(
+                args, tuple(outputs), True, dict(named), held, {}, (named, then, others), nested
+            )
             return self._remember(pending, result)
         self.count += 1
         seen, big = self._seen_fresh(named)
@@ -894,7 +901,7 @@ class Observer:
         self._last_leaves = (key, tensors, named)
         return dict(named)
 
-    def _same_leaves(self) -> tuple[dict[str, torch.Tensor], list[tuple]] | None:
+    def _same_leaves(self) -> tuple[dict[str, torch.Tensor], list[tuple], list[tuple]] | None:
         """A loop's next call: the last call's leaves, without a walk of the graph, and what their
         ``.grad`` was before this call (None when there was no last call). The engine changes the
         ``.grad`` of every leaf it reaches (a new tensor, or its version): :meth:`_reached` tells
@@ -906,7 +913,34 @@ class Observer:
         for tensor in tensors:
             grad = tensor.grad
             then.append((tensor, grad, grad._version if grad is not None else -1))
-        return dict(named), then
+        return dict(named), then, self._others_now()
+
+    def _others_now(self) -> list[tuple]:
+        """The other leaves the cell's code names (not the last call's), with their ``.grad`` now:
+        a call that changes one reached a leaf the last call did not (a branch taken, a leaf that
+        joins late), and the graph is walked then (:meth:`_joined`)."""
+        key = self._last_leaves[0]
+        if self._others_key is not key:
+            known = {id(t) for t in self._last_leaves[1]}
+            found = []
+            for name in self.written:
+                value = value_at(self.namespace, name)
+                tensors = [value] if is_tensor(value) else _parameters_of(value)
+                for tensor in tensors:
+                    if tensor.requires_grad and tensor.is_leaf and id(tensor) not in known:
+                        known.add(id(tensor))
+                        found.append(tensor)
+            self._others_key, self._others = key, found
+        return [(t, t.grad, t.grad._version if t.grad is not None else -1) for t in self._others]
+
+    @staticmethod
+    def _joined(others: list[tuple]) -> bool:
+        """Whether the call changed the ``.grad`` of one of *others* (it reached a new leaf)."""
+        for tensor, grad, version in others:
+            now = tensor.grad
+            if now is not grad or (grad is not None and grad._version != version):
+                return True
+        return False
 
     @staticmethod
     def _reached(then: list[tuple]) -> bool:
@@ -954,10 +988,12 @@ class Observer:
                 if name.startswith("_"):
                     continue
                 value = value_at(self.namespace, name)
-                if isinstance(value, torch.Tensor):
+                if is_tensor(value):
                     candidates.append((name, value, False))
-                elif Module is not None and isinstance(value, Module):
+                elif Module is not None and issubclass(type(value), Module):
                     candidates.append((name, value, True))
+                else:  # params = [w, b] -> params[0]; a plain object's model.w
+                    candidates += [(path, tensor, False) for path, tensor in members(name, value)]
         for name, value, is_module in candidates:
             if not is_module:
                 if id(value) in wanted and (every_tensor or (value.requires_grad and value.grad_fn is None)):
@@ -1107,6 +1143,13 @@ def _catcher(caught: dict[str, torch.Tensor], name: str):
         caught[name] = grad if name not in caught else caught[name] + grad
 
     return hook
+
+
+def _parameters_of(value: Any) -> list[torch.Tensor]:
+    """A module's parameters (the cell names the model: a layer used only sometimes is a leaf to
+    watch); nothing for anything else."""
+    Module = _module_class()
+    return list(value.parameters()) if Module is not None and issubclass(type(value), Module) else []
 
 
 def _lookup(namespace: dict[str, Any], dotted: str) -> Any:

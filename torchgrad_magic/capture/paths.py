@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import sys
+import types
 from typing import Any
 
 from .syntax import nodes
@@ -92,15 +93,55 @@ def value_at(namespace: dict[str, Any], path: str) -> Any:
 
 def _attribute(value: Any, name: str) -> Any:
     """``value.name`` where it is plain data: the instance dictionary, or a module's registries."""
+    table = _instance_dict(value)
+    if table is None:
+        return _MISSING
     if _is_module(value):
-        for table in ("_parameters", "_buffers", "_modules"):
-            found = value.__dict__.get(table, {}).get(name, _MISSING)
+        for registry in ("_parameters", "_buffers", "_modules"):
+            found = table.get(registry, {}).get(name, _MISSING)
             if found is not _MISSING:
                 return found
+    return table.get(name, _MISSING)
+
+
+def _instance_dict(value: Any) -> dict | None:
+    """*value*'s instance dictionary, read without running its class's code: None where the class
+    has its own ``__getattribute__`` or a ``__dict__`` of its own making (a property), or no
+    dictionary (slots, a tensor's C attributes)."""
+    for klass in type(value).__mro__:
+        own = klass.__dict__  # (a type's own mapping: no user code runs)
+        if klass is not object and "__getattribute__" in own:
+            return None
+        if "__dict__" in own and not isinstance(own["__dict__"], types.GetSetDescriptorType):
+            return None
     try:
-        return vars(value).get(name, _MISSING)
-    except TypeError:  # no __dict__ (a tensor's .grad, a slot)
-        return _MISSING
+        table = object.__getattribute__(value, "__dict__")
+    except AttributeError:
+        return None
+    return table if type(table) is dict else None
+
+
+def members(name: str, value: Any, limit: int = 64) -> list[tuple[str, Any]]:
+    """The tensors *value* holds under the paths a learner writes: ``params[0]`` for a list or
+    tuple, ``model.w`` for a plain object's attribute (a few dozen at most; nothing for a tensor,
+    a module, or anything that would run the user's code to look into)."""
+    if type(value) in (list, tuple):
+        found = [(f"{name}[{i}]", v) for i, v in enumerate(value[:limit])]
+    elif _is_module(value) or is_tensor(value) or issubclass(type(value), types.ModuleType):
+        return []
+    else:
+        table = _instance_dict(value)
+        if table is None:
+            return []
+        found = [(f"{name}.{k}", v) for k, v in list(table.items())[:limit] if not k.startswith("_")]
+    return [(path, v) for path, v in found if is_tensor(v)]
+
+
+def is_tensor(value: Any) -> bool:
+    """Whether *value* is a tensor, by its type alone (``isinstance`` would ask a user's object for
+    its ``__class__``)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and issubclass(type(value), torch.Tensor)
 
 
 def _item(value: Any, key: int | str) -> Any:
@@ -116,7 +157,7 @@ def _item(value: Any, key: int | str) -> Any:
 
 def _is_module(value: Any) -> bool:
     nn = sys.modules.get("torch.nn")
-    return nn is not None and isinstance(value, nn.Module)
+    return nn is not None and issubclass(type(value), nn.Module)
 
 
 def _is_torch_container(value: Any) -> bool:

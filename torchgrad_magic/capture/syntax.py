@@ -16,3 +16,15 @@ def nodes(tree: ast.AST) -> tuple[ast.AST, ...]:
         _LAST[1] = tuple(ast.walk(tree))
         _LAST[0] = tree
     return _LAST[1]
+
+
+def loop_targets(tree: ast.AST | None) -> frozenset[str]:
+    """The names a ``for`` loop binds (``for p in params``): at the end they stand for whichever
+    item came last, so they name a tensor only where nothing steadier does (``params[1]``)."""
+    if tree is None:
+        return frozenset()
+    found: set[str] = set()
+    for node in nodes(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            found.update(n.id for n in ast.walk(node.target) if isinstance(n, ast.Name))
+    return frozenset(found)

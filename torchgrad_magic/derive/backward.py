@@ -40,6 +40,7 @@ from ..capture.observe import (
     graph_leaves,
     kept_grad,
 )
+from ..capture.paths import is_tensor
 from ..messages import Note, note, t
 from .names import Reduced, Written, named_rows, reduction_of
 from .own_pass import own_grads
@@ -145,7 +146,11 @@ def first_derivatives(
     written = written or Written()
     texts = written.texts
     owned = {id(leaf) for leaf in wrt.values()} if owned is None else owned
-    names: Mapping[int, str] = TensorNames(ns, (*wrt, *assigned), read)
+    loops = written.loops  # (for p in params: p names a tensor only where nothing steadier does)
+    steady = tuple(n for n in assigned if n not in loops)
+    names: Mapping[int, str] = TensorNames(
+        ns, (*wrt, *steady), (*(n for n in read if n not in loops), *loops)
+    )
     call = observed.primary
     reduced = None
     if call is not None and id(call.output) not in names:  # Y.sum().backward(): the output is Y
@@ -157,7 +162,7 @@ def first_derivatives(
         if reduced is not None:
             names = {**names, id(call.output): reduced.written}
         first = _from_call(call, observed, ns, names, wrt, retain_grad)
-        rows_of = [*assigned, *_made_earlier(first.output, ns, read, observed)]
+        rows_of = [*steady, *_made_earlier(first.output, ns, read, observed)]
         return _with_helpers(_finish(first, ns, rows_of, reduced, retain_grad, call.intermediates), observed)
     found = _find_output(ns, names, last_value, assigned, of, wrt)
     if isinstance(found, Note):
@@ -178,7 +183,7 @@ def first_derivatives(
     grads = {r.name: r.grad for r in first.rows if r.role == "intermediate"}
     earlier = _made_earlier(first.output, ns, read, observed)
     first = _freed_earlier(first, earlier)
-    return _with_helpers(_finish(first, ns, [*assigned, *earlier], reduced, retain_grad, grads), observed)
+    return _with_helpers(_finish(first, ns, [*steady, *earlier], reduced, retain_grad, grads), observed)
 
 
 def _freed_earlier(first: First, earlier: list[str]) -> First:
@@ -205,7 +210,7 @@ def _made_earlier(output: Any, ns: dict[str, Any], read: tuple[str, ...], observ
     nodes: set[int] | None = None
     for name in read:
         value = ns.get(name)
-        if not isinstance(value, torch.Tensor) or value.grad_fn is None or value is output:
+        if not is_tensor(value) or value.grad_fn is None or value is output:
             continue
         if sequence_number(value.grad_fn) >= observed.first_node:  # (made by this cell)
             continue

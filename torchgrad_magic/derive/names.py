@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..capture.observe import kept_grad
-from ..capture.syntax import nodes
+from ..capture.syntax import loop_targets, nodes
 from .rows import TensorRow
 
 REDUCTIONS = {"SumBackward0": "sum", "MeanBackward0": "mean"}  # whole-tensor sum and mean only
@@ -40,6 +40,7 @@ class Written:
 
     calls: tuple[str, ...] = ()
     last: str | None = None
+    loops: frozenset[str] = frozenset()  # the names a for loop binds (they name a tensor last)
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -70,7 +71,7 @@ def differentiated_texts(tree: ast.Module | None, code: str) -> Written:
         return " ".join((ast.get_source_segment(code, expr) or ast.unparse(expr)).split())
 
     calls = tuple(dict.fromkeys(text(expr) for expr in found))
-    return Written(calls, text(last) if last is not None else None)
+    return Written(calls, text(last) if last is not None else None, loop_targets(tree))
 
 
 def reduction_of(
