@@ -140,3 +140,10 @@ def test_a_big_grad_zeroed_in_place_is_not_added_to():
     result = grad(cell, namespace={"torch": torch})
     assert not any("already held" in text for text in result.note_texts), result.note_texts
     assert "layer.weight" in result.grads
+
+
+def test_an_unnamed_leaf_is_counted_not_dropped():
+    ns = {"torch": torch, "w": torch.tensor(2.0, requires_grad=True)}
+    result = grad("y = (torch.ones(3, requires_grad=True) * w).sum()\ny.backward()", namespace=ns)
+    assert set(result.grads) == {"w"}
+    assert any("leaf tensors behind y that have no name here (1:" in text for text in result.note_texts)

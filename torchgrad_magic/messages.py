@@ -469,6 +469,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name} 与 {wrt} 无关：计算图里没有通向它的路径；"
         "是不是用了 torch.tensor(...)、.detach()、.item()，或在 torch.no_grad() 里计算的？",
     },
+    "note.unnamed_leaves": {
+        "en": "backward() also filled .grad of leaf tensors behind {out} that have no name here ({count}: made "
+        "inside an expression, or held where %%grad does not look: a property, a slot, a dict subclass); give "
+        "one a name (w = …) to see it in the table.",
+        "zh": "backward() 还填写了 {out} 背后 {count} 个在这里没有名字的叶子张量的 .grad（在表达式中创建，或放在 %%grad "
+        "不查看的地方：property、slot、dict 子类）；给它起个名字（w = …）就能在表中看到。",
+    },
     "err.unnamed_leaf": {
         "en": "{name} depends on leaf tensors that have no name here (made inside an expression, e.g. "
         "torch.randn(4, 5, requires_grad=True) * 1.0), so there is nothing to show the grads against; "

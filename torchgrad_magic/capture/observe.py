@@ -190,6 +190,7 @@ class Call:
     inner: tuple[str, ...] = ()  # leaves whose grads came from a pass run inside this one
     big: bool = False  # it holds a grad by reference (too big to copy): see released()
     unwalked: bool = False  # its leaves were the last call's, not found by a walk: see Observer.result()
+    unnamed: int = 0  # leaves it reached that have no name here (not shown: a note counts them)
 
     @property
     def output(self) -> torch.Tensor:
@@ -675,6 +676,7 @@ class Observer:
             inner=inner,
             big=any(_held_by_reference(row[5]) for row in seen),
             unwalked=unwalked,
+            unnamed=self._unnamed() if pending.accumulate and not inputs else 0,
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
         self._keep_call(call)
@@ -749,7 +751,7 @@ class Observer:
         seen, big = self._seen_fresh(named)
         call = Call(self.count, "backward", tuple(outputs), seen, {}, False, tuple(args[1] or ()), False,
                     self.recorder.ref(outputs[0]) if self.recorder is not None else None,
-                    None, (), big, True)  # fmt: skip
+                    None, (), big, True, self._unnamed())  # fmt: skip
         self._keep_call(call)
         return result
 
@@ -900,6 +902,11 @@ class Observer:
         named = self._named(tensors, bool(inputs))
         self._last_leaves = (key, tensors, named)
         return dict(named)
+
+    def _unnamed(self) -> int:
+        """How many of the last walk's leaves have no name here."""
+        _, tensors, named = self._last_leaves
+        return len(tensors) - len(named)
 
     def _same_leaves(self) -> tuple[dict[str, torch.Tensor], list[tuple], list[tuple]] | None:
         """A loop's next call: the last call's leaves, without a walk of the graph, and what their

@@ -40,7 +40,7 @@ from ..capture.observe import (
     graph_leaves,
     kept_grad,
 )
-from ..capture.paths import is_tensor
+from ..capture.paths import is_tensor, value_at
 from ..messages import Note, note, t
 from .names import Reduced, Written, named_rows, reduction_of
 from .own_pass import own_grads
@@ -209,7 +209,7 @@ def _made_earlier(output: Any, ns: dict[str, Any], read: tuple[str, ...], observ
     found = []
     nodes: set[int] | None = None
     for name in read:
-        value = ns.get(name)
+        value = value_at(ns, name)  # (h, or a path: hs[0], m.h)
         if not is_tensor(value) or value.grad_fn is None or value is output:
             continue
         if sequence_number(value.grad_fn) >= observed.first_node:  # (made by this cell)
@@ -383,6 +383,8 @@ def _from_call(
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
     notes = _call_notes(call, observed, (out_name, *(n for n, _ in others)), differentiated, leaves)
     notes += _accumulation_notes(caught, call)
+    if call.unnamed and not wrt:
+        notes.append(note("note.unnamed_leaves", count=call.unnamed, out=out_name))
     notes = _merge_after(notes, _changed_after(caught, call))
     lost = [n for n, c in caught.items() if c is not None and not c.kept]
     if lost:

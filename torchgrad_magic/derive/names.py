@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..capture.observe import kept_grad
+from ..capture.paths import value_at
 from ..capture.syntax import loop_targets, nodes
 from .rows import TensorRow
 
@@ -133,7 +134,7 @@ def named_rows(
     rows = []
     names_in_rows = set(shown.values())
     for name in assigned:
-        value = ns.get(name)
+        value = value_at(ns, name)  # (a name, or a path: hs[0])
         if name in names_in_rows or name.startswith("_") or not isinstance(value, torch.Tensor):
             continue
         if id(value) in shown:
