@@ -127,8 +127,8 @@ def members(name: str, value: Any, limit: int = 64) -> list[tuple[str, Any]]:
     a module, or anything that would run the user's code to look into)."""
     if type(value) in (list, tuple):
         found = [(f"{name}[{i}]", v) for i, v in enumerate(value[:limit])]
-    elif _is_module(value) or is_tensor(value) or issubclass(type(value), types.ModuleType):
-        return []
+    elif type(value).__module__ == "builtins" or _is_module(value) or is_tensor(value):
+        return []  # (a number, a string, a function, a Python module: no tensors to name)
     else:
         table = _instance_dict(value)
         if table is None:
