@@ -127,7 +127,7 @@ def members(name: str, value: Any, limit: int = 64) -> list[tuple[str, Any]]:
     a module, or anything that would run the user's code to look into)."""
     if type(value) in (list, tuple):
         found = [(f"{name}[{i}]", v) for i, v in enumerate(value[:limit])]
-    elif type(value).__module__ == "builtins" or _is_module(value) or is_tensor(value):
+    elif type(value) in _NOTHING_INSIDE or _is_module(value) or is_tensor(value):
         return []  # (a number, a string, a function, a Python module: no tensors to name)
     else:
         table = _instance_dict(value)
@@ -135,6 +135,10 @@ def members(name: str, value: Any, limit: int = 64) -> list[tuple[str, Any]]:
             return []
         found = [(f"{name}.{k}", v) for k, v in list(table.items())[:limit] if not k.startswith("_")]
     return [(path, v) for path, v in found if is_tensor(v)]
+
+
+_NOTHING_INSIDE = (int, float, complex, bool, str, bytes, type(None), type, types.ModuleType, types.FunctionType,
+                   types.BuiltinFunctionType, types.MethodType, range, slice)  # fmt: skip
 
 
 def is_tensor(value: Any) -> bool:
