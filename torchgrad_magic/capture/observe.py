@@ -505,6 +505,7 @@ class Observer:
         self._last_leaves: tuple[Any, list, dict] = (None, [], {})  # the last call's: key, tensors, names
         self._others_key: Any = None  # the _last_leaves key self._others was found for
         self._others: list[torch.Tensor] = []  # leaves the cell's code names that the last call did not reach
+        self._unnamed_count = 0  # the last walk's leaves with no name here
         self._shown: Any = None
         self._showwarning: Any = None
         self.saved_hooks = False  # the cell entered saved_tensors_hooks
@@ -737,7 +738,9 @@ class Observer:
             nested = self._nested
         finally:
             self._running, self._nested = False, None
-        if nested or not self._reached(then) or self._joined(others):  # (a pass inside it, a leaf
+        if (
+            nested or not self._reached(then) or (others and self._joined(others))
+        ):  # (a pass inside it, a leaf
             held: tuple[dict, dict, dict] = (
                 dict.fromkeys(named),
                 {},
@@ -751,7 +754,7 @@ class Observer:
         seen, big = self._seen_fresh(named)
         call = Call(self.count, "backward", tuple(outputs), seen, {}, False, tuple(args[1] or ()), False,
                     self.recorder.ref(outputs[0]) if self.recorder is not None else None,
-                    None, (), big, True, self._unnamed())  # fmt: skip
+                    None, (), big, True, self._unnamed_count)  # fmt: skip
         self._keep_call(call)
         return result
 
@@ -905,8 +908,9 @@ class Observer:
 
     def _unnamed(self) -> int:
         """How many of the last walk's leaves have no name here."""
-        _, tensors, named = self._last_leaves
-        return len(tensors) - len(named)
+        if self._others_key is not self._last_leaves[0]:
+            self._find_others()
+        return self._unnamed_count
 
     def _same_leaves(self) -> tuple[dict[str, torch.Tensor], list[tuple], list[tuple]] | None:
         """A loop's next call: the last call's leaves, without a walk of the graph, and what their
@@ -926,19 +930,23 @@ class Observer:
         """The other leaves the cell's code names (not the last call's), with their ``.grad`` now:
         a call that changes one reached a leaf the last call did not (a branch taken, a leaf that
         joins late), and the graph is walked then (:meth:`_joined`)."""
-        key = self._last_leaves[0]
-        if self._others_key is not key:
-            known = {id(t) for t in self._last_leaves[1]}
-            found = []
-            for name in self.written:
-                value = value_at(self.namespace, name)
-                tensors = [value] if is_tensor(value) else _parameters_of(value)
-                for tensor in tensors:
-                    if tensor.requires_grad and tensor.is_leaf and id(tensor) not in known:
-                        known.add(id(tensor))
-                        found.append(tensor)
-            self._others_key, self._others = key, found
-        return [(t, t.grad, t.grad._version if t.grad is not None else -1) for t in self._others]
+        if self._others_key is not self._last_leaves[0]:
+            self._find_others()
+        others = self._others
+        return [(t, t.grad, t.grad._version if t.grad is not None else -1) for t in others] if others else []
+
+    def _find_others(self) -> None:
+        """:meth:`_others_now`'s leaves, found once for each set of leaves a walk found."""
+        key, tensors, named = self._last_leaves
+        known = {id(t) for t in tensors}
+        found = []
+        for name in self.written:
+            value = value_at(self.namespace, name)
+            for tensor in [value] if is_tensor(value) else _parameters_of(value):
+                if tensor.requires_grad and tensor.is_leaf and id(tensor) not in known:
+                    known.add(id(tensor))
+                    found.append(tensor)
+        self._others_key, self._others, self._unnamed_count = key, found, len(tensors) - len(named)
 
     @staticmethod
     def _joined(others: list[tuple]) -> bool:
