@@ -143,3 +143,24 @@ def test_wrt_copy_and_a_tensor_made_from_the_original(shell):
     assert shell.user_ns["x"].grad.item() == 10.0  # as in a plain run through h
     assert any("also reached your own x" in text and "10" in text for text in texts), texts
     assert not any("are as they were" in text for text in texts), texts
+
+
+def test_the_graph_names_a_leaf_as_the_table_does():
+    """``W`` and ``params[0]`` are one tensor; the cell wrote ``params[0]``: the table and the graph
+    both say so, and the graph's leaf shows its value at the call shown, as the table does."""
+    ns = {"torch": torch}
+    exec("W = torch.tensor([1.0, -2.0], requires_grad=True)\nparams = [W]", ns)
+    cell = (
+        "for i in range(2):\n"
+        "    loss = (params[0] ** 2).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        params[0] -= 0.1 * params[0].grad\n"
+        "    params[0].grad = None"
+    )
+    result = grad(cell, namespace=ns, graph="simple")
+    leaves = [node for node in result.graph.nodes if node.kind == "leaf"]
+    assert [node.name for node in leaves] == ["params[0]"], leaves
+    assert (
+        leaves[0].data == "[0.8, -1.6]"
+    )  # the value at call 2 (after one step), not after the cell's second

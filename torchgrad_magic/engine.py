@@ -545,6 +545,7 @@ def _graph(
 
     for key, entries in parameters_in(ns).items():  # a model's parameters, as the model names them
         names.setdefault(key, entries[0][0])
+    names.update((id(leaf), n) for n, leaf in first.leaves.items())  # (the table's names: params[0])
     names[id(first.output)] = first.output_name
     grads: dict[int, torch.Tensor | None] = {id(first.leaves[n]): g for n, g in first.grads.items()}
     for row in first.rows:
