@@ -71,6 +71,12 @@ def test_value_at_reads_data_only():
             {"params[0]": 12.0, "params[1]": 9.0},
         ),
         ("d = {'w': torch.tensor(2.0, requires_grad=True)}", "y = d['w'] ** 3", {"d['w']": 12.0}),
+        (  # a model held by a plain object: its parameters as the object's path and the model name them
+            "class Trainer:\n    def __init__(self):\n        self.model = torch.nn.Linear(1, 1, bias=False)\n"
+            "t = Trainer()\nt.model.weight.data.fill_(3.0)",
+            "y = t.model(torch.ones(1, 1)).sum() ** 2\ny.backward()",
+            {"t.model.weight": [6.0]},
+        ),
     ],
 )
 def test_leaves_get_the_names_the_cell_wrote(setup, cell, expected):
@@ -79,7 +85,9 @@ def test_leaves_get_the_names_the_cell_wrote(setup, cell, expected):
     result = grad(cell, namespace=ns)
     assert set(result.grads) == set(expected), result.note_texts
     for name, value in expected.items():
-        assert result.grads[name].tolist() == pytest.approx(value)
+        assert result.grads[name].reshape(-1).tolist() == pytest.approx(
+            value if isinstance(value, list) else [value]
+        )
     assert not any("no name" in text for text in result.note_texts)
 
 

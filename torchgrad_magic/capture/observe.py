@@ -32,6 +32,7 @@ import torch
 
 from .. import format as fmt
 from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
+from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
@@ -308,19 +309,23 @@ class TensorNames(Mapping[int, str]):
         self._add(read, every=False)
 
     def _add(self, names: tuple[str, ...], every: bool) -> None:
-        Module = _module_class()
         for name in dict.fromkeys(names):
             if not every and (name.startswith("_") or name in ("In", "Out")):
                 continue
             value = value_at(self._namespace, name)
-            if is_tensor(value):
-                self._table.setdefault(id(value), name)
-            elif Module is not None and issubclass(type(value), Module):
-                for pname, param in value.named_parameters(remove_duplicate=False):
-                    self._table.setdefault(id(param), f"{name}.{pname}")
-            else:  # params = [w, b] -> params[0]; a plain object's model.w
-                for path, tensor in members(name, value):
-                    self._table.setdefault(id(tensor), path)
+            if is_tensor(value) or _is_module(value):
+                self._name(name, value)
+            else:  # params = [w, b] -> params[0]; a plain object's model.w, trainer.model.0.weight
+                for path, member in members(name, value):
+                    self._name(path, member)
+
+    def _name(self, name: str, value: Any) -> None:
+        """*value* (a tensor) under *name*, or a module's parameters under ``name.0.weight``."""
+        if is_tensor(value):
+            self._table.setdefault(id(value), name)
+            return
+        for pname, param in value.named_parameters(remove_duplicate=False):
+            self._table.setdefault(id(param), f"{name}.{pname}")
 
     def cover(self, tensors: Iterable[torch.Tensor]) -> TensorNames:
         """Names for *tensors* too, where the namespace has them: one scan of it, the first time one
@@ -1007,8 +1012,8 @@ class Observer:
                     candidates.append((name, value, False))
                 elif Module is not None and issubclass(type(value), Module):
                     candidates.append((name, value, True))
-                else:  # params = [w, b] -> params[0]; a plain object's model.w
-                    candidates += [(path, tensor, False) for path, tensor in members(name, value)]
+                else:  # params = [w, b] -> params[0]; a plain object's model.w, trainer.model
+                    candidates += [(path, v, _is_module(v)) for path, v in members(name, value)]
         for name, value, is_module in candidates:
             if not is_module:
                 if id(value) in wanted and (every_tensor or (value.requires_grad and value.grad_fn is None)):

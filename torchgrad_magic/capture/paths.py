@@ -96,7 +96,7 @@ def _attribute(value: Any, name: str) -> Any:
     table = _instance_dict(value)
     if table is None:
         return _MISSING
-    if _is_module(value):
+    if is_module(value):
         for registry in ("_parameters", "_buffers", "_modules"):
             found = table.get(registry, {}).get(name, _MISSING)
             if found is not _MISSING:
@@ -122,19 +122,19 @@ def _instance_dict(value: Any) -> dict | None:
 
 
 def members(name: str, value: Any, limit: int = 64) -> list[tuple[str, Any]]:
-    """The tensors *value* holds under the paths a learner writes: ``params[0]`` for a list or
-    tuple, ``model.w`` for a plain object's attribute (a few dozen at most; nothing for a tensor,
+    """The tensors and modules *value* holds under the paths a learner writes: ``params[0]`` for a
+    list or tuple, ``model.w`` (``trainer.model``) for a plain object's attribute (a few dozen at most; nothing for a tensor,
     a module, or anything that would run the user's code to look into)."""
     if type(value) in (list, tuple):
         found = [(f"{name}[{i}]", v) for i, v in enumerate(value[:limit])]
-    elif type(value) in _NOTHING_INSIDE or _is_module(value) or is_tensor(value):
+    elif type(value) in _NOTHING_INSIDE or is_module(value) or is_tensor(value):
         return []  # (a number, a string, a function, a Python module: no tensors to name)
     else:
         table = _instance_dict(value)
         if table is None:
             return []
         found = [(f"{name}.{k}", v) for k, v in list(table.items())[:limit] if not k.startswith("_")]
-    return [(path, v) for path, v in found if is_tensor(v)]
+    return [(path, v) for path, v in found if is_tensor(v) or is_module(v)]
 
 
 _NOTHING_INSIDE = (int, float, complex, bool, str, bytes, type(None), type, types.ModuleType, types.FunctionType,
@@ -159,7 +159,8 @@ def _item(value: Any, key: int | str) -> Any:
     return _MISSING
 
 
-def _is_module(value: Any) -> bool:
+def is_module(value: Any) -> bool:
+    """Whether *value* is an ``nn.Module``, by its type alone."""
     nn = sys.modules.get("torch.nn")
     return nn is not None and issubclass(type(value), nn.Module)
 
