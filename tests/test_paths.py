@@ -172,3 +172,22 @@ def test_the_graph_names_a_leaf_as_the_table_does():
     assert (
         leaves[0].data == "[0.8, -1.6]"
     )  # the value at call 2 (after one step), not after the cell's second
+
+
+def test_wrt_takes_a_path_as_the_table_writes_it(shell):
+    """--wrt params[0] / --wrt d['w']: the tensor itself, in place (as --wrt net.0.weight), named as
+    written; a path to nothing is refused with the message a user sees, and the shell goes on."""
+    shell.run_cell(
+        "import torch\nparams = [torch.tensor(3.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)]\n"
+        "d = {'w': torch.tensor(1.0, requires_grad=True)}"
+    )
+    shell.run_cell("%%grad --wrt params[0] --out r\ny = params[0] ** 2 * params[1]")
+    assert (
+        list(shell.user_ns["r"].grads) == ["params[0]"]
+        and shell.user_ns["r"].grads["params[0]"].item() == 12.0
+    )
+    shell.run_cell("%%grad --wrt d['w'] --out r2\ny = d['w'] * 5")
+    assert shell.user_ns["r2"].grads["d['w']"].item() == 5.0
+    refused = shell.run_cell("%%grad --wrt params[5]\ny = params[0] * 5")
+    assert "--wrt params[5]: not a leaf tensor that requires grad" in str(refused.error_in_exec)
+    assert shell.run_cell("z = 1 + 1").error_in_exec is None and shell.user_ns["z"] == 2

@@ -24,6 +24,7 @@ import torch
 
 from . import format as fmt
 from .capture.observe import Observer, namespace_settled
+from .capture.paths import parse_path, value_at
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
 from .capture.syntax import loop_targets, nodes
@@ -176,7 +177,16 @@ def _is_parameter(value: Any) -> bool:
 
 
 def _parameter(spec: WrtSpec, namespace: dict[str, Any]) -> torch.Tensor:
-    """``net.0.weight``: the parameter itself, found as the model names it."""
+    """``net.0.weight``: the parameter itself, found as the model names it; ``params[0]``: the
+    tensor at that path (data only: a list, a dict, an object's attribute)."""
+    if "[" in spec.name:
+        parsed = parse_path(spec.name)
+        found = value_at(namespace, spec.name)
+        if parsed is not None and parsed[0] not in namespace:
+            raise GradError(t("err.wrt_undefined", name=parsed[0]))
+        if not isinstance(found, torch.Tensor) or not found.is_leaf or not found.requires_grad:
+            raise GradError(t("err.wrt_not_param", name=spec.name))
+        return found
     head, _, rest = spec.name.partition(".")
     if head not in namespace:
         raise GradError(t("err.wrt_undefined", name=head))

@@ -800,9 +800,11 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "help.wrt": {
         "en": "variables to differentiate with respect to: name=value makes a fresh leaf tensor (value is any "
         "Python expression, spaces allowed: x=torch.linspace(-20, 20, 20)); a bare name starts from a copy of "
-        "the existing variable. Without --wrt, the cell's own leaf tensors (requires_grad=True) are used.",
+        "the existing variable; a model's parameter or a tensor in a list or dict (net.0.weight, params[0]) is "
+        "used in place. Without --wrt, the cell's own leaf tensors (requires_grad=True) are used.",
         "zh": "求导的自变量：name=value 新建一个叶子张量（值可以是任意 Python 表达式，可含空格：x=torch.linspace(-20, 20, 20)）；"
-        "只写 name 时复制已有变量作为起点。不写 --wrt 时，使用单元格自己创建的叶子张量（requires_grad=True）。",
+        "只写 name 时复制已有变量作为起点；模型参数或列表、字典中的张量（net.0.weight、params[0]）原地使用。"
+        "不写 --wrt 时，使用单元格自己创建的叶子张量（requires_grad=True）。",
     },
     "help.of": {
         "en": "the output to differentiate (default: see above)",

@@ -59,6 +59,11 @@ def _constant_key(node: ast.AST) -> int | str | None:
     return None
 
 
+def parse_path(path: str) -> tuple[str, tuple] | None:
+    """(root name, steps) of a path such as ``params[0].w``; None where it is not one."""
+    return _parsed(path)
+
+
 @functools.lru_cache(maxsize=1024)
 def _parsed(path: str) -> tuple[str, tuple] | None:
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..messages import t
+from .paths import is_path, parse_path
 
 _OPEN = "([{"
 _CLOSE = ")]}"
@@ -159,6 +160,8 @@ def parse_wrt_item(item: str) -> WrtSpec:
     dotted = bool(rest) and head.isidentifier() and not keyword.iskeyword(head)
     if not sep and dotted and all(p.isidentifier() or p.isdigit() for p in rest):
         return WrtSpec(name, dotted=True)  # a model's parameter: net.0.weight
+    if not sep and "[" in name and is_path(name) and parse_path(name) is not None:
+        return WrtSpec(name, dotted=True)  # a tensor in a list or dict, as the table names it: params[0]
     if not name.isidentifier() and not keyword.iskeyword(name):
         message = t("err.bad_name", where=where, name=name)
         if sep and expr.strip().isidentifier():
