@@ -418,6 +418,16 @@ def _walked_again(leaves: dict, held: tuple[dict, dict, dict], found: dict) -> t
     return dict(found), (before, before_text, before_zero)
 
 
+def _fresh_row(name: str, tensor: torch.Tensor, grad: torch.Tensor) -> tuple:
+    """:class:`Leaf`'s fields for a leaf whose ``.grad`` held nothing before the call: ``.grad``
+    after it is the call's grad (kept once: copied, or by reference with a probe when big)."""
+    kept = _keep(grad)
+    probes = (None, None) if type(kept) is Frozen else _probes(kept, kept)
+    version = grad._version
+    return (name, tensor, _keep(tensor), tensor._version, kept, kept, None, version, None, version, 1, False,
+            *probes)  # fmt: skip
+
+
 def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
     """What each leaf's ``.grad`` holds before the call: a copy (None where there is none, or all
     zeros: ``w.grad.zero_()`` in a loop, 0 + g is this call's g), the report's words for a big one
@@ -599,9 +609,7 @@ class Observer:
         for name, leaf in found.items():
             grad = leaf.grad
             if id(leaf) not in known and grad is not None:
-                kept = _keep(grad)
-                added.append((name, leaf, _keep(leaf), leaf._version, kept, kept, None, grad._version,
-                              None, grad._version, 1, False, None, None))  # fmt: skip
+                added.append(_fresh_row(name, leaf, grad))
         return dataclasses.replace(call, seen=(*call.seen, *added)) if added else call
 
     def _named_now(self, call: Call) -> Call:
@@ -768,20 +776,10 @@ class Observer:
         ``.grad`` now is this call's grad (and whether one is kept by reference, too big to copy)."""
         seen = []
         counts = self._added
-        big = False
         for name, tensor in named.items():
-            grad = tensor.grad
             counts[id(tensor)] = (1, False)
-            kept = _keep(grad)
-            if type(kept) is Frozen:
-                probes: tuple = (None, None)
-            else:
-                probes = _probes(kept, kept)
-                big = big or _held_by_reference(kept)
-            version = grad._version
-            seen.append((name, tensor, _keep(tensor), tensor._version, kept, kept, None, version, None, version,
-                         1, False, *probes))  # fmt: skip
-        return tuple(seen), big
+            seen.append(_fresh_row(name, tensor, tensor.grad))
+        return tuple(seen), any(_held_by_reference(row[4]) for row in seen)
 
     def _is_the_cells(self, outputs: tuple, gradients: Any, accumulate: bool = False) -> bool:
         """Whether this engine call is one the cell made itself (not a pass inside a pass, a

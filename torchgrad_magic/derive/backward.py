@@ -685,9 +685,7 @@ def _computed(
     leaves = dict(wrt) if wrt else _named_graph_leaves(graph, names, assigned)
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
-        alone = (TensorRow.of(out_name, "output", output, None),)
-        return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), alone,
-                     (_no_dependence(out_name, output, wrt),))  # fmt: skip
+        return _nothing_to_differentiate(out_name, output, wrt)
     intermediates = _named_intermediates(ns, assigned, names, output) if retain_grad else {}
     values, summed = _values(leaves), False
     grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
@@ -730,6 +728,13 @@ def _computed(
         tracer if tracer is not None and leaves else None,
         (_non_finite(values),), withheld=withheld,
     )  # fmt: skip
+
+
+def _nothing_to_differentiate(out_name: str, output: torch.Tensor, wrt: dict[str, torch.Tensor]) -> First:
+    """The output alone, with the note why there is nothing to differentiate it by."""
+    alone = (TensorRow.of(out_name, "output", output, None),)
+    return First(output, out_name, dict(wrt), _values(wrt), dict.fromkeys(wrt), alone,
+                 (_no_dependence(out_name, output, wrt),))  # fmt: skip
 
 
 def _leaf_rows(leaves: dict, values: dict, grads: dict, role: str, withheld: bool) -> list[TensorRow]:
