@@ -196,9 +196,9 @@ def test_no_pass_over_the_parameters_on_the_cells_path(backward, monkeypatch):
     setup += "with torch.no_grad():\n    net[0].bias.fill_(-100.0)\n    net[2].weight[0, 0] = float('nan')\n"
     cell = LOSS + ("\nloss.backward()" if backward else "")
     ns = namespace(setup)
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 1024)  # the weights as a real model's: not copied
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 1024)  # the weights as a real model's: not copied
     with _Reductions() as seen:
         result = grad(cell, namespace=ns)
     assert seen.seen == []  # none of ours (the cell itself makes none)
@@ -312,9 +312,9 @@ def test_three_leaves_held_from_before_are_one_note():
 
 
 def test_a_layer_whose_big_grad_changed_is_not_drawn_as_dead(monkeypatch):
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 100)
     result = grad(LOSS + "\nloss.backward()\nnet[0].weight.grad.zero_()", namespace=namespace(), plot=True)
     assert [layer.name for layer in result.model.layers()] == ["net.2"]  # net.0's grads are not the call's
     assert "every grad is exactly 0" not in " ".join(result.note_texts)

@@ -391,9 +391,9 @@ def test_manual_descent_on_a_course_sized_weight_shows_the_grad_at_the_call():
 
 
 def test_a_big_grad_changed_after_the_call_is_not_shown_as_numbers(monkeypatch):
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)  # as a real model's 4096×1024 layer
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 100)  # as a real model's 4096×1024 layer
     result = grad(GD, namespace=_gd_namespace())
     text = str(result)
     assert "∂loss/∂w: changed after the call" in result.headline, result.headline
@@ -403,9 +403,9 @@ def test_a_big_grad_changed_after_the_call_is_not_shown_as_numbers(monkeypatch):
 
 
 def test_a_models_big_grads_changed_after_the_call_make_no_false_dead_layer_note(monkeypatch):
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 100)
     ns = {"torch": torch}
     exec(
         "torch.manual_seed(0); net = torch.nn.Sequential(torch.nn.Linear(64, 64, bias=False), torch.nn.Tanh(), "
@@ -487,9 +487,9 @@ def test_a_users_function_inside_a_helper_is_the_helpers_business():
 )
 def test_a_big_grad_changed_behind_the_version_counter_is_caught(monkeypatch, after):
     """.data and numpy leave ._version alone: a probe of a few elements catches them."""
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 100)
     cell = "loss = ((X @ w + b0 - yt) ** 2).mean()\nloss.backward()\n" + after
     result = grad(cell, namespace=_gd_namespace())
     assert "∂loss/∂w: changed after the call" in result.headline, result.headline
@@ -497,9 +497,9 @@ def test_a_big_grad_changed_behind_the_version_counter_is_caught(monkeypatch, af
 
 def test_a_no_op_change_of_a_big_grad_still_shows_it(monkeypatch):
     """clip_grad_norm_ under its limit multiplies by 1 (the version moves, the numbers do not)."""
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 100)
     ns = _gd_namespace()
     cell = "loss = ((X @ w + b0 - yt) ** 2).mean()\nloss.backward()\ntorch.nn.utils.clip_grad_norm_([w, b0], 1e6)\nw.grad.mul_(2); w.grad.div_(2)"
     expected = _gd_namespace()
@@ -510,9 +510,9 @@ def test_a_no_op_change_of_a_big_grad_still_shows_it(monkeypatch):
 
 
 def test_a_big_grad_added_up_then_zeroed_is_not_shown_as_the_sum(monkeypatch):
-    from torchgrad_magic.capture import observe
+    from torchgrad_magic.capture import copies
 
-    monkeypatch.setattr(observe, "SNAPSHOT_LIMIT", 100)
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", 100)
     cell = "xb = torch.ones(200, requires_grad=True)\n(xb ** 2).sum().backward()\n(3 * xb).sum().backward()\nxb.grad.zero_()"
     result = grad(cell, namespace={"torch": torch})
     row = next(r for r in result.rows if r.name == "xb")
@@ -566,10 +566,10 @@ def test_batched_grads_complex_weights_and_near_one_weights_are_said():
     "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64]
 )
 def test_tiny_tensors_kept_as_numbers_round_trip_exactly(value, dtype):
-    from torchgrad_magic.capture.observe import Frozen, _keep, thaw
+    from torchgrad_magic.capture.copies import Frozen, keep, thaw
 
     tensor = torch.tensor(value).to(dtype)
-    kept = _keep(tensor)
+    kept = keep(tensor)
     assert type(kept) is Frozen
     tensor.add_(1)  # a later in-place change does not reach what was kept
     back = thaw(kept)

@@ -31,14 +31,25 @@ from typing import Any
 import torch
 
 from .. import format as fmt
+from . import copies
+from .copies import (
+    Frozen,
+    all_zero,
+    apart,
+    by_reference,
+    fresh_row,
+    keep,
+    small_zero,
+    snapshot,
+    take_probes,
+    thaw,
+    unchanged,
+)
 from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
 from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
-SNAPSHOT_LIMIT = 65_536  # elements: values and grads up to this size (256 kB of float32: a course's
-# tensors, d2l's 784×10 weights) are copied at each call; bigger ones (a real model's layers) are
-# kept by reference with their version: a grad the cell changed in place afterwards is not shown
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
 
 
@@ -103,7 +114,7 @@ class Leaf:
     @property
     def kept(self) -> bool:
         """Whether value and grad are still what they were at the call."""
-        value_ok = self.value is not self.tensor and _apart(self.value, self.tensor)
+        value_ok = self.value is not self.tensor and apart(self.value, self.tensor)
         value_ok = value_ok or self.tensor._version == self.version
         return value_ok and self.grad_kept
 
@@ -113,61 +124,6 @@ class Leaf:
         return unchanged(self.grad, self.grad_probe, self.grad_version) and unchanged(
             self.grad_after, self.after_probe, self.after_version
         )
-
-
-def _apart(copy: torch.Tensor, tensor: torch.Tensor) -> bool:
-    """Whether *copy* shares no memory with *tensor* (a sparse copy, which has no data pointer to
-    compare, is a clone: apart)."""
-    if copy.layout != torch.strided or tensor.layout != torch.strided:
-        return True
-    return copy.data_ptr() != tensor.data_ptr()
-
-
-PROBE = 64  # elements looked at to tell whether a big tensor kept by reference has changed
-
-
-def probe(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """A copy of 64 evenly spaced elements of a big tensor kept by reference (None for one that is
-    copied whole, or not laid out flat). ``._version`` alone misses changes made through ``.data``
-    or numpy (the old tutorials' ``w.grad.data.zero_()``) and counts no-ops (``clip_grad_norm_``
-    under its limit multiplies by 1)."""
-    if tensor is None or tensor.numel() <= SNAPSHOT_LIMIT:
-        return None
-    flat = tensor.detach()
-    if not flat.is_contiguous() or flat.layout != torch.strided:
-        return None
-    flat = flat.view(-1)
-    return flat[:: max(1, flat.numel() // PROBE)][:PROBE].clone()
-
-
-def _held_by_reference(kept: Any) -> bool:
-    """A grad kept as the tensor itself (too big to copy), not a copy."""
-    return kept is not None and type(kept) is not Frozen and kept.numel() > SNAPSHOT_LIMIT
-
-
-def _probes(grad: Any, after: Any) -> tuple[Any, Any]:
-    if type(grad) is Frozen or grad.numel() <= SNAPSHOT_LIMIT:  # (copies: nothing to probe)
-        return None, None
-    taken = probe(grad)
-    return taken, (taken if after is grad else probe(after))
-
-
-def unchanged(tensor: torch.Tensor | None, probe_then: torch.Tensor | None, version: int) -> bool:
-    """Whether *tensor* still holds what it did when *probe_then* / *version* were taken: by the
-    probe where there is one (the same elements, nan as nan), else by the version counter."""
-    if tensor is None or tensor.numel() <= SNAPSHOT_LIMIT:  # (a copy: nothing else holds it)
-        return True
-    if probe_then is None:
-        return tensor._version == version
-    now = probe(tensor)
-    if now is None or now.shape != probe_then.shape:
-        return False
-    same = (
-        (now == probe_then) | (torch.isnan(now) & torch.isnan(probe_then))
-        if now.is_floating_point()
-        else now == probe_then
-    )
-    return bool(same.all())
 
 
 @dataclass(eq=False)  # (not frozen: made at every backward() of a loop, its __init__ is kept cheap)
@@ -353,45 +309,6 @@ def _module_class() -> Any:
     return getattr(nn, "Module", None)
 
 
-def _snapshot(tensor: torch.Tensor) -> torch.Tensor:
-    value = tensor.detach()
-    return value.clone() if value.numel() <= SNAPSHOT_LIMIT else value
-
-
-FREEZE_LIMIT = 64  # elements: a tiny CPU tensor is kept as Python numbers (a tenth of a clone's cost)
-
-
-class Frozen:
-    """A tiny tensor's values as Python numbers, taken at a call (exact: every float, half and
-    complex value round-trips); made into a tensor again only for the call the report shows."""
-
-    __slots__ = ("dtype", "shape", "values")
-
-    def __init__(self, values: Any, dtype: torch.dtype, shape: torch.Size):
-        self.values, self.dtype, self.shape = values, dtype, shape
-
-    def tensor(self) -> torch.Tensor:
-        return torch.tensor(self.values, dtype=self.dtype).reshape(self.shape)
-
-
-def _keep(tensor: torch.Tensor) -> Any:
-    """What a call keeps of a tensor: Frozen numbers when tiny, a copy up to SNAPSHOT_LIMIT
-    elements, the tensor itself (with its version and a probe) when bigger."""
-    n = tensor.numel()
-    if n <= FREEZE_LIMIT and tensor.is_cpu and tensor.layout == torch.strided:
-        try:  # (tolist() reads the numbers without autograd: no detach() needed, a loop's hot path)
-            return Frozen(tensor.tolist(), tensor.dtype, tensor.shape)
-        except (TypeError, RuntimeError):  # a dtype without Python numbers (float8, ...)
-            pass
-    value = tensor.detach()
-    return value.clone() if n <= SNAPSHOT_LIMIT else value
-
-
-def thaw(kept: Any) -> Any:
-    """A tensor again from what :func:`_keep` kept (anything else is returned as it is)."""
-    return kept.tensor() if type(kept) is Frozen else kept
-
-
 def _engine_args(args: tuple, kwargs: dict) -> tuple[tuple, Any, bool, bool, tuple]:
     """(outputs, gradients, accumulate into .grad, create_graph, inputs) of a ``run_backward`` call."""
     outputs = args[0] if args else kwargs.get("t_outputs", ())
@@ -418,16 +335,6 @@ def _walked_again(leaves: dict, held: tuple[dict, dict, dict], found: dict) -> t
     return dict(found), (before, before_text, before_zero)
 
 
-def _fresh_row(name: str, tensor: torch.Tensor, grad: torch.Tensor) -> tuple:
-    """:class:`Leaf`'s fields for a leaf whose ``.grad`` held nothing before the call: ``.grad``
-    after it is the call's grad (kept once: copied, or by reference with a probe when big)."""
-    kept = _keep(grad)
-    probes = (None, None) if type(kept) is Frozen else _probes(kept, kept)
-    version = grad._version
-    return (name, tensor, _keep(tensor), tensor._version, kept, kept, None, version, None, version, 1, False,
-            *probes)  # fmt: skip
-
-
 def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
     """What each leaf's ``.grad`` holds before the call: a copy (None where there is none, or all
     zeros: ``w.grad.zero_()`` in a loop, 0 + g is this call's g), the report's words for a big one
@@ -440,11 +347,11 @@ def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
         if g is None:
             before[n] = None
             continue
-        small = g.numel() <= SNAPSHOT_LIMIT and g.layout == torch.strided
-        if _small_zero(g) if small else _all_zero(g):
+        small = g.numel() <= copies.SNAPSHOT_LIMIT and g.layout == torch.strided
+        if small_zero(g) if small else all_zero(g):
             before[n] = None  # (zero_grad(set_to_none=False), .grad.zero_(): 0 + g is this call's g)
             continue
-        before[n] = g = _snapshot(g)
+        before[n] = g = snapshot(g)
         before_zero[n] = False
         if not small:  # a big .grad is not copied: what the report says of it is taken now
             before_text[n] = fmt.values(g)
@@ -609,7 +516,7 @@ class Observer:
         for name, leaf in found.items():
             grad = leaf.grad
             if id(leaf) not in known and grad is not None:
-                added.append(_fresh_row(name, leaf, grad))
+                added.append(fresh_row(name, leaf, grad))
         return dataclasses.replace(call, seen=(*call.seen, *added)) if added else call
 
     def _named_now(self, call: Call) -> Call:
@@ -688,7 +595,7 @@ class Observer:
             record_ref=self.recorder.ref(outputs[0]) if self.recorder is not None else None,
             trace=tracer,
             inner=inner,
-            big=any(_held_by_reference(row[5]) for row in seen),
+            big=any(by_reference(row[5]) for row in seen),
             unwalked=unwalked,
             unnamed=self._unnamed() if pending.accumulate and not inputs else 0,
         )
@@ -738,7 +645,11 @@ class Observer:
         for tensor in tensors:
             grad = tensor.grad
             if grad is not None:
-                if grad.numel() > SNAPSHOT_LIMIT or grad.layout != torch.strided or not _small_zero(grad):
+                if (
+                    grad.numel() > copies.SNAPSHOT_LIMIT
+                    or grad.layout != torch.strided
+                    or not small_zero(grad)
+                ):
                     return _NOT_REPEATED  # (the engine adds to it: a hook catches this call's own)
                 then.append((tensor, grad, grad._version))
             else:
@@ -778,8 +689,8 @@ class Observer:
         counts = self._added
         for name, tensor in named.items():
             counts[id(tensor)] = (1, False)
-            seen.append(_fresh_row(name, tensor, tensor.grad))
-        return tuple(seen), any(_held_by_reference(row[4]) for row in seen)
+            seen.append(fresh_row(name, tensor, tensor.grad))
+        return tuple(seen), any(by_reference(row[4]) for row in seen)
 
     def _is_the_cells(self, outputs: tuple, gradients: Any, accumulate: bool = False) -> bool:
         """Whether this engine call is one the cell made itself (not a pass inside a pass, a
@@ -874,13 +785,13 @@ class Observer:
                     added = (count + 1, was_held)
                 counts[id(leaf)] = added
             version = grad._version
-            kept = _keep(grad)
+            kept = keep(grad)
             kept_after = (
-                _keep(after) if had is not None and after is not None else kept if accumulate else None
+                keep(after) if had is not None and after is not None else kept if accumulate else None
             )
-            probes = (None, None) if type(kept) is Frozen else _probes(kept, kept_after)
+            probes = (None, None) if type(kept) is Frozen else take_probes(kept, kept_after)
             seen.append((
-                name, leaf, _keep(leaf), leaf._version, kept, kept_after, had, version,
+                name, leaf, keep(leaf), leaf._version, kept, kept_after, had, version,
                 before_text.get(name), after._version if after is not None else -1, added[0], added[1],
                 *probes,
             ))  # fmt: skip
@@ -1088,38 +999,6 @@ def _all_ones(tensor: torch.Tensor) -> bool:
             return bool(tensor.item() == 1)
         with torch.no_grad():
             return bool((tensor == 1).all())
-    except Exception:
-        return False
-
-
-def _small_zero(tensor: torch.Tensor) -> bool:
-    """Every element of a small tensor 0 (nan is not 0); False where it cannot be told. Tiny ones
-    are read as Python numbers (no kernel: the zero_() loop's case)."""
-    try:
-        if tensor.layout != torch.strided:
-            return False
-        if tensor.is_cpu and tensor.numel() <= FREEZE_LIMIT:
-            dim = tensor.dim()
-            if dim == 0:
-                return tensor.item() == 0
-            if dim == 1:
-                return not any(tensor.tolist())  # (nan is truthy, -0.0 is not)
-            if dim == 2:
-                return not any(map(any, tensor.tolist()))
-        return not bool(tensor.any())
-    except Exception:
-        return False
-
-
-def _all_zero(tensor: torch.Tensor) -> bool:
-    """Every element 0 (the L2 norm, a fast pass, first: a nonzero grad is not 0)."""
-    try:
-        with torch.no_grad():
-            t = tensor.detach()
-            wide = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
-            if t.is_floating_point() and float(torch.linalg.vector_norm(t, dtype=wide)) != 0:
-                return False
-            return int(torch.count_nonzero(t)) == 0
     except Exception:
         return False
 

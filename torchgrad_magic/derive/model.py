@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from .. import format as fmt
-from ..capture.observe import probe, tensors_and_modules, unchanged
+from ..capture.copies import probe, unchanged
+from ..capture.observe import tensors_and_modules
 from ..messages import Note, note, t
 
 MODULE_ROWS_FROM = 24  # more parameters than this: the table shows modules, the parameters fold out
