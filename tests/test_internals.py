@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from torchgrad_magic.capture import internals
 from torchgrad_magic.capture.internals import (
     accumulate_grad_class,
     engine_slot,
@@ -129,3 +130,22 @@ def test_the_leaf_node_class_is_found_also_when_first_asked_under_no_grad(monkey
     monkeypatch.setattr(internals, "_ACCUMULATE", [])
     with torch.no_grad():
         assert internals.accumulate_grad_class().__name__ == "AccumulateGrad"
+
+
+def test_copy_all_copies_in_one_batched_op_exactly_and_leaves_grad_mode_as_it_was(monkeypatch):
+    assert internals._FOREACH_COPY is not None, "torch._foreach_copy_ is gone: copy_all copies one by one"
+    w = torch.tensor([[1.0, -0.0], [float("nan"), 3.5]], requires_grad=True)
+    sources = [w, torch.arange(6.0).reshape(3, 2).t(), torch.tensor([1 + 2j])]  # a leaf, strided, complex
+    destinations = [torch.empty_like(s) for s in sources]
+    internals.copy_all(destinations, sources)
+    for d, s in zip(destinations, sources, strict=True):
+        torch.testing.assert_close(d, s.detach(), rtol=0, atol=0, equal_nan=True)
+        assert not d.requires_grad and d.grad_fn is None
+    assert str(destinations[0][0, 1].item()) == "-0.0" and torch.is_grad_enabled()
+    with torch.no_grad():
+        internals.copy_all(destinations[:1], sources[:1])
+        assert not torch.is_grad_enabled()
+    monkeypatch.setattr(internals, "_FOREACH_COPY", None)  # one by one: the same
+    destinations[1].zero_()
+    internals.copy_all(destinations, sources)
+    assert torch.equal(destinations[1], sources[1]) and torch.is_grad_enabled()

@@ -87,7 +87,7 @@ def _flat(pair: tuple) -> list[float]:
 
 TRAINING = (
     "torch.manual_seed(0)\n"
-    "model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))\n"
+    "model = torch.nn.Sequential(torch.nn.Linear(3, {hidden}), torch.nn.Tanh(), torch.nn.Linear({hidden}, 1))\n"
     "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
     "X, Y = torch.randn(8, 3), torch.randn(8, 1)\n"
     "for step in range(5):\n"
@@ -104,12 +104,20 @@ CLEARS = {  # the ways a loop empties .grad: the short way (Observer._repeat) ta
 }
 
 
+SIZES = {  # how the short way keeps the leaves (capture/repeat.py): all tiny, as Python numbers;
+    "tiny: numbers": 4,  # else one batched copy into buffers that take turns
+    "a 3×40 weight: one batched copy": 40,
+}
+
+
+@pytest.mark.parametrize("hidden", list(SIZES))
 @pytest.mark.parametrize("clear", list(CLEARS))
-def test_a_training_loop_shows_its_last_step(clear):
+def test_a_training_loop_shows_its_last_step(clear, hidden):
     """Every leaf's value and grad at the 5th backward(), against a plain run that copies them there
     (the loop's calls after the first take the short way: same leaves, .grad empty or zero)."""
-    cell = TRAINING.format(clear=CLEARS[clear], update="opt.step()")
+    cell = TRAINING.format(clear=CLEARS[clear], update="opt.step()", hidden=SIZES[hidden])
     seen = "hist = []\n" + TRAINING.format(
+        hidden=SIZES[hidden],
         clear=CLEARS[clear],
         update="hist.append([(p.detach().clone(), p.grad.clone()) for p in model.parameters()])\n    opt.step()",
     )
@@ -147,3 +155,31 @@ def test_an_unnamed_leaf_is_counted_not_dropped():
     result = grad("y = (torch.ones(3, requires_grad=True) * w).sum()\ny.backward()", namespace=ns)
     assert set(result.grads) == {"w"}
     assert any("leaf tensors behind y that have no name here (1:" in text for text in result.note_texts)
+
+
+@pytest.mark.parametrize("change", ["w.data = w.data.double()", "w.data = torch.ones(66)"])
+def test_a_leaf_whose_data_is_swapped_in_the_loop_is_shown_as_it_was_at_the_last_call(change):
+    """``w.data = ...`` swaps what the leaf holds (PyTorch refuses a new shape there, not a new
+    dtype): the short way copies from what the leaf holds now, and where its plan (dtypes,
+    buffers) no longer fits, the call is kept one by one, as a plain run sees it."""
+    loop = (
+        "w = torch.linspace(-1, 1, 66, requires_grad=True)\n"
+        "for i in range(4):\n"
+        "    loss = (w ** 3).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.1 * w.grad\n"
+        "    w.grad = None\n"
+        f"    if i == 1:\n        {change}"
+    )
+    plain: dict = {"torch": torch}
+    exec(
+        loop.replace(
+            "    loss.backward()\n", "    loss.backward()\n    last = (w.detach().clone(), w.grad.clone())\n"
+        ),
+        plain,
+    )
+    result = grad(loop, namespace={"torch": torch})
+    value, held = plain["last"]
+    assert torch.equal(result.leaves["w"], value) and result.leaves["w"].dtype == value.dtype
+    assert torch.equal(result.grads["w"], held)

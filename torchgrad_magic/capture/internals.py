@@ -17,7 +17,8 @@ Public APIs come first everywhere else; what is here has no public equivalent:
   unpacking: unpacking would run it);
 - :func:`input_shapes`: what each input of a backward node expects (shape, dtype, device), so that
   %%grad's own pass (``derive/own_pass.py``) fits a node's grads as the engine does;
-- :func:`forget_kwargs_flag`: a flag PyTorch leaves behind when a global module hook is removed.
+- :func:`forget_kwargs_flag`: a flag PyTorch leaves behind when a global module hook is removed;
+- :func:`copy_all`: one batched copy of many tensors (a loop's leaves and grads at each call).
 
 (``Tensor._version`` is read in several places: it is documented in PyTorch's notes on in-place
 operations and checked by autograd itself; IPython's internals are in ``capture/runner.py``.)
@@ -143,3 +144,28 @@ def forget_kwargs_flag(hook_id: int) -> None:
     flags = getattr(_nn_module, "_global_forward_hooks_with_kwargs", None)
     if isinstance(flags, dict) and hook_id not in getattr(_nn_module, "_global_forward_hooks", {}):
         flags.pop(hook_id, None)
+
+
+_FOREACH_COPY = getattr(torch, "_foreach_copy_", None)
+_SET_GRAD_ENABLED = torch._C._set_grad_enabled
+
+
+def copy_all(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """Copy each of *sources* into the tensor of the same place in *destinations* (same shapes
+    and dtypes), in one batched op with grad mode off: a third of what ``clone()`` per tensor
+    costs in a loop, where most of a copy's time is its dispatch. (``torch.no_grad()`` does the
+    same as the two ``_set_grad_enabled`` calls, at twice their cost; the sources may be leaves
+    that require grad.) Per tensor where the batched op is missing or refuses."""
+    enabled = torch.is_grad_enabled()
+    _SET_GRAD_ENABLED(False)
+    try:
+        if _FOREACH_COPY is not None:
+            try:
+                _FOREACH_COPY(destinations, sources)
+                return
+            except (RuntimeError, TypeError):
+                pass
+        for destination, source in zip(destinations, sources, strict=True):
+            destination.copy_(source)
+    finally:
+        _SET_GRAD_ENABLED(enabled)

@@ -48,6 +48,7 @@ from .copies import (
 from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
 from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
+from .repeat import NOT_REACHED, LoopPlan
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
@@ -137,7 +138,7 @@ class Call:
     index: int  # 1, 2, ...
     kind: str  # "backward" or "grad"
     outputs: tuple[torch.Tensor, ...]
-    seen: tuple[tuple, ...]  # one tuple of Leaf's fields per leaf this call reached
+    rows: Any  # per leaf this call reached, a tuple of Leaf's fields (or a LoopRows: see seen)
     intermediates: dict[str, torch.Tensor | None]  # named non-leaf tensors' grads (retain_grad)
     create_graph: bool
     gradients: tuple = ()  # what the engine was given: backward(gradient=...) / grad(grad_outputs=...)
@@ -152,6 +153,15 @@ class Call:
     @property
     def output(self) -> torch.Tensor:
         return self.outputs[0]
+
+    @property
+    def seen(self) -> tuple[tuple, ...]:
+        """Per leaf this call reached, a tuple of :class:`Leaf`'s fields (a loop's call keeps its
+        copies in a :class:`.repeat.LoopRows`: made into these tuples when first read)."""
+        rows = self.rows
+        if type(rows) is not tuple:
+            rows = self.rows = rows.rows()
+        return rows
 
     def released(self) -> bool:
         """Whether the cell let go of a grad this call left in ``.grad`` (``zero_grad()`` set it to
@@ -428,6 +438,8 @@ class Observer:
         self._others_key: Any = None  # the _last_leaves key self._others was found for
         self._others: list[torch.Tensor] = []  # leaves the cell's code names that the last call did not reach
         self._unnamed_count = 0  # the last walk's leaves with no name here
+        self._plan: LoopPlan | None = None  # what a loop's calls on the last walk's leaves share
+        self._plan_key: Any = None  # the _last_leaves key self._plan was made for
         self._shown: Any = None
         self._showwarning: Any = None
         self.saved_hooks = False  # the cell entered saved_tensors_hooks
@@ -517,7 +529,7 @@ class Observer:
             grad = leaf.grad
             if id(leaf) not in known and grad is not None:
                 added.append(fresh_row(name, leaf, grad))
-        return dataclasses.replace(call, seen=(*call.seen, *added)) if added else call
+        return dataclasses.replace(call, rows=(*call.seen, *added)) if added else call
 
     def _named_now(self, call: Call) -> Call:
         """*call* with its leaves under the names they have now, where a name the loop kept no
@@ -527,7 +539,7 @@ class Observer:
             return call
         found = self._names_of({id(row[1]) for row in stale}, every_tensor=call.kind == "grad")
         seen = tuple((found.get(id(row[1]), row[0]), *row[1:]) for row in call.seen)
-        return dataclasses.replace(call, seen=seen)
+        return dataclasses.replace(call, rows=seen)
 
     # ---- non-leaf .grad reads -------------------------------------------------
     def _nonleaf_read(self, filename: str, lineno: int) -> None:
@@ -587,7 +599,7 @@ class Observer:
             index=self.count,
             kind="backward" if pending.accumulate else "grad",
             outputs=outputs,
-            seen=seen,
+            rows=seen,
             intermediates={n: pending.caught.get("\0" + n) for n in inter},
             create_graph=pending.create,
             gradients=tuple(pending.gradients or ()),
@@ -640,20 +652,10 @@ class Observer:
         for output in outputs:
             if not isinstance(output, torch.Tensor) or is_transformed(output):
                 return _NOT_REPEATED
-        _, tensors, named = self._last_leaves
-        then = []
-        for tensor in tensors:
-            grad = tensor.grad
-            if grad is not None:
-                if (
-                    grad.numel() > copies.SNAPSHOT_LIMIT
-                    or grad.layout != torch.strided
-                    or not small_zero(grad)
-                ):
-                    return _NOT_REPEATED  # (the engine adds to it: a hook catches this call's own)
-                then.append((tensor, grad, grad._version))
-            else:
-                then.append((tensor, None, -1))
+        plan = self._loop_plan()
+        before = plan.start()
+        if before is None:
+            return _NOT_REPEATED  # (the engine adds to a .grad: a hook catches this call's own)
         others = self._others_now()
         self._let_go_of_released(False)
         self._running, self._nested = True, {}
@@ -662,25 +664,31 @@ class Observer:
             nested = self._nested
         finally:
             self._running, self._nested = False, None
-        if (
-            nested or not self._reached(then) or (others and self._joined(others))
-        ):  # (a pass inside it, a leaf
-            held: tuple[dict, dict, dict] = (
-                dict.fromkeys(named),
-                {},
-                {},
-            )  # (no .grad before: zero is as good as none)
-            pending = _Pending(
-                args, tuple(outputs), True, dict(named), held, {}, (named, then, others), nested
-            )
+        rows: Any = NOT_REACHED if nested or (others and self._joined(others)) else plan.finish(*before)
+        if rows is NOT_REACHED:  # a pass inside it, a leaf not reached, a new one: the long way
+            named = dict(zip(plan.names, plan.leaves, strict=True))
+            held: tuple[dict, dict, dict] = (dict.fromkeys(named), {}, {})  # (zero is as good as none)
+            then = list(zip(plan.tensors, *before, strict=True))
+            pending = _Pending(args, tuple(outputs), True, named, held, {}, (named, then, others), nested)
             return self._remember(pending, result)
         self.count += 1
-        seen, big = self._seen_fresh(named)
-        call = Call(self.count, "backward", tuple(outputs), seen, {}, False, tuple(args[1] or ()), False,
+        if rows is not None:
+            self._added.update(plan.counts)
+            big = rows.holds_big
+        else:  # (a leaf's dtype changed in the loop: kept one by one)
+            rows, big = self._seen_fresh(dict(zip(plan.names, plan.leaves, strict=True)))
+        call = Call(self.count, "backward", tuple(outputs), rows, {}, False, tuple(args[1] or ()), False,
                     self.recorder.ref(outputs[0]) if self.recorder is not None else None,
                     None, (), big, True, self._unnamed_count)  # fmt: skip
         self._keep_call(call)
         return result
+
+    def _loop_plan(self) -> LoopPlan:
+        """The plan of the last walk's leaves (made once per walk: :class:`.repeat.LoopPlan`)."""
+        key, tensors, named = self._last_leaves
+        if self._plan is None or self._plan_key is not key:
+            self._plan, self._plan_key = LoopPlan(tensors, named), key
+        return self._plan
 
     def _seen_fresh(self, named: dict[str, torch.Tensor]) -> tuple[tuple[tuple, ...], bool]:
         """:meth:`_seen` of a call whose leaves had nothing in ``.grad`` and were all reached: their
