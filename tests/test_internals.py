@@ -149,3 +149,15 @@ def test_copy_all_copies_in_one_batched_op_exactly_and_leaves_grad_mode_as_it_wa
     destinations[1].zero_()
     internals.copy_all(destinations, sources)
     assert torch.equal(destinations[1], sources[1]) and torch.is_grad_enabled()
+
+
+def test_the_earliest_sequence_number_is_the_first_node_made():
+    from torchgrad_magic.capture.internals import earliest_sequence_number
+
+    x = torch.tensor(1.0, requires_grad=True)
+    a = x * 2
+    b = a.sin() + a
+    nodes = nodes_behind([b])[0].values()
+    ops = [n for n in nodes if type(n) is not accumulate_grad_class()]
+    assert earliest_sequence_number(ops) == sequence_number(a.grad_fn) == min(map(sequence_number, ops))
+    assert earliest_sequence_number([]) > sequence_number(b.grad_fn)

@@ -12,7 +12,8 @@ Public APIs come first everywhere else; what is here has no public equivalent:
   stage uses to see which nodes (and leaves) are behind an output;
 - :func:`hook_dict`: the dict that holds a tensor's ``register_hook`` functions (the report names
   the tensors whose hooks changed the grads shown);
-- :func:`sequence_number`: the order in which autograd nodes were made (the cell's code order);
+- :func:`sequence_number`, :func:`earliest_sequence_number`: the order in which autograd nodes
+  were made (the cell's code order);
 - :func:`has_unpack_hook`: whether a node's saved tensors have an unpack hook (read without
   unpacking: unpacking would run it);
 - :func:`input_shapes`: what each input of a backward node expects (shape, dtype, device), so that
@@ -26,6 +27,9 @@ operations and checked by autograd itself; IPython's internals are in ``capture/
 
 from __future__ import annotations
 
+import operator
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -100,6 +104,15 @@ def hook_dict(tensor: torch.Tensor) -> dict | None:
 def sequence_number(node: Any) -> int:
     """The order in which autograd made *node* (earlier nodes have smaller numbers)."""
     return node._sequence_nr()
+
+
+_SEQUENCE_NR = operator.methodcaller("_sequence_nr")
+
+
+def earliest_sequence_number(nodes: Iterable[Any]) -> int:
+    """The smallest :func:`sequence_number` of *nodes* (a big graph's, without a Python loop);
+    a very large number when there are none."""
+    return min(map(_SEQUENCE_NR, nodes), default=sys.maxsize)
 
 
 def next_sequence_number() -> int:

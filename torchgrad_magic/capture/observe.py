@@ -988,8 +988,12 @@ def graph_leaves(outputs: tuple[torch.Tensor, ...], limit: int | None = None) ->
     """The leaf tensors behind *outputs* (the variables of their AccumulateGrad nodes);
     None when the graph has more than *limit* nodes (not all were seen)."""
     nodes, cut = nodes_behind(outputs, limit)
-    if cut:
-        return None
+    return None if cut else leaves_in(nodes, outputs)
+
+
+def leaves_in(nodes: dict[int, Any], outputs: tuple[torch.Tensor, ...] = ()) -> list[torch.Tensor]:
+    """The leaf tensors of a walk's *nodes* (:func:`.internals.nodes_behind`), and those of
+    *outputs* that are leaves themselves."""
     found = {id(t): t for t in outputs if t.grad_fn is None and t.requires_grad}
     accumulate = accumulate_grad_class()
     for node in nodes.values():

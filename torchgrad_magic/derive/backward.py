@@ -27,6 +27,7 @@ from .. import format as fmt
 from ..capture.hints import hint_for
 from ..capture.internals import (
     accumulate_grad_class,
+    earliest_sequence_number,
     has_unpack_hook,
     hook_dict,
     nodes_behind,
@@ -39,6 +40,7 @@ from ..capture.observe import (
     graph_functions,
     graph_leaves,
     kept_grad,
+    leaves_in,
 )
 from ..capture.paths import is_tensor, value_at
 from ..messages import Note, note, t
@@ -164,7 +166,8 @@ def first_derivatives(
         first = _from_call(call, observed, ns, names, wrt, retain_grad)
         rows_of = [*steady, *_made_earlier(first.output, ns, read, observed)]
         return _with_helpers(_finish(first, ns, rows_of, reduced, retain_grad, call.intermediates), observed)
-    found = _find_output(ns, names, last_value, assigned, of, wrt)
+    walks: dict[int, dict] = {}
+    found = _find_output(ns, names, last_value, assigned, of, wrt, walks)
     if isinstance(found, Note):
         first = First(None, None, dict(wrt), _values(wrt), dict.fromkeys(wrt), _rows(wrt, {}, {}), (found,))
         return _with_helpers(_finish(first, ns, assigned, None, retain_grad, {}), observed)
@@ -175,7 +178,9 @@ def first_derivatives(
             found = (reduced.written, last_value)
         elif written.last:  # (the last expression as the cell wrote it, not a made-up "out")
             found = (written.last, last_value)
-    first = _computed(*found, ns, names, wrt, assigned, retain_grad, observed, steps, owned)
+    first = _computed(
+        *found, ns, names, wrt, assigned, retain_grad, observed, steps, owned, walks.get(id(found[1]))
+    )
     if of is not None and of not in assigned:  # the cell did not make it: say so, no other guess
         guesses = ("err.no_leaf", "err.no_path", "err.unnamed_leaf", "err.grad_off")
         kept = [n for n in first.notes if n.id not in guesses]
@@ -677,11 +682,14 @@ def _computed(
     observed: Observation,
     steps: bool = False,
     owned: set[int] | None = None,
+    graph: dict[int, Any] | None = None,
 ) -> First:
     """The cell did not differentiate this output: do it here (``own_pass.py``), without running
     the user's hooks, writing the user's .grad or freeing the graph. Its leaves are the named ones
-    behind it (with --retain-grad, the named intermediates too)."""
-    graph = nodes_behind([output])[0]  # (one walk: the leaves, the user's code, the hooks)
+    behind it (with --retain-grad, the named intermediates too). *graph*: the output's walk, when
+    finding the output made it."""
+    if graph is None:
+        graph = nodes_behind([output])[0]  # (one walk: the leaves, the user's code, the hooks)
     leaves = dict(wrt) if wrt else _named_graph_leaves(graph, names, assigned)
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
@@ -762,8 +770,9 @@ def _differentiate(
     """%%grad's own pass for *target*, unless the user's code is in its graph (then running it would
     do what the plain cell never does: print, append, count): (the grads, Nones where none were
     computed; the notes why not; the user's code found; the --steps tracer)."""
-    saved_hooks = observed.saved_hooks or _earlier_saved_hooks(graph, observed.first_node)
-    user_code = _users_backward_code(graph) + (["saved_tensors_hooks"] if saved_hooks else [])
+    facts = GraphFacts.of(graph, observed.first_node)
+    saved_hooks = observed.saved_hooks or facts.earlier_saved_hooks
+    user_code = list(facts.users_code) + (["saved_tensors_hooks"] if saved_hooks else [])
     if user_code:
         problem = note("note.users_backward", out=out_name, what=", ".join(user_code))
         return (None,) * len(inputs), [problem], user_code, None
@@ -772,7 +781,8 @@ def _differentiate(
         from ..capture.tracer import Tracer
 
         tracer = Tracer((target,))
-    computed, problem = _our_pass(target, inputs, tracer, out_name, _hook_free(graph, observed))
+    hook_free = facts.hook_free and not observed.hooks_added and observed.first_node >= 0
+    computed, problem = _our_pass(target, inputs, tracer, out_name, hook_free)
     return computed, [problem] if problem is not None else [], [], tracer
 
 
@@ -829,23 +839,6 @@ def _our_pass(
     return tuple(None if g is None else dense(g.detach()) for g in computed), None  # (a sparse grad: dense)
 
 
-def _hook_free(graph: dict[int, Any], observed: Observation) -> bool:
-    """Whether no hook of the user's can be in the output's *graph*: the cell added none (its
-    ``register_hook()``/``retain_grad()`` calls are watched while it runs), every node was made by
-    the cell (an earlier cell's node may carry one: nodes are numbered in the order they are made)
-    and no leaf in it has one."""
-    if observed.hooks_added or observed.first_node < 0:
-        return False
-    accumulate = accumulate_grad_class()
-    for node in graph.values():
-        if type(node) is accumulate:
-            if hook_dict(node.variable):  # type: ignore[attr-defined]  # AccumulateGrad has it
-                return False
-        elif sequence_number(node) < observed.first_node:
-            return False
-    return True
-
-
 def _grads_stored(
     leaves: dict[str, torch.Tensor], grads: dict, owned: set[int] | None, out_name: str, output: torch.Tensor
 ) -> list[Note]:
@@ -866,28 +859,43 @@ def _grads_stored(
     return notes
 
 
-def _earlier_saved_hooks(graph: dict[int, Any], first_node: int) -> bool:
-    """Whether a node an earlier cell made saved a tensor with an unpack hook (its
-    ``saved_tensors_hooks`` or non-reentrant ``checkpoint``: this cell's own are watched)."""
-    accumulate = accumulate_grad_class()
-    return any(
-        type(node) is not accumulate
-        and (first_node < 0 or sequence_number(node) < first_node)
-        and has_unpack_hook(node)
-        for node in graph.values()
-    )
+@dataclass(frozen=True)
+class GraphFacts:
+    """What %%grad's own pass must know of the output's backward graph, from one pass over its
+    nodes (a 6,000-op cell's graph is looked at once, not three times):
 
+    - *users_code*: the user's own Python code in it (a custom ``autograd.Function``'s backward,
+      a module's backward hook), by name: running it would do what the plain cell never does;
+    - *earlier_saved_hooks*: a node an earlier cell made saved a tensor with an unpack hook (its
+      ``saved_tensors_hooks`` or non-reentrant ``checkpoint``; this cell's own are watched);
+    - *hook_free*: every node was made by this cell (an earlier cell's node may carry a hook:
+      nodes are numbered in the order they are made) and no leaf in it has a hook, so autograd's
+      engine may run it (the cell's own ``register_hook()`` calls are watched while it runs)."""
 
-def _users_backward_code(graph: dict[int, Any]) -> list[str]:
-    """The user's own Python code in the output's backward *graph* (a custom
-    ``autograd.Function``'s backward, a module's backward hook): the names, empty when none."""
-    Custom = torch.autograd.function.BackwardCFunction
-    found: dict[str, None] = {}
-    for node in graph.values():
-        if isinstance(node, Custom):
-            name = type(node).__name__.removesuffix("Backward")
-            found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
-    return list(found)
+    users_code: tuple[str, ...]
+    earlier_saved_hooks: bool
+    hook_free: bool
+
+    @classmethod
+    def of(cls, graph: dict[int, Any], first_node: int) -> GraphFacts:
+        accumulate, custom = accumulate_grad_class(), torch.autograd.function.BackwardCFunction
+        leaves = [node for node in graph.values() if type(node) is accumulate]
+        ops = [node for node in graph.values() if type(node) is not accumulate]
+        if first_node < 0:  # (not known: any node may be an earlier cell's)
+            earlier = ops
+        elif earliest_sequence_number(ops) >= first_node:  # (the common case, without a loop here)
+            earlier = []
+        else:
+            earlier = [node for node in ops if sequence_number(node) < first_node]
+        hooked = any(hook_dict(node.variable) for node in leaves)  # type: ignore[attr-defined]
+        hook_free = first_node >= 0 and not earlier and not hooked
+        saved_hooks = any(has_unpack_hook(node) for node in earlier)
+        found: dict[str, None] = {}
+        for node in ops:
+            if isinstance(node, custom):
+                name = type(node).__name__.removesuffix("Backward")
+                found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
+        return cls(tuple(found), saved_hooks, hook_free)
 
 
 def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor]) -> Note:
@@ -909,9 +917,11 @@ def _find_output(
     assigned: list[str],
     of: str | None,
     wrt: dict[str, torch.Tensor],
+    walks: dict[int, dict] | None = None,
 ) -> tuple[str, torch.Tensor] | Note:
     """``--of``, else the last expression, else the last assigned tensor that
-    depends on the leaves; a Note when there is none."""
+    depends on the leaves; a Note when there is none. *walks*: ``id(tensor) -> its graph`` for
+    the tensors walked here (the output's report uses its walk again)."""
     wrt_ids = {id(tensor) for tensor in wrt.values()}
 
     def depends(tensor: torch.Tensor) -> bool:
@@ -919,8 +929,10 @@ def _find_output(
             return False
         if not wrt_ids:
             return True  # which named leaves: autograd finds them (see _computed)
-        leaves = graph_leaves((tensor,), limit=2_000)
-        return leaves is None or any(id(leaf) in wrt_ids for leaf in leaves)  # a big graph: assume so
+        graph = nodes_behind([tensor])[0]  # (kept: the output's report walks it once, not twice)
+        if walks is not None:
+            walks[id(tensor)] = graph
+        return any(id(leaf) in wrt_ids for leaf in leaves_in(graph))
 
     def is_wrt_leaf(value: torch.Tensor) -> bool:
         return id(value) in wrt_ids
