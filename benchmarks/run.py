@@ -1075,9 +1075,9 @@ FIGURES: dict[str, Callable[[bool], list[Figure]]] = {
     "memory": lambda quick: [bench_memory(10, 1) if quick else bench_memory(300, 3)],
     "notebook": lambda quick: [bench_notebook(1 if quick else 3)],
     "graph": lambda quick: [bench_graph(50, 1) if quick else bench_graph(5_000, 7)],
-    "ops": lambda quick: [bench_ops(25, 1, 1) if quick else bench_ops(1_500, 3, 9)],
+    "ops": lambda quick: [bench_ops(25, 1, 1) if quick else bench_ops(1_500, 3, 15)],
     "render": lambda quick: [bench_render(quick)],
-    "gd": lambda quick: [bench_gd(20, 1) if quick else bench_gd(3_000, 9)],
+    "gd": lambda quick: [bench_gd(20, 1) if quick else bench_gd(3_000, 15)],
     "train": lambda quick: [
         bench_train(5, 1) if quick else bench_train(100, 21),
         bench_train(2, 1, TRAIN_SETUP_MNIST, "a 784-256-10 MLP, batch 128")

@@ -516,3 +516,32 @@ def test_an_op_without_a_formula_is_said_not_explained(run):
     v, m = torch.var_mean(x, dim=0)
     (oracle,) = torch.autograd.grad((v + m).sum(), x)
     torch.testing.assert_close(result.grads["x"], oracle)
+
+
+# ---- a named tensor the output was not computed from ----------------------------------------
+OFF_PATH = {  # cell -> the names a note says backward() from the output never reaches
+    "y = x * 2\nz = x * 5\ny.backward()": ["z"],  # beside the output, not on its way back
+    "h = x * 2\nk = h ** 2\nh = h + 1\nk.backward()": ["h"],  # the h in the table is the new one
+    "h = x * 2\nk = h ** 2": [],  # on the way back: no note (and no backward() in the cell)
+    "a = x * 2\nb = a * 3\nc = b + 1\nc.backward()": [],
+}
+
+
+@pytest.mark.parametrize("cell", list(OFF_PATH))
+def test_a_tensor_off_the_outputs_way_back_is_said_once(run, cell):
+    result = run("--wrt x=3", cell)
+    said = [text for text in result.note_texts if text.startswith("not on the way back")]
+    off = OFF_PATH[cell]
+    if not off:
+        assert not said, said
+        return
+    (text,) = said
+    assert text.endswith(": " + ", ".join(off) + "."), text
+    out = result.output_name
+    assert f"backward() from {out} never reaches" in text
+    plain = {"torch": torch, "x": torch.tensor(3.0, requires_grad=True)}  # oracle: autograd itself
+    exec(cell.replace(".backward()", ".backward(retain_graph=True)"), plain)
+    for row in result.rows:
+        if row.role == "intermediate":
+            (g,) = torch.autograd.grad(plain[out], plain[row.name], allow_unused=True, retain_graph=True)
+            assert (g is None) == (row.name in off), row.name

@@ -195,6 +195,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 有 {count} 个元素，而 backward() 需要一个标量，"
         "所以这里求的是 {out}.sum() 的梯度（等同于 {out}.sum().backward()）。",
     },
+    "note.off_path": {
+        "en": "not on the way back from {out} (it was not computed from them, so backward() from {out} "
+        "never reaches them): {names}.",
+        "zh": "不在从 {out} 反向传播的路径上（{out} 不是由它们算出来的，所以从 {out} 出发的 backward() "
+        "不会经过它们）：{names}。",
+    },
     "note.unused": {
         "en": "{out} does not depend on {name}, so its grad is None.",
         "zh": "{out} 与 {name} 无关，所以 {name} 的 grad 是 None。",

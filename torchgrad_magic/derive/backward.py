@@ -273,7 +273,30 @@ def _finish(
         grads = ", ".join(f"{n}: {fmt.values(g)}" for n, g in first.grads.items() if g is not None) or "—"
         kind = "note.hooks" if first.call is not None else "note.hooks_not_run"  # (our pass runs none)
         notes = (*notes, note(kind, names=", ".join(hooked), grads=grads, out=first.output_name))
+    off_path = _off_path(ns, extra, first)
+    if off_path is not None:
+        notes = (*notes, off_path)
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
+
+
+def _off_path(ns: dict[str, Any], rows: list[TensorRow], first: First) -> Note | None:
+    """One note naming the cell's non-leaf tensors the output was not computed from (``z = x * 5``
+    beside ``y = x * 2``; ``h`` assigned again after ``k = h ** 2``, so the ``h`` in the table is
+    not the one ``k`` used): backward() from the output never reaches them. The output's graph is
+    walked only when there is such a row (none in a loop over a model's parameters)."""
+    output = first.output
+    names = [row.name for row in rows if row.role == "intermediate"]
+    if output is None or output.grad_fn is None or not names:
+        return None
+    nodes, cut = nodes_behind([output], 100_000)  # (held: each node's id stays its own)
+    if cut:
+        return None
+    off = []
+    for name in names:
+        tensor = value_at(ns, name)
+        if is_tensor(tensor) and tensor.grad_fn is not None and id(tensor.grad_fn) not in nodes:
+            off.append(name)
+    return note("note.off_path", out=first.output_name, names=", ".join(off)) if off else None
 
 
 def _as_its_original(row: TensorRow, first: First, rows: list[TensorRow]) -> TensorRow:
