@@ -50,6 +50,21 @@ CASES = {
         "    b.grad = None",
         {"w": ([1.0, -2.0], [21.0, -33.0]), "b": (0.5, -4.0)},  # call 5 reaches b again: 2·(3.5 − 5.5)
     ),
+    "unfreezes a leaf on the second call": (
+        "w1 = torch.tensor([1.0, 2.0])\nw2 = torch.tensor([3.0], requires_grad=True)\n"
+        "for i in range(3):\n"
+        "    if i == 1:\n"
+        "        w1.requires_grad_(True)\n"
+        "    w1.grad = None\n"
+        "    w2.grad = None\n"
+        "    loss = (w1 * w2).sum() + (w1 ** 2).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        if w1.grad is not None:\n"
+        "            w1 -= 0.1 * w1.grad\n"
+        "        w2 -= 0.1 * w2.grad",
+        {"w1": ([0.53, 1.33], [3.46, 5.06]), "w2": (2.4, 1.86)},  # call 3: w1 as it was then, not after
+    ),
     "from scratch: a class and a list of its tensors": (
         "class LinReg:\n"
         "    def __init__(self):\n"
@@ -183,3 +198,23 @@ def test_a_leaf_whose_data_is_swapped_in_the_loop_is_shown_as_it_was_at_the_last
     value, held = plain["last"]
     assert torch.equal(result.leaves["w"], value) and result.leaves["w"].dtype == value.dtype
     assert torch.equal(result.grads["w"], held)
+
+
+def test_tiny_leaves_with_a_sparse_grad():
+    """Embedding(sparse=True): a tiny leaf (40 elements) whose grad is sparse is kept one by one
+    (the short way keeps tiny grads as numbers, which a sparse grad has no flat memory for)."""
+    cell = (
+        "torch.manual_seed(0)\nemb = torch.nn.Embedding(10, 4, sparse=True)\n"
+        "opt = torch.optim.SGD(emb.parameters(), lr=0.5)\nidx = torch.tensor([1, 2, 2, 5])\n"
+        "for i in range(3):\n"
+        "    opt.zero_grad()\n"
+        "    loss = emb(idx).pow(2).sum()\n"
+        "    loss.backward()\n"
+        "    {keep}opt.step()"
+    )
+    plain: dict = {"torch": torch}
+    exec(cell.format(keep="last = (emb.weight.detach().clone(), emb.weight.grad.clone())\n    "), plain)
+    result = grad(cell.format(keep=""), namespace={"torch": torch})
+    value, held = plain["last"]
+    assert torch.equal(result.leaves["emb.weight"], value)
+    assert torch.equal(result.grads["emb.weight"].to_dense(), held.to_dense())

@@ -613,3 +613,36 @@ def test_the_retain_grad_guard_survives_odd_objects(run):
     result = run("", "yy = (h * 3).sum()")
     assert result.output_name == "yy" and result.grads
     assert torch.equal(run.ns["h"].grad, run.ns["keep"])
+
+
+def test_which_tensor_depends_on_wrt_is_told_by_walks_within_a_budget(monkeypatch):
+    """A cell without backward(): the output is the last tensor computed from the --wrt leaves.
+    Finding it walks each candidate's graph (the one found is walked once, not again), and all
+    the walks together stay within WALK_BUDGET nodes: 1,000 names over a big graph that does not
+    depend on x cost one budget, not 1,000 walks."""
+    from torchgrad_magic.derive import backward
+
+    walked: list[int] = []
+    real = backward.nodes_behind
+
+    def counted(roots, limit=None):
+        nodes, cut = real(roots, limit)
+        walked.append(len(nodes))
+        return nodes, cut
+
+    monkeypatch.setattr(backward, "nodes_behind", counted)
+    monkeypatch.setattr(backward, "WALK_BUDGET", 500)
+    ns = {"torch": torch}
+    exec(
+        "w = torch.tensor([0.5, -0.3], requires_grad=True)\nz = w\nfor i in range(300):\n    z = z * 1.0001",
+        ns,
+    )
+    grad("\n".join(f"h{i} = z * {i}" for i in range(50)), namespace=ns, wrt="x=3")
+    # the candidates' walks stop at the budget (500 nodes), then the report walks the output's
+    # graph (302 nodes) as for any output: 50 walks of 302 nodes each would be 15,100
+    assert sum(walked) <= 500 + 3 * 302, walked
+    monkeypatch.setattr(backward, "WALK_BUDGET", 100_000)
+    result = grad("a = x * 2\nb = (a * 3).sin()\nc = z.sum()", namespace=ns, wrt="x=3")
+    x = torch.tensor(3.0, requires_grad=True)  # oracle: c does not depend on x, b does
+    (expected,) = torch.autograd.grad((x * 2 * 3).sin(), x)
+    assert result.output_name == "b" and torch.equal(result.grads["x"], expected)

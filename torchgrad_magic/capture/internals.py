@@ -170,8 +170,8 @@ def copy_all(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> N
     same as the two ``_set_grad_enabled`` calls, at twice their cost; the sources may be leaves
     that require grad.) Per tensor where the batched op is missing or refuses."""
     enabled = torch.is_grad_enabled()
-    _SET_GRAD_ENABLED(False)
     try:
+        _SET_GRAD_ENABLED(False)  # (inside the try: a KeyboardInterrupt here leaves it as it was)
         if _FOREACH_COPY is not None:
             try:
                 _FOREACH_COPY(destinations, sources)

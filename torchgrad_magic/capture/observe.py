@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import linecache
+import operator
 import re
 import sys
 import warnings
@@ -374,6 +375,7 @@ def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None)
 
 
 _NOT_REPEATED = object()  # Observer._repeat: this call takes the long way
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 class _Pending:
@@ -437,6 +439,7 @@ class Observer:
         self._last_leaves: tuple[Any, list, dict] = (None, [], {})  # the last call's: key, tensors, names
         self._others_key: Any = None  # the _last_leaves key self._others was found for
         self._others: list[torch.Tensor] = []  # leaves the cell's code names that the last call did not reach
+        self._frozen: list[torch.Tensor] = []  # leaves it names that need no grad (yet): X, Y, a frozen w
         self._unnamed_count = 0  # the last walk's leaves with no name here
         self._plan: LoopPlan | None = None  # what a loop's calls on the last walk's leaves share
         self._plan_key: Any = None  # the _last_leaves key self._plan was made for
@@ -852,7 +855,9 @@ class Observer:
         """The other leaves the cell's code names (not the last call's), with their ``.grad`` now:
         a call that changes one reached a leaf the last call did not (a branch taken, a leaf that
         joins late), and the graph is walked then (:meth:`_joined`)."""
-        if self._others_key is not self._last_leaves[0]:
+        if self._others_key is not self._last_leaves[0] or (
+            self._frozen and any(map(_REQUIRES_GRAD, self._frozen))
+        ):  # (a new walk, or a frozen leaf was unfrozen: requires_grad_(True) in the loop)
             self._find_others()
         others = self._others
         return [(t, t.grad, t.grad._version if t.grad is not None else -1) for t in others] if others else []
@@ -861,14 +866,18 @@ class Observer:
         """:meth:`_others_now`'s leaves, found once for each set of leaves a walk found."""
         key, tensors, named = self._last_leaves
         known = {id(t) for t in tensors}
-        found = []
+        found, frozen = [], []
         for name in self.written:
             value = value_at(self.namespace, name)
             for tensor in [value] if is_tensor(value) else _parameters_of(value):
-                if tensor.requires_grad and tensor.is_leaf and id(tensor) not in known:
+                if tensor.is_leaf and id(tensor) not in known:
                     known.add(id(tensor))
-                    found.append(tensor)
+                    if tensor.requires_grad:
+                        found.append(tensor)
+                    elif tensor.is_floating_point() or tensor.is_complex():  # (may be unfrozen)
+                        frozen.append(tensor)
         self._others_key, self._others, self._unnamed_count = key, found, len(tensors) - len(named)
+        self._frozen = frozen
 
     @staticmethod
     def _joined(others: list[tuple]) -> bool:

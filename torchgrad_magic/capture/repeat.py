@@ -67,7 +67,8 @@ class LoopPlan:
     def finish(self, grads: list, versions: list) -> Any:
         """After the engine ran: the named leaves' values and grads, kept (:class:`LoopRows`);
         :data:`NOT_REACHED` where the call left a leaf's ``.grad`` as it was; None where a leaf
-        changed its dtype since the plan was made (``w.data = ...``: kept one by one)."""
+        changed its dtype since the plan was made (``w.data = ...``) or a grad is sparse (then
+        the call is kept one by one)."""
         now: list[Any] = [t.grad for t in self.tensors]
         for grad_now, grad, version in zip(now, grads, versions, strict=True):
             if grad_now is grad and (grad is None or grad._version == version):
@@ -81,14 +82,19 @@ class LoopPlan:
         at_call = ([t._version for t in leaves], [g._version for g in grads])
         return LoopRows(self, kept, big, at_call)
 
-    def _frozen(self, grads: list[torch.Tensor]) -> list[tuple]:
-        """Each leaf's value and grad as Python numbers (all are tiny CPU tensors)."""
+    def _frozen(self, grads: list[torch.Tensor]) -> list[tuple] | None:
+        """Each leaf's value and grad as Python numbers (all are tiny CPU tensors; None where a
+        grad is not laid out flat: ``Embedding(sparse=True)`` gives a tiny leaf a sparse grad)."""
+        for grad in grads:
+            if grad.layout is not torch.strided:
+                return None
         return [(Frozen(t.tolist(), t.dtype, t.shape), Frozen(g.tolist(), g.dtype, g.shape))
                 for t, g in zip(self.leaves, grads, strict=True)]  # fmt: skip
 
     def _copy(self, grads: list[torch.Tensor]) -> list[tuple] | None:
         """The copied leaves' values and grads, in one batched copy into the set of buffers the
-        call kept last does not hold (None: a dtype is not the plan's any more)."""
+        call kept last does not hold (None: a dtype is not the plan's any more, or a grad is
+        sparse: kept one by one)."""
         leaves, copied = self.leaves, self.copied
         if [leaves[i].dtype for i in copied] != self.dtypes:  # w.data = w.data.double()
             return None

@@ -933,6 +933,9 @@ def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor])
     return note("err.no_leaf", name=name)
 
 
+WALK_BUDGET = 100_000  # _find_output: nodes walked in all to tell which tensor depends on --wrt
+
+
 def _find_output(
     ns: dict[str, Any],
     names: Mapping[int, str],
@@ -946,16 +949,21 @@ def _find_output(
     depends on the leaves; a Note when there is none. *walks*: ``id(tensor) -> its graph`` for
     the tensors walked here (the output's report uses its walk again)."""
     wrt_ids = {id(tensor) for tensor in wrt.values()}
+    budget = [WALK_BUDGET]  # graph nodes the candidates' walks may visit, together
 
     def depends(tensor: torch.Tensor) -> bool:
         if tensor.grad_fn is None:
             return False
         if not wrt_ids:
             return True  # which named leaves: autograd finds them (see _computed)
-        graph = nodes_behind([tensor])[0]  # (kept: the output's report walks it once, not twice)
-        if walks is not None:
+        graph, cut = nodes_behind([tensor], budget[0])
+        if cut:  # (past the budget: a big graph is taken to depend on them, as autograd will tell)
+            return True
+        budget[0] -= len(graph)
+        found = any(id(leaf) in wrt_ids for leaf in leaves_in(graph))
+        if found and walks is not None:  # (kept: the output's report walks it once, not twice)
             walks[id(tensor)] = graph
-        return any(id(leaf) in wrt_ids for leaf in leaves_in(graph))
+        return found
 
     def is_wrt_leaf(value: torch.Tensor) -> bool:
         return id(value) in wrt_ids
