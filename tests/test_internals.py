@@ -9,11 +9,13 @@ import torch
 from torchgrad_magic.capture import internals
 from torchgrad_magic.capture.internals import (
     accumulate_grad_class,
+    earliest_sequence_number,
     engine_slot,
     forget_kwargs_flag,
     hook_dict,
     input_shapes,
     is_transformed,
+    next_sequence_number,
     nodes_behind,
     sequence_number,
 )
@@ -152,8 +154,6 @@ def test_copy_all_copies_in_one_batched_op_exactly_and_leaves_grad_mode_as_it_wa
 
 
 def test_the_earliest_sequence_number_is_the_first_node_made():
-    from torchgrad_magic.capture.internals import earliest_sequence_number
-
     x = torch.tensor(1.0, requires_grad=True)
     a = x * 2
     b = a.sin() + a
@@ -161,3 +161,16 @@ def test_the_earliest_sequence_number_is_the_first_node_made():
     ops = [n for n in nodes if type(n) is not accumulate_grad_class()]
     assert earliest_sequence_number(ops) == sequence_number(a.grad_fn) == min(map(sequence_number, ops))
     assert earliest_sequence_number([]) > sequence_number(b.grad_fn)
+
+
+def test_a_leafs_node_numbers_after_every_op_so_the_earliest_of_a_graph_is_an_ops():
+    """GraphFacts (derive/backward.py) tells "every op of this graph was made by this cell" from
+    the smallest sequence number of all its nodes at once: a leaf made long before (an earlier
+    cell's x) must not count. Were that to change, the answer stays right but takes a loop."""
+    x = torch.tensor(1.0, requires_grad=True)
+    start = next_sequence_number()
+    y = (x * 2).sin()
+    nodes = list(nodes_behind([y])[0].values())
+    assert earliest_sequence_number(nodes) >= start  # the leaf's AccumulateGrad is not the smallest
+    leaf = next(n for n in nodes if type(n) is accumulate_grad_class())
+    assert sequence_number(leaf) > max(sequence_number(n) for n in nodes if n is not leaf)

@@ -902,22 +902,24 @@ class GraphFacts:
     @classmethod
     def of(cls, graph: dict[int, Any], first_node: int) -> GraphFacts:
         accumulate, custom = accumulate_grad_class(), torch.autograd.function.BackwardCFunction
-        leaves = [node for node in graph.values() if type(node) is accumulate]
-        ops = [node for node in graph.values() if type(node) is not accumulate]
-        if first_node < 0:  # (not known: any node may be an earlier cell's)
-            earlier = ops
-        elif earliest_sequence_number(ops) >= first_node:  # (the common case, without a loop here)
-            earlier = []
-        else:
-            earlier = [node for node in ops if sequence_number(node) < first_node]
-        hooked = any(hook_dict(node.variable) for node in leaves)  # type: ignore[attr-defined]
+        nodes = graph.values()
+        if first_node >= 0 and earliest_sequence_number(nodes) >= first_node:
+            earlier = []  # (the common case, told without a Python loop: a leaf's node has the
+        else:  # largest number there is, so the smallest is an op's)
+            earlier = [
+                node
+                for node in nodes
+                if type(node) is not accumulate and (first_node < 0 or sequence_number(node) < first_node)
+            ]
+        hooked = any(hook_dict(node.variable) for node in nodes if type(node) is accumulate)  # type: ignore[attr-defined]
         hook_free = first_node >= 0 and not earlier and not hooked
         saved_hooks = any(has_unpack_hook(node) for node in earlier)
         found: dict[str, None] = {}
-        for node in ops:
-            if isinstance(node, custom):
-                name = type(node).__name__.removesuffix("Backward")
-                found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
+        if any(issubclass(kind, custom) for kind in set(map(type, nodes))):  # (rare: look at each)
+            for node in nodes:
+                if isinstance(node, custom):
+                    name = type(node).__name__.removesuffix("Backward")
+                    found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
         return cls(tuple(found), saved_hooks, hook_free)
 
 
