@@ -3,7 +3,7 @@ still holds: a tiny tensor as Python numbers (:class:`Frozen`), a small one as a
 (over :data:`SNAPSHOT_LIMIT` elements: a real model's layers) as the tensor itself with its
 version and a probe of a few elements (:func:`unchanged`).
 
-:mod:`.observe` keeps what each call saw with these.
+:mod:`.observe` keeps what each call saw with these; :mod:`.repeat`, a loop's next call, too.
 """
 
 from __future__ import annotations

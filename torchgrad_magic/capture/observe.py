@@ -49,7 +49,7 @@ from .copies import (
 from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
 from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
-from .repeat import NOT_REACHED, LoopPlan
+from .repeat import NOT_REACHED, LoopPlan, grads_now, reached_all, reached_any
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
@@ -588,7 +588,7 @@ class Observer:
         """After the engine ran: the call as the report may show it (*result* is passed on)."""
         outputs, leaves, held, inputs = pending.outputs, pending.leaves, pending.held, pending.inputs
         unwalked = pending.same is not None
-        if unwalked and (not self._reached(pending.same[1]) or self._joined(pending.same[2])):  # new leaves:
+        if unwalked and (not reached_all(pending.same[1]) or reached_any(pending.same[2])):  # new leaves:
             self._last_leaves = (None, [], {})  # walk the graph now (its nodes are still there)
             leaves, held = _walked_again(leaves, held, self._leaves(outputs, inputs))
             unwalked = False
@@ -656,8 +656,8 @@ class Observer:
             if not isinstance(output, torch.Tensor) or is_transformed(output):
                 return _NOT_REPEATED
         plan = self._loop_plan()
-        before = plan.start()
-        if before is None:
+        then = plan.start()
+        if then is None:
             return _NOT_REPEATED  # (the engine adds to a .grad: a hook catches this call's own)
         others = self._others_now()
         self._let_go_of_released(False)
@@ -667,11 +667,10 @@ class Observer:
             nested = self._nested
         finally:
             self._running, self._nested = False, None
-        rows: Any = NOT_REACHED if nested or (others and self._joined(others)) else plan.finish(*before)
+        rows: Any = NOT_REACHED if nested or (others and reached_any(others)) else plan.finish(then)
         if rows is NOT_REACHED:  # a pass inside it, a leaf not reached, a new one: the long way
             named = dict(zip(plan.names, plan.leaves, strict=True))
             held: tuple[dict, dict, dict] = (dict.fromkeys(named), {}, {})  # (zero is as good as none)
-            then = list(zip(plan.tensors, *before, strict=True))
             pending = _Pending(args, tuple(outputs), True, named, held, {}, (named, then, others), nested)
             return self._remember(pending, result)
         self.count += 1
@@ -840,27 +839,23 @@ class Observer:
     def _same_leaves(self) -> tuple[dict[str, torch.Tensor], list[tuple], list[tuple]] | None:
         """A loop's next call: the last call's leaves, without a walk of the graph, and what their
         ``.grad`` was before this call (None when there was no last call). The engine changes the
-        ``.grad`` of every leaf it reaches (a new tensor, or its version): :meth:`_reached` tells
+        ``.grad`` of every leaf it reaches (a new tensor, or its version): :func:`.repeat.reached_all` tells
         after the call whether it reached them all, else the graph is walked then."""
         key, tensors, named = self._last_leaves
         if key is None or key[1]:
             return None
-        then = []
-        for tensor in tensors:
-            grad = tensor.grad
-            then.append((tensor, grad, grad._version if grad is not None else -1))
-        return dict(named), then, self._others_now()
+        return dict(named), grads_now(tensors), self._others_now()
 
     def _others_now(self) -> list[tuple]:
         """The other leaves the cell's code names (not the last call's), with their ``.grad`` now:
         a call that changes one reached a leaf the last call did not (a branch taken, a leaf that
-        joins late), and the graph is walked then (:meth:`_joined`)."""
+        joins late), and the graph is walked then (:func:`.repeat.reached_any`)."""
         if self._others_key is not self._last_leaves[0] or (
             self._frozen and any(map(_REQUIRES_GRAD, self._frozen))
         ):  # (a new walk, or a frozen leaf was unfrozen: requires_grad_(True) in the loop)
             self._find_others()
         others = self._others
-        return [(t, t.grad, t.grad._version if t.grad is not None else -1) for t in others] if others else []
+        return grads_now(others) if others else []
 
     def _find_others(self) -> None:
         """:meth:`_others_now`'s leaves, found once for each set of leaves a walk found."""
@@ -878,24 +873,6 @@ class Observer:
                         frozen.append(tensor)
         self._others_key, self._others, self._unnamed_count = key, found, len(tensors) - len(named)
         self._frozen = frozen
-
-    @staticmethod
-    def _joined(others: list[tuple]) -> bool:
-        """Whether the call changed the ``.grad`` of one of *others* (it reached a new leaf)."""
-        for tensor, grad, version in others:
-            now = tensor.grad
-            if now is not grad or (grad is not None and grad._version != version):
-                return True
-        return False
-
-    @staticmethod
-    def _reached(then: list[tuple]) -> bool:
-        """Whether the call changed the ``.grad`` of every leaf in *then* (it reached them all)."""
-        for tensor, grad, version in then:
-            now = tensor.grad
-            if now is grad and (grad is None or grad._version == version):
-                return False
-        return True
 
     def _named(self, tensors: list[torch.Tensor], every_tensor: bool) -> dict[str, torch.Tensor]:
         named = {}

@@ -20,6 +20,7 @@ The rows the report reads (:class:`.observe.Leaf`'s fields) are made when first 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -42,8 +43,6 @@ class LoopPlan:
         self.tensors = tuple(tensors)
         self.names = tuple(named)
         self.leaves = tuple(named.values())
-        where = {id(t): i for i, t in enumerate(self.tensors)}
-        self.at = [where[id(t)] for t in self.leaves]  # each named leaf's place in tensors
         self.counts = {id(t): _ONE_CALL for t in self.leaves}
         how = [_how(t) for t in self.leaves]
         self.frozen = all(h == "tiny" for h in how)  # all as numbers; else one batched copy for all
@@ -53,28 +52,26 @@ class LoopPlan:
         self.buffers: list[list[torch.Tensor]] = []  # two sets, made at the first copy
         self.turn = 0
 
-    def start(self) -> tuple[list, list] | None:
-        """Each leaf's ``.grad`` and its version before the call; None where one holds something
-        other than zeros (the engine adds to it: the long way catches this call's own grad)."""
-        grads = [t.grad for t in self.tensors]
-        for grad in grads:
+    def start(self) -> list[tuple] | None:
+        """Each leaf with its ``.grad`` before the call (:func:`grads_now`); None where one holds
+        something other than zeros (the engine adds to it: the long way catches this call's own)."""
+        then = grads_now(self.tensors)
+        for _, grad, _ in then:
             if grad is not None and (
                 grad.numel() > copies.SNAPSHOT_LIMIT or grad.layout != torch.strided or not small_zero(grad)
             ):
                 return None
-        return grads, [-1 if g is None else g._version for g in grads]
+        return then
 
-    def finish(self, grads: list, versions: list) -> Any:
+    def finish(self, then: list[tuple]) -> Any:
         """After the engine ran: the named leaves' values and grads, kept (:class:`LoopRows`);
         :data:`NOT_REACHED` where the call left a leaf's ``.grad`` as it was; None where a leaf
         changed its dtype since the plan was made (``w.data = ...``) or a grad is sparse (then
         the call is kept one by one)."""
-        now: list[Any] = [t.grad for t in self.tensors]
-        for grad_now, grad, version in zip(now, grads, versions, strict=True):
-            if grad_now is grad and (grad is None or grad._version == version):
-                return NOT_REACHED
-        leaves, at = self.leaves, self.at
-        grads = [now[i] for i in at]
+        if not reached_all(then):
+            return NOT_REACHED
+        leaves = self.leaves
+        grads: list[Any] = [t.grad for t in leaves]
         kept = self._frozen(grads) if self.frozen else self._copy(grads)
         if kept is None:
             return None
@@ -109,6 +106,30 @@ class LoopPlan:
             return None
         n = len(copied)
         return [(buffers[j], buffers[n + j]) for j in range(n)]
+
+
+def grads_now(tensors: Iterable[torch.Tensor]) -> list[tuple]:
+    """Each tensor with its ``.grad`` now and that grad's version (-1: none). A backward() that
+    reaches a leaf changes one of the two (a new grad, or the old one added to in place)."""
+    return [(t, g, -1 if g is None else g._version) for t in tensors for g in (t.grad,)]
+
+
+def reached_all(then: list[tuple]) -> bool:
+    """Whether the call changed the ``.grad`` of every tensor of *then* (:func:`grads_now`)."""
+    for tensor, grad, version in then:
+        now = tensor.grad
+        if now is grad and (grad is None or grad._version == version):
+            return False
+    return True
+
+
+def reached_any(then: list[tuple]) -> bool:
+    """Whether the call changed the ``.grad`` of one of the tensors of *then*."""
+    for tensor, grad, version in then:
+        now = tensor.grad
+        if now is not grad or (grad is not None and grad._version != version):
+            return True
+    return False
 
 
 def _how(tensor: torch.Tensor) -> str:

@@ -424,10 +424,7 @@ def _from_call(
             tensor = ns.get(name)
             if isinstance(tensor, torch.Tensor):
                 rows.append(TensorRow.of(name, "intermediate", tensor, grad))
-    for name, tensor in ((out_name, output), *others):
-        if all(tensor is not leaf for leaf in leaves.values()):
-            kept = tensor.grad if tensor.is_leaf or tensor.retains_grad else None
-            rows.append(TensorRow.of(name, "output", tensor, kept))
+    rows += _output_rows([(out_name, output), *others], leaves)
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count,
@@ -711,8 +708,7 @@ def _computed(
     the user's hooks, writing the user's .grad or freeing the graph. Its leaves are the named ones
     behind it (with --retain-grad, the named intermediates too). *graph*: the output's walk, when
     finding the output made it."""
-    if graph is None:
-        graph = nodes_behind([output])[0]  # (one walk: the leaves, the user's code, the hooks)
+    graph = graph if graph is not None else nodes_behind([output])[0]  # (one walk for all)
     leaves = dict(wrt) if wrt else _named_graph_leaves(graph, names, assigned)
     notes: list[Note] = []
     if not leaves or not output.requires_grad:
@@ -750,15 +746,22 @@ def _computed(
     withheld = bool(user_code) or output.is_complex()  # (grads not computed: not "no path", not a number)
     rows = _leaf_rows(leaves, values, grads, "input" if wrt else "leaf", withheld)
     rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
-    if all(output is not leaf for leaf in leaves.values()):
-        kept = output.grad if output.is_leaf or output.retains_grad else None
-        rows.append(TensorRow.of(out_name, "output", output, kept))
+    rows += _output_rows([(out_name, output)], leaves)
     notes += _common_notes(out_name, leaves, values, grads, observed, rows)
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0,
         tracer if tracer is not None and leaves else None,
         (_non_finite(values),), withheld=withheld,
     )  # fmt: skip
+
+
+def _output_rows(outputs: list[tuple[str, torch.Tensor]], leaves: dict[str, torch.Tensor]) -> list[TensorRow]:
+    """The output's row (and a call's other outputs'), unless it is one of the leaves (``y = x``)."""
+    return [
+        TensorRow.of(name, "output", tensor, kept_grad(tensor))
+        for name, tensor in outputs
+        if all(tensor is not leaf for leaf in leaves.values())
+    ]
 
 
 def _nothing_to_differentiate(out_name: str, output: torch.Tensor, wrt: dict[str, torch.Tensor]) -> First:
@@ -951,21 +954,7 @@ def _find_output(
     depends on the leaves; a Note when there is none. *walks*: ``id(tensor) -> its graph`` for
     the tensors walked here (the output's report uses its walk again)."""
     wrt_ids = {id(tensor) for tensor in wrt.values()}
-    budget = [WALK_BUDGET]  # graph nodes the candidates' walks may visit, together
-
-    def depends(tensor: torch.Tensor) -> bool:
-        if tensor.grad_fn is None:
-            return False
-        if not wrt_ids:
-            return True  # which named leaves: autograd finds them (see _computed)
-        graph, cut = nodes_behind([tensor], budget[0])
-        if cut:  # (past the budget: a big graph is taken to depend on them, as autograd will tell)
-            return True
-        budget[0] -= len(graph)
-        found = any(id(leaf) in wrt_ids for leaf in leaves_in(graph))
-        if found and walks is not None:  # (kept: the output's report walks it once, not twice)
-            walks[id(tensor)] = graph
-        return found
+    depends = _Dependence(wrt_ids, walks)
 
     def is_wrt_leaf(value: torch.Tensor) -> bool:
         return id(value) in wrt_ids
@@ -990,6 +979,14 @@ def _find_output(
             return name, value
     if tensors:
         return _no_dependence(*tensors[0], wrt)
+    return _no_output(ns, last_value, assigned, wrt)
+
+
+def _no_output(
+    ns: dict[str, Any], last_value: Any, assigned: list[str], wrt: dict[str, torch.Tensor]
+) -> Note:
+    """Why no tensor of the cell's can be the output: its last value is a number (``y.item()``),
+    nothing came from the --wrt leaves, or nothing was made at all."""
     if last_value is not None:
         what, value = t("word.last_value"), last_value
     elif assigned and assigned[-1] in ns:
@@ -1002,3 +999,27 @@ def _find_output(
     if wrt:
         return note("err.no_output_from", wrt=", ".join(wrt))
     return note("note.nothing")
+
+
+class _Dependence:
+    """Whether a tensor depends on the --wrt leaves (*wrt_ids*), asked of each candidate output in
+    turn: walks of their graphs share one budget (:data:`WALK_BUDGET` nodes; past it a big graph is
+    taken to depend on them, as autograd will tell), and the walk of one that does is kept in
+    *walks* (the output's report uses it again instead of walking twice)."""
+
+    def __init__(self, wrt_ids: set[int], walks: dict[int, dict] | None):
+        self.wrt_ids, self.walks, self.budget = wrt_ids, walks, WALK_BUDGET
+
+    def __call__(self, tensor: torch.Tensor) -> bool:
+        if tensor.grad_fn is None:
+            return False
+        if not self.wrt_ids:
+            return True  # which named leaves: autograd finds them (see _computed)
+        graph, cut = nodes_behind([tensor], self.budget)
+        if cut:
+            return True
+        self.budget -= len(graph)
+        found = any(id(leaf) in self.wrt_ids for leaf in leaves_in(graph))
+        if found and self.walks is not None:
+            self.walks[id(tensor)] = graph
+        return found
