@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from torchgrad_magic import grad
+from torchgrad_magic.capture import repeat
 
 CASES = {
     "rebinds its leaf": (
@@ -218,3 +219,43 @@ def test_tiny_leaves_with_a_sparse_grad():
     value, held = plain["last"]
     assert torch.equal(result.leaves["emb.weight"], value)
     assert torch.equal(result.grads["emb.weight"].to_dense(), held.to_dense())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
+def test_tiny_leaves_of_every_shape_zeroed_in_place(dtype, monkeypatch):
+    """The short way reads a tiny ``.grad`` as Python numbers to tell that ``zero_()`` emptied it,
+    and keeps values and grads as numbers whose nesting is the shape: a 0-d, a 2-d and a 1×1×1
+    leaf come back with their own shapes, dtypes and the last call's numbers."""
+    cell = (
+        f"a = torch.tensor(1.5, dtype=torch.{dtype}, requires_grad=True)\n"
+        f"m = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.{dtype}, requires_grad=True)\n"
+        f"c = torch.full((1, 1, 1), 2.0, dtype=torch.{dtype}, requires_grad=True)\n"
+        "for i in range(4):\n"
+        "    loss = ((a * m + c) ** 2).sum().abs()\n"
+        "    loss.backward()\n"
+        "    {keep}with torch.no_grad():\n"
+        "        for p in (a, m, c):\n"
+        "            p -= 0.01 * p.grad\n"
+        "            p.grad.zero_()"
+    )
+    plain: dict = {"torch": torch}
+    exec(
+        cell.format(
+            keep="last = {n: (t.detach().clone(), t.grad.clone()) for n, t in zip('amc', (a, m, c))}\n    "
+        ),
+        plain,
+    )
+    kept = []
+    finish = repeat.LoopPlan.finish
+    monkeypatch.setattr(repeat.LoopPlan, "finish", lambda plan, then: _noted(kept, finish(plan, then)))
+    result = grad(cell.format(keep=""), namespace={"torch": torch})
+    assert [type(k) for k in kept] == [repeat.LoopRows] * 3  # calls 2-4: the short way, as numbers
+    for name, (value, held) in plain["last"].items():
+        shown, shown_grad = result.leaves[name], result.grads[name]
+        assert shown.shape == value.shape and shown.dtype == value.dtype, name
+        assert torch.equal(shown, value) and torch.equal(shown_grad, held), name
+
+
+def _noted(kept: list, result):
+    kept.append(result)
+    return result

@@ -86,11 +86,12 @@ class Frozen:
 
     __slots__ = ("dtype", "shape", "values")
 
-    def __init__(self, values: Any, dtype: torch.dtype, shape: torch.Size):
-        self.values, self.dtype, self.shape = values, dtype, shape
+    def __init__(self, values: Any, dtype: torch.dtype, shape: torch.Size | None):
+        self.values, self.dtype, self.shape = values, dtype, shape  # (shape None: the nesting's)
 
     def tensor(self) -> torch.Tensor:
-        return torch.tensor(self.values, dtype=self.dtype).reshape(self.shape)
+        tensor = torch.tensor(self.values, dtype=self.dtype)
+        return tensor if self.shape is None else tensor.reshape(self.shape)
 
 
 def keep(tensor: torch.Tensor) -> Any:

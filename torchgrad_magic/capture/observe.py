@@ -442,7 +442,8 @@ class Observer:
         self._frozen: list[torch.Tensor] = []  # leaves it names that need no grad (yet): X, Y, a frozen w
         self._unnamed_count = 0  # the last walk's leaves with no name here
         self._plan: LoopPlan | None = None  # what a loop's calls on the last walk's leaves share
-        self._plan_key: Any = None  # the _last_leaves key self._plan was made for
+        self._loop_call: tuple | None = None  # the short way's latest call, made a Call when read
+        self._short = not (steps or intermediates)  # the cell's loops may take the short way
         self._shown: Any = None
         self._showwarning: Any = None
         self.saved_hooks = False  # the cell entered saved_tensors_hooks
@@ -511,7 +512,7 @@ class Observer:
         non-leaf's ``.grad`` that Python did not warn about again (once per place is its rule)."""
         reads = [*self.reads, *nonleaf_reads(tree, self.namespace)] if tree is not None else self.reads
         return Observation(
-            tuple(self._named_now(self._walked(call)) for call in self.calls),
+            tuple(self._named_now(self._walked(call)) for call in self._settled()),
             self.count,
             tuple(dict.fromkeys(reads)),
             tuple(self.helpers.items()),
@@ -555,10 +556,14 @@ class Observer:
     def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
         """One call into the engine, passed on as it is; a call the cell made is remembered (what
         cannot be recovered later only: the leaves' values and grads at the call, copied)."""
-        if self._repeatable(args, kwargs):  # a loop's next backward(): the short way
-            done = self._repeat(engine, args, kwargs)
-            if done is not _NOT_REPEATED:
-                return done
+        if len(args) == 5 and not (args[3] or args[4] or self._running):  # (as Tensor.backward makes it)
+            plan = self._loop_plan(kwargs)
+            if plan is not None:  # a loop's next backward(): the short way
+                done = self._repeat(plan, engine, args, kwargs)
+                if done is not _NOT_REPEATED:
+                    return done
+        if self._loop_call is not None:  # (the long way reads what the last call left)
+            self._settled()
         outputs, gradients, accumulate, create, inputs = _engine_args(args, kwargs)
         if not self._is_the_cells(outputs, gradients, accumulate):
             return engine.run_backward(*args, **kwargs)
@@ -629,21 +634,7 @@ class Observer:
             self.calls, self._holds_big = [call], call.big
 
     # ---- a loop's next call: the same leaves, nothing in their .grad -------------------------
-    def _repeatable(self, args: tuple, kwargs: dict) -> bool:
-        """Whether this call may take the short way: ``backward()`` as ``Tensor.backward`` makes it
-        (no inputs=, no create_graph), after a call of the cell's that walked its leaves, in a cell
-        that made no grad with a graph, traces no steps and names no intermediates."""
-        return (
-            len(args) == 5
-            and not args[3]
-            and not args[4]
-            and kwargs.get("accumulate_grad", True) is True
-            and self._last_leaves[0] is not None
-            and not self._last_leaves[0][1]
-            and not (self._running or self.created or self.steps or self.intermediates)
-        )
-
-    def _repeat(self, engine: Any, args: tuple, kwargs: dict) -> Any:
+    def _repeat(self, plan: LoopPlan, engine: Any, args: tuple, kwargs: dict) -> Any:
         """The loop's next ``backward()``, the short way (a training loop's calls: most of its time
         with %%grad was the bookkeeping): the last call's leaves, not walked, where each ``.grad`` is
         None or zero (so no hook is needed: ``.grad`` after the call is this call's grad). Anything
@@ -655,12 +646,14 @@ class Observer:
         for output in outputs:
             if not isinstance(output, torch.Tensor) or is_transformed(output):
                 return _NOT_REPEATED
-        plan = self._loop_plan()
         then = plan.start()
         if then is None:
             return _NOT_REPEATED  # (the engine adds to a .grad: a hook catches this call's own)
-        others = self._others_now()
-        self._let_go_of_released(False)
+        if self._others_key is not plan.key or (self._frozen and any(map(_REQUIRES_GRAD, self._frozen))):
+            self._find_others()  # (a new walk, or a frozen leaf was unfrozen: requires_grad_(True))
+        others = grads_now(self._others) if self._others else ()
+        if self._holds_big:
+            self._let_go_of_released(False)
         self._running, self._nested = True, {}
         try:
             result = engine.run_backward(*args, **kwargs)
@@ -669,27 +662,49 @@ class Observer:
             self._running, self._nested = False, None
         rows: Any = NOT_REACHED if nested or (others and reached_any(others)) else plan.finish(then)
         if rows is NOT_REACHED:  # a pass inside it, a leaf not reached, a new one: the long way
+            self._settled()
             named = dict(zip(plan.names, plan.leaves, strict=True))
             held: tuple[dict, dict, dict] = (dict.fromkeys(named), {}, {})  # (zero is as good as none)
             pending = _Pending(args, tuple(outputs), True, named, held, {}, (named, then, others), nested)
             return self._remember(pending, result)
         self.count += 1
-        if rows is not None:
-            self._added.update(plan.counts)
-            big = rows.holds_big
-        else:  # (a leaf's dtype changed in the loop: kept one by one)
+        if rows is None:  # (a leaf's dtype changed in the loop: kept one by one)
             rows, big = self._seen_fresh(dict(zip(plan.names, plan.leaves, strict=True)))
-        call = Call(self.count, "backward", tuple(outputs), rows, {}, False, tuple(args[1] or ()), False,
-                    self.recorder.ref(outputs[0]) if self.recorder is not None else None,
-                    None, (), big, True, self._unnamed_count)  # fmt: skip
-        self._keep_call(call)
+        else:
+            big = rows.holds_big
+        ref = self.recorder.ref(outputs[0]) if self.recorder is not None else None
+        self._loop_call = (plan, self.count, outputs, args[1], rows, big, ref)  # (see _settled)
+        self._holds_big = self._holds_big or big
         return result
 
-    def _loop_plan(self) -> LoopPlan:
-        """The plan of the last walk's leaves (made once per walk: :class:`.repeat.LoopPlan`)."""
+    def _settled(self) -> list[Call]:
+        """The calls kept, the short way's latest made a :class:`Call` first (a loop's call is kept
+        as a tuple until something reads it: most are replaced by the next one unread)."""
+        if self._loop_call is not None:
+            plan, count, outputs, gradients, rows, big, ref = self._loop_call
+            self._loop_call = None
+            self._added.update(plan.counts)
+            call = Call(count, "backward", tuple(outputs), rows, {}, False, tuple(gradients or ()), False,
+                        ref, None, (), big, True, self._unnamed_count)  # fmt: skip
+            self._keep_call(call)
+        return self.calls
+
+    def _loop_plan(self, kwargs: dict) -> LoopPlan | None:
+        """The plan of the last walk's leaves (made once per walk: :class:`.repeat.LoopPlan`) where
+        this ``backward()`` may take the short way: after a call of the cell's that walked its
+        leaves, in a cell that made no grad with a graph, traces no steps and names no
+        intermediates."""
         key, tensors, named = self._last_leaves
-        if self._plan is None or self._plan_key is not key:
-            self._plan, self._plan_key = LoopPlan(tensors, named), key
+        if (
+            key is None
+            or key[1]
+            or self.created
+            or not self._short
+            or kwargs.get("accumulate_grad", True) is not True
+        ):
+            return None
+        if self._plan is None or self._plan.key is not key:
+            self._plan = LoopPlan(key, tensors, named)
         return self._plan
 
     def _seen_fresh(self, named: dict[str, torch.Tensor]) -> tuple[tuple[tuple, ...], bool]:
@@ -732,7 +747,7 @@ class Observer:
         memory as a plain run does (holding them made every step of a training loop allocate
         afresh); otherwise the last call stays until this one has succeeded (it may raise)."""
         if self._holds_big:
-            self.calls = [c for c in self.calls if c.higher_order != higher or not c.released()]
+            self.calls = [c for c in self._settled() if c.higher_order != higher or not c.released()]
             self._holds_big = any(c.big for c in self.calls)
 
     def _engine_run(

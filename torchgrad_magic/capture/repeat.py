@@ -29,6 +29,7 @@ from . import copies
 from .copies import FREEZE_LIMIT, Frozen, fresh_row, small_zero
 from .internals import copy_all
 
+_STRIDED = torch.strided
 _ONE_CALL = (1, False)  # Observer._added: .grad holds one call's grad, nothing from before the cell
 
 
@@ -37,75 +38,98 @@ NOT_REACHED = object()  # LoopPlan.finish: the call did not reach every leaf (th
 
 class LoopPlan:
     """What a loop's calls on the same leaves share: the leaves (*tensors*: every leaf the walk
-    found; *named*: those the report shows, by name), how each is kept, and the copy buffers."""
+    *key* found; *named*: those the report shows, by name), how each is kept, and the copy buffers.
 
-    def __init__(self, tensors: list[torch.Tensor], named: dict[str, torch.Tensor]):
+    Each call runs through here a few thousand times in a loop, where every Python call and every
+    object made costs several times what it costs alone (the loop's torch code pushes ours out
+    of the CPU's caches): :meth:`start` and :meth:`finish` are one loop each, and keep plain
+    numbers and lists; :class:`LoopRows` makes them into rows for the call shown."""
+
+    def __init__(self, key: Any, tensors: list[torch.Tensor], named: dict[str, torch.Tensor]):
+        self.key = key  # the walk's (Observer._last_leaves)
         self.tensors = tuple(tensors)
         self.names = tuple(named)
         self.leaves = tuple(named.values())
         self.counts = {id(t): _ONE_CALL for t in self.leaves}
+        self.checks = tuple((t, _how(t) == "tiny") for t in self.tensors)  # a tiny grad: read as numbers
         how = [_how(t) for t in self.leaves]
         self.frozen = all(h == "tiny" for h in how)  # all as numbers; else one batched copy for all
         self.copied = tuple(i for i, h in enumerate(how) if h != "big")
         self.big = tuple(i for i, h in enumerate(how) if h == "big")
-        self.dtypes = [self.leaves[i].dtype for i in self.copied]  # (autograd refuses a new shape)
+        self.dtypes = tuple(t.dtype for t in self.leaves)  # (autograd refuses a new shape)
         self.buffers: list[list[torch.Tensor]] = []  # two sets, made at the first copy
         self.turn = 0
 
     def start(self) -> list[tuple] | None:
-        """Each leaf with its ``.grad`` before the call (:func:`grads_now`); None where one holds
-        something other than zeros (the engine adds to it: the long way catches this call's own)."""
-        then = grads_now(self.tensors)
-        for _, grad, _ in then:
-            if grad is not None and (
-                grad.numel() > copies.SNAPSHOT_LIMIT or grad.layout != torch.strided or not small_zero(grad)
-            ):
-                return None
+        """Each leaf with its ``.grad`` before the call and that grad's version (as
+        :func:`grads_now`); None where one holds something other than zeros (the engine adds to
+        it: the long way catches this call's own)."""
+        then: list[tuple] = []
+        try:
+            for tensor, tiny in self.checks:
+                grad = tensor.grad
+                if grad is None:
+                    then.append((tensor, None, -1))
+                elif grad.layout is _STRIDED and (_zeros(grad.tolist()) if tiny else _small_zeros(grad)):
+                    then.append((tensor, grad, grad._version))
+                else:
+                    return None
+        except (TypeError, RuntimeError):  # (a dtype without Python numbers since: w.data = ...)
+            return None
         return then
 
     def finish(self, then: list[tuple]) -> Any:
         """After the engine ran: the named leaves' values and grads, kept (:class:`LoopRows`);
-        :data:`NOT_REACHED` where the call left a leaf's ``.grad`` as it was; None where a leaf
-        changed its dtype since the plan was made (``w.data = ...``) or a grad is sparse (then
-        the call is kept one by one)."""
-        if not reached_all(then):
-            return NOT_REACHED
-        leaves = self.leaves
-        grads: list[Any] = [t.grad for t in leaves]
-        kept = self._frozen(grads) if self.frozen else self._copy(grads)
-        if kept is None:
-            return None
-        big = [fresh_row(self.names[i], leaves[i], grads[i]) for i in self.big]
-        at_call = ([t._version for t in leaves], [g._version for g in grads])
-        return LoopRows(self, kept, big, at_call)
-
-    def _frozen(self, grads: list[torch.Tensor]) -> list[tuple] | None:
-        """Each leaf's value and grad as Python numbers (all are tiny CPU tensors; None where a
-        grad is not laid out flat: ``Embedding(sparse=True)`` gives a tiny leaf a sparse grad)."""
-        for grad in grads:
-            if grad.layout is not torch.strided:
+        :data:`NOT_REACHED` where the call left a leaf's ``.grad`` as it was (or took it away);
+        None where a leaf changed its dtype since the plan was made (``w.data = ...``) or a grad
+        is sparse (then the call is kept one by one)."""
+        for tensor, before, version in then:
+            now = tensor.grad
+            if now is None or (now is before and now._version == version):
+                return NOT_REACHED
+        if not self.frozen:
+            return self._copy()
+        kept: list[Any] = []  # every leaf tiny: its value and grad as Python numbers, and versions
+        for tensor, dtype in zip(self.leaves, self.dtypes):  # noqa: B905 (the plan's own: same length)
+            grad: Any = tensor.grad  # (reached: not None)
+            if tensor.dtype is not dtype or grad.layout is not _STRIDED:
                 return None
-        return [(Frozen(t.tolist(), t.dtype, t.shape), Frozen(g.tolist(), g.dtype, g.shape))
-                for t, g in zip(self.leaves, grads, strict=True)]  # fmt: skip
+            kept.append((tensor.tolist(), grad.tolist(), tensor._version, grad._version))
+        return LoopRows(self, kept, ())
 
-    def _copy(self, grads: list[torch.Tensor]) -> list[tuple] | None:
+    def _copy(self) -> LoopRows | None:
         """The copied leaves' values and grads, in one batched copy into the set of buffers the
         call kept last does not hold (None: a dtype is not the plan's any more, or a grad is
-        sparse: kept one by one)."""
-        leaves, copied = self.leaves, self.copied
-        if [leaves[i].dtype for i in copied] != self.dtypes:  # w.data = w.data.double()
-            return None
-        sources = [leaves[i] for i in copied] + [grads[i] for i in copied]
+        sparse: kept one by one); the big ones by reference (:func:`.copies.fresh_row`)."""
+        leaves, dtypes = self.leaves, self.dtypes
+        values: list[torch.Tensor] = []
+        grads: list[Any] = []
+        versions = []
+        for i in self.copied:
+            tensor = leaves[i]
+            grad: Any = tensor.grad  # (reached: not None)
+            if tensor.dtype is not dtypes[i] or grad.layout is not _STRIDED:
+                return None
+            values.append(tensor)
+            grads.append(grad)
+            versions.append((tensor._version, grad._version))
         if not self.buffers:
-            self.buffers = [[torch.empty_like(s, requires_grad=False) for s in sources] for _ in range(2)]
+            self.buffers = [
+                [torch.empty_like(s, requires_grad=False) for s in values + grads] for _ in range(2)
+            ]
         self.turn ^= 1
         buffers = self.buffers[self.turn]
         try:
-            copy_all(buffers, sources)
+            copy_all(buffers, values + grads)
         except RuntimeError:
             return None
-        n = len(copied)
-        return [(buffers[j], buffers[n + j]) for j in range(n)]
+        n = len(values)
+        kept = [(buffers[j], buffers[n + j], *versions[j]) for j in range(n)]
+        big = []
+        for i in self.big:
+            grad = leaves[i].grad
+            big.append(fresh_row(self.names[i], leaves[i], grad))
+        return LoopRows(self, kept, tuple(big))
 
 
 def grads_now(tensors: Iterable[torch.Tensor]) -> list[tuple]:
@@ -137,7 +161,7 @@ def _how(tensor: torch.Tensor) -> str:
     n = tensor.numel()
     if tensor.layout != torch.strided:
         return "big"  # (a sparse leaf: kept as every call keeps it)
-    if n <= FREEZE_LIMIT and tensor.is_cpu and _has_python_numbers(tensor.dtype):
+    if 0 < n <= FREEZE_LIMIT and tensor.is_cpu and _has_python_numbers(tensor.dtype):
         return "tiny"
     return "copy" if n <= copies.SNAPSHOT_LIMIT else "big"
 
@@ -151,14 +175,30 @@ def _has_python_numbers(dtype: torch.dtype) -> bool:
     return True
 
 
+def _zeros(values: Any) -> bool:
+    """Whether a tiny tensor's ``tolist()`` holds zeros only (nan is not 0, -0.0 is)."""
+    if type(values) is not list:
+        return bool(values == 0)
+    if values and type(values[0]) is list:
+        return all(map(_zeros, values))
+    return not any(values)
+
+
+def _small_zeros(grad: torch.Tensor) -> bool:
+    """Whether a grad not kept as numbers holds zeros only (False where it is too big to tell
+    cheaply: then the long way runs, with a hook)."""
+    return grad.numel() <= copies.SNAPSHOT_LIMIT and small_zero(grad)
+
+
 class LoopRows:
-    """One loop call's leaves, as :meth:`LoopPlan.finish` kept them: made into rows (``Leaf``'s
-    fields, as :func:`.copies.fresh_row` makes them) when first read."""
+    """One loop call's leaves, as :meth:`LoopPlan.finish` kept them (per copied leaf: its value,
+    its grad, and their versions; Python numbers when the plan is all tiny, else buffers): made
+    into rows (``Leaf``'s fields, as :func:`.copies.fresh_row` makes them) when first read."""
 
-    __slots__ = ("big", "kept", "plan", "versions")
+    __slots__ = ("big", "kept", "plan")
 
-    def __init__(self, plan: LoopPlan, kept: list[tuple], big: list[tuple], versions: tuple):
-        self.plan, self.kept, self.big, self.versions = plan, kept, big, versions
+    def __init__(self, plan: LoopPlan, kept: list[tuple], big: tuple[tuple, ...]):
+        self.plan, self.kept, self.big = plan, kept, big
 
     @property
     def holds_big(self) -> bool:
@@ -169,15 +209,13 @@ class LoopRows:
         plan = self.plan
         kept = dict(zip(plan.copied, self.kept, strict=True))
         big = dict(zip(plan.big, self.big, strict=True))
-        versions, grad_versions = self.versions
         rows = []
         for i, (name, tensor) in enumerate(zip(plan.names, plan.leaves, strict=True)):
             if i in big:
                 rows.append(big[i])
                 continue
-            value, grad = kept[i]
-            v = grad_versions[i]
-            rows.append(
-                (name, tensor, value, versions[i], grad, grad, None, v, None, v, 1, False, None, None)
-            )
+            value, grad, version, v = kept[i]
+            if plan.frozen:  # (the shape is the numbers' nesting: a tiny leaf has an element)
+                value, grad = Frozen(value, plan.dtypes[i], None), Frozen(grad, plan.dtypes[i], None)
+            rows.append((name, tensor, value, version, grad, grad, None, v, None, v, 1, False, None, None))
         return tuple(rows)

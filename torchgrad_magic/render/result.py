@@ -185,7 +185,7 @@ class GradResult:
         return self.grads[name]
 
     # ---- derived text -------------------------------------------------
-    @property
+    @cached_property
     def headline(self) -> str:
         """``y = 27, dy/dx = 18 (at x = 3)``; higher orders follow the first."""
         if self.output is None:
@@ -255,6 +255,13 @@ class GradResult:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Column names and the cells of each row, as text."""
+        header, rows = self._table
+        return list(header), [list(row) for row in rows]
+
+    @cached_property
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        """:meth:`table`, made once: a display shows both the text and the HTML (so do the parts
+        below, each made once in the report's language)."""
         extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self._rows())
         with using(self.language):
             header = [t(c) if c.startswith("col.") else c for c in COLUMNS + (EXTRA_COLUMNS if extra else ())]
@@ -272,6 +279,10 @@ class GradResult:
 
     def model_table(self) -> tuple[list[str], list[list[str]]] | None:
         """The parameters' table (per module for a big model), or None."""
+        return self._model_table
+
+    @cached_property
+    def _model_table(self) -> tuple[list[str], list[list[str]]] | None:
         if self.model is None:
             return None
         with using(self.language):
@@ -281,6 +292,10 @@ class GradResult:
 
     def blocks(self) -> list[Block]:
         """The parts under the main table: matrices, checks, symbolic answers."""
+        return list(self._blocks)
+
+    @cached_property
+    def _blocks(self) -> list[Block]:
         blocks = []
         with using(self.language):
             for matrix in self.matrices:
@@ -322,9 +337,15 @@ class GradResult:
         with using(self.language):
             return [str(note) for note in self.notes]
 
+    @cached_property
     def _notes(self) -> list[str]:
         with using(self.language):
             return [t("note.prefix", note=str(note)) for note in self.notes]
+
+    @cached_property
+    def _model_summary(self) -> str:
+        with using(self.language):
+            return str(self.model.summary())
 
     # ---- views ---------------------------------------------------------
     def __str__(self) -> str:
@@ -333,17 +354,17 @@ class GradResult:
     def text(self, graph: bool = True) -> str:
         """The text report; *graph*: with the graph's text (a display shows the graph as its own
         output, under the report: there it is left out, so a terminal does not print it twice)."""
-        header, body = self.table()
+        header, body = self._table
         lines = [self.headline]
-        model = self.model_table()
+        model = self._model_table
         if model is not None:
             with using(self.language):
-                lines += ["", self.model.summary(), *_text_table(*model)]
+                lines += ["", self._model_summary, *_text_table(*model)]
                 if self.model.by_module:
                     lines.append(t("model.fold_text", count=len(self.model.params)))
         if body:
             lines += ["", *_text_table(header, body)]
-        for block in self.blocks():
+        for block in self._blocks:
             lines += ["", block.title]
             lines += _text_table(block.header, block.rows) if block.header else [r[0] for r in block.rows]
         if self.steps is not None:
@@ -353,7 +374,7 @@ class GradResult:
             lines += ["", self.graph.to_text()]
         if graph and self.explorer is not None:  # (a display shows it as its own output, as the graph)
             lines += ["", self.explorer.summary()]
-        return "\n".join(lines + self._notes())
+        return "\n".join(lines + self._notes)
 
     def __repr__(self) -> str:
         return f"<GradResult: {self.headline}>"
@@ -374,19 +395,19 @@ class GradResult:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        header, body = self.table()
+        header, body = self._table
         parts = [f"<p><b>{esc(self.headline)}</b></p>"]
-        model = self.model_table()
+        model = self._model_table
         if model is not None:
             with using(self.language):
-                parts += [f"<p>{esc(self.model.summary())}</p>", _html_numbers_table(*model)]
+                parts += [f"<p>{esc(self._model_summary)}</p>", _html_numbers_table(*model)]
                 if self.model.by_module:  # every parameter, folded: open it when wanted
                     title = esc(t("model.all_params", count=len(self.model.params)))
                     header = self.model.header(t("model.col.param"))
                     table = _html_numbers_table(header, self.model.param_rows(FOLD_OUT))
                     parts.append(f"<details><summary>{title}</summary>{table}</details>")
         parts += [_html_table(header, body)] if body else []
-        for block in self.blocks():
+        for block in self._blocks:
             parts.append(f"<p>{esc(block.title)}</p>")
             if block.header:
                 parts.append(_html_table(block.header, block.rows))
@@ -398,7 +419,7 @@ class GradResult:
             with using(self.language):
                 parts.append(f"<p><b>{esc(t('steps.title', out=self.steps.output))}</b></p>")
                 parts.append(self.steps.to_html())
-        notes = "".join(f"<li>{_no_break_flags(esc(n))}</li>" for n in self._notes())
+        notes = "".join(f"<li>{_no_break_flags(esc(n))}</li>" for n in self._notes)
         if notes:
             parts.append(f"<ul>{notes}</ul>")
         # No colours of our own: text and code take the front end's theme (light or dark), and
