@@ -365,3 +365,28 @@ def test_save_on_a_model_writes_its_gradient_flow_and_says_where(run, tmp_path):
     with pytest.raises(Failure, match=f"the folder {re.escape(str(missing))} does not exist"):
         run(f"--save {missing / 'flow.png'}", "ran = True\n" + LOSS)
     assert "ran" not in run.ns  # refused before the cell ran (it used to fail after, when saving)
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_an_optimizer_step_after_the_call_is_one_short_list(language):
+    """opt.step() after backward() changes every parameter: the note names them (the first few
+    and the last) with their count, not each one's new numbers (a 24-parameter model made a
+    3,000-character note); two leaves changed keep their numbers (a tutorial's w and b)."""
+    ns = namespace(SETUP.replace("nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))",
+                                 "nn.Sequential(*[nn.Linear(8, 8) for _ in range(12)])"))  # fmt: skip
+    ns["opt"] = torch.optim.SGD(ns["net"].parameters(), lr=0.1)
+    result = grad(
+        f"{LOSS.replace('target', 'data')}\nloss.backward()\nopt.step()", namespace=ns, lang=language
+    )
+    (after,) = [n for n in result.notes if n.id == "note.after"]
+    text = result.note_texts[result.notes.index(after)]
+    expected = "24 tensors (net.0.weight, net.0.bias, net.1.weight, …, net.11.bias)"
+    if language == "zh":
+        expected = "24 个张量（net.0.weight, net.0.bias, net.1.weight, …, net.11.bias）"
+    assert expected in text and "now" not in text and "现在" not in text and len(text) < 200, text
+    small = {"torch": torch, "w": torch.tensor([1.0, 2.0], requires_grad=True)}
+    result = grad(
+        "loss = (w ** 2).sum()\nloss.backward()\nwith torch.no_grad():\n    w -= 0.5 * w.grad",
+        namespace=small,
+    )
+    assert "changed w (now [0, 0])" in " ".join(result.note_texts), result.note_texts

@@ -136,6 +136,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "调用之后单元格又改动了 {changes}；表中是调用当时的值。",
     },
     "after.value": {"en": "{name} (now {now})", "zh": "{name}（现在是 {now}）"},
+    "after.many": {"en": "{count} tensors ({names})", "zh": "{count} 个张量（{names}）"},
     "after.grad_none": {"en": "{name}.grad (now None)", "zh": "{name}.grad（现在是 None）"},
     "after.grad_zero": {"en": "{name}.grad (zeroed: now {now})", "zh": "{name}.grad（已清零：现在是 {now}）"},
     "after.grad_other": {"en": "{name}.grad (now {now})", "zh": "{name}.grad（现在是 {now}）"},

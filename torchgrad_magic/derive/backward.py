@@ -19,6 +19,7 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -636,33 +637,45 @@ def finite(tensor: torch.Tensor) -> bool:
         return bool(torch.isfinite(tensor.detach()).all())
 
 
+AFTER_LISTED = 3  # leaves the cell changed after the call: with their values up to this many; more
+# (an optimizer's step over a model's parameters) by name only, the first few and the last
+
+
 def _changed_after(caught: dict, call: Call) -> list[Note]:
     """One note on what the cell did to the leaves and their .grad after the call shown."""
-    changes = []
+    changes: list[tuple[str, Callable[[], str]]] = []  # (what changed, its words with the values now)
     for name, c in caught.items():
         if c is None:
             continue
         leaf = c.tensor
         if leaf._version != c.version or _copy_differs(leaf, c.value):
-            changes.append(t("after.value", name=name, now=fmt.values(leaf.detach())))
+            changes.append((name, partial(_value_now, name, leaf)))
         if call.kind == "backward" and c.grad_after is not None:
             now = kept_grad(leaf)
             if now is None:
-                changes.append(t("after.grad_none", name=name))
+                changes.append((f"{name}.grad", partial(t, "after.grad_none", name=name)))
             elif now.detach().shape == c.grad_after.shape and _changed(
                 now.detach(), c.grad_after, c.after_version
             ):
-                zero = not bool(now.detach().any())
-                changes.append(
-                    t(
-                        "after.grad_zero" if zero else "after.grad_other",
-                        name=name,
-                        now=fmt.values(now.detach()),
-                    )
-                )
+                changes.append((f"{name}.grad", partial(_grad_now, name, now.detach())))
     if not changes:
         return []
-    return [note("note.after", index=call.index, changes=t("headline.sep").join(changes))]
+    if len(set(caught) & {what.removesuffix(".grad") for what, _ in changes}) > AFTER_LISTED:  # by name only
+        shown = [what for what, _ in changes]
+        listed = shown[:AFTER_LISTED] + (["…"] if len(shown) > AFTER_LISTED + 1 else []) + shown[-1:]
+        words = t("after.many", count=len(shown), names=", ".join(listed))
+    else:
+        words = t("headline.sep").join(say() for _, say in changes)
+    return [note("note.after", index=call.index, changes=words)]
+
+
+def _value_now(name: str, leaf: torch.Tensor) -> str:
+    return t("after.value", name=name, now=fmt.values(leaf.detach()))
+
+
+def _grad_now(name: str, now: torch.Tensor) -> str:
+    zero = not bool(now.any())
+    return t("after.grad_zero" if zero else "after.grad_other", name=name, now=fmt.values(now))
 
 
 def _non_finite(values: dict[str, torch.Tensor]) -> Callable[[], list[Note]]:
