@@ -51,6 +51,13 @@ CASES = {
         "    b.grad = None",
         {"w": ([1.0, -2.0], [21.0, -33.0]), "b": (0.5, -4.0)},  # call 5 reaches b again: 2·(3.5 − 5.5)
     ),
+    "a leaf skips a call while its .grad holds one": (
+        "a = torch.tensor([1.0, 2.0], requires_grad=True)\nb = torch.tensor(3.0, requires_grad=True)\n"
+        "for i in range(3):\n"
+        "    loss = (a * b).sum() if i != 1 else b * 2\n"
+        "    loss.backward()",
+        {"a": ([1.0, 2.0], [6.0, 6.0]), "b": (3.0, 8.0)},  # .grad after call 3 (its own: below)
+    ),
     "unfreezes a leaf on the second call": (
         "w1 = torch.tensor([1.0, 2.0])\nw2 = torch.tensor([3.0], requires_grad=True)\n"
         "for i in range(3):\n"
@@ -259,3 +266,62 @@ def test_tiny_leaves_of_every_shape_zeroed_in_place(dtype, monkeypatch):
 def _noted(kept: list, result):
     kept.append(result)
     return result
+
+
+@pytest.mark.parametrize(
+    "start, swap",
+    [
+        ("torch.tensor([1+1j, 2-1j])", "w.data.real.clone()"),  # complex leaf, real since: crashed
+        ("torch.tensor([1.0], dtype=torch.bfloat16) * 65504", "w.data.half()"),  # 65536 shown as inf
+        ("torch.tensor([1.0, 2.0])", "w.data.double()"),  # float64 shown for a float32 .grad
+        ("torch.randn(3, 40)", "w.data.double()"),  # (the batched copy's buffers: float32)
+    ],
+    ids=["complex to real", "bfloat16 to half", "float to double", "copied: float to double"],
+)
+def test_a_grad_zeroed_in_place_keeps_its_own_dtype_when_the_leaf_changes_its(start, swap):
+    """``w.data = ...`` to another dtype while ``.grad`` is zeroed in place (not set to None): the
+    grad keeps its old dtype, and the call shows it with that dtype and its own numbers."""
+    cell = (
+        f"torch.manual_seed(0)\nw = ({start}).requires_grad_()\n"
+        "for i in range(3):\n"
+        "    loss = (w * w).real.sum() if w.is_complex() else (w * w).sum()\n"
+        "    loss.backward()\n"
+        "    {keep}w.grad.zero_()\n"
+        f"    if i == 0:\n        w.data = {swap}"
+    )
+    plain: dict = {"torch": torch}
+    exec(cell.format(keep="last = (w.detach().clone(), w.grad.clone())\n    "), plain)
+    result = grad(cell.format(keep=""), namespace={"torch": torch})
+    value, held = plain["last"]
+    assert torch.equal(result.leaves["w"], value) and result.leaves["w"].dtype == value.dtype
+    assert result.grads["w"].dtype == held.dtype and torch.equal(result.grads["w"], held)
+    str(result)  # (the report is made: Frozen made a complex grad a real tensor and raised)
+
+
+def test_a_float8_leaf_is_reported():
+    """A leaf whose data is float8 (no norm kernels of its own): the report is made, its values
+    and grads as the plain run leaves them (the check for nan/inf read it as float32)."""
+    ns = {"torch": torch}
+    exec("w = torch.tensor([1.0, 2.0], requires_grad=True)\nw.data = w.data.to(torch.float8_e4m3fn)", ns)
+    result = grad("loss = (w.float() ** 2).sum()\nloss.backward()", namespace=ns)
+    assert "float8_e4m3fn" in str(result) and "[2, 4]" in result._repr_html_()
+    assert result.grads["w"].float().tolist() == [2.0, 4.0]
+
+
+def test_a_leaf_that_joins_a_call_with_a_grad_in_its_grad_gets_the_calls_own():
+    """``a`` sits out call 2 and comes back in call 3 while ``a.grad`` holds call 1's grad: the
+    engine adds to it in place with no hook of ours on ``a`` (the last call's leaves were only
+    ``b``); the grad shown is call 3's own (.grad after it less the copy taken before it), and
+    the note says what ``a.grad`` held (the oracle: a hook on ``a`` in a plain run)."""
+    cell = CASES["a leaf skips a call while its .grad holds one"][0]
+    plain: dict = {"torch": torch}
+    exec(
+        cell.replace(
+            "    loss.backward()",
+            "    own = []\n    h = a.register_hook(own.append)\n    loss.backward()\n    h.remove()",
+        ),
+        plain,
+    )
+    result = grad(cell, namespace={"torch": torch})
+    assert torch.equal(result.grads["a"], plain["own"][0]) and result.grads["b"].item() == 3.0
+    assert "a.grad already held [3, 3], so backward() added this call's [3, 3]" in " ".join(result.note_texts)

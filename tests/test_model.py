@@ -375,15 +375,20 @@ def test_an_optimizer_step_after_the_call_is_one_short_list(language):
     ns = namespace(SETUP.replace("nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))",
                                  "nn.Sequential(*[nn.Linear(8, 8) for _ in range(12)])"))  # fmt: skip
     ns["opt"] = torch.optim.SGD(ns["net"].parameters(), lr=0.1)
-    result = grad(
-        f"{LOSS.replace('target', 'data')}\nloss.backward()\nopt.step()", namespace=ns, lang=language
-    )
+    cell = f"{LOSS.replace('target', 'data')}\nloss.backward()\nopt.step()"
+    result = grad(cell, namespace=ns, lang=language)
     (after,) = [n for n in result.notes if n.id == "note.after"]
     text = result.note_texts[result.notes.index(after)]
-    expected = "24 tensors (net.0.weight, net.0.bias, net.1.weight, …, net.11.bias)"
+    expected = "the values of 24 tensors (net.0.weight, net.0.bias, net.1.weight, …, net.11.bias)"
     if language == "zh":
-        expected = "24 个张量（net.0.weight, net.0.bias, net.1.weight, …, net.11.bias）"
+        expected = "24 个张量的值（net.0.weight, net.0.bias, net.1.weight, …, net.11.bias）"
     assert expected in text and "now" not in text and "现在" not in text and len(text) < 200, text
+    result = grad(cell + "\nopt.zero_grad()", namespace=ns)  # the values, and the grads let go
+    text = " ".join(result.note_texts)
+    assert "the values of 24 tensors" in text and "the .grad of 24 tensors (now None: net.0.weight," in text
+    clipped = cell.replace("opt.step()", "torch.nn.utils.clip_grad_norm_(net.parameters(), 1e-3)\nopt.step()")
+    result = grad(clipped, namespace=ns)  # (clipping changed every grad, the step every value)
+    assert "the values and .grad of 24 tensors (net.0.weight, " in " ".join(result.note_texts)
     small = {"torch": torch, "w": torch.tensor([1.0, 2.0], requires_grad=True)}
     result = grad(
         "loss = (w ** 2).sum()\nloss.backward()\nwith torch.no_grad():\n    w -= 0.5 * w.grad",

@@ -495,6 +495,23 @@ def test_a_big_grad_changed_behind_the_version_counter_is_caught(monkeypatch, af
     assert "∂loss/∂w: changed after the call" in result.headline, result.headline
 
 
+@pytest.mark.parametrize("limit", [100, 65_536])
+def test_a_probe_is_evenly_spaced_elements(monkeypatch, limit):
+    """The probe a big grad is kept with: every (n // 64)-th element, 64 of them, also of a view
+    that starts inside its storage (a row of a bigger tensor)."""
+    from torchgrad_magic.capture import copies
+
+    monkeypatch.setattr(copies, "SNAPSHOT_LIMIT", limit)
+    for tensor in (torch.randn(limit + 1), torch.randn(3, limit + 7)[1], torch.randn(784, 256)):
+        if tensor.numel() <= limit:
+            continue
+        flat = tensor.reshape(-1)
+        expected = flat[:: max(1, flat.numel() // copies.PROBE)][: copies.PROBE]
+        taken = copies.probe(tensor)
+        assert taken is not None and torch.equal(taken, expected) and taken.numel() == copies.PROBE
+        assert taken.data_ptr() != tensor.data_ptr()  # (a copy: the grad may change after)
+
+
 def test_a_no_op_change_of_a_big_grad_still_shows_it(monkeypatch):
     """clip_grad_norm_ under its limit multiplies by 1 (the version moves, the numbers do not)."""
     from torchgrad_magic.capture import copies

@@ -136,7 +136,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "调用之后单元格又改动了 {changes}；表中是调用当时的值。",
     },
     "after.value": {"en": "{name} (now {now})", "zh": "{name}（现在是 {now}）"},
-    "after.many": {"en": "{count} tensors ({names})", "zh": "{count} 个张量（{names}）"},
+    "after.values_many": {
+        "en": "the values of {count} tensors ({names})",
+        "zh": "{count} 个张量的值（{names}）",
+    },
+    "after.both_many": {
+        "en": "the values and .grad of {count} tensors ({names})",
+        "zh": "{count} 个张量的值和 .grad（{names}）",
+    },
+    "after.grads_many": {
+        "en": "the .grad of {count} tensors ({names})",
+        "zh": "{count} 个张量的 .grad（{names}）",
+    },
+    "after.grads_none": {
+        "en": "the .grad of {count} tensors (now None: {names})",
+        "zh": "{count} 个张量的 .grad（现在是 None：{names}）",
+    },
     "after.grad_none": {"en": "{name}.grad (now None)", "zh": "{name}.grad（现在是 None）"},
     "after.grad_zero": {"en": "{name}.grad (zeroed: now {now})", "zh": "{name}.grad（已清零：现在是 {now}）"},
     "after.grad_other": {"en": "{name}.grad (now {now})", "zh": "{name}.grad（现在是 {now}）"},

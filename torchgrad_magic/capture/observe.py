@@ -331,19 +331,43 @@ def _engine_args(args: tuple, kwargs: dict) -> tuple[tuple, Any, bool, bool, tup
     return outputs, gradients, accumulate, create, inputs
 
 
-def _walked_again(leaves: dict, held: tuple[dict, dict, dict], found: dict) -> tuple[dict, tuple]:
+def _walked_again(
+    leaves: dict, held: tuple[dict, dict, dict], found: dict, others: dict
+) -> tuple[dict, tuple]:
     """The leaves a walk after the call *found*, with what their ``.grad`` held before it where the
-    call started from them (a leaf it did not expect: nothing, as for a fresh leaf)."""
+    call started from them, or where it was one of the cell's *others* (id -> a copy of its
+    ``.grad`` then); a leaf it did not expect otherwise: nothing, as for a fresh leaf."""
     was = {id(tensor): name for name, tensor in leaves.items()}
     before, before_text, before_zero = {}, {}, {}
     for name, tensor in found.items():
         old = was.get(id(tensor))
-        before[name] = held[0].get(old) if old is not None else None
+        before[name] = held[0].get(old) if old is not None else others.get(id(tensor))
+        if old is None and id(tensor) in others:
+            before_zero[name] = False
         if old is not None and old in held[1]:
             before_text[name] = held[1][old]
         if old is not None and old in held[2]:
             before_zero[name] = held[2][old]
     return dict(found), (before, before_text, before_zero)
+
+
+def _added_to(after: torch.Tensor, had: torch.Tensor) -> bool:
+    """Whether ``.grad`` now differs from the copy taken before the call (one the call added to
+    without a hook of ours: a leaf that joined it)."""
+    if after is had or after.layout != torch.strided or after.shape != had.shape or after.dtype != had.dtype:
+        return False
+    return not torch.equal(after, had)
+
+
+def _held_others(others: list[tuple]) -> dict[int, torch.Tensor]:
+    """A copy of each small ``.grad`` the cell's other leaves hold (:func:`.repeat.grads_now`'s
+    triples), by the leaf's id: one that joins the call is added to in place, and its own grad
+    is then what the call added (see :meth:`Observer._seen`)."""
+    held = {}
+    for tensor, grad, _ in others:
+        if grad is not None and grad.layout == torch.strided and grad.numel() <= copies.SNAPSHOT_LIMIT:
+            held[id(tensor)] = snapshot(grad)
+    return held
 
 
 def _held_grads(leaves: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
@@ -569,8 +593,10 @@ class Observer:
             return engine.run_backward(*args, **kwargs)
         higher = bool(self.created) and bool(self.created & graph_functions(outputs, 10_000))
         self._let_go_of_released(higher)
-        same = None if inputs or create or higher or self.steps else self._same_leaves()
+        same: tuple | None = None if inputs or create or higher or self.steps else self._same_leaves()
         leaves = same[0] if same is not None else self._leaves(outputs, inputs)
+        if same is not None:  # (a leaf the last call did not reach may join with a grad in .grad)
+            same = (*same, _held_others(same[2]))
         tracer = None
         if self.steps and not higher:
             from .tracer import Tracer
@@ -595,7 +621,7 @@ class Observer:
         unwalked = pending.same is not None
         if unwalked and (not reached_all(pending.same[1]) or reached_any(pending.same[2])):  # new leaves:
             self._last_leaves = (None, [], {})  # walk the graph now (its nodes are still there)
-            leaves, held = _walked_again(leaves, held, self._leaves(outputs, inputs))
+            leaves, held = _walked_again(leaves, held, self._leaves(outputs, inputs), pending.same[3])
             unwalked = False
         inner = self._inner_leaves(leaves, held[0], pending.nested)
         self.count += 1
@@ -652,6 +678,9 @@ class Observer:
         if self._others_key is not plan.key or (self._frozen and any(map(_REQUIRES_GRAD, self._frozen))):
             self._find_others()  # (a new walk, or a frozen leaf was unfrozen: requires_grad_(True))
         others = grads_now(self._others) if self._others else ()
+        for _, held_grad, _ in others:
+            if held_grad is not None:  # (one may join with it: the long way keeps a copy first)
+                return _NOT_REPEATED
         if self._holds_big:
             self._let_go_of_released(False)
         self._running, self._nested = True, {}
@@ -665,7 +694,7 @@ class Observer:
             self._settled()
             named = dict(zip(plan.names, plan.leaves, strict=True))
             held: tuple[dict, dict, dict] = (dict.fromkeys(named), {}, {})  # (zero is as good as none)
-            pending = _Pending(args, tuple(outputs), True, named, held, {}, (named, then, others), nested)
+            pending = _Pending(args, tuple(outputs), True, named, held, {}, (named, then, others, {}), nested)
             return self._remember(pending, result)
         self.count += 1
         if rows is None:  # (a leaf's dtype changed in the loop: kept one by one)
@@ -800,9 +829,9 @@ class Observer:
             had = before[name]
             after = leaf.grad if accumulate and leaf.is_leaf else None
             if grad is None:
-                if had is not None or after is None:  # not reached by this call
+                if after is None or (had is not None and not _added_to(after, had)):  # not reached
                     continue
-                grad = after
+                grad = after if had is None else after.detach() - had  # (joined: no hook caught it)
             added = (1, False)
             if accumulate and leaf.is_leaf:
                 if had is not None and not before_zero[name]:

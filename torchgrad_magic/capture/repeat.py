@@ -81,8 +81,8 @@ class LoopPlan:
     def finish(self, then: list[tuple]) -> Any:
         """After the engine ran: the named leaves' values and grads, kept (:class:`LoopRows`);
         :data:`NOT_REACHED` where the call left a leaf's ``.grad`` as it was (or took it away);
-        None where a leaf changed its dtype since the plan was made (``w.data = ...``) or a grad
-        is sparse (then the call is kept one by one)."""
+        None where a leaf or its grad has a dtype other than the plan's (``w.data = ...``) or a
+        grad is sparse (then the call is kept one by one)."""
         for tensor, before, version in then:
             now = tensor.grad
             if now is None or (now is before and now._version == version):
@@ -92,8 +92,8 @@ class LoopPlan:
         kept: list[Any] = []  # every leaf tiny: its value and grad as Python numbers, and versions
         for tensor, dtype in zip(self.leaves, self.dtypes):  # noqa: B905 (the plan's own: same length)
             grad: Any = tensor.grad  # (reached: not None)
-            if tensor.dtype is not dtype or grad.layout is not _STRIDED:
-                return None
+            if tensor.dtype is not dtype or grad.dtype is not dtype or grad.layout is not _STRIDED:
+                return None  # (a .grad of another dtype: w.data swapped, .grad zeroed in place)
             kept.append((tensor.tolist(), grad.tolist(), tensor._version, grad._version))
         return LoopRows(self, kept, ())
 
@@ -108,7 +108,7 @@ class LoopPlan:
         for i in self.copied:
             tensor = leaves[i]
             grad: Any = tensor.grad  # (reached: not None)
-            if tensor.dtype is not dtypes[i] or grad.layout is not _STRIDED:
+            if tensor.dtype is not dtypes[i] or grad.dtype is not dtypes[i] or grad.layout is not _STRIDED:
                 return None
             values.append(tensor)
             grads.append(grad)

@@ -630,6 +630,8 @@ def finite(tensor: torch.Tensor) -> bool:
         tensor = (
             tensor.detach().coalesce().values() if tensor.layout == torch.sparse_coo else tensor.to_dense()
         )
+    if tensor.is_floating_point() and tensor.element_size() == 1:  # float8: no norm of its own
+        tensor = tensor.detach().float()
     with torch.no_grad():  # the L2 norm (a fast pass) is finite unless an element is not, or it overflows
         wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
         if math.isfinite(float(torch.linalg.vector_norm(tensor.detach(), dtype=wide))):
@@ -660,13 +662,27 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
                 changes.append((f"{name}.grad", partial(_grad_now, name, now.detach())))
     if not changes:
         return []
-    if len(set(caught) & {what.removesuffix(".grad") for what, _ in changes}) > AFTER_LISTED:  # by name only
-        shown = [what for what, _ in changes]
-        listed = shown[:AFTER_LISTED] + (["…"] if len(shown) > AFTER_LISTED + 1 else []) + shown[-1:]
-        words = t("after.many", count=len(shown), names=", ".join(listed))
+    values = [what for what, _ in changes if not what.endswith(".grad")]
+    grads = [what.removesuffix(".grad") for what, _ in changes if what.endswith(".grad")]
+    if len(set(values) | set(grads)) > AFTER_LISTED:  # by name only: the first few and the last
+        gone = bool(grads) and all(kept_grad(caught[name].tensor) is None for name in grads)
+        if values == grads and not gone:  # (an optimizer's step, then clipping: the same tensors)
+            words = t("after.both_many", count=len(values), names=_few(values))
+        else:
+            parts = [t("after.values_many", count=len(values), names=_few(values))] if values else []
+            if grads:
+                says = "after.grads_none" if gone else "after.grads_many"
+                parts.append(t(says, count=len(grads), names=_few(grads)))
+            words = t("headline.sep").join(parts)
     else:
         words = t("headline.sep").join(say() for _, say in changes)
     return [note("note.after", index=call.index, changes=words)]
+
+
+def _few(names: list[str]) -> str:
+    """The first few of *names* and the last: ``a, b, c, …, z``."""
+    shown = names if len(names) <= AFTER_LISTED + 1 else [*names[:AFTER_LISTED], "…", names[-1]]
+    return ", ".join(shown)
 
 
 def _value_now(name: str, leaf: torch.Tensor) -> str:
