@@ -645,25 +645,25 @@ AFTER_LISTED = 3  # leaves the cell changed after the call: with their values up
 
 def _changed_after(caught: dict, call: Call) -> list[Note]:
     """One note on what the cell did to the leaves and their .grad after the call shown."""
-    changes: list[tuple[str, Callable[[], str]]] = []  # (what changed, its words with the values now)
+    changes: list[tuple[str, bool, Callable[[], str]]] = []  # (leaf, its .grad?, words with the values now)
     for name, c in caught.items():
         if c is None:
             continue
         leaf = c.tensor
         if leaf._version != c.version or _copy_differs(leaf, c.value):
-            changes.append((name, partial(_value_now, name, leaf)))
+            changes.append((name, False, partial(_value_now, name, leaf)))
         if call.kind == "backward" and c.grad_after is not None:
             now = kept_grad(leaf)
             if now is None:
-                changes.append((f"{name}.grad", partial(t, "after.grad_none", name=name)))
+                changes.append((name, True, partial(t, "after.grad_none", name=name)))
             elif now.detach().shape == c.grad_after.shape and _changed(
                 now.detach(), c.grad_after, c.after_version
             ):
-                changes.append((f"{name}.grad", partial(_grad_now, name, now.detach())))
+                changes.append((name, True, partial(_grad_now, name, now.detach())))
     if not changes:
         return []
-    values = [what for what, _ in changes if not what.endswith(".grad")]
-    grads = [what.removesuffix(".grad") for what, _ in changes if what.endswith(".grad")]
+    values = [name for name, of_grad, _ in changes if not of_grad]
+    grads = [name for name, of_grad, _ in changes if of_grad]
     if len(set(values) | set(grads)) > AFTER_LISTED:  # by name only: the first few and the last
         gone = bool(grads) and all(kept_grad(caught[name].tensor) is None for name in grads)
         if values == grads and not gone:  # (an optimizer's step, then clipping: the same tensors)
@@ -675,7 +675,7 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
                 parts.append(t(says, count=len(grads), names=_few(grads)))
             words = t("headline.sep").join(parts)
     else:
-        words = t("headline.sep").join(say() for _, say in changes)
+        words = t("headline.sep").join(say() for _, _, say in changes)
     return [note("note.after", index=call.index, changes=words)]
 
 
