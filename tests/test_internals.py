@@ -12,6 +12,7 @@ from torchgrad_magic.capture.internals import (
     earliest_sequence_number,
     engine_slot,
     forget_kwargs_flag,
+    has_post_accumulate_hooks,
     hook_dict,
     input_shapes,
     is_transformed,
@@ -174,3 +175,15 @@ def test_a_leafs_node_numbers_after_every_op_so_the_earliest_of_a_graph_is_an_op
     assert earliest_sequence_number(nodes) >= start  # the leaf's AccumulateGrad is not the smallest
     leaf = next(n for n in nodes if type(n) is accumulate_grad_class())
     assert sequence_number(leaf) > max(sequence_number(n) for n in nodes if n is not leaf)
+
+
+def test_a_leafs_post_accumulate_hooks_are_seen():
+    """``register_post_accumulate_grad_hook`` keeps its functions in ``_post_accumulate_grad_hooks``
+    (the optimizer in backward: the observer then catches each call's grads with a hook of its
+    own, as the user's hook may take ``.grad`` away)."""
+    w = torch.zeros(2, requires_grad=True)
+    assert not has_post_accumulate_hooks(w)
+    handle = w.register_post_accumulate_grad_hook(lambda p: None)
+    assert has_post_accumulate_hooks(w), "PyTorch no longer keeps them in Tensor._post_accumulate_grad_hooks"
+    handle.remove()
+    assert not has_post_accumulate_hooks(w)

@@ -325,3 +325,25 @@ def test_a_leaf_that_joins_a_call_with_a_grad_in_its_grad_gets_the_calls_own():
     result = grad(cell, namespace={"torch": torch})
     assert torch.equal(result.grads["a"], plain["own"][0]) and result.grads["b"].item() == 3.0
     assert "a.grad already held [3, 3], so backward() added this call's [3, 3]" in " ".join(result.note_texts)
+
+
+def test_the_optimizer_in_backward_is_shown_at_the_call():
+    """PyTorch's "optimizer in backward" recipe: a post-accumulate-grad hook steps each parameter
+    and sets its ``.grad`` to None during the call. The report shows each parameter's grad and
+    value as the hook received them (the oracle: the same hook, recording, in a plain run); the
+    loop takes the long way each call, with a hook of ours that sees the grad first."""
+    cell = (
+        "torch.manual_seed(0)\nmodel = torch.nn.Linear(3, 2)\n"
+        "opts = {p: torch.optim.SGD([p], lr=0.1) for p in model.parameters()}\n"
+        "def step(p):\n    {keep}opts[p].step()\n    p.grad = None\n"
+        "for p in model.parameters():\n    p.register_post_accumulate_grad_hook(step)\n"
+        "X = torch.randn(4, 3)\nfor i in range(3):\n    loss = model(X).pow(2).mean()\n    loss.backward()"
+    )
+    plain: dict = {"torch": torch, "seen": {}}
+    exec(cell.replace("{keep}", "seen[id(p)] = (p.detach().clone(), p.grad.clone())\n    "), plain)
+    result = grad(cell.replace("{keep}", ""), namespace={"torch": torch})
+    for name in ("weight", "bias"):
+        value, held = plain["seen"][id(getattr(plain["model"], name))]
+        assert torch.equal(result.grads[f"model.{name}"], held), name
+        assert torch.equal(result.leaves[f"model.{name}"], value), name
+    assert "model.weight.grad (now None)" in " ".join(result.note_texts)

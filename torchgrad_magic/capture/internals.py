@@ -101,6 +101,12 @@ def hook_dict(tensor: torch.Tensor) -> dict | None:
     return tensor._backward_hooks
 
 
+def has_post_accumulate_hooks(tensor: torch.Tensor) -> bool:
+    """Whether a leaf has ``register_post_accumulate_grad_hook`` functions: they run after the
+    engine writes ``.grad`` and may take it away (the optimizer in backward sets it to None)."""
+    return bool(getattr(tensor, "_post_accumulate_grad_hooks", None))
+
+
 def sequence_number(node: Any) -> int:
     """The order in which autograd made *node* (earlier nodes have smaller numbers)."""
     return node._sequence_nr()

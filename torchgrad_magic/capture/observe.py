@@ -46,7 +46,14 @@ from .copies import (
     thaw,
     unchanged,
 )
-from .internals import accumulate_grad_class, engine_slot, is_transformed, next_sequence_number, nodes_behind
+from .internals import (
+    accumulate_grad_class,
+    engine_slot,
+    has_post_accumulate_hooks,
+    is_transformed,
+    next_sequence_number,
+    nodes_behind,
+)
 from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
 from .repeat import NOT_REACHED, LoopPlan, grads_now, reached_all, reached_any
@@ -734,7 +741,7 @@ class Observer:
             return None
         if self._plan is None or self._plan.key is not key:
             self._plan = LoopPlan(key, tensors, named)
-        return self._plan
+        return None if self._plan.hooked else self._plan
 
     def _seen_fresh(self, named: dict[str, torch.Tensor]) -> tuple[tuple[tuple, ...], bool]:
         """:meth:`_seen` of a call whose leaves had nothing in ``.grad`` and were all reached: their
@@ -794,6 +801,8 @@ class Observer:
             for name, leaf in leaves.items():
                 if before[name] is not None or not accumulate or not leaf.is_leaf:
                     handles.append(_REGISTER_HOOK(leaf, _catcher(caught, name)))  # (not a hook of the cell's)
+                elif has_post_accumulate_hooks(leaf):  # (they may step the leaf and take .grad away)
+                    handles.append(_REGISTER_HOOK(leaf, _catcher(caught, name, leaf)))
             for name, tensor in inter.items():
                 handles.append(_REGISTER_HOOK(tensor, _catcher(caught, "\0" + name)))
             self._running, self._nested = True, ({} if accumulate else None)
@@ -844,8 +853,10 @@ class Observer:
                 keep(after) if had is not None and after is not None else kept if accumulate else None
             )
             probes = (None, None) if type(kept) is Frozen else take_probes(kept, kept_after)
+            value = caught.get("\1" + name)  # (taken as the grad reached it: see _catcher)
+            value = keep(leaf) if value is None else value
             seen.append((
-                name, leaf, keep(leaf), leaf._version, kept, kept_after, had, version,
+                name, leaf, value, leaf._version, kept, kept_after, had, version,
                 before_text.get(name), after._version if after is not None else -1, added[0], added[1],
                 *probes,
             ))  # fmt: skip
@@ -1077,9 +1088,15 @@ def nonleaf_reads(tree: Any, namespace: dict[str, Any]) -> list[str]:
     return found
 
 
-def _catcher(caught: dict[str, torch.Tensor], name: str):
+def _catcher(caught: dict[str, Any], name: str, leaf: torch.Tensor | None = None):
+    """A hook that adds up the grads reaching a tensor in *caught* under *name*; with *leaf*, also
+    the leaf's value as the grad reaches it (under ``"\1" + name``: before its post-accumulate
+    hooks run, which may step it: the optimizer in backward)."""
+
     def hook(grad: torch.Tensor) -> None:
         caught[name] = grad if name not in caught else caught[name] + grad
+        if leaf is not None and "\1" + name not in caught:
+            caught["\1" + name] = keep(leaf)
 
     return hook
 

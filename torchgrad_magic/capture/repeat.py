@@ -27,7 +27,7 @@ import torch
 
 from . import copies
 from .copies import FREEZE_LIMIT, Frozen, fresh_row, small_zero
-from .internals import copy_all
+from .internals import copy_all, has_post_accumulate_hooks
 
 _STRIDED = torch.strided
 _ONE_CALL = (1, False)  # Observer._added: .grad holds one call's grad, nothing from before the cell
@@ -52,6 +52,8 @@ class LoopPlan:
         self.leaves = tuple(named.values())
         self.counts = {id(t): _ONE_CALL for t in self.leaves}
         self.checks = tuple((t, _how(t) == "tiny") for t in self.tensors)  # a tiny grad: read as numbers
+        self.hooked = any(map(has_post_accumulate_hooks, self.tensors))  # (they may take .grad away:
+        # the long way catches the call's grads with a hook of its own)
         how = [_how(t) for t in self.leaves]
         self.frozen = all(h == "tiny" for h in how)  # all as numbers; else one batched copy for all
         self.copied = tuple(i for i, h in enumerate(how) if h != "big")
