@@ -18,6 +18,7 @@ from torchgrad_magic.capture.internals import (
     is_transformed,
     next_sequence_number,
     nodes_behind,
+    outside_transforms,
     sequence_number,
 )
 from torchgrad_magic.capture.observe import graph_leaves
@@ -54,6 +55,23 @@ def test_functorch_wrapped_tensors_are_recognised():
     seen = []
     torch.func.grad(lambda t: (seen.append(is_transformed(t)), t**3)[1])(torch.tensor(2.0))
     assert seen == [True] and not is_transformed(torch.tensor(2.0))
+
+
+def test_a_loop_step_tells_transforms_with_one_call():
+    """The short way of a loop's backward() asks whether any torch.func transform is active (one
+    call, not two per output), and still tells torch's older vmap (is_grads_batched) by tensor."""
+    from torch._vmap_internals import _vmap
+
+    plain = torch.tensor(2.0, requires_grad=True) * 3
+    assert outside_transforms((plain,)) and outside_transforms((plain, plain))
+    inside = []
+    torch.func.grad(lambda t: (inside.append(outside_transforms((t,))), t**3)[1])(torch.tensor(2.0))
+    batched = []
+    _vmap(lambda g: (batched.append(outside_transforms((g,))), g)[1], 0, 0)(torch.ones(3, 2))
+    assert inside == [False] and batched == [False], (
+        "torch._C._are_functorch_transforms_active / is_legacy_batchedtensor changed"
+    )
+    assert not outside_transforms((3.0,))  # (not a tensor: the long way tells)
 
 
 def test_the_graph_walk_finds_leaves_by_their_accumulate_grad_node():

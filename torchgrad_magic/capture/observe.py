@@ -53,6 +53,7 @@ from .internals import (
     is_transformed,
     next_sequence_number,
     nodes_behind,
+    outside_transforms,
 )
 from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
@@ -407,6 +408,7 @@ def graph_functions(outputs: tuple[torch.Tensor, ...], limit: int | None = None)
 
 _NOT_REPEATED = object()  # Observer._repeat: this call takes the long way
 _REQUIRES_GRAD = operator.attrgetter("requires_grad")
+_ANOMALY = torch.is_anomaly_enabled
 
 
 class _Pending:
@@ -674,11 +676,8 @@ class Observer:
         else is found before the engine runs (:data:`_NOT_REPEATED`: the long way), or after it,
         by :meth:`_remember` (a leaf not reached: the graph is walked then)."""
         outputs = args[0]
-        if not outputs or torch.is_anomaly_enabled():
+        if not outputs or _ANOMALY() or not outside_transforms(outputs):  # (then the long way tells)
             return _NOT_REPEATED
-        for output in outputs:
-            if not isinstance(output, torch.Tensor) or is_transformed(output):
-                return _NOT_REPEATED
         then = plan.start()
         if then is None:
             return _NOT_REPEATED  # (the engine adds to a .grad: a hook catches this call's own)

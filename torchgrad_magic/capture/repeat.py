@@ -97,7 +97,7 @@ class LoopPlan:
             if tensor.dtype is not dtype or grad.dtype is not dtype or grad.layout is not _STRIDED:
                 return None  # (a .grad of another dtype: w.data swapped, .grad zeroed in place)
             kept.append((tensor.tolist(), grad.tolist(), tensor._version, grad._version))
-        return LoopRows(self, kept, ())
+        return LoopRows(self, kept, (), False)
 
     def _copy(self) -> LoopRows | None:
         """The copied leaves' values and grads, in one batched copy into the set of buffers the
@@ -131,7 +131,7 @@ class LoopPlan:
         for i in self.big:
             grad = leaves[i].grad
             big.append(fresh_row(self.names[i], leaves[i], grad))
-        return LoopRows(self, kept, tuple(big))
+        return LoopRows(self, kept, tuple(big), bool(big))
 
 
 def grads_now(tensors: Iterable[torch.Tensor]) -> list[tuple]:
@@ -197,15 +197,11 @@ class LoopRows:
     its grad, and their versions; Python numbers when the plan is all tiny, else buffers): made
     into rows (``Leaf``'s fields, as :func:`.copies.fresh_row` makes them) when first read."""
 
-    __slots__ = ("big", "kept", "plan")
+    __slots__ = ("big", "holds_big", "kept", "plan")
 
-    def __init__(self, plan: LoopPlan, kept: list[tuple], big: tuple[tuple, ...]):
+    def __init__(self, plan: LoopPlan, kept: list[tuple], big: tuple[tuple, ...], holds_big: bool):
         self.plan, self.kept, self.big = plan, kept, big
-
-    @property
-    def holds_big(self) -> bool:
-        """Whether a grad is kept by reference (too big to copy): see ``Call.released``."""
-        return bool(self.big)
+        self.holds_big = holds_big  # a grad is kept by reference (too big to copy): see Call.released
 
     def rows(self) -> tuple[tuple, ...]:
         plan = self.plan
