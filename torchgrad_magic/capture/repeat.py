@@ -59,6 +59,7 @@ class LoopPlan:
         self.copied = tuple(i for i, h in enumerate(how) if h != "big")
         self.big = tuple(i for i, h in enumerate(how) if h == "big")
         self.dtypes = tuple(t.dtype for t in self.leaves)  # (autograd refuses a new shape)
+        self.to_copy = tuple((self.leaves[i], self.dtypes[i]) for i in self.copied)
         self.buffers: list[list[torch.Tensor]] = []  # two sets, made at the first copy
         self.turn = 0
 
@@ -103,18 +104,16 @@ class LoopPlan:
         """The copied leaves' values and grads, in one batched copy into the set of buffers the
         call kept last does not hold (None: a dtype is not the plan's any more, or a grad is
         sparse: kept one by one); the big ones by reference (:func:`.copies.fresh_row`)."""
-        leaves, dtypes = self.leaves, self.dtypes
         values: list[torch.Tensor] = []
         grads: list[Any] = []
-        versions = []
-        for i in self.copied:
-            tensor = leaves[i]
+        versions: list[int] = []  # (each copied leaf's value's and grad's, in turn)
+        for tensor, dtype in self.to_copy:
             grad: Any = tensor.grad  # (reached: not None)
-            if tensor.dtype is not dtypes[i] or grad.dtype is not dtypes[i] or grad.layout is not _STRIDED:
+            if tensor.dtype is not dtype or grad.dtype is not dtype or grad.layout is not _STRIDED:
                 return None
             values.append(tensor)
             grads.append(grad)
-            versions.append((tensor._version, grad._version))
+            versions += tensor._version, grad._version
         if not self.buffers:
             self.buffers = [
                 [torch.empty_like(s, requires_grad=False) for s in values + grads] for _ in range(2)
@@ -125,13 +124,11 @@ class LoopPlan:
             copy_all(buffers, values + grads)
         except RuntimeError:
             return None
-        n = len(values)
-        kept = [(buffers[j], buffers[n + j], *versions[j]) for j in range(n)]
-        big = []
-        for i in self.big:
-            grad = leaves[i].grad
-            big.append(fresh_row(self.names[i], leaves[i], grad))
-        return LoopRows(self, kept, tuple(big), bool(big))
+        if not self.big:
+            return LoopRows(self, (buffers, versions), (), False)  # (paired up when read: rows())
+        leaves = self.leaves
+        big = tuple(fresh_row(self.names[i], leaves[i], leaves[i].grad) for i in self.big)
+        return LoopRows(self, (buffers, versions), big, True)
 
 
 def grads_now(tensors: Iterable[torch.Tensor]) -> list[tuple]:
@@ -193,19 +190,25 @@ def _small_zeros(grad: torch.Tensor) -> bool:
 
 
 class LoopRows:
-    """One loop call's leaves, as :meth:`LoopPlan.finish` kept them (per copied leaf: its value,
-    its grad, and their versions; Python numbers when the plan is all tiny, else buffers): made
+    """One loop call's leaves, as :meth:`LoopPlan.finish` kept them (*kept*: per leaf its value,
+    its grad and their versions as Python numbers when the plan is all tiny; else the buffers the
+    copies went to, values then grads, and the versions, value's then grad's, leaf by leaf): made
     into rows (``Leaf``'s fields, as :func:`.copies.fresh_row` makes them) when first read."""
 
     __slots__ = ("big", "holds_big", "kept", "plan")
 
-    def __init__(self, plan: LoopPlan, kept: list[tuple], big: tuple[tuple, ...], holds_big: bool):
+    def __init__(self, plan: LoopPlan, kept: Any, big: tuple[tuple, ...], holds_big: bool):
         self.plan, self.kept, self.big = plan, kept, big
         self.holds_big = holds_big  # a grad is kept by reference (too big to copy): see Call.released
 
     def rows(self) -> tuple[tuple, ...]:
         plan = self.plan
-        kept = dict(zip(plan.copied, self.kept, strict=True))
+        per_leaf = self.kept
+        if not plan.frozen:  # (buffers: values, then grads; versions: two a leaf)
+            buffers, versions = self.kept
+            n = len(plan.copied)
+            per_leaf = [(buffers[j], buffers[n + j], versions[2 * j], versions[2 * j + 1]) for j in range(n)]
+        kept = dict(zip(plan.copied, per_leaf, strict=True))
         big = dict(zip(plan.big, self.big, strict=True))
         rows = []
         for i, (name, tensor) in enumerate(zip(plan.names, plan.leaves, strict=True)):
