@@ -173,6 +173,30 @@ def test_a_big_grad_zeroed_in_place_is_not_added_to():
     assert "layer.weight" in result.grads
 
 
+def test_a_loop_over_big_and_copied_leaves_shows_its_last_step(monkeypatch):
+    """A layer over 65,536 elements beside small ones: the short way copies the small ones in one
+    batch and keeps the big one by reference (its grad, which zero_grad() lets go of); every grad
+    and every copied value shown is the last call's."""
+    cell = TRAINING.format(clear="opt.zero_grad()", update="opt.step()", hidden=25_000)
+    seen = "hist = []\n" + TRAINING.format(
+        hidden=25_000,
+        clear="opt.zero_grad()",
+        update="hist.append([(p.detach().clone(), p.grad.clone()) for p in model.parameters()])\n    opt.step()",
+    )
+    plain: dict = {"torch": torch}
+    exec(seen, plain)
+    kept: list = []
+    finish = repeat.LoopPlan.finish
+    monkeypatch.setattr(repeat.LoopPlan, "finish", lambda plan, then: _noted(kept, finish(plan, then)))
+    result = grad(cell, namespace={"torch": torch})
+    assert [getattr(k, "holds_big", None) for k in kept] == [True] * 4  # calls 2-5: the short way
+    names = ["model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias"]
+    for name, (value, held) in zip(names, plain["hist"][4], strict=True):
+        assert torch.equal(result.grads[name], held), name
+        if value.numel() <= 65_536:  # (copied; the big weight is the tensor itself, stepped since)
+            assert torch.equal(result.leaves[name], value), name
+
+
 def test_an_unnamed_leaf_is_counted_not_dropped():
     ns = {"torch": torch, "w": torch.tensor(2.0, requires_grad=True)}
     result = grad("y = (torch.ones(3, requires_grad=True) * w).sum()\ny.backward()", namespace=ns)

@@ -126,7 +126,7 @@ class LoopPlan:
             return None
         if not self.big:
             return LoopRows(self, (buffers, versions), (), False)  # (paired up when read: rows())
-        leaves = self.leaves
+        leaves: tuple[Any, ...] = self.leaves  # (each reached: its .grad is not None)
         big = tuple(fresh_row(self.names[i], leaves[i], leaves[i].grad) for i in self.big)
         return LoopRows(self, (buffers, versions), big, True)
 
