@@ -335,8 +335,10 @@ class _Cell:
 
     def __init__(self, runner: Any, source: str):
         self.runner, self.source, self.ns = runner, source, runner.namespace
-        self.code = runner.python_source(source)
-        self.tree = parse(self.code)
+        self.tree = parse(source)  # (plain Python, as most cells are: IPython changes nothing in it)
+        self.code = source if self.tree is not None else runner.python_source(source)
+        if self.tree is None:
+            self.tree = parse(self.code)
         self.leaves: dict[str, torch.Tensor] = {}
         self.originals: dict[str, Any] = {}  # the variables --wrt x (a copy) stands in for
         self.original_grads: dict[str, tuple[int, int]] = {}  # their .grad before the cell (_grad_state)
@@ -387,7 +389,7 @@ def _capture(cell: _Cell, specs: list[WrtSpec], opts: GradOptions) -> None:
             cell.recorder if cell.recorder is not None else contextlib.nullcontext(),
             cell.tracker if cell.tracker is not None else contextlib.nullcontext(),
         ):
-            cell.last_value = cell.runner.run(cell.source)
+            cell.last_value = cell.runner.run(cell.source, cell.tree)
 
 
 @dataclasses.dataclass(frozen=True)

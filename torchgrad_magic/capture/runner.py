@@ -98,7 +98,9 @@ class PlainRunner:
     def python_source(self, cell: str) -> str:
         return cell
 
-    def run(self, cell: str) -> Any:
+    def run(self, cell: str, tree: ast.Module | None = None) -> Any:
+        """Run *cell*; the value of its last expression, if it ends with one (*tree* is not used:
+        the cell's tree is taken apart here)."""
         filename = "<grad-cell>"
         tree = ast.parse(cell, filename)
         last = None
@@ -140,13 +142,16 @@ class ShellRunner:
         except SyntaxError:
             return self.shell.transform_cell(cell)
 
-    def run(self, cell: str) -> Any:
+    def run(self, cell: str, tree: ast.Module | None = None) -> Any:
+        """Run *cell* (its syntax tree *tree*, where it is plain Python) as a real IPython cell;
+        the value of its last expression, if it ends with one."""
         shell = self.shell
         caught: list[Any] = []
         had = CAPTURE in self.namespace
         self.namespace[CAPTURE] = caught.append
         transformer = _CaptureLast()
-        shell.ast_transformers.append(transformer)
+        if _may_end_with_expression(tree) or shell.ast_transformers:  # (the user's may make one)
+            shell.ast_transformers.append(transformer)  # (else none: IPython's transform_ast is skipped)
         saved = shell.custom_exceptions, shell.CustomTB
         shell.set_custom_exc((BaseException,), _keep_user_traceback)
         loop_runner = shell.loop_runner
@@ -184,6 +189,12 @@ class ShellRunner:
         if error is not None:
             raise CellError(error)
         return caught[-1] if caught else None
+
+
+def _may_end_with_expression(tree: ast.Module | None) -> bool:
+    """Whether a cell whose syntax tree is *tree* (None: not plain Python, IPython transforms it)
+    may end with an expression, whose value the magic hands back as the cell's."""
+    return tree is None or bool(tree.body and isinstance(tree.body[-1], ast.Expr))
 
 
 def _as_typed(cell: str, outer: Any) -> str:
