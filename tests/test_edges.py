@@ -289,3 +289,20 @@ def test_zh_steps_of_layers_have_no_english_words(pair):
     listing = report(pair, "_r.text()")
     words = [w for w in ENGLISH.findall(listing) if w]
     assert not words, f"English in a zh report: {words}\n{listing}"
+
+
+def test_a_cell_run_again_is_parsed_once_and_reported_afresh():
+    """The same cell text gets the same syntax tree (capture/syntax.parse: what depends only on
+    the code is kept with it), and each run's report is its own: other values, other names."""
+    import torch
+
+    from torchgrad_magic import grad
+    from torchgrad_magic.capture import syntax
+
+    cell = "y = 3 * x ** 2\nz = y * w"
+    assert syntax.parse(cell) is syntax.parse(cell) and syntax.parse("y = (") is None
+    first = grad(cell, "x=3", namespace={"torch": torch, "w": 1.0})
+    w = torch.tensor(5.0, requires_grad=True)
+    second = grad(cell, "x=2", namespace={"torch": torch, "w": w})
+    assert float(first.grads["x"]) == 18 and set(first.grads) == {"x"}
+    assert float(second.grads["x"]) == 60 and w.grad is None  # (3x²·w at x = 2, w = 5)

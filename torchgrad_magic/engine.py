@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import numbers
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +28,8 @@ from .capture.observe import Observer, namespace_settled
 from .capture.paths import parse_path, value_at
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
-from .capture.syntax import loop_targets, nodes
-from .derive.backward import dense, first_derivatives, names_assigned, parse
+from .capture.syntax import loop_targets, nodes, parse
+from .derive.backward import dense, first_derivatives, names_assigned
 from .derive.names import differentiated_texts
 from .derive.scaler import with_scaling_note
 from .messages import note, t, using
@@ -616,6 +617,7 @@ def _check_expect(expect: Any, inputs: list[str], known: Any = ()) -> None:
 _HIDING = frozenset({"get_ipython", "exec", "eval", "globals", "locals", "vars", "setattr", "__import__"})
 
 
+@functools.lru_cache(maxsize=32)  # (per tree: one per cell text, see syntax.parse)
 def _hides_assignments(tree: ast.Module | None) -> bool:
     """Whether the cell may assign names its syntax tree does not show (``%time y = ...`` becomes
     ``get_ipython().run_line_magic(...)``; ``exec``, ``globals()[...]``, ``from m import *``): then
@@ -635,12 +637,14 @@ _HOOK_CALLS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=32)  # (per tree: one per cell text, see syntax.parse)
 def _adds_hooks(tree: ast.Module | None) -> bool:
     """Whether the cell's code names a way to hook into the graph (``y.grad_fn.register_hook``: a
     node's method is not a Python one that could be watched while the cell runs)."""
     return tree is None or any(isinstance(n, ast.Attribute) and n.attr in _HOOK_CALLS for n in nodes(tree))
 
 
+@functools.lru_cache(maxsize=32)  # (per tree: one per cell text, see syntax.parse)
 def _written_names(tree: ast.Module | None) -> tuple[str, ...]:
     """Every variable name the cell's code uses, and every path (``m.w``, ``params[0]``), in order
     (where its leaves are looked for first, and named as the cell wrote them)."""

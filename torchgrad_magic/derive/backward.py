@@ -120,13 +120,6 @@ def names_assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str
     return [n for n in changed if n not in seen] + [n for n in seen if n in ns]
 
 
-def parse(code: str) -> ast.Module | None:
-    try:
-        return ast.parse(code)
-    except SyntaxError:
-        return None
-
-
 # ---------------------------------------------------------------------------
 # first derivatives
 # ---------------------------------------------------------------------------
