@@ -95,3 +95,29 @@ def test_last_expression_shows_as_out_as_in_a_plain_cell(shell, capsys):
     assert outcome.result.item() == 27 and shell.user_ns["_"].item() == 27
     shell.run_cell("%%grad --wrt x=3 -q\n3 * x ** 2;", store_history=True)
     assert capsys.readouterr().out == ""  # a trailing ; hides it, as in a plain cell
+
+
+@pytest.mark.parametrize("body", ["y = 3 * x ** 2", "y = 3 * x ** 2\ny", "# only a comment"])
+def test_the_cells_value_is_its_own_out_with_a_users_input_transformer(shell, body):
+    """%%grad hands back the value of the cell's last expression as its Out[] (an AST transformer
+    of ours catches it). A body that cannot end with one gets no transformer, unless the user's
+    own transformers may make one: here a line transformer that shows the last name assigned,
+    as ``ast_node_interactivity = "last_expr_or_assign"`` does. The earlier cell's Out[] stays."""
+
+    def show_last_assigned(lines: list[str]) -> list[str]:
+        last = lines[-1] if lines else ""
+        name = last.split(" = ")[0].strip()
+        return [*lines, name + "\n"] if " = " in last and name.isidentifier() else lines
+
+    shell.input_transformers_post.append(show_last_assigned)
+    try:
+        earlier = shell.run_cell("'earlier'", store_history=True)
+        outcome = shell.run_cell(f"%%grad --wrt x=3 -q\n{body}", store_history=True)
+    finally:
+        shell.input_transformers_post.remove(show_last_assigned)
+    out = shell.user_ns["Out"]
+    assert out[earlier.execution_count] == "earlier"
+    if body.startswith("#"):
+        assert outcome.result is None and outcome.execution_count not in out
+    else:
+        assert outcome.result.item() == 27 and out[outcome.execution_count].item() == 27

@@ -71,6 +71,9 @@ def test_a_loop_step_tells_transforms_with_one_call():
     assert inside == [False] and batched == [False], (
         "torch._C._are_functorch_transforms_active / is_legacy_batchedtensor changed"
     )
+    escaped = []
+    torch.func.grad(lambda t: (escaped.append(t * 1), t**3)[1])(torch.tensor(2.0))
+    assert not outside_transforms((escaped[0],)), "a tensor that escaped torch.func.grad is not told"
     assert not outside_transforms((3.0,))  # (not a tensor: the long way tells)
 
 

@@ -371,3 +371,44 @@ def test_the_optimizer_in_backward_is_shown_at_the_call():
         assert torch.equal(result.grads[f"model.{name}"], held), name
         assert torch.equal(result.leaves[f"model.{name}"], value), name
     assert "model.weight.grad (now None)" in " ".join(result.note_texts)
+
+
+@pytest.mark.parametrize("reset", ["w.grad = None\n", ""], ids=["grad emptied first", "grad held"])
+def test_a_tensor_that_escaped_a_transform_is_not_the_cells_call(reset):
+    """backward() on a tensor that escaped ``torch.func.grad`` after a loop's calls is the
+    transform's business, not the cell's: the short way (no transform is active any more) and
+    the long way agree on it, so the report shows the loop's last call either way."""
+    cell = (
+        "leak = []\n"
+        "def f(v):\n"
+        "    leak.append((v * w).sum())\n"
+        "    return (v * x).sin().sum()\n"
+        "for i in range(2):\n"
+        "    w.grad = None\n"
+        "    loss = (w * x).pow(2).sum() * (i + 1)\n"
+        "    loss.backward()\n"
+        "g = torch.func.grad(f)(x.clone())\n"
+        f"{reset}leak[0].backward()\n"
+    )
+    w, x = torch.tensor([1.0, -2.0, 0.5], requires_grad=True), torch.tensor([0.3, 1.0, -1.5])
+    result = grad(cell, namespace={"torch": torch, "w": w, "x": x})
+    assert result.output_name == "loss" and result.backward_calls == 2
+    assert torch.allclose(result.grads["w"], 4 * w.detach() * x**2)  # d/dw of 2·Σ(w·x)²
+
+
+def test_a_leaf_swapped_for_another_shape_in_the_loop_is_shown_with_its_own():
+    """``w.data = `` a tensor of another shape (PyTorch allows it; the grad keeps its shape): the
+    short way's buffers have the plan's shape, and a batched copy would broadcast into them; the
+    call is kept one by one instead, as a plain run sees it."""
+    cell = (
+        "for i in range(3):\n"
+        "    w.grad = None\n"
+        "    if i == 2:\n"
+        "        w.data = torch.full((1,), 7.0)\n"
+        "    loss = (w * x).sum()\n"
+        "    loss.backward()\n"
+    )
+    w = torch.ones(100, requires_grad=True)
+    result = grad(cell, namespace={"torch": torch, "w": w, "x": torch.arange(100.0)})
+    assert torch.equal(result.leaves["w"], torch.full((1,), 7.0))
+    assert torch.equal(result.grads["w"], torch.arange(100.0))

@@ -61,16 +61,16 @@ _TRANSFORMS_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", None)
 
 
 def outside_transforms(outputs: tuple) -> bool:
-    """Whether no ``torch.func`` transform is active and none of *outputs* is batched by torch's
-    older vmap (False also for a non-tensor): a loop step's cheap form of :func:`is_transformed`
-    (one call, not two per output; where it says False, the caller checks each output)."""
+    """Whether no ``torch.func`` transform is active and none of *outputs* is a transform's tensor
+    (one that escaped a transform that has returned, or batched by torch's older vmap); False also
+    for a non-tensor: a loop step's cheaper form of :func:`is_transformed` (where it says False,
+    the caller checks each output)."""
     try:
-        if _TRANSFORMS_ACTIVE is None or _TRANSFORMS_ACTIVE():
+        if _TRANSFORMS_ACTIVE is None or _TRANSFORMS_ACTIVE() or _WRAPPED is None or _LEGACY is None:
             return False
-        if _LEGACY is not None:
-            for output in outputs:
-                if _LEGACY(output):
-                    return False
+        for output in outputs:
+            if _WRAPPED(output) or _LEGACY(output):
+                return False
     except TypeError:  # (not a tensor)
         return False
     return True

@@ -58,8 +58,8 @@ class LoopPlan:
         self.frozen = all(h == "tiny" for h in how)  # all as numbers; else one batched copy for all
         self.copied = tuple(i for i, h in enumerate(how) if h != "big")
         self.big = tuple(i for i, h in enumerate(how) if h == "big")
-        self.dtypes = tuple(t.dtype for t in self.leaves)  # (autograd refuses a new shape)
-        self.to_copy = tuple((self.leaves[i], self.dtypes[i]) for i in self.copied)
+        self.dtypes = tuple(t.dtype for t in self.leaves)
+        self.to_copy = tuple((self.leaves[i], self.dtypes[i], self.leaves[i].shape) for i in self.copied)
         self.buffers: list[list[torch.Tensor]] = []  # two sets, made at the first copy
         self.turn = 0
 
@@ -102,14 +102,16 @@ class LoopPlan:
 
     def _copy(self) -> LoopRows | None:
         """The copied leaves' values and grads, in one batched copy into the set of buffers the
-        call kept last does not hold (None: a dtype is not the plan's any more, or a grad is
-        sparse: kept one by one); the big ones by reference (:func:`.copies.fresh_row`)."""
+        call kept last does not hold (None: a dtype or a shape is not the plan's any more, or a
+        grad is sparse: kept one by one); the big ones by reference (:func:`.copies.fresh_row`)."""
         values: list[torch.Tensor] = []
         grads: list[Any] = []
         versions: list[int] = []  # (each copied leaf's value's and grad's, in turn)
-        for tensor, dtype in self.to_copy:
+        for tensor, dtype, shape in self.to_copy:
             grad: Any = tensor.grad  # (reached: not None)
             if tensor.dtype is not dtype or grad.dtype is not dtype or grad.layout is not _STRIDED:
+                return None
+            if tensor.shape != shape:  # (w.data = a tensor of another shape: the copy would broadcast)
                 return None
             values.append(tensor)
             grads.append(grad)

@@ -150,8 +150,9 @@ class ShellRunner:
         had = CAPTURE in self.namespace
         self.namespace[CAPTURE] = caught.append
         transformer = _CaptureLast()
-        if _may_end_with_expression(tree) or shell.ast_transformers:  # (the user's may make one)
-            shell.ast_transformers.append(transformer)  # (else none: IPython's transform_ast is skipped)
+        if _may_end_with_expression(tree) or shell.ast_transformers or shell.input_transformers_post:
+            shell.ast_transformers.append(transformer)  # (the user's transformers may make one; else
+            # none is added, and IPython skips its transform_ast)
         saved = shell.custom_exceptions, shell.CustomTB
         shell.set_custom_exc((BaseException,), _keep_user_traceback)
         loop_runner = shell.loop_runner
