@@ -121,3 +121,38 @@ def test_the_cells_value_is_its_own_out_with_a_users_input_transformer(shell, bo
         assert outcome.result is None and outcome.execution_count not in out
     else:
         assert outcome.result.item() == 27 and out[outcome.execution_count].item() == 27
+
+
+@pytest.mark.parametrize(
+    "body, interactivity",
+    [
+        ("%time 3 * x ** 2", "last_expr"),  # (%time parses its own code: our transformer leaves it)
+        ("%%time\ny = 3 * x ** 2\ny * 2", "last_expr"),
+        ("y = 3 * x ** 2", "last_expr_or_assign"),  # (IPython shows y: so does the magic, as Out[n])
+        ("y = 3 * x ** 2\ny += 1", "last_expr_or_assign"),
+        ("y = 3 * x ** 2", "last_expr"),
+    ],
+)
+def test_out_is_what_the_plain_cell_leaves(shell, capsys, body, interactivity):
+    """The %%grad cell's Out[] is the plain cell's, under its own number, and the earlier cell's
+    stays: a value a magic in the cell returns, and IPython's "last_expr_or_assign"."""
+    import torch
+
+    saved = shell.ast_node_interactivity
+    shell.ast_node_interactivity = interactivity
+    try:
+        shell.user_ns["x"] = torch.tensor(3.0, requires_grad=True)
+        plain = shell.run_cell(body, store_history=True)
+        earlier = shell.run_cell("'earlier'", store_history=True)
+        capsys.readouterr()
+        magic = shell.run_cell(f"%%grad --wrt x=3 -q\n{body}", store_history=True)
+        shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Out[")]
+    finally:
+        shell.ast_node_interactivity = saved
+    out = shell.user_ns["Out"]
+    assert out[earlier.execution_count] == "earlier"
+    if plain.result is None:
+        assert magic.result is None and magic.execution_count not in out and not shown
+    else:
+        assert torch.equal(magic.result, plain.result) and out[magic.execution_count] is magic.result
+        assert [line.split(":")[0] for line in shown] == [f"Out[{magic.execution_count}]"]

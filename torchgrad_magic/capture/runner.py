@@ -77,15 +77,39 @@ def _is_ours(tb: types.TracebackType) -> bool:
 
 class _CaptureLast(ast.NodeTransformer):
     """Turns the cell's last expression ``expr`` into ``CAPTURE(expr)``, which keeps the
-    value and returns None (so IPython shows nothing; the magic returns the value)."""
+    value and returns None (so IPython shows nothing; the magic returns the value). With
+    IPython's ``ast_node_interactivity = "last_expr_or_assign"`` (*or_assign*), a last ``y = ...``
+    is followed by ``CAPTURE(y)``, as IPython shows ``y`` then. Only the cell's own code: a magic
+    in it (``%time expr``) that parses code of its own runs IPython's transformers on it again."""
+
+    def __init__(self, or_assign: bool = False):
+        self.or_assign, self.done = or_assign, False
 
     def visit_Module(self, node: ast.Module) -> ast.Module:
-        if node.body and isinstance(node.body[-1], ast.Expr):
-            last = node.body[-1]
-            call = ast.Call(ast.Name(CAPTURE, ast.Load()), [last.value], [])
-            node.body[-1] = ast.copy_location(ast.Expr(call), last)
-            ast.fix_missing_locations(node)
+        if self.done:
+            return node
+        self.done = True
+        last = node.body[-1] if node.body else None
+        capture = ast.Name(CAPTURE, ast.Load())
+        if isinstance(last, ast.Expr):
+            node.body[-1] = ast.copy_location(ast.Expr(ast.Call(capture, [last.value], [])), last)
+        elif self.or_assign and last is not None and (name := _assigned_name(last)) is not None:
+            shown = ast.Expr(ast.Call(capture, [ast.Name(name, ast.Load())], []))
+            node.body.append(ast.copy_location(shown, last))
+        ast.fix_missing_locations(node)
         return node
+
+
+def _assigned_name(node: ast.AST | None) -> str | None:
+    """The name a last statement assigns, where IPython's "last_expr_or_assign" shows it: ``y = ``,
+    ``y += ``, ``y: T = `` with a single plain name as the target."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target: ast.AST = node.targets[0]
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        target = node.target
+    else:
+        return None
+    return target.id if isinstance(target, ast.Name) else None
 
 
 class PlainRunner:
@@ -149,8 +173,9 @@ class ShellRunner:
         caught: list[Any] = []
         had = CAPTURE in self.namespace
         self.namespace[CAPTURE] = caught.append
-        transformer = _CaptureLast()
-        if _may_end_with_expression(tree) or shell.ast_transformers or shell.input_transformers_post:
+        or_assign = getattr(shell, "ast_node_interactivity", None) == "last_expr_or_assign"
+        transformer = _CaptureLast(or_assign)
+        if _may_show_a_value(tree, or_assign) or shell.ast_transformers or shell.input_transformers_post:
             shell.ast_transformers.append(transformer)  # (the user's transformers may make one; else
             # none is added, and IPython skips its transform_ast)
         saved = shell.custom_exceptions, shell.CustomTB
@@ -192,10 +217,14 @@ class ShellRunner:
         return caught[-1] if caught else None
 
 
-def _may_end_with_expression(tree: ast.Module | None) -> bool:
+def _may_show_a_value(tree: ast.Module | None, or_assign: bool) -> bool:
     """Whether a cell whose syntax tree is *tree* (None: not plain Python, IPython transforms it)
-    may end with an expression, whose value the magic hands back as the cell's."""
-    return tree is None or bool(tree.body and isinstance(tree.body[-1], ast.Expr))
+    may end with a value IPython would show (the magic hands it back as the cell's): a last
+    expression, or with *or_assign* (see :class:`_CaptureLast`) a last assignment to a name."""
+    if tree is None:
+        return True
+    last = tree.body[-1] if tree.body else None
+    return isinstance(last, ast.Expr) or (or_assign and _assigned_name(last) is not None)
 
 
 def _as_typed(cell: str, outer: Any) -> str:
