@@ -412,3 +412,30 @@ def test_a_leaf_swapped_for_another_shape_in_the_loop_is_shown_with_its_own():
     result = grad(cell, namespace={"torch": torch, "w": w, "x": torch.arange(100.0)})
     assert torch.equal(result.leaves["w"], torch.full((1,), 7.0))
     assert torch.equal(result.grads["w"], torch.arange(100.0))
+
+
+def test_a_big_grad_the_loop_let_go_of_is_let_go_of_before_the_next_backward():
+    """zero_grad() sets a big grad (kept by reference) to None: the record lets go of it before
+    the next backward() runs, so that the engine can reuse its memory as in a plain run (told
+    by the grad's storage, alive or not, while the next pass runs; the record's alias of the
+    grad holds the storage too)."""
+    cell = (
+        "import weakref\n"
+        "torch.manual_seed(0)\n"
+        "layer = torch.nn.Linear(300, 300)\n"
+        "opt = torch.optim.SGD(layer.parameters(), lr=0.1)\n"
+        "X = torch.randn(4, 300)\n"
+        "prev, alive, last = None, [], None\n"
+        "for step in range(4):\n"
+        "    opt.zero_grad()\n"
+        "    out = layer(X)\n"
+        "    out.register_hook(lambda g: alive.append(prev is not None and prev() is not None))\n"
+        "    out.pow(2).mean().backward()\n"
+        "    prev = weakref.ref(layer.weight.grad.untyped_storage())\n"
+        "    last = layer.weight.grad.clone()\n"
+        "    opt.step()\n"
+    )
+    ns: dict = {"torch": torch}
+    result = grad(cell, namespace=ns)
+    assert ns["alive"] == [False] * 4
+    assert torch.equal(result.grads["layer.weight"], ns["last"])

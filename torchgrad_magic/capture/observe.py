@@ -57,7 +57,7 @@ from .internals import (
 )
 from .paths import is_module as _is_module
 from .paths import is_tensor, members, value_at
-from .repeat import NOT_REACHED, LoopPlan, grads_now, reached_all, reached_any
+from .repeat import NOT_REACHED, LoopPlan, LoopRows, grads_now, reached_all, reached_any
 
 NONLEAF_WARNING = r"The \.grad attribute of a Tensor that is not a leaf Tensor"
 _GRAD_READ = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.grad\b")
@@ -781,9 +781,17 @@ class Observer:
         grads (zero_grad()), let go of them too before the engine runs, so that it can reuse their
         memory as a plain run does (holding them made every step of a training loop allocate
         afresh); otherwise the last call stays until this one has succeeded (it may raise)."""
-        if self._holds_big:
+        if not self._holds_big:
+            return
+        loop = self._loop_call
+        if loop is not None and not higher and type(loop[4]) is LoopRows:  # (a loop's last call, kept
+            if not loop[4].released():  # as a tuple: its big grads told apart without making it a Call)
+                return
+            self._loop_call = None  # (it would have replaced the kept first-order calls: they go too)
+            self.calls = [c for c in self.calls if c.higher_order]
+        else:
             self.calls = [c for c in self._settled() if c.higher_order != higher or not c.released()]
-            self._holds_big = any(c.big for c in self.calls)
+        self._holds_big = any(c.big for c in self.calls)
 
     def _engine_run(
         self, engine: Any, call: tuple, leaves: dict, before: dict, caught: dict, inter: dict, tracer: Any

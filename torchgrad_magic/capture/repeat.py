@@ -203,6 +203,12 @@ class LoopRows:
         self.plan, self.kept, self.big = plan, kept, big
         self.holds_big = holds_big  # a grad is kept by reference (too big to copy): see Call.released
 
+    def released(self) -> bool:
+        """Whether the cell let go of a grad kept by reference (``zero_grad()`` set a big leaf's
+        ``.grad`` to None): then only this record holds it (see ``Call.released``; the copied
+        ones are our own buffers)."""
+        return any(row[1].grad is None for row in self.big)  # (row: fresh_row's; [1] the leaf)
+
     def rows(self) -> tuple[tuple, ...]:
         plan = self.plan
         per_leaf = self.kept
