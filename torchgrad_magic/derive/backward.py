@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -90,6 +91,11 @@ class First:
 def assigned_names(tree: ast.AST) -> list[str]:
     """Names the cell stores to, ordered by their last assignment (nested
     function, class, lambda and comprehension scopes are skipped)."""
+    return list(_assigned(tree))
+
+
+@functools.lru_cache(maxsize=32)  # (per tree: one per cell text, see capture/syntax.parse)
+def _assigned(tree: ast.AST) -> tuple[str, ...]:
     names: list[str] = []
 
     class Visitor(ast.NodeVisitor):
@@ -106,7 +112,7 @@ def assigned_names(tree: ast.AST) -> list[str]:
         visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _skip
 
     Visitor().visit(tree)
-    return names
+    return tuple(names)
 
 
 def names_assigned(tree: ast.Module | None, ns: dict[str, Any], before: dict[str, int] | None) -> list[str]:

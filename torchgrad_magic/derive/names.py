@@ -8,6 +8,7 @@ cell runs, nothing reads a non-leaf's ``.grad`` (that read warns, and the warnin
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ class Written:
         return self.calls[0] if len(self.calls) == 1 else None
 
 
+@functools.lru_cache(maxsize=32)  # (per tree: one per cell text, see capture/syntax.parse)
 def differentiated_texts(tree: ast.Module | None, code: str) -> Written:
     """What the cell differentiates or shows, as it wrote it (:class:`Written`)."""
     if tree is None:
