@@ -586,15 +586,21 @@ class Observer:
                 self.reads.append(expr)
 
     # ---- one engine call ----------------------------------------------------
-    def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
-        """One call into the engine, passed on as it is; a call the cell made is remembered (what
-        cannot be recovered later only: the leaves' values and grads at the call, copied)."""
+    def run_backward(self, *args: Any, **kwargs: Any) -> Any:
+        """The engine's ``run_backward`` while the cell runs (:class:`_Engine` hands every call
+        here, with no frame of its own: a loop's step goes through here thousands of times)."""
+        __tracebackhide__ = True
         if len(args) == 5 and not (args[3] or args[4] or self._running):  # (as Tensor.backward makes it)
             plan = self._loop_plan(kwargs)
             if plan is not None:  # a loop's next backward(): the short way
-                done = self._repeat(plan, engine, args, kwargs)
+                done = self._repeat(plan, self._engine, args, kwargs)
                 if done is not _NOT_REPEATED:
                     return done
+        return self.run(self._engine, args, kwargs)
+
+    def run(self, engine: Any, args: tuple, kwargs: dict) -> Any:
+        """One call into the engine, passed on as it is; a call the cell made is remembered (what
+        cannot be recovered later only: the leaves' values and grads at the call, copied)."""
         if self._loop_call is not None:  # (the long way reads what the last call left)
             self._settled()
         outputs, gradients, accumulate, create, inputs = _engine_args(args, kwargs)
@@ -1177,10 +1183,7 @@ class _Engine:
 
     def __init__(self, engine: Any, observer: Observer):
         self._engine, self._observer = engine, observer
-
-    def run_backward(self, *args: Any, **kwargs: Any) -> Any:
-        __tracebackhide__ = True
-        return self._observer.run(self._engine, args, kwargs)
+        self.run_backward = observer.run_backward  # (the observer's own method: no frame of ours here)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)

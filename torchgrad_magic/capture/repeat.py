@@ -73,10 +73,19 @@ class LoopPlan:
                 grad = tensor.grad
                 if grad is None:
                     then.append((tensor, None, -1))
-                elif grad.layout is _STRIDED and (_zeros(grad.tolist()) if tiny else _small_zeros(grad)):
-                    then.append((tensor, grad, grad._version))
-                else:
+                    continue
+                if grad.layout is not _STRIDED:
                     return None
+                if tiny:
+                    values = grad.tolist()  # (a 1-d grad, the common case, told without a call)
+                    if type(values) is list and (not values or type(values[0]) is not list):
+                        if any(values):  # (nan is truthy, -0.0 is not)
+                            return None
+                    elif not _zeros(values):
+                        return None
+                elif not _small_zeros(grad):
+                    return None
+                then.append((tensor, grad, grad._version))
         except (TypeError, RuntimeError):  # (a dtype without Python numbers since: w.data = ...)
             return None
         return then
