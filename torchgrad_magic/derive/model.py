@@ -73,7 +73,12 @@ class ParamRow:
 
     @cached_property
     def _norm_finite(self) -> tuple[float | None, bool]:
-        return (None, True) if self.changed else _quick(self.grad)
+        if self.changed:
+            return None, True
+        stats = self.__dict__.get("stats")  # (the table's numbers, where it was made first: no pass)
+        if stats is not None and not stats.changed:
+            return stats.grad_norm, stats.finite
+        return _quick(self.grad)
 
     @property
     def grad_norm(self) -> float | None:
