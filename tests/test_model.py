@@ -165,6 +165,8 @@ def test_dead_layer_and_non_finite_are_named():
     bad = SETUP + "with torch.no_grad():\n    net[2].weight[0, 0] = float('inf')\n"
     result = grad(LOSS, namespace=namespace(bad))
     assert any("grads contain nan or inf" in n for n in result.note_texts)
+    shown = grad(LOSS, namespace=namespace(bad))  # (the table first: its numbers tell the notes)
+    assert "grads contain nan or inf" in str(shown) and "grads contain nan or inf" in shown._repr_html_()
 
 
 class _Reductions(torch.overrides.TorchFunctionMode):
