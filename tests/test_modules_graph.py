@@ -416,6 +416,47 @@ def test_names_alone_give_the_same_fold():
         assert graph.fold(built, by_node, owners.kinds, depth) == with_parents
 
 
+def _written_out_mlp(pairs: int, unit=(nn.Tanh,)) -> nn.Sequential:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(pairs):
+        layers += [nn.Linear(16, 16), *(kind() for kind in unit)]
+    return nn.Sequential(*layers, nn.Linear(16, 1))
+
+
+def test_an_mlp_written_out_layer_by_layer_folds_its_repeated_pairs():
+    """241 modules, Linear then Tanh 120 times: one box for the 120 pairs (drawn at once, where
+    the 241 boxes took seconds to draw), the last Linear apart."""
+    net = _written_out_mlp(120)
+    data = torch.randn(8, 16)
+    _, owners, built = traced({"net": net, "data": data}, lambda: net(data).pow(2).mean(), grads=True)
+    g = module_layers.fold_graph(built, owners)
+    assert [b.lines()[0] for b in boxes(g)] == ["net.240 (Linear)", "net.0–239 (Linear, Tanh) × 120"]
+    run = boxes(g)[1]
+    assert run.lines()[1:] == ["each: 3 ops: T, Addmm, Tanh", "weight (16, 16)", "bias (16,)"]
+    assert run.calls == [f"net.{i}" for i in range(240)] and run.repeat == 120
+    assert len(run.members) == 240 * 3 // 2 + 2 * 120  # (3 ops and 2 parameters a pair)
+    assert len(g.nodes) == 4 and check_layout(g) == 0  # (loss, pow, the two boxes)
+    assert "net.0–239 (Linear, Tanh) × 120 · each: 3 ops: T, Addmm, Tanh" in g.to_text()
+    ET.fromstring(draw.to_svg(g))
+    BUILD.mkdir(exist_ok=True)
+    (BUILD / "fold_pairs.png").write_bytes(draw.to_png(g))
+
+
+def test_units_of_three_fold_and_short_runs_stay_drawn_out():
+    net = _written_out_mlp(4, unit=(lambda: nn.LayerNorm(16), nn.ReLU))
+    _, owners, built = traced({"net": net}, lambda: net(torch.randn(8, 16)).sum())
+    g = module_layers.fold_graph(built, owners)
+    assert [b.lines()[0] for b in boxes(g)] == ["net.12 (Linear)", "net.0–11 (Linear, LayerNorm, ReLU) × 4"]
+    params = boxes(g)[1].lines()[2:]
+    assert params == ["0.weight (16, 16)", "0.bias (16,)", "1.weight (16,)", "1.bias (16,)"]
+    assert check_layout(g) == 0
+    net = _written_out_mlp(2)  # two pairs: fewer than MIN_RUN units, each layer its own box
+    _, owners, built = traced({"net": net}, lambda: net(torch.randn(8, 16)).sum())
+    g = module_layers.fold_graph(built, owners)
+    assert [b.name for b in boxes(g)] == ["net.4", "net.3", "net.2", "net.1", "net.0"]
+
+
 def test_chinese_words():
     net = mlp()
     with using("zh"):  # the graph is built in Chinese: its boxes' words come from the catalogue

@@ -370,6 +370,7 @@ def _saved(fn: Any, values: Any, name_of: Any, language: str = "en") -> list[str
 # folding modules (--graph on a model)
 # ---------------------------------------------------------------------------
 MIN_RUN = 3  # repeated blocks chained one after another fold into one box from this many on
+MAX_UNIT = 8  # the most module calls in one repeated unit (Linear, Tanh: 2) that folds as a run
 MAX_PARAM_LINES = 6  # parameters listed in a module's box
 MAX_OP_NAMES = 3  # a box names its ops when they are of at most this many kinds
 CALL_MARK = "#"  # a call key's mark for a module's later calls: "cell#2" (modules.call_keys)
@@ -514,7 +515,9 @@ def fold(
 
     Then blocks of one type and the same make-up, chained one after another (``layers.0``,
     ``layers.1``, ... each reading the one before, or one module called several times in a row),
-    fold into one box from :data:`MIN_RUN` on: ``layers.0–11 (TransformerEncoderLayer) × 12``.
+    fold into one box from :data:`MIN_RUN` on: ``layers.0–11 (TransformerEncoderLayer) × 12``; so
+    do units of a few calls repeated one after another (an MLP written out layer by layer, Linear
+    then Tanh 120 times: ``net.0–239 (Linear, Tanh) × 120``).
 
     A box lists the named tensors the cell computed in it (the output), its ops (``2 ops: Addmm,
     T``) and the module's parameters (``weight (32, 8) · grad …``: the leaves the module owns go
@@ -528,6 +531,7 @@ def fold(
     group = _module_groups(graph, owners, 1 if depth is None else max(0, depth), calls, by_id)
     boxes = _members(graph, group)
     runs = _runs(graph, group, boxes, calls, by_id)
+    periods = _unit_runs(graph, group, boxes, calls, by_id, runs)
     run_of = {key: first for first, run in runs.items() for key in run}
     final = {n: run_of.get(key, key) for n, key in group.items()}  # node id -> its box's first call
     ordered = [
@@ -537,8 +541,8 @@ def fold(
     names = _box_names(ordered, runs, calls)
 
     def make(first: str, new: int, _: list[int]) -> Node:
-        keys = runs.get(first, [first])
-        return _make_box(new, names[first], keys, boxes, calls, by_id, graph.language)
+        unit = runs.get(first, [first]), periods.get(first, 1)
+        return _make_box(new, names[first], unit, boxes, calls, by_id, graph.language)
 
     return _collapse(graph, final, make)
 
@@ -724,15 +728,75 @@ def _runs(
     return runs
 
 
-def _keep_run(run: list[str], runs: dict[str, list[str]], graph: Graph, group: dict[int, str]) -> None:
+def _keep_run(run: list[str], runs: dict[str, list[str]], graph: Graph, group: dict[int, str]) -> bool:
+    """Fold *run* into one box (its first key's), unless it is too short or would make a loop."""
     if len(run) < MIN_RUN:
-        return
+        return False
     members = set(run)
     merged = {n: (run[0] if g in members else g) for n, g in group.items()}
     if _in_loops(_group_edges(graph, merged)):
-        return
+        return False
     runs[run[0]] = run
     group.update(merged)
+    return True
+
+
+def _unit_runs(
+    graph: Graph,
+    group: dict[int, str],
+    boxes: dict[str, list[int]],
+    calls: _Calls,
+    by_id: dict[int, Node],
+    runs: dict[str, list[str]],
+) -> dict[str, int]:
+    """Units of 2 to :data:`MAX_UNIT` calls made one after another from the same parent and
+    repeated, each unit reading the one before (an MLP written out layer by layer: ``net.0``
+    Linear, ``net.1`` Tanh, ``net.2`` Linear, ...): from :data:`MIN_RUN` units on they fold into
+    one box, added to *runs* (the calls that are in a run of single blocks already stay there).
+    First call key -> the unit's number of calls."""
+    taken = {key for run in runs.values() for key in run}
+    siblings: dict[str | None, list[str]] = {}
+    for key in boxes:
+        if key not in taken:
+            siblings.setdefault(calls.parent[key], []).append(key)
+    made: dict[str, list[str]] = {}
+    for k, p in calls.parent.items():
+        if p is not None:
+            made.setdefault(p, []).append(k)
+    edges = _group_edges(graph, group)
+    periods: dict[str, int] = {}
+    for keys in siblings.values():
+        if len(keys) < 2 * MIN_RUN:
+            continue
+        keys.sort(key=calls.order.__getitem__)  # (forward order)
+        signature = [_signature(k, boxes[k], by_id, made, calls) for k in keys]
+        chained = [False] + [prev in edges.get(key, ()) for prev, key in itertools.pairwise(keys)]
+        start = 0
+        while start < len(keys):
+            period, count = _unit_at(start, signature, chained)
+            run = keys[start : start + period * count]
+            if count >= MIN_RUN and _keep_run(run, runs, graph, group):
+                periods[run[0]] = period
+                start += len(run)
+            else:
+                start += 1
+    return periods
+
+
+def _unit_at(start: int, signature: list[Any], chained: list[bool]) -> tuple[int, int]:
+    """The unit of 2 to :data:`MAX_UNIT` calls that repeats over the most calls from *start*, each
+    call reading the one before (the shorter unit where two cover as many): its size and count."""
+    best = (1, 0)
+    for period in range(2, MAX_UNIT + 1):
+        if start + period > len(signature) or not all(chained[start + 1 : start + period]):
+            continue
+        end = start + period
+        while end < len(signature) and chained[end] and signature[end] == signature[end - period]:
+            end += 1
+        count = (end - start) // period
+        if count * period > best[0] * best[1]:
+            best = (period, count)
+    return best
 
 
 def _box_names(ordered: list[Any], runs: dict[str, list[str]], calls: _Calls) -> dict[str, str]:
@@ -778,29 +842,31 @@ def _param_order(params: list[Node], prefix: str) -> list[Node]:
 def _make_box(
     new: int,
     name: str,
-    keys: list[str],
+    run: tuple[list[str], int],
     boxes: dict[str, list[int]],
     calls: _Calls,
     by_id: dict[int, Node],
     language: str,
 ) -> Box:
-    first = boxes[keys[0]]
+    """The box of the calls *run* holds (its keys in forward order, and the number of calls in one
+    repeated unit: 1 for a single call or a run of single blocks)."""
+    keys, period = run
     inside = [i for key in keys for i in boxes[key]]
-    counts = {sum(1 for i in boxes[key] if by_id[i].kind != "leaf") for key in keys}
-    each = len(keys) > 1 and len(counts) == 1  # blocks alike down to their ops: "each: 3 ops"
+    units = [keys[u : u + period] for u in range(0, len(keys), period)]
+    counts = {sum(1 for key in unit for i in boxes[key] if by_id[i].kind != "leaf") for unit in units}
+    each = len(units) > 1 and len(counts) == 1  # blocks alike down to their ops: "each: 3 ops"
     lines = []
     for i in inside:  # the tensors the cell named (the output first)
         n = by_id[i]
         if n.kind in ("output", "named") and n.name:
             line = f"→ {n.name}" + (f" = {n.data}" if n.data is not None else "")
             lines.append(line + (f" · grad {n.grad}" if n.grad is not None else ""))
-    counted = first if each or len(keys) == 1 else inside
-    ops = [by_id[i].op for i in reversed(counted) if by_id[i].kind != "leaf"]  # forward order
+    counted = keys[:period] if each or len(units) == 1 else keys  # (each call's nodes: output first)
+    ops = [by_id[i].op for key in counted for i in reversed(boxes[key]) if by_id[i].kind != "leaf"]
     if ops:
         text = _ops_text(ops, language)
         lines.append(_say(language, "graph.fold.each", text=text) if each else text)
-    prefix = _plain(keys[0])
-    params = _param_order([by_id[i] for i in first if by_id[i].kind == "leaf"], prefix)
+    params, prefix = _unit_params(keys[:period], boxes, by_id)
     shown = params if len(params) <= MAX_PARAM_LINES else params[: MAX_PARAM_LINES - 1]
     for p in shown:
         line = " ".join(s for s in (_relative(p.name, prefix), p.shape) if s)
@@ -809,8 +875,21 @@ def _make_box(
         lines.append(line)
     if len(shown) < len(params):
         lines.append(_say(language, "graph.fold.more_params", count=len(params) - len(shown)))
-    kind = calls.kinds[keys[0]]
-    return Box(new, "module", kind, name, extra=lines, repeat=len(keys), calls=list(keys), members=inside)
+    kind = ", ".join(calls.kinds[key] for key in keys[:period])
+    return Box(new, "module", kind, name, extra=lines, repeat=len(units), calls=list(keys), members=inside)
+
+
+def _unit_params(
+    unit: list[str], boxes: dict[str, list[int]], by_id: dict[int, Node]
+) -> tuple[list[Node], str]:
+    """The parameters of one unit of a box, in order, and the prefix their names are shown without
+    (the module's name; where several calls of the unit hold parameters, their parent's)."""
+    owners = [key for key in unit if any(by_id[i].kind == "leaf" for i in boxes[key])]
+    prefix = _plain(owners[0] if len(owners) == 1 else unit[0])
+    if len(unit) > 1 and len(owners) > 1:
+        prefix = prefix.rpartition(".")[0]
+    params = [by_id[i] for key in reversed(unit) for i in boxes[key] if by_id[i].kind == "leaf"]  # (as the
+    return _param_order(params, prefix), prefix  # graph lists them: from the output back)
 
 
 # ---------------------------------------------------------------------------
