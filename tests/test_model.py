@@ -169,6 +169,51 @@ def test_dead_layer_and_non_finite_are_named():
     assert "grads contain nan or inf" in str(shown) and "grads contain nan or inf" in shown._repr_html_()
 
 
+DEEP_TANH = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+layers = []
+for i in range(120):
+    layers += [nn.Linear(16, 16), nn.Tanh()]
+net = nn.Sequential(*layers, nn.Linear(16, 1))
+data = torch.randn(8, 16)
+"""
+
+
+@pytest.mark.parametrize("table_first", [True, False], ids=["table first", "notes first"])
+def test_vanishing_grads_keep_their_norms(table_first):
+    """120 Tanh layers: the first layers' grads are about 1e-33, whose squares underflow in float32.
+    Their norms are still the float64 ones (not 0), and no layer is called dead."""
+    cell = "loss = net(data).pow(2).mean()"
+    ns = namespace(DEEP_TANH)
+    result = grad(cell, namespace=ns)
+    if table_first:
+        str(result)
+    texts = " ".join(result.note_texts)
+    assert "every grad is exactly 0" not in texts
+    first = next(m for m in result.model.modules if m.name == "net.0")
+    expected = plain_grads(DEEP_TANH, cell)
+    oracle = torch.cat([expected["0.weight"].double().flatten(), expected["0.bias"].double().flatten()])
+    assert 0 < float(oracle.abs().max()) < 1e-30  # (the case: below float32's square root of its smallest)
+    assert first.grad_norm == pytest.approx(float(oracle.norm()), rel=1e-6)
+    assert first.stats.grad_norm == pytest.approx(float(oracle.norm()), rel=1e-6)
+    assert first.stats.mean_abs == pytest.approx(float(oracle.abs().mean()), rel=1e-5)
+
+
+def test_exploding_grads_keep_finite_norms():
+    """Grads of about 1e25: their squares overflow float32, the norm does not."""
+    setup = SETUP + "with torch.no_grad():\n    net[2].weight.fill_(1e25)\n"
+    cell = "loss = net(data).sum()"
+    result = grad(cell, namespace=namespace(setup))
+    expected = plain_grads(setup, cell)["0.weight"].double()
+    assert torch.isfinite(expected).all() and float(expected.norm()) > 1e20
+    row = next(p for p in result.model.params if p.name == "net.0.weight")
+    assert row.grad_norm == pytest.approx(float(expected.norm()), rel=1e-6)
+    assert row.stats.grad_norm == pytest.approx(float(expected.norm()), rel=1e-6)
+    assert row.stats.finite and "nan or inf" not in " ".join(result.note_texts)
+
+
 class _Reductions(torch.overrides.TorchFunctionMode):
     """Counts the reductions a statistic or a finiteness check makes over a big tensor (small ones,
     up to 1,024 elements, are copied at the call and compared: cheap by design)."""

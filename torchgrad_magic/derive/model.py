@@ -120,7 +120,7 @@ class ModuleRow:
     @property
     def grad_norm(self) -> float | None:
         norms = [m.grad_norm for m in self.members if not m.frozen and m.grad_norm is not None]
-        return math.sqrt(sum(n * n for n in norms)) if norms else None
+        return math.hypot(*norms) if norms else None
 
     @property
     def finite(self) -> bool:
@@ -304,6 +304,8 @@ def _as_stats(row: list[float], grad: torch.Tensor | None, weight: torch.Tensor)
     n = grad.numel()
     if n == 0:
         return Stats(0, 0.0, 0.0, 0.0, 1.0, weight_norm)
+    if _out_of_range(grad_norm, max_abs) or _out_of_range(l1, max_abs):
+        grad_norm, l1 = _rescaled(grad, max_abs)
     return Stats(
         numel=n, grad_norm=grad_norm, mean_abs=l1 / n, max_abs=max_abs, zero_fraction=1.0 - nonzero / n,
         weight_norm=weight_norm, finite=math.isfinite(max_abs),
@@ -338,27 +340,47 @@ def _plain(text: str) -> str:
 
 def _quick(grad: torch.Tensor | None) -> tuple[float | None, bool]:
     """(grad norm, finite) in one fast pass: the L2 norm is nan or inf exactly when an element is
-    (or when it overflows: then the elements are looked at)."""
+    (or when it overflows: then the elements are looked at, as they are when it is 0)."""
     if grad is None:
         return None, True
     with torch.no_grad():
         g = grad.detach()
         value = float(torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in LOW else None))
-        if math.isfinite(value):
+        if value != 0 and math.isfinite(value):
             return value, True
-        return value, bool(torch.isfinite(g).all())
+        finite = math.isfinite(value) or bool(torch.isfinite(g).all())
+        if finite and g.numel():
+            max_abs = float(torch.linalg.vector_norm(g, math.inf))
+            if _out_of_range(value, max_abs):
+                value = _rescaled(g, max_abs)[0]
+        return value, finite
+
+
+def _out_of_range(value: float, max_abs: float) -> bool:
+    """Whether a norm (or a sum) of a grad whose largest element is *max_abs* under- or overflowed
+    in the grad's own precision (vanishing or exploding grads: 1e-30 squared is 0 in float32)."""
+    return (value == 0 and max_abs > 0) or (math.isinf(value) and math.isfinite(max_abs))
+
+
+def _rescaled(grad: torch.Tensor, max_abs: float) -> tuple[float, float]:
+    """‖grad‖ and Σ|grad| computed on the grad divided by its largest element, in float64 (the
+    rare case :func:`_out_of_range` finds: one more pass, and a copy)."""
+    with torch.no_grad():
+        wide = grad.detach().to(torch.complex128 if grad.is_complex() else torch.float64) / max_abs
+        norm, total = float(torch.linalg.vector_norm(wide)), float(torch.linalg.vector_norm(wide, 1))
+    return max_abs * norm, max_abs * total
 
 
 def _aggregate(parts: list[Stats]) -> Stats:
     numel = sum(s.numel for s in parts)
     with_grad = [s for s in parts if s.grad_norm is not None]
-    weight_norm = math.sqrt(sum(s.weight_norm**2 for s in parts))
+    weight_norm = math.hypot(*(s.weight_norm for s in parts))
     if not with_grad:
         return Stats(numel, None, None, None, None, weight_norm)
     counted = sum(s.numel for s in with_grad) or 1
     return Stats(
         numel=numel,
-        grad_norm=math.sqrt(sum((s.grad_norm or 0.0) ** 2 for s in with_grad)),
+        grad_norm=math.hypot(*((s.grad_norm or 0.0) for s in with_grad)),
         mean_abs=sum((s.mean_abs or 0.0) * s.numel for s in with_grad) / counted,
         max_abs=max(s.max_abs or 0.0 for s in with_grad),
         zero_fraction=sum((s.zero_fraction or 0.0) * s.numel for s in with_grad) / counted,
