@@ -132,6 +132,34 @@ def test_seed_cell_asks_and_hides_18(shell):
     assert_every_answer_revealed(result.quiz)
 
 
+def test_a_wrt_leafs_grad_is_said_to_be_stored_as_it_is(shell):
+    """--wrt made x: %%grad stored 18 in x.grad (the answer must not say None), and a later
+    y.backward() makes it 36, as the answer says."""
+    shown(shell, f"%%grad --wrt x=3 --quiz --out r\n{SEED}")
+    answer = answer_to(shell.user_ns["r"].quiz, r"^dy/dx = \?")
+    assert answer.startswith("18 (") and "None" not in answer and "36" in answer
+    assert shell.user_ns["x"].grad.item() == 18
+    shown(shell, "y.backward()")
+    assert shell.user_ns["x"].grad.item() == 36
+    shell.run_cell("x = torch.tensor(3.0, requires_grad=True)")  # the user's own x: not stored
+    shown(shell, f"%%grad --quiz --out r\n{SEED}")
+    answer = answer_to(shell.user_ns["r"].quiz, r"^dy/dx = \?")
+    assert "x.grad itself is still None" in answer and shell.user_ns["x"].grad is None
+
+
+def test_no_once_more_question_when_the_cell_changed_the_leaf_after_the_call(shell):
+    """A descent loop steps w and zeroes w.grad after its last call: "once more on this same w,
+    without zeroing" would read values w and w.grad no longer hold."""
+    loop = (
+        "w = torch.tensor(5.0, requires_grad=True)\nfor i in range(20):\n    loss = (w - 3) ** 2\n"
+        "    loss.backward()\n    with torch.no_grad():\n        w -= 0.1 * w.grad\n    w.grad.zero_()"
+    )
+    shown(shell, f"%%grad --quiz --out r\n{loop}")
+    quiz = shell.user_ns["r"].quiz
+    assert not [q for q in quiz.questions if "once more" in q.text]
+    assert answer_to(quiz, r"20 backward\(\) calls, w\.grad")  # (the call's grad is still asked)
+
+
 def test_once_more_is_36_from_the_runs_numbers(shell):
     shell.user_ns["ran"] = []
     outputs = shown(shell, f"%%grad --wrt x=3 --quiz --out r\nran.append(1)\n{SEED_BACKWARD}")

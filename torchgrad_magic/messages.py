@@ -1260,6 +1260,12 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "would put {value} there)",
         "zh": "{value}（单元格没有调用 backward()，所以 {name}.grad 本身仍是 None；调用 {out}.backward() 才会把 {value} 存进去）",
     },
+    "quiz.a.stored": {
+        "en": "{value} (the cell called no backward(); {name} is the leaf --wrt made, so %%grad stored {value} "
+        "in {name}.grad, as {out}.backward() would. Another {out}.backward() adds to it: {again})",
+        "zh": "{value}（单元格没有调用 backward()；{name} 是 --wrt 创建的叶子，所以 %%grad 把 {value} 存进了 "
+        "{name}.grad，和 {out}.backward() 的效果一样。再调用一次 {out}.backward() 会累加：{again}）",
+    },
     "quiz.a.returned": {
         "en": "{value} (returned by torch.autograd.grad(), which does not store it: {name}.grad stays None)",
         "zh": "{value}（由 torch.autograd.grad() 返回，它不写入 .grad：{name}.grad 仍是 None）",

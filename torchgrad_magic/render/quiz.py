@@ -242,7 +242,12 @@ def _grad_question(result: Any, row: TensorRow, grad: torch.Tensor, called: str 
     question = t("quiz.q.derivative", d=f"{d}{top}/{d}{name}", at=_at(result))
     if called == "grad":
         return Question(question, t("quiz.a.returned", value=value, name=name))
-    return Question(question, t("quiz.a.not_stored", value=value, name=name, out=_backward_receiver(result)))
+    out = _backward_receiver(result)
+    live = result.tensors.get(name)
+    if live is not None and live.grad is grad:  # (a leaf --wrt made: it carries its grad)
+        again = fmt.values(grad + grad, result.digits, result.max_items)
+        return Question(question, t("quiz.a.stored", value=value, name=name, out=out, again=again))
+    return Question(question, t("quiz.a.not_stored", value=value, name=name, out=out))
 
 
 def _backward_receiver(result: Any) -> str:
@@ -285,7 +290,7 @@ def _once_more(result: Any, rows: list[TensorRow]) -> list[Question]:
         grad = result.grads.get(row.name)
         if row.role not in ("input", "leaf") or grad is None or row.grad is None or row.name in result.lost:
             continue
-        if row.grad.shape != grad.shape:
+        if row.grad.shape != grad.shape or not _as_at_the_call(result.tensors.get(row.name), row):
             continue
         digits, items = result.digits, result.max_items
         total = fmt.values(row.grad + grad.to(row.grad.dtype), digits, items)
@@ -293,6 +298,21 @@ def _once_more(result: Any, rows: list[TensorRow]) -> list[Question]:
         answer = t("quiz.a.once_more", total=total, now=now, added=added, name=row.name)
         questions.append(Question(t("quiz.q.once_more", name=row.name), answer))
     return questions
+
+
+def _as_at_the_call(live: torch.Tensor | None, row: TensorRow) -> bool:
+    """Whether the leaf and its ``.grad`` still hold what they held at the call shown (the question
+    "once more on this same w" reads them now: a loop's optimizer step or ``w.grad.zero_()`` after
+    the call would make its answer false)."""
+    if live is None or row.grad is None or live.grad is None:
+        return False
+    with torch.no_grad():
+        value, grad = live.detach(), live.grad.detach()
+        if value.shape != row.data.shape or grad.shape != row.grad.shape:
+            return False
+        return bool(
+            torch.equal(value, row.data.to(value.dtype)) and torch.equal(grad, row.grad.to(grad.dtype))
+        )
 
 
 def _at(result: Any) -> str:
