@@ -41,6 +41,29 @@ def test_vector_input_plots_function_and_derivative(run):
     torch.testing.assert_close(torch.tensor(lines[1].get_ydata()), 2 * x)
 
 
+SEED_LESSON_5 = (
+    "x = torch.linspace(-20, 20, 20, requires_grad=True)\nY = x ** 2\ny = torch.sum(Y)\ny.backward()"
+)
+
+
+def test_the_seeds_multi_value_lesson_draws_its_own_plot(run):
+    """The seed's lesson: y = torch.sum(Y), then a plot of Y and x.grad. --plot draws the same two
+    curves (Y, not the scalar y: a derivative alone was drawn, with a note)."""
+    result = run("--plot", SEED_LESSON_5)
+    x = torch.linspace(-20, 20, 20)
+    lines = curves(result)
+    assert set(lines) == {"Y", "dy/dx"} and not result.note_texts
+    torch.testing.assert_close(lines["Y"].y, x**2)
+    torch.testing.assert_close(lines["dy/dx"].y, 2 * x)
+    ax, twin = result.figure.axes
+    assert ax.get_ylabel() == "Y" and twin.get_ylabel() == "dy/dx"
+    mean = run("--plot", SEED_LESSON_5.replace("torch.sum(Y)", "Y.mean()"))
+    torch.testing.assert_close(curves(mean)["dy/dx"].y, 2 * x / 20)
+    assert set(curves(mean)) == {"Y", "dy/dx"}
+    scaled = run("--plot", SEED_LESSON_5.replace("torch.sum(Y)", "torch.sum(Y) * 2"))  # (not Y's sum: alone)
+    assert set(curves(scaled)) == {"dy/dx"} and any("only the derivative" in n for n in scaled.note_texts)
+
+
 def test_sin_against_cos(run):
     result = run("--wrt t=torch.linspace(-3, 3, 101) --plot", "s = torch.sin(t)")
     lines = curves(result)

@@ -314,17 +314,41 @@ def _twin(ax):
     return twin
 
 
+def _reduced_from(result: Any, shape: torch.Size) -> tuple[str, torch.Tensor] | None:
+    """The named tensor a scalar output is the sum or the mean of (``y = torch.sum(Y)``), where it
+    has the input's shape: (its name, its values) to draw as the function, as the seed's own plot
+    draws ``Y`` beside ``x.grad``; None where there is no such tensor."""
+    node = result.output.grad_fn
+    kind = type(node).__name__ if node is not None else ""
+    if result.output.numel() != 1 or kind not in ("SumBackward0", "MeanBackward0"):
+        return None
+    total = float(result.output.detach())
+    for row in result.rows:
+        if row.role != "intermediate" or row.data.shape != shape or not row.data.is_floating_point():
+            continue
+        values = row.data.detach().double()
+        reduced = float(values.sum() if kind == "SumBackward0" else values.mean())
+        if math.isclose(reduced, total, rel_tol=1e-5, abs_tol=1e-6):
+            return row.name, row.data.detach().float().cpu()
+    return None
+
+
 def _vector_figure(result: Any, notes: list[Note], style: _Style):
     name, out_name = next(iter(result.leaves)), result.output_name
     x = result.values[name].detach().float().cpu()
     grad = result.grads[name]
     output = result.output.detach().float().cpu()
-    with_function = output.shape == x.shape
     written = getattr(result, "written", None)  # Y.mean(): its grads are not dY/dx
     d_name = f"d{fmt.operand(written if written and not result.summed else out_name)}/d{name}"
+    with_function = output.shape == x.shape
+    drawn = out_name
+    if not with_function:  # y = torch.sum(Y): the seed draws Y, the function, beside x.grad
+        reduced = _reduced_from(result, x.shape)
+        if reduced is not None:
+            (drawn, output), with_function = reduced, True
     series = []
     if with_function:
-        series.append((out_name, output, FUNCTION_COLOR))
+        series.append((drawn, output, FUNCTION_COLOR))
     if grad is not None:
         series.append((d_name, grad.detach().float().cpu(), DERIVATIVE_COLOR))
     else:
@@ -351,7 +375,7 @@ def _vector_figure(result: Any, notes: list[Note], style: _Style):
         target = twin if twin is not None and curve.label == d_name else ax
         target.plot(curve.x.numpy(), curve.y.numpy(), color=color, label=curve.label, linewidth=1.8)
     if twin is not None:
-        style.axes(ax, name, out_name, FUNCTION_COLOR)
+        style.axes(ax, name, drawn, FUNCTION_COLOR)
         style.axes(twin, name, d_name, DERIVATIVE_COLOR, right=True)
     else:
         style.axes(ax, name, ", ".join(c.label for c in curves))
