@@ -45,6 +45,8 @@ BAD = [
     ("--wrt", "y = 1", ["argument --wrt: expected a value"]),
 ]
 
+LEAF = "x = torch.tensor(3.0, requires_grad=True)\n"
+
 # A cell that runs but has nothing (or nothing usable) to differentiate is not an error:
 # it runs as it would without %%grad, and a note says why there are no grads.
 NOTHING = [
@@ -59,6 +61,10 @@ NOTHING = [
     ("--wrt x=3 --of c", "c = torch.ones(2)\ny = x * 2", ["c does not depend on x"]),
     ("", "y = torch.tensor(3.0) * 2", ["does not depend on any leaf tensor", "requires_grad=True"]),
     ("", "x = torch.tensor(3.0, requires_grad=True)", ["x is a leaf and the cell computed nothing from it"]),
+    # the cell's own leaf, cut off from the output: the note names it and the likely cut
+    ("", f"{LEAF}with torch.no_grad():\n    y = 3 * x ** 2", ["y does not depend on x", "no_grad"]),
+    ("", f"{LEAF}z = x.detach()\ny = 3 * z ** 2", ["y does not depend on x", ".detach()"]),
+    ("", f"{LEAF}y = x.item() ** 2", ["y is a Python number (9)", "back to x", ".item()", "y = x ** 2"]),
     ("--wrt x=3", "y = x * 1j", ["y is complex", ".abs()"]),
     ("--wrt x=3", "# only a comment\n", ["the cell has no code", "it ran"]),
     (

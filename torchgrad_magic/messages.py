@@ -505,6 +505,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name} 依赖的叶子张量在这里没有名字（在表达式中创建，例如 torch.randn(4, 5, requires_grad=True) * 1.0），"
         "所以无处显示梯度；请给叶子张量起个名字（W = torch.randn(4, 5, requires_grad=True)），或使用 --wrt x=3。",
     },
+    "err.number_output": {
+        "en": "{name} is a Python number ({value}), not a tensor, so autograd cannot follow it back to {leaf}: "
+        ".item(), float() and the math module give plain numbers. Compute it with tensor operations "
+        "(e.g. {name} = {leaf} ** 2) to differentiate it.",
+        "zh": "{name} 是 Python 数字（{value}），不是张量，所以 autograd 无法沿它追溯到 {leaf}：.item()、float() 和 "
+        "math 模块得到的都是普通数字。请用张量运算计算它（例如 {name} = {leaf} ** 2），才能对它求导。",
+    },
     "err.no_leaf": {
         "en": "{name} does not depend on any leaf tensor that requires grad; "
         "create the input with requires_grad=True, or use --wrt x=3.",

@@ -954,7 +954,11 @@ class GraphFacts:
         return cls(tuple(found), saved_hooks, hook_free)
 
 
-def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor]) -> Note:
+def _no_dependence(
+    name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor], leaves: list[str] | None = None
+) -> Note:
+    """Why *value* has nothing to differentiate; *leaves*: the cell's own leaves that require grad
+    (then a path to them was cut: no_grad(), detach(), a new tensor made from numbers)."""
     if value.is_leaf and value.requires_grad:
         return note("err.leaf_only", name=name)
     if value.grad_fn is None and not torch.is_grad_enabled():  # (set_grad_enabled(False) in a cell before)
@@ -963,6 +967,8 @@ def _no_dependence(name: str, value: torch.Tensor, wrt: dict[str, torch.Tensor])
         return note("err.no_path", name=name, wrt=", ".join(wrt))
     if value.grad_fn is not None:  # it does depend on leaves, but none of them has a name
         return note("err.unnamed_leaf", name=name)
+    if leaves:
+        return note("err.no_path", name=name, wrt=", ".join(leaves))
     return note("err.no_leaf", name=name)
 
 
@@ -1005,8 +1011,12 @@ def _find_output(
     for name, value in tensors:
         if depends(value) or (is_wrt_leaf(value) and value.requires_grad):
             return name, value
+    leaves = [name for name, value in tensors if value.is_leaf and value.requires_grad]
+    last = ns.get(assigned[-1]) if assigned else None
+    if leaves and isinstance(last, (int, float, complex)) and not isinstance(last, bool):  # y = x.item() ** 2
+        return note("err.number_output", name=assigned[-1], value=fmt.number(last), leaf=leaves[0])
     if tensors:
-        return _no_dependence(*tensors[0], wrt)
+        return _no_dependence(*tensors[0], wrt, [n for n in leaves if n != tensors[0][0]])
     return _no_output(ns, last_value, assigned, wrt)
 
 
