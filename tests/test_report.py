@@ -95,3 +95,19 @@ def test_readme_graph_example_is_what_users_see():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     result = grad("y = 3 * x ** 2", wrt="x=3", graph=True)
     assert result.graph.to_text() in readme
+
+
+def test_autograd_grad_says_that_grad_is_left_as_it_was(run):
+    """The grad column shows what torch.autograd.grad() returned; x.grad is not that (still None,
+    or an earlier cell's grad): one note says what .grad holds."""
+    cell = "x = torch.tensor(3.0, requires_grad=True)\ny = x ** 3\n(g,) = torch.autograd.grad(y, x)"
+    result = run("", cell)
+    assert result.grads["x"].item() == 27 and result.tensors["x"].grad is None
+    assert [n for n in result.note_texts if "torch.autograd.grad() returned" in n] == [
+        "the grad column is what torch.autograd.grad() returned; it stores nothing, so .grad is as it was: "
+        "x.grad = None."
+    ]
+    earlier = run("", cell.replace("(g,) =", "y.backward(retain_graph=True)\n(g,) ="))
+    assert any(n.endswith("x.grad = 27.") for n in earlier.note_texts)
+    assert not [n for n in run("", cell.replace("(g,) = torch.autograd.grad(y, x)", "y.backward()")).note_texts
+                if "autograd.grad" in n]  # fmt: skip

@@ -505,6 +505,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{name} 依赖的叶子张量在这里没有名字（在表达式中创建，例如 torch.randn(4, 5, requires_grad=True) * 1.0），"
         "所以无处显示梯度；请给叶子张量起个名字（W = torch.randn(4, 5, requires_grad=True)），或使用 --wrt x=3。",
     },
+    "note.grad_returned": {
+        "en": "the grad column is what torch.autograd.grad() returned; it stores nothing, so .grad is as it "
+        "was: {listed}.",
+        "zh": "grad 列是 torch.autograd.grad() 返回的值；它不写入 .grad，所以 .grad 保持原样：{listed}。",
+    },
     "err.number_output": {
         "en": "{name} is a Python number ({value}), not a tensor, so autograd cannot follow it back to {leaf}: "
         ".item(), float() and the math module give plain numbers. Compute it with tensor operations "

@@ -410,7 +410,7 @@ def _from_call(
     grads = {n: (dense(c.grad) if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
     notes = _call_notes(call, observed, (out_name, *(n for n, _ in others)), differentiated, leaves)
-    notes += _accumulation_notes(caught, call)
+    notes += _accumulation_notes(caught, call) + _returned_notes(caught, call)
     if call.unnamed and not wrt:
         notes.append(note("note.unnamed_leaves", count=call.unnamed, out=out_name))
     notes = _merge_after(notes, _changed_after(caught, call))
@@ -485,6 +485,19 @@ def _accumulation_notes(caught: dict[str, Any], call: Call) -> list[Note]:
                  total=fmt.values(c.grad_after) if c.grad_after is not None and c.grad_kept else t("state.changed"))
         )  # fmt: skip
     return notes
+
+
+def _returned_notes(caught: dict[str, Any], call: Call) -> list[Note]:
+    """torch.autograd.grad() returned the grads the table shows and stored none: what ``.grad`` holds
+    (a learner reads the grad column as ``x.grad``)."""
+    if call.kind != "grad":
+        return []
+    names = [n for n, c in caught.items() if c is not None and c.grad is not None]
+    if not names:
+        return []
+    now = [(n, kept_grad(caught[n].tensor)) for n in names[:4]]
+    listed = ", ".join(f"{n}.grad = {'None' if g is None else fmt.values(g.detach())}" for n, g in now)
+    return [note("note.grad_returned", listed=listed + (", …" if len(names) > 4 else ""))]
 
 
 def _higher_order_notes(observed: Observation) -> list[Note]:
