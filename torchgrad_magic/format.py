@@ -130,7 +130,7 @@ def _html_table(header: list[str], body: list[list[str]]) -> str:
         + "</tr>"
         for cells in body
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
 
 
 def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
@@ -145,4 +145,5 @@ def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
         + "</tr>"
         for cells in body
     )
-    return f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    table = f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f"<div style='overflow-x:auto'>{table}</div>"  # (a wide table scrolls sideways, in any front end)

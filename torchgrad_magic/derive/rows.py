@@ -91,7 +91,7 @@ class TensorRow:
         ]
         if extra:
             cells += [fmt.shape(self.data), fmt.dtype(self.data)]
-        if times_input:
+        if times_input:  # (right after the grad column)
             grad = self.grad if self.role in ("input", "leaf") else None
-            cells.append("" if grad is None else fmt.values(grad * self.data, digits, max_items))
+            cells.insert(4, "" if grad is None else fmt.values(grad * self.data, digits, max_items))
         return cells

@@ -23,6 +23,7 @@ from ..messages import Note, note, t, using
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
 COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
 EXTRA_COLUMNS = ("shape", "dtype")
+GRAD_COLUMN = COLUMNS.index("grad")
 TIMES_INPUT = "grad×input"
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 MATRIX_ITEMS = 6  # rows and columns of a matrix shown before "…"
@@ -265,8 +266,8 @@ class GradResult:
         extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self._rows())
         with using(self.language):
             header = [t(c) if c.startswith("col.") else c for c in COLUMNS + (EXTRA_COLUMNS if extra else ())]
-            if self.times_input:
-                header.append(TIMES_INPUT)
+            if self.times_input:  # (beside the grad it multiplies: in view where a wide table scrolls)
+                header.insert(GRAD_COLUMN + 1, TIMES_INPUT)
             rows = [row.cells(self.digits, self.max_items, extra, self.times_input) for row in self._rows()]
             return header, rows
 
