@@ -130,10 +130,18 @@ class Record:
     ops: list[Op] = field(default_factory=list)
     roots: list[Root] = field(default_factory=list)
     escapes: list[str] = field(default_factory=list)  # .item() and the like, on tracked values
+    escaped_at: list[int] = field(default_factory=list)  # each escape's place: the ops recorded before it
     broken: str | None = None  # why the record cannot be used at all
     constants: list[tuple[torch.Tensor, int]] = field(
         default_factory=list
     )  # (tensor, version) kept by reference
+
+    def escapes_before(self, output: Ref | RootRef | None) -> list[str]:
+        """The escapes that may have fed *output*: those made before its op (``.numpy()`` for a
+        plot after the output was computed cannot change it). All of them where it is not known."""
+        if not isinstance(output, Ref):
+            return list(self.escapes) if output is None else []
+        return [name for name, at in zip(self.escapes, self.escaped_at, strict=True) if at <= output.op]
 
     def needed(self, output: Ref | RootRef) -> tuple[list[int], set[int]]:
         """The ops (in order) and roots the output depends on."""
@@ -315,6 +323,7 @@ class Recorder(_AtUsersLine):
             return call(state, func, args, kwargs)
         if name in ESCAPES:
             record.escapes.append(name)
+            record.escaped_at.append(len(record.ops))
             return call(state, func, args, kwargs)
         inplace = _INPLACE.get(name)
         if inplace is None:

@@ -157,6 +157,7 @@ def _recorded(first: Any, recorder: Any, opts: Any, ns: dict[str, Any], notes: l
     whole_ref = recorder.ref(first.output) if written and (opts.jacobian or opts.explore) else None
     named = _named_refs(recorder, first, ns) if opts.explore else {}  # (read before the record is finished)
     record = recorder.finish()
+    record.escapes = record.escapes_before(ref)  # (a .numpy() for a plot, after the output: no matter)
     replay = replay_for(record, ref, first.leaves, summed)
     whole = replay_for(record, whole_ref, first.leaves, True) if whole_ref is not None else None
     if record.escapes:
@@ -190,8 +191,8 @@ def _extras(
     if replay is not None:
         found.update(_calculus(replay, first, points, opts, notes, recorded.whole))
     if opts.plot:
-        if record.escapes:  # values left the computation: only the tangent is honest
-            notes.append(note("rec.branches"))
+        if record.escapes and _point_figure(first):  # values left the computation: only the tangent
+            notes.append(note("rec.branches"))  # is honest (a 1-D input's plot is the run's own numbers)
         found["plot"] = _curves(replay if not record.escapes else None, first, window, notes)
     if opts.explore:
         found.update(_explore(dataclasses.replace(recorded, replay=replay), first, opts, notes))
