@@ -65,6 +65,11 @@ NOTHING = [
     ("", f"{LEAF}with torch.no_grad():\n    y = 3 * x ** 2", ["y does not depend on x", "no_grad"]),
     ("", f"{LEAF}z = x.detach()\ny = 3 * z ** 2", ["y does not depend on x", ".detach()"]),
     ("", f"{LEAF}y = x.item() ** 2", ["y is a Python number (9)", "back to x", ".item()", "y = x ** 2"]),
+    (
+        "--of Y",
+        f"{LEAF}Y = x * 2\ny = torch.sum(Y)\ny.backward()",  # (the graph this cell's call freed)
+        ["no grads for Y", "the cell's own backward() freed the graph", "retain_graph=True"],
+    ),
     ("--wrt x=3", "y = x * 1j", ["y is complex", ".abs()"]),
     ("--wrt x=3", "# only a comment\n", ["the cell has no code", "it ran"]),
     (

@@ -400,6 +400,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "backward through {out} failed: {error}",
         "zh": "对 {out} 做 backward 失败：{error}",
     },
+    "err.freed_by_cell": {
+        "en": "no grads for {out}: the cell's own backward() freed the graph behind {out} (backward() frees "
+        "what the graph saved, unless retain_graph=True), so it cannot be gone through again. Pass "
+        "retain_graph=True to that backward() to see {out}'s grads too.",
+        "zh": "{out} 没有梯度：单元格自己的 backward() 已释放 {out} 背后的计算图（backward() 会释放计算图保存的值，"
+        "除非传 retain_graph=True），所以无法再走一遍。给那次 backward() 传 retain_graph=True，就也能看到 {out} 的梯度。",
+    },
     "err.freed_earlier": {
         "en": "no grads for {out}: it is computed from {names}, and an earlier backward() freed the graph "
         "behind {names} ({out}.backward() fails the same way). Compute {names} again in this cell, or pass "

@@ -187,22 +187,25 @@ def first_derivatives(
         first = dataclasses.replace(first, notes=(note("note.of_earlier", name=of), *kept))
     grads = {r.name: r.grad for r in first.rows if r.role == "intermediate"}
     earlier = _made_earlier(first.output, ns, read, observed)
-    first = _freed_earlier(first, earlier)
+    first = _freed_earlier(first, earlier, observed.call_count)
     return _with_helpers(_finish(first, ns, [*steady, *earlier], reduced, retain_grad, grads), observed)
 
 
-def _freed_earlier(first: First, earlier: list[str]) -> First:
-    """Our pass failed because an earlier backward() freed the graph behind a tensor an earlier cell
-    made (``k2 = h ** 2`` after ``k.backward()``): say that, in the learner's names."""
-    if not earlier:
+def _freed_earlier(first: First, earlier: list[str], calls: int) -> First:
+    """Our pass failed because a backward() freed the graph: an earlier cell's, behind a tensor it
+    made (``k2 = h ** 2`` after ``k.backward()``), or one of this cell's own *calls* (``--of Y`` after
+    ``torch.sum(Y).backward()``): say that, in the learner's names."""
+    if not earlier and not calls:
         return first
-    notes = tuple(
-        note("err.freed_earlier", out=n.fields["out"], names=", ".join(earlier))
-        if n.id == "err.backward_failed" and "a second time" in str(n.fields.get("error"))
-        else n
-        for n in first.notes
-    )
-    return dataclasses.replace(first, notes=notes)
+
+    def said(n: Note) -> Note:
+        if n.id != "err.backward_failed" or "a second time" not in str(n.fields.get("error")):
+            return n
+        if earlier:
+            return note("err.freed_earlier", out=n.fields["out"], names=", ".join(earlier))
+        return note("err.freed_by_cell", out=n.fields["out"])
+
+    return dataclasses.replace(first, notes=tuple(map(said, first.notes)))
 
 
 def _made_earlier(output: Any, ns: dict[str, Any], read: tuple[str, ...], observed: Observation) -> list[str]:
