@@ -111,3 +111,12 @@ def test_autograd_grad_says_that_grad_is_left_as_it_was(run):
     assert any(n.endswith("x.grad = 27.") for n in earlier.note_texts)
     assert not [n for n in run("", cell.replace("(g,) = torch.autograd.grad(y, x)", "y.backward()")).note_texts
                 if "autograd.grad" in n]  # fmt: skip
+
+
+def test_a_retained_grad_before_backward_is_not_called_not_kept(run):
+    """y.retain_grad() without backward(): y's grad is None because no backward() ran, not because
+    a non-leaf's grad is not kept."""
+    row = {r.name: r for r in run("--wrt x=3", "y = x ** 2\ny.retain_grad()\nz = y * 2").rows}["y"]
+    assert row.grad is None and row.grad_text(4, 6) == "None (retain_grad(): kept once backward() runs)"
+    after = {r.name: r for r in run("--wrt x=3", "y = x ** 2\ny.retain_grad()\nz = y * 2\nz.backward()").rows}
+    assert after["y"].grad.item() == 2 and after["z"].grad_text(4, 6) == "None (not a leaf: not kept)"

@@ -999,6 +999,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     # ---- grad states in the table ------------------------------------------
     "state.no_path": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
     "state.not_leaf": {"en": "None (not a leaf: not kept)", "zh": "None（不是叶子：不保留）"},
+    "state.retained_empty": {
+        "en": "None (retain_grad(): kept once backward() runs)",
+        "zh": "None（已 retain_grad()：backward() 之后才有）",
+    },
     "state.withheld": {"en": "not computed (see the note)", "zh": "未计算（见提示）"},
     "state.no_grad": {"en": "None (requires_grad=False)", "zh": "None（requires_grad=False）"},
     "state.added": {

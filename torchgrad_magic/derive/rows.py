@@ -29,6 +29,7 @@ class TensorRow:
     changed: bool = False  # a grad too big to copy, changed in place after the call: not shown
     alias: str | None = None  # another name of a tensor in the report ("W" for model.2.weight)
     withheld: bool = False  # not computed: it would run the user's own backward code (a note says)
+    retains: bool = False  # a non-leaf whose retain_grad() was called: backward() would fill its .grad
 
     @classmethod
     def of(
@@ -53,6 +54,7 @@ class TensorRow:
             requires_grad=tensor.requires_grad,
             added=added,
             alias=alias,
+            retains=not tensor.is_leaf and bool(getattr(tensor, "retains_grad", False)),
         )
 
     def grad_text(self, digits: int, max_items: int) -> str:
@@ -63,7 +65,7 @@ class TensorRow:
             return t("state.withheld")
         if self.grad is None:
             if not self.is_leaf:
-                return t("state.not_leaf")
+                return t("state.retained_empty" if self.retains else "state.not_leaf")
             return t("state.no_path") if self.requires_grad else t("state.no_grad")
         text = fmt.values(self.grad, digits, max_items)
         count, held = self.added
