@@ -15,6 +15,7 @@ import run_demo  # examples/, on sys.path via conftest
 from test_browser import (
     CHROMIUM,
     LAB_NOTEBOOK,
+    MIN_CONTRAST,
     ROOT,
     SHOTS,
     THEMES,
@@ -83,10 +84,18 @@ def headline(chart) -> str:
     return " ".join(chart.locator("svg text").all_text_contents())
 
 
+TABLE_ROWS_JS = """(el) => {
+    const column = (key) => [...el.querySelectorAll(`svg g.table_${key}_group g.role-axis-label text`)]
+        .map((t) => t.textContent);
+    const [names, data, grad] = ["name", "data", "grad"].map(column);
+    return names.map((name, r) => [name, data[r], grad[r]]);
+}"""
+
+
 def table_rows(chart) -> dict[str, list[str]]:
-    """The table panel as drawn: its text marks (``name``, ``data``, ``grad`` a row) by name."""
-    texts = chart.locator("svg g.table_marks text").all_text_contents()
-    return {texts[k]: texts[k + 1 : k + 3] for k in range(0, len(texts) - 2, 3)}
+    """The table panel as drawn: a column a view, its cells its y axis's labels (top to bottom), by
+    row name (``name: [data, grad]``)."""
+    return {name: [data, grad] for name, data, grad in chart.evaluate(TABLE_ROWS_JS)}
 
 
 def open_notebook(page, lab: Lab, name: str, theme: str) -> None:
@@ -140,8 +149,7 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
         assert point.get_attribute("transform") != before  # the point moved along the curve
         assert re.search(r"y = 8\b", headline(chart)), headline(chart)
         page.wait_for_function(  # the table's y row follows the slider too: 1 -> 8
-            "(el) => [...el.querySelectorAll('svg g.table_marks text')].map(t => t.textContent).join(' ') === 'x 2 12 y 8 1'",
-            arg=chart.element_handle(),
+            f"(el) => ({TABLE_ROWS_JS})(el).flat().join(' ') === 'x 2 12 y 8 1'", arg=chart.element_handle()
         )
         assert table_rows(chart) == {"x": ["2", "12"], "y": ["8", "1"]}, table_rows(chart)
         titles = " ".join(chart.locator("svg text").all_text_contents())
@@ -157,6 +165,77 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
         shot = SHOTS / f"explore-{lang}-{theme}.png"
         cell.screenshot(path=str(shot))
         assert Path(shot).stat().st_size > 1000
+    finally:
+        context.close()
+
+
+TABLE_COLOURS_JS = """(el) => {
+    const rgb = (css) => (css.match(/[\\d.]+/g) || []).map(Number);
+    let background = [255, 255, 255];  // (the page behind everything)
+    for (let e = el.querySelector("svg"); e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || c[3] > 0) { background = c.slice(0, 3); break; }
+    }
+    const texts = [...el.querySelectorAll("svg g.table_group text")].filter((t) => t.textContent.trim());
+    return {background, texts: texts.map((t) => [t.textContent, rgb(getComputedStyle(t).fill).slice(0, 3)])};
+}"""
+TABLE_EDGES_JS = """(el) => {
+    const left = el.querySelector("svg").getBoundingClientRect().left;
+    const edges = (key) => [...el.querySelectorAll(`svg g.table_${key}_group text`)]
+        .filter((t) => t.textContent.trim()).map((t) => Math.round(t.getBoundingClientRect().right - left));
+    return ["name", "data", "grad"].map(edges);
+}"""
+
+
+def contrast(fg: list[float], bg: list[float]) -> float:
+    """WCAG's contrast ratio of two sRGB colours (0-255)."""
+
+    def luminance(rgb: list[float]) -> float:
+        lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def unreadable_table_texts(chart) -> list[tuple[str, list[float], float]]:
+    """The table's texts (headers and cells) whose fill is below MIN_CONTRAST on the chart's background."""
+    found = chart.evaluate(TABLE_COLOURS_JS)
+    assert len(found["texts"]) >= 9, found  # three headers, two rows of three cells
+    ratios = [(text, fill, round(contrast(fill, found["background"]), 2)) for text, fill in found["texts"]]
+    return [r for r in ratios if r[2] < MIN_CONTRAST]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_table_numbers_are_readable_in_the_theme(lab, browser, theme):
+    """The table's cells take the theme's colour like its headers (JupyterLab Dark draws the chart on
+    #333: black numbers there were 1.7:1), before and after the slider moves; each column's header and
+    numbers right-aligned on one edge, which stays put as the numbers change length."""
+    server, executed = lab
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        open_notebook(page, server, NOTEBOOKS["en"], THEMES[theme])
+        index = explorer_cell(executed["en"])
+        page.wait_for_function(
+            "(i) => (window.jupyterapp.shell.currentWidget?.content?.widgets?.length ?? 0) > i", arg=index
+        )
+        cell = marked_cell(page, index)
+        chart = cell.locator(VEGA)
+        chart.locator("svg g.table_group text").first.wait_for()
+        assert unreadable_table_texts(chart) == [], theme
+        edges = chart.evaluate(TABLE_EDGES_JS)
+        assert [len(column) for column in edges] == [3, 3, 3], edges  # a header and two rows a column
+        assert all(len(set(column)) == 1 for column in edges), edges  # right-aligned, header included
+        chart.locator("input[type=range]").fill("-0.96")  # longer numbers: y = -0.8847, dy/dx = 2.765
+        page.wait_for_function(
+            f"(el) => ({TABLE_ROWS_JS})(el).flat().join(' ') === 'x -0.96 2.765 y -0.8847 1'",
+            arg=chart.element_handle(),
+        )
+        assert unreadable_table_texts(chart) == [], theme
+        assert chart.evaluate(TABLE_EDGES_JS) == edges  # the same edges: nothing moved
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        chart.locator("svg").screenshot(path=str(SHOTS / f"explore-table-{theme}.png"))
     finally:
         context.close()
 

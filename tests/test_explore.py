@@ -347,25 +347,53 @@ def test_table_leaves_out_what_it_cannot_follow():
     assert rows["h"].grad[ex.axes[0].start] == 2
 
 
+def table_axes(spec: dict) -> dict[str, dict]:
+    """The table panel's columns (``name``, ``data``, ``grad``): each one's y axis, which draws it."""
+    panel = spec["vconcat"][-1]
+    assert panel["name"] == "table"
+    return {part["name"].removeprefix("table_"): part["encoding"]["y"]["axis"] for part in panel["hconcat"]}
+
+
 def test_table_panel_in_the_spec():
     ex = grad("h = x ** 2\ny = 3 * h", wrt="x=2", explore=True).explorer
     spec = ex.bundle()[VEGA]
     found = params(spec)
     assert found["V1"]["value"] == list(ex.table[1].data) and found["G1"]["value"] == list(ex.table[1].grad)
     panel = spec["vconcat"][-1]
-    assert panel["mark"]["type"] == "text" and panel["mark"]["style"] == "guide-label"  # the theme's colour
     assert [v["name"] for v in panel["data"]["values"]] == ["x", "h", "y"]
-    data = panel["transform"][0]["calculate"]
+    axes = table_axes(spec)
+    assert list(axes) == ["name", "data", "grad"]
+    data = axes["data"]["labelExpr"]
     assert "V1[" in data and "F[" in data and "i0" in data  # filtered by the slider's index
-    label = panel["encoding"]["x"]["axis"]["labelExpr"]
-    assert all(word in label for word in ('"tensor"', '"data"', '"grad"'))
+    assert "G1[" in axes["grad"]["labelExpr"] and '"h"' in axes["name"]["labelExpr"]
+    assert [axis["title"] for axis in axes.values()] == ["tensor", "data", "grad"]
     zh = grad("h = x ** 2\ny = 3 * h", wrt="x=2", explore=True, lang="zh").explorer.bundle()[VEGA]
-    assert "张量" in zh["vconcat"][-1]["encoding"]["x"]["axis"]["labelExpr"]
+    assert [axis["title"] for axis in table_axes(zh).values()] == ["张量", "data（值）", "grad（梯度）"]
+
+
+def test_table_is_drawn_by_axes_the_theme_colours():
+    """No text mark (Vega-Lite gives one an explicit fill: black on JupyterLab Dark's #333) and no
+    colour of our own: every header and cell is an axis's title or label, which the theme colours.
+    The columns fill the width the panels above take, right-aligned, their extent pinned."""
+    for wrt, width in (("x=2", 380), ("x=2 w=1", 2 * 280 + 20)):
+        ex = grad(
+            "h = x ** 2\ny = 3 * h * w" if "w" in wrt else "h = x ** 2\ny = 3 * h", wrt=wrt, explore=True
+        ).explorer
+        panel = ex.bundle()[VEGA]["vconcat"][-1]
+        columns = panel["hconcat"]
+        assert sum(part["width"] for part in columns) == width and panel["spacing"] == 0
+        assert all(part["mark"]["type"] != "text" for part in columns)
+        assert "color" not in json.dumps(panel).lower() and "fill" not in json.dumps(panel)
+        for axis in table_axes(ex.bundle()[VEGA]).values():
+            assert (axis["labelAlign"], axis["titleAlign"], axis["titleAngle"]) == ("right", "right", 0)
+            assert axis["minExtent"] == axis["maxExtent"] == 0  # numbers changing length move nothing
+            assert not axis["domain"] and not axis["ticks"] and not axis["grid"]
 
 
 def test_vector_input_has_no_table():
     ex = grad("Y = x ** 2\nY.sum().backward()", wrt="x=torch.linspace(-1, 1, 5)", explore=True).explorer
-    assert all("mark" not in part or part["mark"]["type"] != "text" for part in ex.bundle()[VEGA]["vconcat"])
+    parts = ex.bundle()[VEGA]["vconcat"]
+    assert all(part.get("name") != "table" and "hconcat" not in part for part in parts)
 
 
 def test_kernel_table_follows_the_slider(kernel):

@@ -31,6 +31,8 @@ GRAPH_NODES = 40  # --graph's panel in the explorer: nodes at most (a bigger gra
 GRAPH_WIDTH = 760  # a wider graph panel is scaled down to this many pixels
 GRAPH_OPACITY = 0.45  # the nodes' fill over the theme's background (light or dark)
 GRAPH_LINE = "#888888"  # edges and boxes' outlines: a grey that shows on both backgrounds
+TABLE_ROW = 22  # the table's rows: pixels each
+TABLE_PAD = 8  # pixels between a column's right edge and its text, and under its header
 
 
 @dataclass(frozen=True)
@@ -181,37 +183,48 @@ def _choose(index: str, options: list[str]) -> str:
 
 
 def table_panel(ex: Explorer, width: int) -> dict[str, Any]:
-    """The table as a text-mark panel: ``name · data · grad`` a row, the numbers at the sliders'
-    point. Its text has the axis labels' style, so the front end's theme colours it when it draws."""
+    """The table, ``tensor · data · grad`` a row with the numbers at the sliders' point: a column a
+    view, side by side, *width* pixels in all. Every word of it is an axis's (a column's y axis
+    draws its cells as labels, its header as the title): the front end's theme colours axes, light
+    on a dark background, while a text mark gets an explicit fill that no theme changes."""
     rows = _shown_table(ex)
     cells = [_cells(ex, r, row) for r, row in enumerate(rows)]
-    titles = {key: _say(ex, f"explore.col_{key}") for key in ("name", "data", "grad")}
-    label = _choose(
-        "indexof(['name', 'data'], datum.value)", [json.dumps(v, ensure_ascii=False) for v in titles.values()]
-    )
+    columns = {
+        "name": [json.dumps(row.name, ensure_ascii=False) for row in rows],
+        "data": [data for data, _ in cells],
+        "grad": [grad for _, grad in cells],
+    }
+    wide = [width - 2 * (width // 3), width // 3, width // 3]  # (the first takes what is left over)
     return {
         "name": "table",
-        "width": width,
-        "height": {"step": 22},
         "data": {"values": [{"j": r, "name": row.name} for r, row in enumerate(rows)]},
-        "transform": [
-            {"calculate": _choose("datum.j", [c[0] for c in cells]), "as": "data"},
-            {"calculate": _choose("datum.j", [c[1] for c in cells]), "as": "grad"},
-            {"fold": ["name", "data", "grad"], "as": ["column", "text"]},
+        "hconcat": [
+            {"name": f"table_{key}", **_table_column(_say(ex, f"explore.col_{key}"), labels, w)}
+            for (key, labels), w in zip(columns.items(), wide, strict=True)
         ],
-        "mark": {"type": "text", "style": "guide-label", "fontSize": 13},
-        "encoding": {
-            "x": {
-                "field": "column", "type": "nominal", "sort": ["name", "data", "grad"], "title": None,
-                "axis": {
-                    "orient": "top", "labelExpr": label, "labelAngle": 0, "domain": False, "ticks": False,
-                    "labelFontSize": 13, "labelFontWeight": "bold", "labelPadding": 6,
-                },
-            },
-            "y": {"field": "j", "type": "ordinal", "axis": None},
-            "text": {"field": "text", "type": "nominal"},
-        },
+        "spacing": 0,
+    }
+
+
+def _table_column(title: str, labels: list[str], width: int) -> dict[str, Any]:
+    """One column of the table, *width* pixels wide: its y axis (a row a label, ``datum.value``
+    the row's index, *labels* its text as Vega expressions) drawn inside the view, labels and
+    title right-aligned a little short of the view's right edge. The axis's extent is pinned, so
+    the layout does not move as the numbers change length."""
+    edge = width - TABLE_PAD
+    axis = {
+        "labelExpr": _choose("datum.value", labels), "labelAlign": "right", "labelPadding": 0,
+        "labelFontSize": 13, "labelLimit": edge - TABLE_PAD, "offset": -edge,
+        "domain": False, "ticks": False, "grid": False, "minExtent": 0, "maxExtent": 0,
+        "title": title, "titleAngle": 0, "titleAlign": "right", "titleBaseline": "bottom",
+        "titleX": 0, "titleY": -TABLE_PAD, "titleFontSize": 13, "titleFontWeight": "bold",
     }  # fmt: skip
+    return {
+        "width": width,
+        "height": {"step": TABLE_ROW},
+        "mark": {"type": "rule", "opacity": 0},  # (a view needs a mark; its axis draws the column)
+        "encoding": {"y": {"field": "j", "type": "ordinal", "axis": axis}},
+    }
 
 
 def _followed(ex: Explorer) -> dict[str, tuple[str, str, int]]:
