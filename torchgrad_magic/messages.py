@@ -654,9 +654,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 的 Jacobian 矩阵（{rows}×{cols}：行是 {out} 的元素，列是 {inputs} 的元素）",
     },
     "calc.jacobian_note": {
-        "en": "--jacobian shows every d{out}[i]/d{inputs}[j]; the grad column is what {out}.sum().backward() "
-        "gives, the sum of each column.",
-        "zh": "--jacobian 给出每个 d{out}[i]/d{inputs}[j]；表中 grad 列是 {out}.sum().backward() 的结果，即每列之和。",
+        "en": "--jacobian shows every {pairs}; the grad column is what {out}.sum().backward() gives, the sum of "
+        "each column.",
+        "zh": "--jacobian 给出每个 {pairs}；表中 grad 列是 {out}.sum().backward() 的结果，即每列之和。",
     },
     "calc.jacobian_too_big": {
         "en": "--jacobian: {rows}×{cols} is too big to show ({limit} entries at most); use fewer points",

@@ -292,10 +292,11 @@ def _calculus(
         if opts.jacobian:
             of_whole = whole if whole is not None and not isinstance(whole, str) else replay
             matrices.append(calculus.jacobian(of_whole, points, first.output_name))
-            if (
-                getattr(first, "written", None) is None or first.summed
-            ):  # (a mean's grads are not the column sums)
-                notes.append(note("calc.jacobian_note", out=first.output_name, inputs=", ".join(points)))
+            several = first.output.numel() > 1  # (one row: it is the grads themselves, nothing to say)
+            if several and (getattr(first, "written", None) is None or first.summed):  # (a mean's grads
+                out = first.output_name  # are not the column sums)
+                pairs = ", ".join(f"d{out}[i]/d{name}[j]" for name in points)
+                notes.append(note("calc.jacobian_note", out=out, pairs=pairs))
     except (GradError, RuntimeError) as e:
         notes.append(note("calc.cannot", error=str(e).split("\n")[0]))
     found["matrices"] = tuple(matrices)
