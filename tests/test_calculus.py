@@ -298,3 +298,11 @@ def test_a_tensor_an_earlier_cell_made_from_the_leaves_is_named_not_failed():
     assert result.grads["x"].item() == pytest.approx(
         torch.sin(torch.tensor(6.0)).item() + 2 * 3 * torch.cos(torch.tensor(6.0)).item()
     )
+
+
+def test_jacobian_note_names_each_input_and_is_left_out_for_one_row(run):
+    scalar = run("--wrt u=3 v=4 --jacobian", "f = u ** 3 + v ** 2 + 4 * u * v")
+    assert not [n for n in scalar.note_texts if "--jacobian shows" in n]  # (its one row is the grads)
+    vector = run("--wrt x=torch.tensor([1.0, 2.0]) y=torch.tensor([3.0, 4.0]) --jacobian", "Y = x * y")
+    (said,) = [n for n in vector.note_texts if "--jacobian shows" in n]
+    assert said.startswith("--jacobian shows every dY[i]/dx[j], dY[i]/dy[j]; the grad column is what Y.sum()")
