@@ -467,6 +467,11 @@ def test_magic_graph_panel_follows_the_slider(shell):
         for layer in panel["layer"]
         if layer["mark"]["type"] == "text"
     )
+    # the caption is the view's title, which the theme colours (a text mark came out black on the dark
+    # theme's #333); the text marks left are the nodes' lines, on their boxes
+    assert panel["title"]["text"].startswith("backward graph: from y back to the leaves")
+    assert all(layer["data"]["values"] is not None and "k" in layer["data"]["values"][0]
+               for layer in panel["layer"] if layer["mark"]["type"] == "text")  # fmt: skip
     xs = grid(params(spec)["s0"])
     at = {x: xs.index(min(xs, key=lambda v: abs(v - x))) for x in (2.0, 1.0, 3.2)}  # (x from 0 to 4)
     lines = graph_lines(spec, at[2.0])

@@ -312,11 +312,13 @@ def graph_panel(ex: Explorer) -> dict[str, Any] | None:
         "axis": None,
         "scale": {"domain": [0, lay.width], "nice": False},
     }
+    header = [line for line, _, _, _ in lay.header()]  # (the caption, the edge labels' legend)
+    top = len(header) * graph.LINE_H + graph.PAD if header else 0.0  # (drawn as the view's title)
     y = {
         "field": "y",
         "type": "quantitative",
         "axis": None,
-        "scale": {"domain": [0, lay.height], "nice": False, "zero": False, "reverse": True},  # y grows down
+        "scale": {"domain": [top, lay.height], "nice": False, "zero": False, "reverse": True},  # y grows down
     }
     font = {
         "type": "text",
@@ -324,13 +326,20 @@ def graph_panel(ex: Explorer) -> dict[str, Any] | None:
         "font": graph.SVG_FONTS,
         "fontSize": graph.FONT_PX * scale,
     }
-    layers = [*_graph_shapes(marks, x, y, scale), *_graph_words(lay, marks, texts, x, y, font)]
-    return {
+    layers = [*_graph_shapes(marks, x, y, scale), *_graph_words(marks, texts, x, y, font)]
+    spec: dict[str, Any] = {
         "name": "graph",
         "width": round(lay.width * scale),
-        "height": round(lay.height * scale),
+        "height": round((lay.height - top) * scale),
         "layer": layers,
     }
+    if header:  # a title, which the front end's theme colours (a text mark came out black in the dark)
+        spec["title"] = {
+            "text": header[0], "anchor": "start", "font": graph.SVG_FONTS, "fontSize": graph.FONT_PX * scale,
+            "fontWeight": "normal", **({"subtitle": header[1], "subtitleFontSize": graph.LABEL_PX * scale,
+                                        "subtitleFont": graph.SVG_FONTS} if len(header) > 1 else {}),
+        }  # fmt: skip
+    return spec
 
 
 def _graph_shapes(marks: dict[str, list[dict]], x: dict, y: dict, scale: float) -> list[dict[str, Any]]:
@@ -359,12 +368,10 @@ def _graph_shapes(marks: dict[str, list[dict]], x: dict, y: dict, scale: float) 
 
 
 def _graph_words(
-    lay: Any, marks: dict[str, list[dict]], texts: list[str], x: dict, y: dict, font: dict
+    marks: dict[str, list[dict]], texts: list[str], x: dict, y: dict, font: dict
 ) -> list[dict[str, Any]]:
-    """The nodes' lines (the first bold; *texts* picks each line's expression by its ``k``) and the
-    caption above the rows, in the axis labels' style (the theme colours them)."""
-    from . import graph
-
+    """The nodes' lines (the first bold; *texts* picks each line's expression by its ``k``), dark on
+    their see-through boxes in either theme (the caption above them is the view's title)."""
     text = {"calculate": _choose("datum.k", texts), "as": "label"}
     layers = [
         {
@@ -375,13 +382,6 @@ def _graph_words(
         }
         for bold in (True, False)
     ]  # fmt: skip
-    header = [{"x": graph.PAD, "y": base, "text": line} for line, base, _, _ in lay.header()]
-    if header:  # the caption (and the legend), where the report's picture has them
-        layers.append({
-            "data": {"values": header},
-            "mark": {**font, "baseline": "alphabetic", "align": "left"},
-            "encoding": {"x": x, "y": y, "text": {"field": "text", "type": "nominal"}},
-        })  # fmt: skip
     return layers
 
 
