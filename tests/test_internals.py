@@ -4,6 +4,8 @@ message that names it (the compat suite runs these on every supported torch)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from torchgrad_magic.capture import internals
@@ -208,3 +210,25 @@ def test_a_leafs_post_accumulate_hooks_are_seen():
     assert has_post_accumulate_hooks(w), "PyTorch no longer keeps them in Tensor._post_accumulate_grad_hooks"
     handle.remove()
     assert not has_post_accumulate_hooks(w)
+
+
+def test_norms_are_one_batched_call_equal_to_vector_norm(monkeypatch):
+    """A model report's norms: torch._foreach_norm over every parameter at once, the numbers of
+    torch.linalg.vector_norm (nan and inf carried, the 0-norm counting nonzero elements)."""
+    assert internals._FOREACH_NORM is not None, "torch._foreach_norm is gone: norms are taken one by one"
+    tensors = [torch.randn(4, 3), torch.tensor([0.0, float("nan"), 2.0]), torch.tensor([float("inf"), 0.0])]
+    for order in (2, 1, math.inf, 0):
+        expected = [torch.linalg.vector_norm(t, order) for t in tensors]
+        got = internals.norms(tensors, order)
+        torch.testing.assert_close(torch.stack(got), torch.stack(expected), equal_nan=True)
+    low = [torch.randn(5, dtype=torch.bfloat16)]
+    assert internals.norms(low, 2, torch.float32)[0].dtype == torch.float32
+    calls = []
+
+    def refuses(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("refused")
+
+    monkeypatch.setattr(internals, "_FOREACH_NORM", refuses)
+    torch.testing.assert_close(torch.stack(internals.norms(tensors[:1], 2)), torch.stack([tensors[0].norm()]))
+    assert calls == [1]  # (refused: one call per tensor instead)

@@ -207,3 +207,18 @@ def copy_all(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> N
             destination.copy_(source)
     finally:
         _SET_GRAD_ENABLED(enabled)
+
+
+_FOREACH_NORM = getattr(torch, "_foreach_norm", None)
+
+
+def norms(tensors: list[torch.Tensor], order: float, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    """``torch.linalg.vector_norm(t, order, dtype=dtype)`` of each of *tensors* (0-d tensors), in
+    one batched call: a model's few hundred parameters cost one call, not one each (the call is
+    ``torch._foreach_norm``; one call per tensor where it is missing or refuses)."""
+    if _FOREACH_NORM is not None:
+        try:
+            return list(_FOREACH_NORM(tensors, order, dtype=dtype))
+        except (RuntimeError, TypeError):
+            pass
+    return [torch.linalg.vector_norm(t, order, dtype=dtype) for t in tensors]

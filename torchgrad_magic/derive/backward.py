@@ -548,6 +548,8 @@ def _copy_differs(leaf: torch.Tensor, value: torch.Tensor) -> bool:
         if value.data_ptr() == leaf.data_ptr():
             return False
         now = leaf.detach()
+        if now.dtype == value.dtype and torch.equal(now, value):  # (one call, for most; nan needs the rest)
+            return False
         same = (
             (now == value) | (torch.isnan(now) & torch.isnan(value))
             if now.is_floating_point()
@@ -630,6 +632,8 @@ def _changed(now: torch.Tensor, then: torch.Tensor, version: int) -> bool:
         except RuntimeError:
             return True
     if now.data_ptr() == then.data_ptr() and now._version == version:
+        return False
+    if torch.equal(now, then):  # (one call: most grads, a model's few hundred, are equal; else nan may be)
         return False
     if now.is_floating_point() or now.is_complex():  # nan == nan here: a nan grad left as it was is unchanged
         same = (now == then) | (torch.isnan(now) & torch.isnan(then))

@@ -24,6 +24,7 @@ import torch
 
 from .. import format as fmt
 from ..capture.copies import probe, unchanged
+from ..capture.internals import norms
 from ..capture.observe import tensors_and_modules
 from ..messages import Note, note, t
 
@@ -257,17 +258,51 @@ class LayerFlow:
 def stats_of(pairs: list[tuple[torch.Tensor | None, torch.Tensor]]) -> list[Stats]:
     """The summary numbers of every (grad, weight) pair: reductions only (norms, a count), each
     one pass where the tensor lives, no temporary copies; all of them stay on their device until
-    one copy to the host per device (a GPU waits once, not five times a parameter)."""
+    one copy to the host per device (a GPU waits once, not five times a parameter). Pairs alike
+    (a dense real grad, its weight's dtype and device) take five batched calls in all."""
+    numbers: list[list[float]] = [[] for _ in pairs]
     with torch.no_grad():
-        reduced = [_reductions(g, w) for g, w in pairs]
+        groups: dict[tuple[Any, Any], list[int]] = {}
+        for i, (g, w) in enumerate(pairs):
+            if _batchable(g, w):
+                groups.setdefault((g.device, g.dtype), []).append(i)  # type: ignore[union-attr]
+        for indices in groups.values():
+            for i, row in zip(indices, _batched([pairs[i] for i in indices]), strict=True):
+                numbers[i] = row
+        rest = [i for i, row in enumerate(numbers) if not row]
+        reduced = {i: _reductions(*pairs[i]) for i in rest}
         by_device: dict[Any, list[int]] = {}
-        for i, values in enumerate(reduced):
+        for i, values in reduced.items():
             by_device.setdefault(values.device, []).append(i)
-        numbers: list[list[float]] = [[] for _ in pairs]
         for indices in by_device.values():
             for i, row in zip(indices, torch.stack([reduced[i] for i in indices]).tolist(), strict=True):
                 numbers[i] = row
     return [_as_stats(row, g, w) for row, (g, w) in zip(numbers, pairs, strict=True)]
+
+
+def _batchable(grad: torch.Tensor | None, weight: torch.Tensor) -> bool:
+    """Whether a pair's numbers come from the batched calls: a dense real floating grad with
+    elements, and its weight of the same dtype, on the same device."""
+    return (
+        grad is not None
+        and grad.layout is torch.strided
+        and grad.is_floating_point()
+        and grad.numel() > 0
+        and weight.dtype is grad.dtype
+        and weight.device == grad.device
+        and weight.numel() > 0
+    )
+
+
+def _batched(pairs: list[tuple[Any, torch.Tensor]]) -> list[list[float]]:
+    """:func:`_reductions`' numbers of pairs alike (:func:`_batchable`, one dtype and device): five
+    batched norms (the count of nonzero elements is the 0-norm), one copy to the host."""
+    grads, weights = [g.detach() for g, _ in pairs], [w.detach() for _, w in pairs]
+    wide = torch.float32 if grads[0].dtype in LOW else None
+    columns = [norms(weights, 2, wide), *(norms(grads, order, wide) for order in (2, 1, math.inf, 0))]
+    flat = torch.stack([value for column in columns for value in column]).double().tolist()
+    n = len(pairs)
+    return [[flat[k * n + i] for k in range(5)] for i in range(n)]
 
 
 def _reductions(grad: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:

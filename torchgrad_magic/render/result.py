@@ -198,7 +198,8 @@ class GradResult:
         if self.model is not None and len(self.model.params) > 1 and not self.orders:
             with using(self.language):
                 count = sum(1 for p in self.model.params if not p.frozen)
-                others = [n for n in self.grads if n not in {p.name for p in self.model.params}]
+                params = {p.name for p in self.model.params}
+                others = [n for n in self.grads if n not in params]
                 text = t("model.headline", out=out, value=self._values(value), count=count)
                 return text + "".join(
                     f", ∂{out}/∂{n} = {self._values(g)}" for n in others if (g := self.grads[n]) is not None
