@@ -22,6 +22,27 @@ def test_import_and_load_ext_are_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_value_config_refused_does_not_break_the_next_load():
+    """``%config GradMagic.language = 'fr'`` is refused, but IPython keeps it in its config: the next
+    ``%reload_ext`` warns and drops it (it failed, and %%grad was gone until a valid value)."""
+    code = (
+        "import warnings\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'torchgrad_magic')\n"
+        "ip.run_line_magic('config', \"GradMagic.language = 'fr'\")\n"
+        "with warnings.catch_warnings(record=True) as said:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert ip.run_cell('%reload_ext torchgrad_magic').success\n"
+        "print([str(w.message).split(':')[0] for w in said])\n"
+        "assert ip.run_cell('%%grad --wrt x=3\\ny = 3 * x ** 2').success\n"
+        "print(ip.magics_manager.registry['GradMagic'].language)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[0] == "[\"%config GradMagic.language = 'fr' ignored\"]", out.stdout
+    assert out.stdout.splitlines()[-1] == "auto"
+
+
 def test_unload_and_reload(shell):
     assert shell.run_cell("%unload_ext torchgrad_magic").success
     assert "grad" not in shell.magics_manager.magics["cell"]

@@ -16,6 +16,7 @@ Importing this package is cheap: torch is imported when the first cell runs.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
@@ -48,10 +49,32 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext torchgrad_magic``: register the ``%%grad`` cell magic."""
     from .magic import GradMagic
 
-    magics = GradMagic(ipython)
+    magics = _with_valid_config(GradMagic, ipython)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+
+
+def _with_valid_config(kind: Any, ipython: Any) -> Any:
+    """The magics, made with the shell's config; a value ``%config`` refused (it keeps it in the
+    config all the same: ``GradMagic.language = 'fr'``) is dropped with a warning instead of
+    failing the load, and with it every later ``%reload_ext``."""
+    from traitlets import TraitError
+
+    try:
+        return kind(ipython)
+    except TraitError as error:
+        section = ipython.config.get(kind.__name__)
+        names = [name for name in list(section or ()) if name in kind.class_trait_names()]
+        for name in names:
+            try:
+                kind.class_traits()[name].validate(None, section[name])
+            except TraitError:
+                warnings.warn(
+                    f"%config {kind.__name__}.{name} = {section[name]!r} ignored: {error}", stacklevel=2
+                )
+                del section[name]
+        return kind(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
