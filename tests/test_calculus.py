@@ -306,3 +306,14 @@ def test_jacobian_note_names_each_input_and_is_left_out_for_one_row(run):
     vector = run("--wrt x=torch.tensor([1.0, 2.0]) y=torch.tensor([3.0, 4.0]) --jacobian", "Y = x * y")
     (said,) = [n for n in vector.note_texts if "--jacobian shows" in n]
     assert said.startswith("--jacobian shows every dY[i]/dx[j], dY[i]/dy[j]; the grad column is what Y.sum()")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_symbolic_of_a_vector_input_says_why_in_the_language(run, lang):
+    said = " ".join(
+        run(f"--wrt x=torch.tensor([1.0, 2.0]) --symbolic --lang {lang}", "y = (x ** 2).sum()").note_texts
+    )
+    assert (
+        "real scalar inputs, and x is not one" if lang == "en" else "只接受实数标量输入，而 x 不是"
+    ) in said
+    assert "needs scalar inputs" not in said and "plain arithmetic" not in said

@@ -189,9 +189,11 @@ def test_help_follows_the_language(shell, capsys):
         shell.run_cell("%%grad?")
         zh = capsys.readouterr().out
         assert "运行单元格，对输出求导" in zh and "求导的自变量" in zh and "--wrt" in zh
+        assert "选项:" in zh and "options:" not in zh  # (argparse's own heading, too)
     finally:
         shell.run_cell("%config GradMagic.language = 'en'")
     shell.run_cell("%%grad?")
     en = capsys.readouterr().out
     assert "Run the cell, differentiate its output" in en and "variables to differentiate" in en
+    assert "options:" in en
     shell.run_cell("%config GradMagic.language = 'auto'")

@@ -213,6 +213,7 @@ def document(language: str | None) -> None:
             if action.help and action.dest != "help":
                 action.help = t(f"help.{action.dest}")
         parser.description = t("help.body")
+        parser._optionals.title = t("help.options")  # (argparse's own word for the flags' heading)
         # (IPython's help formatter opens with "::", reST for Sphinx: %%grad? shows the usage itself)
         GradMagic.grad.__doc__ = parser.format_help().removeprefix("::\n\n")
 

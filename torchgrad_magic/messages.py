@@ -722,6 +722,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "no symbolic answer: the cell is not plain arithmetic with elementwise torch functions ({error}).",
         "zh": "无法给出符号解：单元格不是由算术和逐元素 torch 函数组成的（{error}）。",
     },
+    "sym.scalars_only": {
+        "en": "no symbolic answer: --symbolic works with real scalar inputs, and {names} is not one "
+        "(--wrt x=3 gives one).",
+        "zh": "无法给出符号解：--symbolic 只接受实数标量输入，而 {names} 不是（--wrt x=3 就是一个）。",
+    },
     "sym.missing": {
         "en": "--symbolic needs SymPy, which is not installed: pip install 'torchgrad-magic[symbolic]'.",
         "zh": "--symbolic 需要 SymPy，但它没有安装：请运行 pip install 'torchgrad-magic[symbolic]'。",
@@ -911,6 +916,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "模型的每一层折叠成一个方框，--graph 2 再展开一层，--graph full 显示每个运算；循环产生的一再重复的"
         "同样运算合成一个 × N 的方框，--graph unfold 逐个画出）",
     },
+    "help.options": {"en": "options", "zh": "选项"},
     "help.times_input": {
         "en": "add a grad×input column (an input-sensitivity score)",
         "zh": "增加一列 grad×input（输入敏感度分数）",

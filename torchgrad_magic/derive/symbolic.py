@@ -124,7 +124,8 @@ def symbolic(
     """SymPy's derivatives of the output for each input, evaluated at the point: the first, and with
     *orders* (``--order N``: name -> autograd's [d1, ..., dN]) each higher one, checked against them."""
     if any(v.dim() != 0 or v.is_complex() for v in points.values()):
-        return [], [note("sym.cannot", error="--symbolic needs scalar inputs")]
+        names = ", ".join(n for n, v in points.items() if v.dim() != 0 or v.is_complex())
+        return [], [note("sym.scalars_only", names=names)]
     symbols = {name: sympy.Symbol(name, real=True) for name in points}
     try:
         expr = sympy.sympify(expression(replay, symbols))
