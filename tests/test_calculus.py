@@ -317,3 +317,8 @@ def test_symbolic_of_a_vector_input_says_why_in_the_language(run, lang):
         "real scalar inputs, and x is not one" if lang == "en" else "只接受实数标量输入，而 x 不是"
     ) in said
     assert "needs scalar inputs" not in said and "plain arithmetic" not in said
+
+
+def test_a_constant_symbolic_derivative_is_said_without_the_point(run):
+    lines = [s.text for s in run("--wrt x=3 --symbolic --order 3", "y = x ** 3").symbolic]
+    assert lines == ["dy/dx = 3*x**2 = 27 at x = 3", "d²y/dx² = 6*x = 18 at x = 3", "d³y/dx³ = 6"]

@@ -33,13 +33,17 @@ class SymbolicLine:
     d: str
     point: str
     order: int = 1  # 2: d²y/dx²
+    constant: bool = False  # the same at every point: said once, without the point
 
     @property
     def text(self) -> str:
         """The whole line as shown in a terminal, in the language in use."""
         power = power_of(self.order)
-        return t("sym.line", top=f"{self.d}{power}{fmt.operand(self.out)}", bottom=f"{self.d}{self.name}{power}",
-                 expr=self.expression, value=fmt.number(self.value), point=self.point)  # fmt: skip
+        top, bottom = f"{self.d}{power}{fmt.operand(self.out)}", f"{self.d}{self.name}{power}"
+        if self.constant:
+            return f"{top}/{bottom} = {self.expression}"
+        return t("sym.line", top=top, bottom=bottom, expr=self.expression, value=fmt.number(self.value),
+                 point=self.point)  # fmt: skip
 
 
 def _sigmoid(x: Any) -> Any:
@@ -162,6 +166,10 @@ def _line(derivative: Any, at_point: dict, names: tuple[str, str, str, int], at:
     tex_power = "" if k == 1 else f"^{{{k}}}"
     tex_d = "d" if d == "d" else r"\partial"
     frac = rf"\frac{{{tex_d}{tex_power} {out}}}{{{tex_d} {name}{tex_power}}}"
+    if not derivative.free_symbols:  # a constant: the same at every point (d³(x³)/dx³ = 6)
+        return SymbolicLine(
+            name, str(derivative), rf"{frac} = {sympy.latex(derivative)}", value, out, d, at, k, True
+        )
     latex = rf"{frac} = {sympy.latex(derivative)} = {fmt.number(value)} \quad ({at})"
     return SymbolicLine(name, str(derivative), latex, value, out, d, at, k)
 
