@@ -583,3 +583,10 @@ def test_a_sum_of_paths_reads_as_written():
     result = grad("y = x * torch.cos(x)", wrt={"x": 2.0}, steps=True)
     line = next(line for line in result.steps.to_text().splitlines() if "2 paths" in line)
     assert "+ -" not in line and " - " in line, line  # cos(2) - 2·sin(2): "-1.819 - 0.4161"
+
+
+def test_a_variable_named_d_gets_partial_signs_not_dy_dd():
+    """``dy/dd`` reads as a typo: where a name starts with d, the steps write ``∂y/∂d``."""
+    result = grad("d = x * 2\ny = d ** 2\ny.backward()", wrt="x=3", steps=True)
+    text = str(result)
+    assert "dy/dd" not in text and "∂y/∂d = 1 · 12 = 12" in text and "dy/dx = 12 · 2 = 24" in text

@@ -147,3 +147,9 @@ def _html_numbers_table(header: list[str], body: list[list[str]]) -> str:
     )
     table = f"<table style='white-space:nowrap'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     return f"<div style='overflow-x:auto'>{table}</div>"  # (a wide table scrolls sideways, in any front end)
+
+
+def d_of(several: bool, *names: str | None) -> str:
+    """The derivative's d: ``∂`` for partial derivatives (several inputs), and where a name starts
+    with d (``dy/dd`` reads as a typo; ``∂y/∂d`` does not); else ``d``."""
+    return "∂" if several or any((n or "").startswith("d") for n in names) else "d"

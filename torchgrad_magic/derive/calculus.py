@@ -319,7 +319,7 @@ def compare_expected(
     """Evaluate each expected value and compare with the grads (rtol 1e-4, atol 1e-6)."""
     lines, ok = [], True
     out = fmt.operand(result.label)
-    d = "d" if len(result.leaves) == 1 else "∂"
+    d = fmt.d_of(len(result.leaves) != 1, out, *result.leaves)
     for name, expr in expected.items():
         try:
             value = eval(compile(expr, "<--expect>", "eval"), namespace, {"torch": torch})

@@ -309,7 +309,7 @@ def _scalar(replay: Any, first: Any, opts: Any, given: dict, named: dict[str, An
     except Exception:  # the table's tensors could not be followed: the chart without them
         values, grads, found = scalar_values(replay, first, tuple(axes))
     out = label_of(first, replay)
-    d = "d" if len(names) == 1 else "∂"
+    d = fmt.d_of(len(names) != 1, out, *names)
     ds = tuple(f"{d}{fmt.operand(out)}/{d}{n}" for n in names)
     return Grid(
         tuple(axes), out, ds, _numbers(values), tuple(_numbers(g) for g in grads), digits=opts.digits,

@@ -128,7 +128,7 @@ class Steps:
         return f"({text})" if text.startswith("-") else text
 
     def d(self, top: str, bottom: str) -> str:
-        d = "∂" if self.several else "d"
+        d = fmt.d_of(self.several, top, bottom)
         return f"{d}{fmt.operand(top)}/{d}{fmt.operand(bottom)}"
 
     def edge_text(self, step: Step, edge: Edge) -> tuple[str, str]:

@@ -139,7 +139,7 @@ def symbolic(
         return [], [note("sym.cannot", error=str(e)[:160])]
     at_point = {symbols[n]: sympy.nsimplify(float(v)) for n, v in points.items()}
     at = ", ".join(f"{n} = {fmt.number(float(v))}" for n, v in points.items())
-    d = "d" if len(symbols) == 1 else "∂"
+    d = fmt.d_of(len(symbols) != 1, out, *symbols)
     lines, notes = [], []
     for name, symbol in symbols.items():
         autograd = (orders or {}).get(name) or [grads.get(name)]

@@ -392,7 +392,7 @@ def _point_figure(
     out = getattr(result, "written", None) or (
         f"sum({result.output_name})" if result.summed else result.output_name
     )
-    d = "d" if len(names) == 1 else "∂"
+    d = fmt.d_of(len(names) != 1, out, *names)
     figure, axes = _new_figure(len(names))
     curves: list[Curve] = []
     panels = []

@@ -237,8 +237,8 @@ def _grad_question(result: Any, row: TensorRow, grad: torch.Tensor, called: str 
             t("quiz.q.grad_calls", count=calls, name=name) if calls > 1 else t("quiz.q.grad", name=name)
         )
         return Question(question, row.grad_text(result.digits, result.max_items))
-    d = "d" if len(result.grads) == 1 else "∂"
     top = fmt.operand(result.label or "y")
+    d = fmt.d_of(len(result.grads) != 1, top, *result.grads)
     question = t("quiz.q.derivative", d=f"{d}{top}/{d}{name}", at=_at(result))
     if called == "grad":
         return Question(question, t("quiz.a.returned", value=value, name=name))

@@ -204,8 +204,8 @@ class GradResult:
                 return text + "".join(
                     f", ∂{out}/∂{n} = {self._values(g)}" for n in others if (g := self.grads[n]) is not None
                 )
-        d = "d" if len(self.grads) == 1 else "∂"
         top = fmt.operand(out or "")
+        d = fmt.d_of(len(self.grads) != 1, top, *self.grads)
         if self.differentiated:  # each output's value, then the grads of what was differentiated
             value = self.output.detach()
             parts = [
