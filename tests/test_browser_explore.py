@@ -156,7 +156,7 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
         assert all(
             word in titles
             for word in (
-                ("张量", "data（值）", "grad（梯度）") if lang == "zh" else ("tensor", "data", "grad")
+                ("张量", "data", "dy/d…") if lang == "zh" else ("tensor", "data", "dy/d…")
             )
         )
         if lang == "zh":

@@ -199,11 +199,20 @@ def table_panel(ex: Explorer, width: int) -> dict[str, Any]:
         "name": "table",
         "data": {"values": [{"j": r, "name": row.name} for r, row in enumerate(rows)]},
         "hconcat": [
-            {"name": f"table_{key}", **_table_column(_say(ex, f"explore.col_{key}"), labels, w)}
+            {"name": f"table_{key}", **_table_column(_header(ex, key), labels, w)}
             for (key, labels), w in zip(columns.items(), wide, strict=True)
         ],
         "spacing": 0,
     }
+
+
+def _header(ex: Explorer, key: str) -> str:
+    """A table column's header; the grad column's is ``dy/d…``: what it holds for every row is the
+    derivative of the output by that tensor (the report's grad column is ``.grad``: None for y)."""
+    if key == "grad":
+        d = fmt.d_of(len(ex.axes) != 1, ex.out)
+        return f"{d}{fmt.operand(ex.out)}/{d}…"
+    return _say(ex, f"explore.col_{key}")
 
 
 def _table_column(title: str, labels: list[str], width: int) -> dict[str, Any]:
