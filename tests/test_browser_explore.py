@@ -155,9 +155,7 @@ def test_moving_the_slider_moves_the_tangent(lab, browser, lang, theme):
         titles = " ".join(chart.locator("svg text").all_text_contents())
         assert all(
             word in titles
-            for word in (
-                ("张量", "data", "dy/d…") if lang == "zh" else ("tensor", "data", "dy/d…")
-            )
+            for word in (("张量", "data", "dy/d…") if lang == "zh" else ("tensor", "data", "dy/d…"))
         )
         if lang == "zh":
             assert "在 x = 2 处" in headline(chart) and "拖动滑块" in headline(chart)

@@ -590,3 +590,12 @@ def test_a_variable_named_d_gets_partial_signs_not_dy_dd():
     result = grad("d = x * 2\ny = d ** 2\ny.backward()", wrt="x=3", steps=True)
     text = str(result)
     assert "dy/dd" not in text and "∂y/∂d = 1 · 12 = 12" in text and "dy/dx = 12 · 2 = 24" in text
+
+
+def test_the_sum_over_paths_is_shown_only_where_a_grad_is_a_sum():
+    """Each grad that came by one path is in the table already (with its '→ w.grad'): the list of
+    sums only where some leaf's grad adds up several paths."""
+    single = str(grad("y = torch.tanh(w * x + b)", wrt=["w=0.5", "x=2.0", "b=-0.3"], steps=True))
+    assert "sum of what every path sent it" not in single and "→ w.grad" in single
+    several = str(grad("y = x * x + x", wrt="x=3", steps=True))
+    assert "sum of what every path sent it" in several and "dy/dx = 3 + 3 + 1 = 7 (3 paths" in several

@@ -222,6 +222,11 @@ class Steps:
             lines.append(text)
         return lines
 
+    def _sums(self) -> list[str]:
+        """:meth:`leaf_lines` where a leaf's grad is a sum over paths (each grad that came by one
+        path is in the table already, with its '→ x.grad')."""
+        return self.leaf_lines() if any(len(leaf.parts) > 1 for leaf in self.leaves) else []
+
     def header(self) -> list[str]:
         return ["#", t("steps.col.node"), t("steps.col.forward"), t("steps.col.local"), t("steps.col.grad")]
 
@@ -259,7 +264,7 @@ class Steps:
     def to_text(self) -> str:
         lines = self.intro()
         lines += ["  " + line for line in fmt._text_table(self.header(), self.step_rows())]
-        leaves = self.leaf_lines()
+        leaves = self._sums()
         if leaves:
             lines.append(t("steps.leaves"))
             lines += ["  " + line for line in leaves]
@@ -273,7 +278,7 @@ class Steps:
         parts = [f"<p>{esc(intro[0])}</p>", "<pre>" + esc("\n".join(self.forward_shown())) + "</pre>"]
         parts += [f"<p>{esc(line)}</p>" for line in intro[1 + len(self.forward_shown()) :]]
         parts.append(fmt._html_table(self.header(), self.step_rows()))
-        leaves = self.leaf_lines()
+        leaves = self._sums()
         if leaves:
             parts.append(f"<p>{esc(t('steps.leaves'))}</p>")
             parts.append("<ul>" + "".join(f"<li><code>{esc(line)}</code></li>" for line in leaves) + "</ul>")
