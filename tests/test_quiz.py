@@ -160,6 +160,13 @@ def test_no_once_more_question_when_the_cell_changed_the_leaf_after_the_call(she
     assert answer_to(quiz, r"20 backward\(\) calls, w\.grad")  # (the call's grad is still asked)
 
 
+def test_the_forward_listing_is_one_block_of_code():
+    quiz = grad("y = 6 * x ** 2 + 2 * x + 4", wrt="x=3", quiz=True, steps=True).quiz
+    html_text = quiz.to_html()
+    assert html_text.count("<pre>") == 1 and "<pre>a = x ** 2\nb = 6 · a" in html_text
+    assert "<p><code>" not in html_text  # (a line each, in boxes of their own: scattered)
+
+
 def test_once_more_is_36_from_the_runs_numbers(shell):
     shell.user_ns["ran"] = []
     outputs = shown(shell, f"%%grad --wrt x=3 --quiz --out r\nran.append(1)\n{SEED_BACKWARD}")

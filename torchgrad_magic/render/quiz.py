@@ -65,7 +65,7 @@ class Quiz:
         with using(self.language):
             reveal = esc(t("quiz.reveal"))
             parts = [f"<p><b>{esc(t('quiz.title'))}</b></p>"]
-            parts += [f"<p><code>{esc(line)}</code></p>" for line in self.context]
+            parts += _context_html(self.context)
             items = "".join(
                 f"<li>{esc(q.text)}<details><summary>{reveal}</summary><p>{esc(q.answer)}</p></details></li>"
                 for q in self.questions
@@ -85,6 +85,22 @@ class Quiz:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text("<Quiz>" if cycle else self.to_text())
+
+
+def _context_html(lines: tuple[str, ...]) -> list[str]:
+    """The lines to read first: a paragraph each, the forward listing (its lines indented) as one
+    block of code, as the report's steps show it."""
+    esc, parts, block = html.escape, [], []
+    for line in (*lines, ""):
+        if line.startswith("  "):
+            block.append(line[2:])
+            continue
+        if block:
+            parts.append("<pre>" + esc("\n".join(block)) + "</pre>")
+            block = []
+        if line:
+            parts.append(f"<p>{esc(line)}</p>")
+    return parts
 
 
 def build(result: Any, tree: ast.Module | None, called: str | None) -> Quiz:
