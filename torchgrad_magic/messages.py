@@ -1166,8 +1166,8 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     },
     # ---- plots -----------------------------------------------------------
     "plot.tangent": {
-        "en": "tangent at {name} = {point} (slope {slope})",
-        "zh": "{name} = {point} 处的切线（斜率 {slope}）",
+        "en": "tangent at {name} = {point}",
+        "zh": "{name} = {point} 处的切线",
     },
     "plot.figure_text": {
         "en": "<figure: {names}; in a terminal, --save FILE writes it>",
@@ -1428,7 +1428,6 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "{out}、它的导数和滑块所在点的切线",
     },
     "explore.col_name": {"en": "tensor", "zh": "张量"},
-    "explore.col_data": {"en": "data", "zh": "data"},
     "explore.over": {"en": "{name} from {low} to {high}", "zh": "{name} 从 {low} 到 {high}"},
     "explore.over_vector": {"en": "{count} points of {name}", "zh": "{name} 的 {count} 个点"},
     "explore.text": {

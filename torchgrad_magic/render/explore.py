@@ -212,7 +212,8 @@ def _header(ex: Explorer, key: str) -> str:
     if key == "grad":
         d = fmt.d_of(len(ex.axes) != 1, ex.out)
         return f"{d}{fmt.operand(ex.out)}/{d}…"
-    return _say(ex, f"explore.col_{key}")
+    return "data" if key == "data" else _say(ex, "explore.col_name")  # (data: PyTorch's own word, as in
+    # the report's table)
 
 
 def _table_column(title: str, labels: list[str], width: int) -> dict[str, Any]:

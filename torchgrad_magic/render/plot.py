@@ -465,7 +465,7 @@ def _tangent(
     point, value = at
     tx = torch.tensor([point - half, point + half], dtype=torch.float64)
     ty = value + slope * (tx - point)
-    tangent = label("plot.tangent", slope=fmt.number(slope), name=name, point=fmt.number(point))
+    tangent = label("plot.tangent", name=name, point=fmt.number(point))  # (its slope: the label at the point)
     ax.plot(tx.numpy(), ty.numpy(), linestyle="--", color=TANGENT_COLOR, label=tangent, linewidth=1.5)
     return tx, ty
 
