@@ -442,3 +442,17 @@ def test_an_optimizer_step_after_the_call_is_one_short_list(language):
         namespace=small,
     )
     assert "changed w (now [0, 0])" in " ".join(result.note_texts), result.note_texts
+
+
+def test_a_big_models_html_tensor_table_keeps_its_own_header():
+    """More than 24 parameters: the fold-out of every parameter has its header, and the tensor
+    table below it keeps 'tensor, role, data, grad, ...' (it was given the parameters' header)."""
+    ns = namespace(
+        "import torch\nfrom torch import nn\nnet = nn.Sequential(*[nn.Linear(2, 2) for _ in range(13)])"
+    )
+    result = grad("loss = net(torch.ones(1, 2)).sum()\nloss.backward()", namespace=ns)
+    html = result._repr_html_()
+    tables = html.split("<table")[1:]
+    last = tables[-1]
+    assert "<th style='text-align:left;white-space:nowrap'>data</th>" in last and "grad norm" not in last
+    assert ">loss<" in last

@@ -554,3 +554,34 @@ def test_folding_a_twelve_block_model_is_fast():
 
     assert Image.open(io.BytesIO(png)).size[0] < 700
     (BUILD / "fold_transformer12.png").write_bytes(png)
+
+
+def test_three_units_fold_and_a_unit_opens_with_its_layer():
+    """A window seen once never beats a run (three Linear, Tanh units fold, with a Linear and a
+    Sigmoid after them); the classic MLP's units are (Linear, ReLU), not (ReLU, Linear)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        *[m for _ in range(3) for m in (nn.Linear(4, 4), nn.Tanh())], nn.Linear(4, 1), nn.Sigmoid()
+    )
+    _, owners, built = traced({"net": net}, lambda: net(torch.ones(2, 4)).sum())
+    names = [b.lines()[0] for b in boxes(module_layers.fold_graph(built, owners))]
+    assert names == ["net.7 (Sigmoid)", "net.6 (Linear)", "net.0–5 (Linear, Tanh) × 3"]
+    layers = [nn.Linear(4, 8), nn.ReLU(), *[m for _ in range(3) for m in (nn.Linear(8, 8), nn.ReLU())]]
+    net = nn.Sequential(*layers, nn.Linear(8, 1))
+    _, owners, built = traced({"net": net}, lambda: net(torch.ones(2, 4)).sum())
+    names = [b.lines()[0] for b in boxes(module_layers.fold_graph(built, owners))]
+    assert names == ["net.8 (Linear)", "net.2–7 (Linear, ReLU) × 3", "net.1 (ReLU)", "net.0 (Linear)"]
+    unfolded = [b.lines()[0] for b in boxes(module_layers.fold_graph(built, owners, repeats=False))]
+    assert unfolded == [f"net.{i} ({'Linear' if i % 2 == 0 else 'ReLU'})" for i in range(8, -1, -1)]
+
+
+def test_graph_unfold_draws_each_repeated_block(run):
+    """--graph unfold: every module call its own box, repeated blocks and units too (as its help
+    says); plain --graph folds them."""
+    torch.manual_seed(0)
+    run.ns["net"] = nn.Sequential(*[m for _ in range(5) for m in (nn.Linear(4, 4), nn.Tanh())])
+    cell = "loss = net(torch.ones(2, 4)).sum()\nloss.backward()"
+    folded = [n.lines()[0] for n in run("--graph", cell).graph.nodes if n.kind == "module"]
+    assert folded == ["net.0–9 (Linear, Tanh) × 5"]
+    unfolded = [n.name for n in run("--graph unfold", cell).graph.nodes if n.kind == "module"]
+    assert unfolded == [f"net.{i}" for i in range(9, -1, -1)]

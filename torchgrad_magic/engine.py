@@ -583,7 +583,8 @@ def _graph(
     if owners:
         from .derive import layers
 
-        built = layers.fold_graph(built, owners, None if kind in ("simple", "unfold") else kind)
+        depth = None if kind in ("simple", "unfold") else kind
+        built = layers.fold_graph(built, owners, depth, repeats=kind != "unfold")
     if kind not in ("full", "unfold"):
         built = graph.fold_repeats(built)
     return dataclasses.replace(built, language=language, output_name=first.output_name)

@@ -490,6 +490,7 @@ def fold(
     kinds: dict[str, str],
     depth: int | None = None,
     parents: dict[str, str | None] | None = None,
+    repeats: bool = True,
 ) -> Graph:
     """*graph* with the nodes each module call made folded into one box.
 
@@ -512,6 +513,8 @@ def fold(
     parents
         call key -> the key of the call it was made from (None: the cell); without it, read
         from the dotted names.
+    repeats
+        fold repeated blocks and units too (below); ``--graph unfold`` does not.
 
     Then blocks of one type and the same make-up, chained one after another (``layers.0``,
     ``layers.1``, ... each reading the one before, or one module called several times in a row),
@@ -530,8 +533,8 @@ def fold(
     by_id = {n.id: n for n in graph.nodes}
     group = _module_groups(graph, owners, 1 if depth is None else max(0, depth), calls, by_id)
     boxes = _members(graph, group)
-    runs = _runs(graph, group, boxes, calls, by_id)
-    periods = _unit_runs(graph, group, boxes, calls, by_id, runs)
+    runs = _runs(graph, group, boxes, calls, by_id) if repeats else {}  # (--graph unfold: each call a box)
+    periods = _unit_runs(graph, group, boxes, calls, by_id, runs) if repeats else {}
     run_of = {key: first for first, run in runs.items() for key in run}
     final = {n: run_of.get(key, key) for n, key in group.items()}  # node id -> its box's first call
     ordered = [
@@ -771,9 +774,14 @@ def _unit_runs(
         keys.sort(key=calls.order.__getitem__)  # (forward order)
         signature = [_signature(k, boxes[k], by_id, made, calls) for k in keys]
         chained = [False] + [prev in edges.get(key, ()) for prev, key in itertools.pairwise(keys)]
+        weighted = [any(by_id[i].kind == "leaf" for i in boxes[k]) for k in keys]
         start = 0
         while start < len(keys):
             period, count = _unit_at(start, signature, chained)
+            for shift in range(1, period if count >= MIN_RUN and not weighted[start] else 0):
+                if weighted[start + shift] and _unit_at(start + shift, signature, chained) == (period, count):
+                    start += shift  # (Linear, ReLU × 3 rather than ReLU, Linear: a unit opens with its layer)
+                    break
             run = keys[start : start + period * count]
             if count >= MIN_RUN and _keep_run(run, runs, graph, group):
                 periods[run[0]] = period
@@ -794,7 +802,7 @@ def _unit_at(start: int, signature: list[Any], chained: list[bool]) -> tuple[int
         while end < len(signature) and chained[end] and signature[end] == signature[end - period]:
             end += 1
         count = (end - start) // period
-        if count * period > best[0] * best[1]:
+        if count >= MIN_RUN and count * period > best[0] * best[1]:  # (a window seen once is no run)
             best = (period, count)
     return best
 

@@ -170,11 +170,14 @@ def _plain(key: str) -> str:
     return name if mark and count.isdigit() else key
 
 
-def fold_graph(graph: Any, owners: NodeOwners, depth: int | str | bool | None = None) -> Any:
+def fold_graph(
+    graph: Any, owners: NodeOwners, depth: int | str | bool | None = None, repeats: bool = True
+) -> Any:
     """*graph* (from :func:`.graph.build`, while *owners* is alive) folded one box per module
     call at *depth* (:func:`.graph.fold`): ``None``/``True`` the default (1: one box per layer of
-    the model), an int, ``"full"`` not folded (*graph* itself). A parameter the graph has no
-    name for is named as its model names it (``net.0.weight``)."""
+    the model), an int, ``"full"`` not folded (*graph* itself); with *repeats*, repeated blocks
+    and units into one box too. A parameter the graph has no name for is named as its model names
+    it (``net.0.weight``)."""
     from dataclasses import replace
 
     from ..derive.graph import fold
@@ -200,4 +203,4 @@ def fold_graph(graph: Any, owners: NodeOwners, depth: int | str | bool | None = 
         if qualified and node.kind == "leaf" and (not node.name or node.name.startswith("Parameter ")):
             nodes[i] = replace(node, name=qualified)
     named = replace(graph, nodes=nodes)  # (its language and output name kept)
-    return fold(named, by_node, owners.kinds, depth, owners.parents)
+    return fold(named, by_node, owners.kinds, depth, owners.parents, repeats)

@@ -405,8 +405,8 @@ class GradResult:
                 parts += [f"<p>{esc(self._model_summary)}</p>", _html_numbers_table(*model)]
                 if self.model.by_module:  # every parameter, folded: open it when wanted
                     title = esc(t("model.all_params", count=len(self.model.params)))
-                    header = self.model.header(t("model.col.param"))
-                    table = _html_numbers_table(header, self.model.param_rows(FOLD_OUT))
+                    params_header = self.model.header(t("model.col.param"))  # (not the tensors' header)
+                    table = _html_numbers_table(params_header, self.model.param_rows(FOLD_OUT))
                     parts.append(f"<details><summary>{title}</summary>{table}</details>")
         parts += [_html_table(header, body)] if body else []
         for block in self._blocks:
