@@ -65,6 +65,9 @@ NOTHING = [
     ("", f"{LEAF}with torch.no_grad():\n    y = 3 * x ** 2", ["y does not depend on x", "no_grad"]),
     ("", f"{LEAF}z = x.detach()\ny = 3 * z ** 2", ["y does not depend on x", ".detach()"]),
     ("", f"{LEAF}y = x.item() ** 2", ["y is a Python number (9)", "back to x", ".item()", "y = x ** 2"]),
+    ("", f"{LEAF}v = x.item()\ny = v ** 2", ["y is a Python number (9)", "back to x"]),
+    ("", f"{LEAF}lr = 0.01\nepochs = 10", ["x is a leaf and the cell computed nothing from it"]),  # (set, not
+    # computed from x: no 'Python number' note)
     (
         "--of Y",
         f"{LEAF}Y = x * 2\ny = torch.sum(Y)\ny.backward()",  # (the graph this cell's call freed)

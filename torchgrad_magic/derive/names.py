@@ -77,6 +77,20 @@ def differentiated_texts(tree: ast.Module | None, code: str) -> Written:
     return Written(calls, text(last) if last is not None else None, loop_targets(tree))
 
 
+def read_into(tree: ast.Module | None, name: str) -> set[str]:
+    """The names read on the right of the cell's assignments to *name* (``y = x.item() ** 2``:
+    ``x``); every name where the tree is not known."""
+    if tree is None:
+        return {"*"}
+    found: set[str] = set()
+    for node in nodes(tree):
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                found.update(n.id for n in ast.walk(node.value) if isinstance(n, ast.Name))
+    return found
+
+
 def reduction_of(
     output: torch.Tensor, ns: dict[str, Any], assigned: list[str], texts: tuple[str, ...]
 ) -> Reduced | None:
