@@ -456,3 +456,16 @@ def test_a_big_models_html_tensor_table_keeps_its_own_header():
     last = tables[-1]
     assert "<th style='text-align:left;white-space:nowrap'>data</th>" in last and "grad norm" not in last
     assert ">loss<" in last
+
+
+@pytest.mark.parametrize("scale", [3e-23, 1e-42])
+def test_grads_whose_squares_are_subnormal_keep_exact_norms(scale):
+    """Grads of 3e-23 in float32: their squares are subnormal (inexact, not 0), so the norm was
+    25% off; 1e-42 is subnormal itself."""
+    setup = "import torch\nfrom torch import nn\ntorch.manual_seed(0)\nnet = nn.Linear(10, 1, bias=False)\n"
+    cell = f"loss = (net.weight * {scale}).sum()"
+    result = grad(cell, namespace=namespace(setup))
+    expected = float(plain_grads(setup, cell)["weight"].double().norm())
+    row = next(p for p in result.model.params if p.name == "net.weight")
+    assert row.grad_norm == pytest.approx(expected, rel=1e-6)
+    assert row.stats.grad_norm == pytest.approx(expected, rel=1e-6)

@@ -339,7 +339,7 @@ def _as_stats(row: list[float], grad: torch.Tensor | None, weight: torch.Tensor)
     n = grad.numel()
     if n == 0:
         return Stats(0, 0.0, 0.0, 0.0, 1.0, weight_norm)
-    if _out_of_range(grad_norm, max_abs) or _out_of_range(l1, max_abs):
+    if _out_of_range(max_abs, grad.dtype, n) or (grad_norm == 0 and max_abs > 0):
         grad_norm, l1 = _rescaled(grad, max_abs)
     return Stats(
         numel=n, grad_norm=grad_norm, mean_abs=l1 / n, max_abs=max_abs, zero_fraction=1.0 - nonzero / n,
@@ -381,20 +381,25 @@ def _quick(grad: torch.Tensor | None) -> tuple[float | None, bool]:
     with torch.no_grad():
         g = grad.detach()
         value = float(torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in LOW else None))
-        if value != 0 and math.isfinite(value):
+        if value != 0 and math.isfinite(value) and not _out_of_range(value, g.dtype, 1):  # (the norm
+            # bounds the max: a norm in range says every element is; 0 may be an underflow)
             return value, True
         finite = math.isfinite(value) or bool(torch.isfinite(g).all())
         if finite and g.numel():
             max_abs = float(torch.linalg.vector_norm(g, math.inf))
-            if _out_of_range(value, max_abs):
+            if max_abs > 0 and _out_of_range(max_abs, g.dtype, g.numel()):
                 value = _rescaled(g, max_abs)[0]
         return value, finite
 
 
-def _out_of_range(value: float, max_abs: float) -> bool:
-    """Whether a norm (or a sum) of a grad whose largest element is *max_abs* under- or overflowed
-    in the grad's own precision (vanishing or exploding grads: 1e-30 squared is 0 in float32)."""
-    return (value == 0 and max_abs > 0) or (math.isinf(value) and math.isfinite(max_abs))
+def _out_of_range(max_abs: float, dtype: torch.dtype, count: int) -> bool:
+    """Whether the norm or the sum of *count* elements up to *max_abs* in size loses precision in
+    the dtype the grad is summed in: squares below its smallest normal number (vanishing grads:
+    1e-23 squared is subnormal in float32, 1e-33 squared is 0), or a sum past its largest."""
+    info = torch.finfo(torch.float32 if dtype in LOW else (dtype.to_real() if dtype.is_complex else dtype))
+    if not 0 < max_abs < math.inf:
+        return False
+    return max_abs < math.sqrt(info.tiny / info.eps) or max_abs * max(count, 1) > math.sqrt(info.max)
 
 
 def _rescaled(grad: torch.Tensor, max_abs: float) -> tuple[float, float]:
