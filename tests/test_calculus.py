@@ -322,3 +322,15 @@ def test_symbolic_of_a_vector_input_says_why_in_the_language(run, lang):
 def test_a_constant_symbolic_derivative_is_said_without_the_point(run):
     lines = [s.text for s in run("--wrt x=3 --symbolic --order 3", "y = x ** 3").symbolic]
     assert lines == ["dy/dx = 3*x**2 = 27 at x = 3", "d²y/dx² = 6*x = 18 at x = 3", "d³y/dx³ = 6"]
+
+
+def test_notes_and_plots_write_partial_signs_for_a_name_starting_with_d(run):
+    scaled = run("--wrt delta=3", "y = 3 * delta ** 2\ny.backward(torch.tensor(2.))").note_texts
+    assert any("each grad is 2 × ∂y/∂delta" in n for n in scaled) and not any(
+        "dy/ddelta" in n for n in scaled
+    )
+    plotted = run("--wrt d=torch.tensor([1.0, 2.0]) --plot", "Y = d * 2")
+    assert [c.label for c in plotted.curves] == ["Y", "∂Y/∂d"]
+    assert any(
+        "dY[i]/dx[j]" in n for n in run("--wrt x=torch.tensor([1.0, 2.0]) --jacobian", "Y = x * 2").note_texts
+    )

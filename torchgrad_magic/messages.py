@@ -44,14 +44,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "之后单元格又改动了 {changes}。",
     },
     "note.vjp": {
-        "en": "{what} was given the weights {v} for {out}, so each grad is {v}·(d{out}/d{x}) for that {v} "
+        "en": "{what} was given the weights {v} for {out}, so each grad is {v}·({deriv}) for that {v} "
         "(a vector-Jacobian product), not the grad of one number.",
-        "zh": "{what} 给 {out} 传入了权重 {v}，所以每个梯度是 {v}·(d{out}/d{x})（向量-雅可比积），不是某个标量的梯度。",
+        "zh": "{what} 给 {out} 传入了权重 {v}，所以每个梯度是 {v}·({deriv})（向量-雅可比积），不是某个标量的梯度。",
     },
     "note.scaled": {
-        "en": "{what} was given the weight {c} for {out}, so each grad is {c} × d{out}/d{x} "
-        "(the grads of {c}·{out}), not d{out}/d{x} itself.",
-        "zh": "{what} 给 {out} 传入了权重 {c}，所以每个梯度是 {c} × d{out}/d{x}（即 {c}·{out} 的梯度），不是 d{out}/d{x} 本身。",
+        "en": "{what} was given the weight {c} for {out}, so each grad is {c} × {deriv} "
+        "(the grads of {c}·{out}), not {deriv} itself.",
+        "zh": "{what} 给 {out} 传入了权重 {c}，所以每个梯度是 {c} × {deriv}（即 {c}·{out} 的梯度），不是 {deriv} 本身。",
     },
     "note.amp_scaled": {
         "en": "{out} is {loss} × {scale}, the loss scale of {scaler} (torch.amp.GradScaler){since}, so each "

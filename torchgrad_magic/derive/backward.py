@@ -450,6 +450,8 @@ def _call_notes(
             note("note.backward_many", count=observed.call_count, index=call.index, what=every, out=out_name)
         )
     x = next(iter(leaves)) if len(leaves) == 1 else "x"  # (d{out}/dx in the notes: the leaf's name)
+    d = fmt.d_of(False, out_name, x)
+    deriv = f"{d}{out_name}/{d}{x}"
     inner = [n for n in call.inner if n in leaves]
     if inner:
         listed = ", ".join(inner[:4]) + (", …" if len(inner) > 4 else "")
@@ -458,9 +460,11 @@ def _call_notes(
         listed = ", ".join(outputs)
         notes.append(note("note.several", what=what, outputs=listed, label=differentiated or listed))
     elif call.gradient_given and output.numel() != 1:
-        notes.append(note("note.vjp", what=what, out=out_name, v=(differentiated or "v·").split("·")[0], x=x))
+        v = (differentiated or "v·").split("·")[0]
+        notes.append(note("note.vjp", what=what, out=out_name, v=v, deriv=deriv))
     elif differentiated is not None and call.gradient_given:  # a number c: the grads of c·y
-        notes.append(note("note.scaled", what=what, out=out_name, c=differentiated.split("·")[0], x=x))
+        c = differentiated.split("·")[0]
+        notes.append(note("note.scaled", what=what, out=out_name, c=c, deriv=deriv))
     elif differentiated is None and call.gradient_given:  # a complex weight: autograd conjugates
         notes.append(note("note.complex_weight", what=what, out=out_name))
     elif differentiated is not None:  # ones for a non-scalar output: y.backward(torch.ones_like(y))

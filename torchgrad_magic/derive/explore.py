@@ -355,7 +355,8 @@ def _vector(whole: Any, first: Any, opts: Any) -> Grid | Note:
     x = first.values[name].detach().reshape(-1)
     axis = Axis(name, 0.0, 1.0, len(picks), len(picks) // 2, _numbers(x[picks]), tuple(picks))
     out = first.output_name
-    ds = (f"d{fmt.operand(out)}[i]/d{name}[i]",)
+    d = fmt.d_of(False, out, name)
+    ds = (f"{d}{fmt.operand(out)}[i]/{d}{name}[i]",)
     return Grid((axis,), out, ds, _numbers(ys), (_numbers(slopes),), True, opts.digits, _language(opts))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .. import format as fmt
 from ..capture.spec import GradError
 from ..messages import Note, note
 
@@ -295,7 +296,8 @@ def _calculus(
             several = first.output.numel() > 1  # (one row: it is the grads themselves, nothing to say)
             if several and (getattr(first, "written", None) is None or first.summed):  # (a mean's grads
                 out = first.output_name  # are not the column sums)
-                pairs = ", ".join(f"d{out}[i]/d{name}[j]" for name in points)
+                d = fmt.d_of(False, out, *points)
+                pairs = ", ".join(f"{d}{out}[i]/{d}{name}[j]" for name in points)
                 notes.append(note("calc.jacobian_note", out=out, pairs=pairs))
     except (GradError, RuntimeError) as e:
         notes.append(note("calc.cannot", error=str(e).split("\n")[0]))

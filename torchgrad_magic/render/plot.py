@@ -339,7 +339,9 @@ def _vector_figure(result: Any, notes: list[Note], style: _Style):
     grad = result.grads[name]
     output = result.output.detach().float().cpu()
     written = getattr(result, "written", None)  # Y.mean(): its grads are not dY/dx
-    d_name = f"d{fmt.operand(written if written and not result.summed else out_name)}/d{name}"
+    top = fmt.operand(written if written and not result.summed else out_name)
+    d = fmt.d_of(False, top, name)
+    d_name = f"{d}{top}/{d}{name}"
     with_function = output.shape == x.shape
     drawn = out_name
     if not with_function:  # y = torch.sum(Y): the seed draws Y, the function, beside x.grad
