@@ -120,3 +120,8 @@ def test_a_retained_grad_before_backward_is_not_called_not_kept(run):
     assert row.grad is None and row.grad_text(4, 6) == "None (retain_grad(): kept once backward() runs)"
     after = {r.name: r for r in run("--wrt x=3", "y = x ** 2\ny.retain_grad()\nz = y * 2\nz.backward()").rows}
     assert after["y"].grad.item() == 2 and after["z"].grad_text(4, 6) == "None (not a leaf: not kept)"
+
+
+def test_no_grad_returned_note_where_a_later_call_filled_grad(run):
+    cell = "x = torch.tensor(3.0, requires_grad=True)\ny = x ** 3\n(g,) = torch.autograd.grad(y, x, create_graph=True)\ng.backward()"
+    assert not [n for n in run("", cell).note_texts if "torch.autograd.grad() returned" in n]

@@ -261,3 +261,10 @@ def test_module_parameters_are_left_untouched(run):
     weight = run.ns["net"].weight
     torch.testing.assert_close(result.grads["inp"], weight.detach()[0])
     assert weight.grad is None and run.ns["net"].bias.grad is None
+
+
+def test_a_grad_the_cell_put_on_a_wrt_leaf_is_left_as_it_is(run):
+    """--wrt x=3, no backward(): %%grad stores dy/dx in x.grad, but not over a grad the cell
+    assigned itself (x.grad = 100 stays 100, as in a plain run)."""
+    result = run("--wrt x=3", "y = 3 * x ** 2\nx.grad = torch.tensor(100.0)")
+    assert result.grads["x"].item() == 18 and result.tensors["x"].grad.item() == 100

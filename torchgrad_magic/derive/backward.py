@@ -413,7 +413,9 @@ def _from_call(
     grads = {n: (dense(c.grad) if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
     notes = _call_notes(call, observed, (out_name, *(n for n, _ in others)), differentiated, leaves)
-    notes += _accumulation_notes(caught, call) + _returned_notes(caught, call)
+    notes += _accumulation_notes(caught, call)
+    if observed.call_count == 1 and not observed.higher:  # (another call may have filled .grad since)
+        notes += _returned_notes(caught, call)
     if call.unnamed and not wrt:
         notes.append(note("note.unnamed_leaves", count=call.unnamed, out=out_name))
     notes = _merge_after(notes, _changed_after(caught, call))
@@ -925,7 +927,8 @@ def _grads_stored(
     notes = []
     for name, leaf in leaves.items():
         if owned is not None and id(leaf) in owned:
-            leaf.grad = grads[name]  # our own leaf: it carries its grad
+            if leaf.grad is None:  # our own leaf carries its grad (unless the cell gave it one itself)
+                leaf.grad = grads[name]
         elif leaf.grad is not None:
             notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
     user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
