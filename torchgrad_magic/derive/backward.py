@@ -414,7 +414,7 @@ def _from_call(
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
     notes = _call_notes(call, observed, (out_name, *(n for n, _ in others)), differentiated, leaves)
     notes += _accumulation_notes(caught, call)
-    if observed.call_count == 1 and not observed.higher:  # (another call may have filled .grad since)
+    if call.index == observed.call_count and not observed.higher:  # (a later call may have filled .grad)
         notes += _returned_notes(caught, call)
     if call.unnamed and not wrt:
         notes.append(note("note.unnamed_leaves", count=call.unnamed, out=out_name))
