@@ -280,14 +280,18 @@ def stats_of(pairs: list[tuple[torch.Tensor | None, torch.Tensor]]) -> list[Stat
     return [_as_stats(row, g, w) for row, (g, w) in zip(numbers, pairs, strict=True)]
 
 
+BATCHED_UP_TO = 65_536  # elements: a smaller grad's numbers come from the batched norms (its cost is the
+# calls); a bigger one's from aminmax and count_nonzero (on the CPU the inf- and 0-norms take 5-15x as long)
+
+
 def _batchable(grad: torch.Tensor | None, weight: torch.Tensor) -> bool:
-    """Whether a pair's numbers come from the batched calls: a dense real floating grad with
-    elements, and its weight of the same dtype, on the same device."""
+    """Whether a pair's numbers come from the batched calls: a dense real floating grad of up to
+    :data:`BATCHED_UP_TO` elements, and its weight of the same dtype, on the same device."""
     return (
         grad is not None
         and grad.layout is torch.strided
         and grad.is_floating_point()
-        and grad.numel() > 0
+        and 0 < grad.numel() <= BATCHED_UP_TO
         and weight.dtype is grad.dtype
         and weight.device == grad.device
         and weight.numel() > 0
