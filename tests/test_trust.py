@@ -665,3 +665,16 @@ def test_which_tensor_depends_on_wrt_is_told_by_walks_within_a_budget(monkeypatc
     x = torch.tensor(3.0, requires_grad=True)  # oracle: c does not depend on x, b does
     (expected,) = torch.autograd.grad((x * 2 * 3).sin(), x)
     assert result.output_name == "b" and torch.equal(result.grads["x"], expected)
+
+
+def test_of_another_output_than_the_cells_backward_says_what_grad_holds(run):
+    """--of Y when the cell's y.backward() was on y = Y * 2: x.grad holds that call's 2 (put there by
+    the cell, not "from earlier code"), and the table's dY/dx = 1 is %%grad's, not stored."""
+    result = run("--of Y", "x = torch.tensor(3.0, requires_grad=True)\nY = x + 1\ny = Y * 2\ny.backward()")
+    assert result.grads["x"].item() == 1 and result.tensors["x"].grad.item() == 2
+    said = " ".join(result.note_texts)
+    assert (
+        "--of Y: the cell's backward() was on another output, so .grad holds that call's grads (x.grad = 2)"
+        in said
+    )
+    assert "from earlier code" not in said and "did not call backward()" not in said

@@ -183,6 +183,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "第 {index} 次调用（torch.autograd.grad()）对一个用 create_graph=True 得到的梯度再求导："
         "即二阶导数（{values}），由那次调用返回；表中是一阶导数。",
     },
+    "note.of_beside": {
+        "en": "--of {out}: the cell's backward() was on another output, so .grad holds that call's grads "
+        "({held}); the table shows d{out}/d…, computed by %%grad without storing it.",
+        "zh": "--of {out}：单元格的 backward() 是对另一个输出调用的，所以 .grad 里是那次调用的梯度（{held}）；"
+        "表中是 %%grad 算出的 d{out}/d…，没有存进 .grad。",
+    },
     "note.stale": {
         "en": "{name}.grad still holds {old} from earlier code; %%grad left it as it was (the table shows this cell's derivative).",
         "zh": "{name}.grad 里仍是之前留下的 {old}；%%grad 没有改动它（表中是本单元格的导数）。",

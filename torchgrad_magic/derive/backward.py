@@ -181,6 +181,8 @@ def first_derivatives(
     first = _computed(
         *found, ns, names, wrt, assigned, retain_grad, observed, steps, owned, walks.get(id(found[1]))
     )
+    if of is not None and observed.call_count:  # --of another output than the cell's backward() was on
+        first = _of_beside_the_calls(first, of)
     if of is not None and of not in assigned:  # the cell did not make it: say so, no other guess
         guesses = ("err.no_leaf", "err.no_path", "err.unnamed_leaf", "err.grad_off")
         kept = [n for n in first.notes if n.id not in guesses]
@@ -189,6 +191,24 @@ def first_derivatives(
     earlier = _made_earlier(first.output, ns, read, observed)
     first = _freed_earlier(first, earlier, observed.call_count)
     return _with_helpers(_finish(first, ns, [*steady, *earlier], reduced, retain_grad, grads), observed)
+
+
+def _of_beside_the_calls(first: First, of: str) -> First:
+    """``--of Y`` where the cell's own ``backward()`` was on another output: its grads are in .grad
+    (the cell put them there), the table's are dY/d…, computed by %%grad. One note says so, in
+    place of "still holds ... from earlier code" and "the cell did not call backward()"."""
+    said = [n for n in first.notes if n.id in ("note.stale", "note.not_stored")]
+    if not said:
+        return first
+    held = [
+        f"{n}.grad = {fmt.values(g.detach())}"
+        for n, t in first.leaves.items()
+        if (g := kept_grad(t)) is not None
+    ]
+    kept = [n for n in first.notes if n not in said]
+    return dataclasses.replace(
+        first, notes=(*kept, note("note.of_beside", out=of, held=", ".join(held[:4]) or "—"))
+    )
 
 
 def _freed_earlier(first: First, earlier: list[str], calls: int) -> First:
