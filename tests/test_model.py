@@ -469,3 +469,16 @@ def test_grads_whose_squares_are_subnormal_keep_exact_norms(scale):
     row = next(p for p in result.model.params if p.name == "net.weight")
     assert row.grad_norm == pytest.approx(expected, rel=1e-6)
     assert row.stats.grad_norm == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_parameter_holding_this_cells_grads_already_is_said_once():
+    """The tutorial's `--wrt mlp.0.weight` after a cell that ran the same backward(): one note (its
+    .grad holds these very grads), not the 6-number vector again beside 'the cell did not call
+    backward() ... unchanged'."""
+    ns = namespace()
+    exec(LOSS + "\nloss.backward()", ns)
+    result = grad(LOSS, namespace=ns, wrt="net.0.weight")
+    assert result.note_texts == [
+        "net.0.weight.grad already holds these grads, from earlier code; %%grad left it as it was (a "
+        "backward() now would add them again)."
+    ]

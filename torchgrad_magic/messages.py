@@ -189,6 +189,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "--of {out}：单元格的 backward() 是对另一个输出调用的，所以 .grad 里是那次调用的梯度（{held}）；"
         "表中是 %%grad 算出的 d{out}/d…，没有存进 .grad。",
     },
+    "note.stale_same": {
+        "en": "{name}.grad already holds these grads, from earlier code; %%grad left it as it was (a "
+        "backward() now would add them again).",
+        "zh": "{name}.grad 里已经是这些梯度（之前的代码留下的）；%%grad 没有改动它（现在再调用 backward() 会再加一遍）。",
+    },
     "note.stale": {
         "en": "{name}.grad still holds {old} from earlier code; %%grad left it as it was (the table shows this cell's derivative).",
         "zh": "{name}.grad 里仍是之前留下的 {old}；%%grad 没有改动它（表中是本单元格的导数）。",

@@ -945,14 +945,20 @@ def _grads_stored(
     """Our own leaves (--wrt) carry their grads; the user's .grad is left as it was, and a note says
     so (with the call that would fill it), or that it still holds an earlier cell's grad."""
     notes = []
+    stale = []
     for name, leaf in leaves.items():
         if owned is not None and id(leaf) in owned:
             if leaf.grad is None:  # our own leaf carries its grad (unless the cell gave it one itself)
                 leaf.grad = grads[name]
         elif leaf.grad is not None:
-            notes.append(note("note.stale", name=name, old=fmt.values(leaf.grad.detach())))
-    user = [n for n in leaves if owned is None or id(leaves[n]) not in owned]
-    if user and any(grads[n] is not None for n in user):
+            stale.append(name)
+            old = leaf.grad.detach()
+            if grads[name] is not None and old.shape == grads[name].shape and torch.equal(old, grads[name]):
+                notes.append(note("note.stale_same", name=name))  # (an earlier cell's backward() of it)
+            else:
+                notes.append(note("note.stale", name=name, old=fmt.values(old)))
+    user = [n for n in leaves if (owned is None or id(leaves[n]) not in owned) and n not in stale]
+    if user and any(grads[n] is not None for n in user):  # (a stale one's note says it was left as it was)
         listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
         call = f"{out_name}.backward()" if output.numel() == 1 else f"{out_name}.sum().backward()"
         call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
