@@ -29,8 +29,8 @@ from .capture.paths import parse_path, value_at
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
 from .capture.syntax import loop_targets, nodes, parse
-from .derive.backward import dense, first_derivatives, names_assigned
-from .derive.names import differentiated_texts, read_into
+from .derive.backward import dense, first_derivatives, names_assigned, number_note_checked
+from .derive.names import differentiated_texts
 from .derive.scaler import with_scaling_note
 from .messages import note, t, using
 from .options import FIELDS, GradOptions
@@ -444,7 +444,7 @@ def _first(cell: _Cell, opts: GradOptions) -> Any:
         opts.steps, cell.owned, differentiated_texts(tree, cell.code), observer.written,
     )  # fmt: skip
     first = with_scaling_note(first, ns, observer.written)
-    first = _number_said_of_a_leaf(first, tree)
+    first = number_note_checked(first, tree)
     if tree is not None and not tree.body:  # only comments and blank lines: it ran, one note
         return dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
     if cell.originals and observer.count:  # (the cell's backward() filled the copy's .grad)
@@ -455,24 +455,6 @@ def _first(cell: _Cell, opts: GradOptions) -> Any:
                  for n in reached]  # fmt: skip
         return dataclasses.replace(first, notes=(*first.notes, *said))
     return first
-
-
-def _number_said_of_a_leaf(first: Any, tree: Any) -> Any:
-    """The "y is a Python number" note only where y was computed from the leaf it names (``y =
-    x.item() ** 2``); a number the cell just set (``epochs = 10``) leaves the leaf computed nothing."""
-    said = [n for n in first.notes if n.id == "err.number_output"]
-    if not said:
-        return first
-    reads: set[str] = set()
-    todo = [said[0].fields["name"]]  # (v = x.item(); y = v ** 2: y is read from x too)
-    while todo and "*" not in reads:
-        found = read_into(tree, todo.pop()) - reads
-        reads |= found
-        todo += found
-    if "*" in reads or said[0].fields["leaf"] in reads:
-        return first
-    notes = tuple(note("err.leaf_only", name=n.fields["leaf"]) if n in said else n for n in first.notes)
-    return dataclasses.replace(first, notes=notes)
 
 
 def _grad_state(tensor: Any) -> tuple[int, int]:

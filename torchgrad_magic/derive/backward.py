@@ -46,7 +46,7 @@ from ..capture.observe import (
 )
 from ..capture.paths import is_tensor, value_at
 from ..messages import Note, note, t
-from .names import Reduced, Written, named_rows, reduction_of
+from .names import Reduced, Written, named_rows, read_into, reduction_of
 from .own_pass import own_grads
 from .rows import TensorRow
 
@@ -181,16 +181,24 @@ def first_derivatives(
     first = _computed(
         *found, ns, names, wrt, assigned, retain_grad, observed, steps, owned, walks.get(id(found[1]))
     )
-    if of is not None and observed.call_count:  # --of another output than the cell's backward() was on
-        first = _of_beside_the_calls(first, of)
-    if of is not None and of not in assigned:  # the cell did not make it: say so, no other guess
-        guesses = ("err.no_leaf", "err.no_path", "err.unnamed_leaf", "err.grad_off")
-        kept = [n for n in first.notes if n.id not in guesses]
-        first = dataclasses.replace(first, notes=(note("note.of_earlier", name=of), *kept))
+    if of is not None:
+        first = _of_notes(first, of, of in assigned, observed.call_count)
     grads = {r.name: r.grad for r in first.rows if r.role == "intermediate"}
     earlier = _made_earlier(first.output, ns, read, observed)
     first = _freed_earlier(first, earlier, observed.call_count)
     return _with_helpers(_finish(first, ns, [*steady, *earlier], reduced, retain_grad, grads), observed)
+
+
+def _of_notes(first: First, of: str, assigned: bool, calls: int) -> First:
+    """``--of``'s own notes: beside the cell's ``backward()`` on another output (*calls*), and where
+    the cell did not make the tensor (not *assigned*: said, no other guess)."""
+    if calls:
+        first = _of_beside_the_calls(first, of)
+    if not assigned:
+        guesses = ("err.no_leaf", "err.no_path", "err.unnamed_leaf", "err.grad_off")
+        kept = [n for n in first.notes if n.id not in guesses]
+        first = dataclasses.replace(first, notes=(note("note.of_earlier", name=of), *kept))
+    return first
 
 
 def _of_beside_the_calls(first: First, of: str) -> First:
@@ -1114,3 +1122,21 @@ class _Dependence:
         if found and self.walks is not None:
             self.walks[id(tensor)] = graph
         return found
+
+
+def number_note_checked(first: Any, tree: Any) -> Any:
+    """The "y is a Python number" note only where y was computed from the leaf it names (``y =
+    x.item() ** 2``); a number the cell just set (``epochs = 10``) leaves the leaf computed nothing."""
+    said = [n for n in first.notes if n.id == "err.number_output"]
+    if not said:
+        return first
+    reads: set[str] = set()
+    todo = [said[0].fields["name"]]  # (v = x.item(); y = v ** 2: y is read from x too)
+    while todo and "*" not in reads:
+        found = read_into(tree, todo.pop()) - reads
+        reads |= found
+        todo += found
+    if "*" in reads or said[0].fields["leaf"] in reads:
+        return first
+    notes = tuple(note("err.leaf_only", name=n.fields["leaf"]) if n in said else n for n in first.notes)
+    return dataclasses.replace(first, notes=notes)

@@ -400,6 +400,7 @@ class _Calls:
     level: dict[str, int]
     has_calls: set[str]
     order: dict[str, int]
+    made: dict[str, list[str]] = field(default_factory=dict)  # call key -> the calls made from it, in order
 
 
 def _plain(key: str) -> str:
@@ -454,7 +455,11 @@ def _calls(keys: Any, kinds: dict[str, str], parents: dict[str, str | None] | No
         level_of(key)
     has_calls = {p for p in parent.values() if p is not None}
     order = {key: i for i, key in enumerate(parent)}
-    return _Calls({k: kinds.get(k, "") for k in parent}, parent, level, has_calls, order)
+    made: dict[str, list[str]] = {}
+    for k, p in parent.items():
+        if p is not None:
+            made.setdefault(p, []).append(k)
+    return _Calls({k: kinds.get(k, "") for k in parent}, parent, level, has_calls, order, made)
 
 
 def _box_of(key: str, depth: int, calls: _Calls) -> str | None:
@@ -711,15 +716,11 @@ def _runs(
             series.setdefault(("num", parent, kind, base), []).append((int(index), key))
     runs: dict[str, list[str]] = {}
     edges = _group_edges(graph, group)
-    made: dict[str, list[str]] = {}  # call key -> the calls made from it, in order
-    for k, p in calls.parent.items():
-        if p is not None:
-            made.setdefault(p, []).append(k)
     for items in series.values():
         if len(items) < MIN_RUN:
             continue
         items.sort()
-        signature = {k: _signature(k, boxes[k], by_id, made, calls) for _, k in items}
+        signature = {k: _signature(k, boxes[k], by_id, calls.made, calls) for _, k in items}
         run = [items[0][1]]
         for (i, prev), (j, key) in itertools.pairwise(items):
             if j == i + 1 and signature[key] == signature[prev] and prev in edges.get(key, ()):
@@ -762,17 +763,13 @@ def _unit_runs(
     for key in boxes:
         if key not in taken:
             siblings.setdefault(calls.parent[key], []).append(key)
-    made: dict[str, list[str]] = {}
-    for k, p in calls.parent.items():
-        if p is not None:
-            made.setdefault(p, []).append(k)
     edges = _group_edges(graph, group)
     periods: dict[str, int] = {}
     for keys in siblings.values():
         if len(keys) < 2 * MIN_RUN:
             continue
         keys.sort(key=calls.order.__getitem__)  # (forward order)
-        signature = [_signature(k, boxes[k], by_id, made, calls) for k in keys]
+        signature = [_signature(k, boxes[k], by_id, calls.made, calls) for k in keys]
         chained = [False] + [prev in edges.get(key, ()) for prev, key in itertools.pairwise(keys)]
         weighted = [any(by_id[i].kind == "leaf" for i in boxes[k]) for k in keys]
         start = 0
