@@ -23,17 +23,17 @@ def test_import_and_load_ext_are_light():
 
 
 def test_a_value_config_refused_does_not_break_the_next_load():
-    """``%config GradMagic.language = 'fr'`` is refused, but IPython keeps it in its config: the next
-    ``%reload_ext`` warns and drops it (it failed, and %%grad was gone until a valid value)."""
+    """A value the magic refuses, given before it is loaded (``ipython_config.py``, or
+    ``%config GradMagic.language = 'fr'`` before ``%load_ext``): IPython keeps it in its config, so
+    the load warns and drops it (it failed, and %%grad was gone until a valid value)."""
     code = (
         "import warnings\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "ip = InteractiveShell.instance()\n"
-        "ip.run_line_magic('load_ext', 'torchgrad_magic')\n"
-        "ip.run_line_magic('config', \"GradMagic.language = 'fr'\")\n"
+        "ip.config.GradMagic.language = 'fr'\n"
         "with warnings.catch_warnings(record=True) as said:\n"
         "    warnings.simplefilter('always')\n"
-        "    assert ip.run_cell('%reload_ext torchgrad_magic').success\n"
+        "    assert ip.run_cell('%load_ext torchgrad_magic').success\n"
         "print([str(w.message).split(':')[0] for w in said])\n"
         "assert ip.run_cell('%%grad --wrt x=3\\ny = 3 * x ** 2').success\n"
         "print(ip.magics_manager.registry['GradMagic'].language)\n"
@@ -41,6 +41,29 @@ def test_a_value_config_refused_does_not_break_the_next_load():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[0] == "[\"%config GradMagic.language = 'fr' ignored\"]", out.stdout
     assert out.stdout.splitlines()[-1] == "auto"
+
+
+def test_a_value_config_refused_keeps_the_valid_one_in_use():
+    """``%config GradMagic.language = 'zh'``, then a refused ``'fr'``: the magic goes on in
+    Chinese, and so does it after ``%reload_ext`` (it fell back to the default, 'auto')."""
+    code = (
+        "import warnings\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'torchgrad_magic')\n"
+        "ip.run_line_magic('config', \"GradMagic.language = 'zh'\")\n"
+        "ip.run_line_magic('config', \"GradMagic.digits = 6\")\n"
+        "ip.run_line_magic('config', \"GradMagic.language = 'fr'\")\n"
+        "print(ip.magics_manager.registry['GradMagic'].language)\n"
+        "with warnings.catch_warnings(record=True) as said:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert ip.run_cell('%reload_ext torchgrad_magic').success\n"
+        "print(len(said))\n"
+        "magics = ip.magics_manager.registry['GradMagic']\n"
+        "print(magics.language, magics.digits)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-3:] == ["zh", "0", "zh 6"], out.stdout + out.stderr
 
 
 def test_unload_and_reload(shell):

@@ -58,23 +58,34 @@ def load_ipython_extension(ipython: Any) -> None:
 def _with_valid_config(kind: Any, ipython: Any) -> Any:
     """The magics, made with the shell's config; a value ``%config`` refused (it keeps it in the
     config all the same: ``GradMagic.language = 'fr'``) is dropped with a warning instead of
-    failing the load, and with it every later ``%reload_ext``."""
+    failing the load, and with it every later ``%reload_ext``. (An unload put the value in use
+    back first: :func:`unload_ipython_extension`.)"""
     from traitlets import TraitError
 
     try:
         return kind(ipython)
     except TraitError as error:
         section = ipython.config.get(kind.__name__)
-        names = [name for name in list(section or ()) if name in kind.class_trait_names()]
-        for name in names:
-            try:
-                kind.class_traits()[name].validate(None, section[name])
-            except TraitError:
-                warnings.warn(
-                    f"%config {kind.__name__}.{name} = {section[name]!r} ignored: {error}", stacklevel=2
-                )
-                del section[name]
+        for name in _refused(kind, section):
+            warnings.warn(
+                f"%config {kind.__name__}.{name} = {section[name]!r} ignored: {error}", stacklevel=2
+            )
+            del section[name]
         return kind(ipython)
+
+
+def _refused(kind: Any, section: Any) -> list[str]:
+    """The names of *kind*'s traits whose value in the config *section* they refuse."""
+    from traitlets import TraitError
+
+    names = [name for name in list(section or ()) if name in kind.class_trait_names()]
+    refused = []
+    for name in names:
+        try:
+            kind.class_traits()[name].validate(None, section[name])
+        except TraitError:
+            refused.append(name)
+    return refused
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -82,5 +93,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     manager = ipython.magics_manager
     manager.magics["cell"].pop("grad", None)
     instance = manager.registry.pop("GradMagic", None)
+    section = ipython.config.get("GradMagic")
+    if instance is not None and section:  # a refused %config value: the one in use is the one kept
+        for name in _refused(type(instance), section):
+            section[name] = getattr(instance, name)
     if instance in ipython.configurables:
         ipython.configurables.remove(instance)
