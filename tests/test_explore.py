@@ -39,7 +39,8 @@ def test_one_input_matches_autograd_on_the_grid():
     spec = result.explorer.bundle()[VEGA]
     found = params(spec)
     xs = grid(found["s0"])
-    assert len(xs) == 101 and xs[0] == pytest.approx(-1) and xs[-1] == pytest.approx(3)  # 1 ± max(2, 1)
+    assert xs[0] == pytest.approx(-1) and xs[-1] == pytest.approx(3)  # 1 ± max(2, 1)
+    assert len(xs) == 81 and xs[1] - xs[0] == pytest.approx(0.05)  # (a round step: 4 / 100 is 0.04)
     assert found["s0"]["value"] == pytest.approx(1)
     f, d = found["F"]["value"], found["D0"]["value"]
     for x in (1.0, 2.0, -1.0, 0.0, 2.6):
@@ -55,14 +56,31 @@ def test_two_inputs_match_autograd_on_the_grid():
     result = grad("f = u**3 + v**2 + 4*u*v", wrt="u=3 v=4", explore=True)
     found = params(result.explorer.bundle()[VEGA])
     us, vs = grid(found["s0"]), grid(found["s1"])
-    assert len(us) == len(vs) == 41
+    assert (len(us), len(vs)) == (31, 41)  # 0 to 6 and 0 to 8, 0.2 apart
     f, du, dv = found["F"]["value"], found["D0"]["value"], found["D1"]["value"]
-    for i, j in ((20, 20), (0, 40), (33, 7)):
+    for i, j in ((15, 20), (0, 40), (30, 7), (23, 3)):
         value, (gu, gv) = oracle(lambda u, v: u**3 + v**2 + 4 * u * v, us[i], vs[j])
         k = i * len(vs) + j
         assert f[k] == pytest.approx(value, rel=1e-5)
         assert du[k] == pytest.approx(gu, rel=1e-5) and dv[k] == pytest.approx(gv, rel=1e-5)
-    assert (f[20 * 41 + 20], du[20 * 41 + 20], dv[20 * 41 + 20]) == (91, 43, 20)
+    at = us.index(3) * len(vs) + vs.index(4)
+    assert (f[at], du[at], dv[at]) == (91, 43, 20)
+
+
+def test_the_slider_moves_in_round_steps():
+    """x = 3 explores 0 to 6: 0.05 apart (not 0.06), so the slider lands on 0.5, 1.25 and 3 exactly,
+    and the numbers there are autograd's."""
+    found = params(grad("y = 3 * x ** 2", wrt="x=3", explore=True).explorer.bundle()[VEGA])
+    bind = found["s0"]["bind"]
+    assert (bind["min"], bind["max"], bind["step"], found["s0"]["value"]) == (0, 6, 0.05, 3)
+    xs = grid(found["s0"])
+    for x in (0.5, 1.25, 3.0):
+        i = round(x / 0.05)
+        assert xs[i] == pytest.approx(x, abs=1e-12)
+        assert found["D0"]["value"][i] == pytest.approx(6 * x, rel=1e-6)
+    # a point off the round grid stays a value of the slider (the grid is shifted to it)
+    shifted = params(grad("y = x ** 2", wrt="x=0.37", explore="0:1").explorer.bundle()[VEGA])
+    assert shifted["s0"]["bind"]["step"] == 0.01 and shifted["s0"]["value"] == pytest.approx(0.37)
 
 
 def test_given_range_and_a_point_on_the_grid():
@@ -192,7 +210,7 @@ def test_colab_gets_html(shell, monkeypatch):
 
 def test_text_report_says_what_can_be_explored():
     result = grad("y = x ** 3", wrt="x=1", explore=True)
-    assert "explorer of y: x from -1 to 3 (101 values" in str(result)
+    assert "explorer of y: x from -1 to 3 (81 values" in str(result)
     assert "explorer" not in result.text(graph=False)  # shown as its own output in a notebook
 
 
@@ -224,7 +242,7 @@ def test_kernel_two_inputs(kernel):
     data = bundle_of(reply)
     found = params(data[VEGA])
     assert {"s0", "s1"} <= set(found) and found["s0"]["bind"]["name"].strip() == "u"
-    assert len(found["F"]["value"]) == 41 * 41
+    assert len(found["F"]["value"]) == 31 * 41
     assert len(json.dumps(data).encode()) <= 300_000
 
 
@@ -316,7 +334,7 @@ def test_table_grad_depends_on_the_point():
     cell = "h = torch.sin(x)\ng = h * x\ny = g ** 2"
     ex = grad(cell, wrt="x=1", explore=True).explorer
     rows = table(ex)
-    for i in (0, 20, 50, 90):
+    for i in (0, 20, 50, 80):
         want = retained(cell, x=ex.axes[0].value(i))
         for name in ("h", "g"):
             assert rows[name].data[i] == pytest.approx(want[name][0], rel=1e-5, abs=1e-6)
@@ -328,8 +346,8 @@ def test_table_of_two_inputs_and_a_leaf_of_the_cell():
     ex = grad(cell, wrt="u=3 v=4", explore=True).explorer
     rows = table(ex)
     assert list(rows) == ["u", "v", "w", "h", "f"]
-    assert rows["w"].source == "node" and len(rows["h"].grad) == 41 * 41
-    for i, j in ((20, 20), (0, 40), (33, 7)):
+    assert rows["w"].source == "node" and len(rows["h"].grad) == 31 * 41
+    for i, j in ((15, 20), (0, 40), (30, 7)):
         want = retained(cell, u=ex.axes[0].value(i), v=ex.axes[1].value(j))
         k = i * ex.axes[1].count + j
         for name in ("w", "h"):

@@ -23,7 +23,7 @@ from ..capture.spec import GradError, interval
 from ..messages import Note, note, resolve, t
 from .extras import label_of
 
-SCALAR_POINTS = (101, 41)  # grid points per input, for one and for two scalar inputs
+SCALAR_POINTS = (101, 41)  # about this many grid points per input, one and two scalar inputs (nice_step)
 TABLE_ROWS = 12  # the explorer's table: rows at most (each a grid of data and one of grad)
 VECTOR_POINTS = 201  # points of a vector input the slider can pick, at most
 
@@ -42,8 +42,8 @@ class Axis:
     picks: tuple[int, ...] = ()  # and their indices in the input
 
     def value(self, i: int) -> float:
-        """The input's value at grid index *i* (a scalar input's grid)."""
-        return self.low + self.step * i
+        """The input's value at grid index *i* (a scalar input's grid; 0.6, not 0.6000000000000001)."""
+        return float(f"{self.low + self.step * i:.12g}")
 
 
 @dataclass(frozen=True)
@@ -108,15 +108,27 @@ def window(point: float, given: tuple[float, float] | None) -> tuple[float, floa
 
 
 def grid_axis(name: str, point: float, low: float, high: float, count: int) -> Axis:
-    """*count* points from *low* to *high*, shifted so that one of them is the run's own point
-    (when it is inside the range): the slider starts exactly there."""
-    step = (high - low) / (count - 1)
+    """About *count* points from *low* to *high*, a round step apart (:func:`nice_step`), shifted
+    so that one of them is the run's own point (when it is inside the range): the slider starts
+    exactly there, and where the point is a round number it also lands on 0.5, 1.25, ..."""
+    step = nice_step((high - low) / (count - 1))
+    digits = max(0, 1 - math.floor(math.log10(step)))  # (enough for every multiple of the step)
     if low <= point <= high:
-        below = math.floor((point - low) / step + 1e-9)
-        low = point - below * step
-        count = below + math.floor((high - point) / step + 1e-9) + 1
-        return Axis(name, low, step, count, below)
+        below = math.floor((point - low) / step + 1e-6)
+        start = point - below * step
+        if abs(point / step - round(point / step)) < 1e-6:  # (on the step's grid: no rounding noise)
+            start = round(start, digits)
+        count = below + math.floor((high - point) / step + 1e-6) + 1
+        return Axis(name, start, step, count, below)
+    count = math.floor((high - low) / step + 1e-6) + 1
     return Axis(name, low, step, count, 0 if point < low else count - 1)
+
+
+def nice_step(raw: float) -> float:
+    """The round step nearest *raw* (1, 2, 2.5 or 5 times a power of ten): 0.05, not 0.06."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    steps = [float(f"{m * power:.12g}") for m in (1.0, 2.0, 2.5, 5.0, 10.0)]
+    return min(steps, key=lambda step: abs(math.log(step / raw)))
 
 
 # ---------------------------------------------------------------------------
