@@ -58,6 +58,7 @@ class GlobalState(NamedTuple):
     default_dtype: Any
     warning_filters: list
     rc_params: dict
+    warning_functions: tuple  # warnings.warn and showwarning (%%grad wraps both while a cell runs)
 
 
 def global_state() -> GlobalState:
@@ -72,6 +73,7 @@ def global_state() -> GlobalState:
         torch.get_default_dtype(),
         list(warnings.filters),
         dict(matplotlib.rcParams),
+        (warnings.warn, warnings.showwarning),
     )
 
 

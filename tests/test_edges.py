@@ -258,6 +258,24 @@ def test_a_warning_of_a_recorded_call_points_at_the_cells_line(pair):
     assert "Converting a tensor with requires_grad=True" in a.stderr
 
 
+def test_a_warning_raised_in_backward_is_placed_filtered_and_shown_once_as_plain(pair):
+    """PyTorch's module backward hook warns with ``stacklevel=5``: plain, that lands on the cell's
+    ``backward()`` line. %%grad's frames between torch and the engine must not move it (it landed in
+    torch/autograd/graph.py: shown at the wrong place, once per process instead of once per cell,
+    and a filter on ``module="torch"`` turned it into an error only under %%grad)."""
+    start(pair, "lin = torch.nn.Linear(3, 2)\n_h = lin.register_full_backward_hook(lambda m, gi, go: None)")
+    cell = "out = lin(torch.ones(1, 3)).sum()\nout.backward()"
+    for _ in (1, 2):  # run() compares stderr: the cell's own line, in each run
+        a, b = run(pair, cell, "--out _r -q")
+        assert ":2: UserWarning: Full backward hook is firing" in b.stderr
+        assert "graph.py" not in b.stderr
+    error = (
+        'import warnings\nwarnings.filterwarnings("error", message="Full backward hook", module="torch")\n'
+    )
+    a, b = run(pair, error + cell + "\nprint('no error')", "--out _r -q")
+    assert a.status == b.status == "ok" and "no error" in b.stdout
+
+
 def test_zh_graph_adds_nothing_to_stderr(pair):
     start(pair, "x = torch.tensor(3.0, requires_grad=True)")
     _, b = run(pair, "y = 3 * x ** 2\ny.backward()", "--out _r --lang zh --graph")

@@ -504,6 +504,8 @@ class Observer:
 
         self._shown, self._showwarning = shown, showwarning
         warnings.showwarning = showwarning
+        self._warn = warnings.warn  # (a warning raised in backward() is placed past our frames)
+        warnings.warn = self._warn_past_us = _past_our_frames(self._warn)
         self.first_node = next_sequence_number()
         Hooks = torch.autograd.graph.saved_tensors_hooks
         self._watch(Hooks, "__enter__", "saved_hooks")  # (checkpoint and save_on_cpu enter one too)
@@ -515,6 +517,8 @@ class Observer:
         try:
             if warnings.showwarning is self._showwarning:
                 warnings.showwarning = self._shown
+            if warnings.warn is self._warn_past_us:
+                warnings.warn = self._warn
         finally:
             _, attr = engine_slot()
             setattr(self._owner, attr, self._engine)
@@ -1127,6 +1131,26 @@ def _lookup(namespace: dict[str, Any], dotted: str) -> Any:
     for part in rest:
         value = getattr(value, part, None)
     return value
+
+
+def _past_our_frames(warn: Any) -> Any:
+    """``warnings.warn`` while the cell runs: as *warn*, but a *stacklevel* that climbs through
+    this module's frames (the engine's caller while ``backward()`` runs: a module backward hook's
+    warning, PyTorch's own at ``stacklevel=5``) skips them, so the warning is placed, filtered and
+    shown once per place exactly as without %%grad."""
+
+    @functools.wraps(warn)
+    def warn_past_us(
+        message: Any, category: Any = None, stacklevel: int = 1, *args: Any, **kwargs: Any
+    ) -> Any:
+        level, frame = stacklevel, sys._getframe(1)  # (level 1: the caller of warn)
+        for _ in range(stacklevel - 1):
+            frame = frame.f_back if frame is not None else None
+            while frame is not None and frame.f_code.co_filename == __file__:
+                frame, level = frame.f_back, level + 1
+        return warn(message, category, level + 1, *args, **kwargs)
+
+    return warn_past_us
 
 
 def _as_if_called_from_torch(engine: Any, args: tuple, kwargs: dict) -> Any:
