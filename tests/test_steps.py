@@ -599,3 +599,17 @@ def test_the_sum_over_paths_is_shown_only_where_a_grad_is_a_sum():
     assert "sum of what every path sent it" not in single and "→ w.grad" in single
     several = str(grad("y = x * x + x", wrt="x=3", steps=True))
     assert "sum of what every path sent it" in several and "dy/dx = 3 + 3 + 1 = 7 (3 paths" in several
+
+
+def test_a_models_other_parameters_keep_their_names_under_wrt_one_of_them():
+    """``--wrt net.0.weight`` on a model cell: the other parameters are named as without it
+    (they were ``leaf(2,)``, and the Linear rule read ``∂loss/∂weight = gᵀ·leaf(2,)``, the bias)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))
+    ns = {"torch": torch, "net": net, "data": torch.randn(4, 3)}
+    text = grad(
+        "loss = net(data).pow(2).mean()", wrt="net.0.weight", steps=True, namespace=ns
+    ).steps.to_text()
+    assert "a = net.0.bias + data @ net.0.weightᵀ" in text and "c = net.2.bias + b @ " in text
+    assert "leaf(" not in text
+    assert "∂loss/∂weight = gᵀ·x," in text

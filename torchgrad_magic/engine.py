@@ -518,6 +518,10 @@ def _steps(
     named: dict[str, Any] = dict(first.leaves)
     named.update((n, v) for n, v in ns.items() if isinstance(v, torch.Tensor) and not n.startswith("_"))
     named.setdefault(first.output_name, first.output)
+    params = owners.params if owners else {}
+    for node in tracer.nodes if params else ():  # (--wrt net.0.weight: the other parameters' names)
+        if id(node) in params:
+            named.setdefault(params[id(node)], node.variable)
     if first.call is not None:  # the cell's own pass: backward() writes every leaf's .grad, grad() none
         to_grad = set(first.call.leaves) if first.call.kind == "backward" else set()
     else:  # ours: only the --wrt leaves (ours) carry their grads
