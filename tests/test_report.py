@@ -125,3 +125,26 @@ def test_a_retained_grad_before_backward_is_not_called_not_kept(run):
 def test_no_grad_returned_note_where_a_later_call_filled_grad(run):
     cell = "x = torch.tensor(3.0, requires_grad=True)\ny = x ** 3\n(g,) = torch.autograd.grad(y, x, create_graph=True)\ng.backward()"
     assert not [n for n in run("", cell).note_texts if "torch.autograd.grad() returned" in n]
+
+
+@pytest.mark.parametrize(
+    ("cell", "wrt"),
+    [
+        ("b = torch.tensor(2.0, requires_grad=True)\ny = a * b", "a=1"),
+        ("a = torch.tensor(1.0, requires_grad=True)\nb = torch.tensor(2.0, requires_grad=True)\n"
+         "c = torch.tensor(5.0, requires_grad=True)\ny = a * b\ny.backward(inputs=[a])", None),
+        ("a = torch.tensor(1.0, requires_grad=True)\nb = torch.tensor(2.0, requires_grad=True)\n"
+         "y = a * b\nga, = torch.autograd.grad(y, [a])", None),
+    ],
+)  # fmt: skip
+def test_a_leaf_on_the_path_the_call_left_out_is_not_said_to_have_no_path(cell, wrt):
+    """``y.backward(inputs=[a])``, ``grad(y, [a])``, ``--wrt a``: b is on y's path, its grad was
+    not asked for (the table said "no path to the output"); c, not on it, has none."""
+    result = grad(cell, wrt=wrt, namespace={"torch": torch})
+    text = str(result)
+    line = next(line for line in text.splitlines() if line.startswith("b "))
+    assert "None (on the path, not asked for)" in line and "no path" not in line
+    if "c = " in cell:
+        assert "None (no path to the output)" in next(r for r in text.splitlines() if r.startswith("c "))
+    zh = grad(cell, wrt=wrt, namespace={"torch": torch}, lang="zh")
+    assert "None（在路径上，但没有要求计算）" in str(zh)

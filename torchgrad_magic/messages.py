@@ -1015,6 +1015,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     },
     # ---- grad states in the table ------------------------------------------
     "state.no_path": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
+    "state.not_asked": {
+        "en": "None (on the path, not asked for)",
+        "zh": "None（在路径上，但没有要求计算）",
+    },
     "state.not_leaf": {"en": "None (not a leaf: not kept)", "zh": "None（不是叶子：不保留）"},
     "state.retained_empty": {
         "en": "None (retain_grad(): kept once backward() runs)",

@@ -296,7 +296,7 @@ def _finish(
         shown.update(_parameter_names(ns, shown))
     ordered = [*assigned, *(r.name for r in first.rows if r.role == "intermediate")]
     extra = named_rows(ns, list(dict.fromkeys(ordered)), shown, caught if retain_grad else {})
-    extra = [_as_its_original(row, first, rows) for row in extra]
+    extra = _not_asked(ns, [_as_its_original(row, first, rows) for row in extra], first.output)
     at = next((i for i, r in enumerate(rows) if r.role == "output"), len(rows))
     notes = first.notes
     hooked = _hooked(ns, [*first.leaves, *ordered], first) if not first.withheld else []
@@ -308,6 +308,23 @@ def _finish(
     if off_path is not None:
         notes = (*notes, off_path)
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
+
+
+def _not_asked(ns: dict[str, Any], rows: list[TensorRow], output: torch.Tensor | None) -> list[TensorRow]:
+    """*rows*, where a leaf of the cell's without a grad is on the output's way back: the call left
+    it out (``backward(inputs=[a])``, ``grad(y, [a])``, ``--wrt a``), so "no path" would be false.
+    The output's graph is walked only when there is such a row."""
+    if output is None or output.grad_fn is None:
+        return rows
+    if not any(r.role == "leaf" and r.grad is None and r.requires_grad for r in rows):
+        return rows
+    behind = {id(leaf) for leaf in graph_leaves((output,), WALK_BUDGET) or ()}
+    return [
+        dataclasses.replace(r, asked=False)
+        if r.role == "leaf" and r.grad is None and id(value_at(ns, r.name)) in behind
+        else r
+        for r in rows
+    ]
 
 
 def _off_path(ns: dict[str, Any], rows: list[TensorRow], first: First) -> Note | None:

@@ -30,6 +30,7 @@ class TensorRow:
     alias: str | None = None  # another name of a tensor in the report ("W" for model.2.weight)
     withheld: bool = False  # not computed: it would run the user's own backward code (a note says)
     retains: bool = False  # a non-leaf whose retain_grad() was called: backward() would fill its .grad
+    asked: bool = True  # False: a leaf on the output's way back that the call left out (inputs=[a])
 
     @classmethod
     def of(
@@ -66,7 +67,9 @@ class TensorRow:
         if self.grad is None:
             if not self.is_leaf:
                 return t("state.retained_empty" if self.retains else "state.not_leaf")
-            return t("state.no_path") if self.requires_grad else t("state.no_grad")
+            if not self.requires_grad:
+                return t("state.no_grad")
+            return t("state.no_path" if self.asked else "state.not_asked")
         text = fmt.values(self.grad, digits, max_items)
         count, held = self.added
         if held:
