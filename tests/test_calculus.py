@@ -168,6 +168,27 @@ def test_symbolic(run):
 
 
 @pytest.mark.parametrize(
+    ("cell", "derivative"),
+    [
+        (
+            "y = 1 / (1 + torch.exp(-x))",
+            lambda x: sympy.exp(-x) / (1 + sympy.exp(-x)) ** 2,
+        ),  # a sigmoid by hand
+        ("y = 1 / x", lambda x: -1 / x**2),
+        ("y = 2 - x ** 2", lambda x: -2 * x),
+    ],
+)
+def test_symbolic_of_a_number_on_the_left(run, cell, derivative):
+    """``1 / x`` calls ``Tensor.__rdiv__`` (the tutorials' hand-written sigmoid): it was refused as
+    "not plain arithmetic"."""
+    result = run("--wrt x=0.5 --symbolic", cell)
+    (line,) = result.symbolic
+    x = sympy.Symbol("x", real=True)
+    assert sympy.simplify(sympy.sympify(line.expression, locals={"x": x}) - derivative(x)) == 0
+    assert line.value == pytest.approx(result.grads["x"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
     "cell",
     [
         "net = torch.nn.Linear(1, 1)\ny = net(x.reshape(1)).sum()",

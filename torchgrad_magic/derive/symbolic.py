@@ -70,7 +70,8 @@ BINARY = {
     "subtract": operator.sub, "mul": operator.mul, "__mul__": operator.mul, "__rmul__": lambda a, b: b * a,
     "__imul__": operator.mul, "multiply": operator.mul, "div": operator.truediv, "divide": operator.truediv,
     "true_divide": operator.truediv, "__truediv__": operator.truediv, "__rtruediv__": lambda a, b: b / a,
-    "__itruediv__": operator.truediv, "pow": operator.pow, "__pow__": operator.pow,
+    "__itruediv__": operator.truediv, "__rdiv__": lambda a, b: b / a, "__div__": operator.truediv,
+    "__idiv__": operator.truediv, "pow": operator.pow, "__pow__": operator.pow,
     "__rpow__": lambda a, b: b**a, "float_power": operator.pow, "maximum": sympy.Max, "minimum": sympy.Min,
 }  # fmt: skip
 
