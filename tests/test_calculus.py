@@ -40,7 +40,27 @@ def test_order_with_partials_and_vectors(run):
     vector = run("--wrt x=torch.linspace(-2, 2, 5) --order 2", "Y = torch.sin(x)")
     x = torch.linspace(-2, 2, 5)
     torch.testing.assert_close(vector.orders["x"][1], -torch.sin(x))
-    assert any("order k is the grad of the sum" in n for n in vector.note_texts)
+    assert not any("element by element" in n for n in vector.note_texts)  # (sin works element by element)
+
+
+@pytest.mark.parametrize(
+    ("cell", "function"),
+    [
+        ("y = (x ** 3).sum() + x[0] * x[1]", lambda t: (t**3).sum() + t[0] * t[1]),
+        ("y = torch.softmax(x, 0)[0]", lambda t: torch.softmax(t, 0)[0]),
+    ],
+)
+@pytest.mark.parametrize("order", [2, 3])
+def test_order_of_a_vector_input_is_the_hessians_diagonal(run, cell, function, order):
+    """A function that mixes the elements of x: d²y/dx² is ∂²y/∂xᵢ² (it was the grad of the sum of
+    dy/dx, [7, -11, 18] for [6, -12, 18]); a note says so, and no order above 2 is shown."""
+    point = torch.tensor([1.0, -2.0, 3.0])
+    result = run(f"--wrt x=torch.tensor([1., -2., 3.]) --order {order}", cell)
+    oracle = torch.autograd.functional.hessian(function, point).diagonal()
+    torch.testing.assert_close(result.orders["x"][1], oracle, rtol=1e-4, atol=1e-6)
+    assert len(result.orders["x"]) == 2
+    (said,) = [n for n in result.note_texts if "element by element" in n]
+    assert "∂²y/∂xᵢ²" in said and ("no higher order" in said) == (order > 2)
 
 
 def test_hessian(run):
@@ -355,3 +375,11 @@ def test_notes_and_plots_write_partial_signs_for_a_name_starting_with_d(run):
     assert any(
         "dY[i]/dx[j]" in n for n in run("--wrt x=torch.tensor([1.0, 2.0]) --jacobian", "Y = x * 2").note_texts
     )
+
+
+def test_order_of_a_big_vector_input_that_mixes_its_elements_stops_at_one(run):
+    """Past DIAGONAL_PASSES elements no Hessian diagonal is taken element by element: only dy/dx,
+    and a note says why (the grad of the sum would have been shown as d²y/dx²)."""
+    result = run("--wrt x=torch.linspace(-2, 2, 3000) --order 2", "y = torch.softmax(x, 0)[0]")
+    assert len(result.orders["x"]) == 1 and "d²y/dx²" not in result.headline
+    assert any("too many elements" in n for n in result.note_texts)

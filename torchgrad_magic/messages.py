@@ -650,10 +650,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "--order {order}: use a whole number from 1 to 10",
         "zh": "--order {order}：请用 1 到 10 之间的整数",
     },
-    "calc.order_vector": {
-        "en": "for a non-scalar input, order k is the grad of the sum of order k-1: the elementwise "
-        "derivative when the function is elementwise.",
-        "zh": "对非标量输入，第 k 阶是第 k-1 阶结果求和后再求梯度；函数逐元素时就是逐元素的导数。",
+    "calc.order_mixed": {
+        "en": "{out} does not work element by element on {x}: d²{out}/d{x}² here is ∂²{out}/∂{x}ᵢ² for "
+        "each element (the Hessian's diagonal; its mixed partials ∂²{out}/∂{x}ᵢ∂{x}ⱼ are not 0 and not "
+        "shown).",
+        "zh": "{out} 不是对 {x} 逐元素计算的：这里的 d²{out}/d{x}² 是每个元素的 ∂²{out}/∂{x}ᵢ²"
+        "（Hessian 矩阵的对角线；不为 0 的混合偏导数 ∂²{out}/∂{x}ᵢ∂{x}ⱼ 没有显示）。",
+    },
+    "calc.order_mixed_stop": {
+        "en": "{out} does not work element by element on {x}: d²{out}/d{x}² here is ∂²{out}/∂{x}ᵢ² for "
+        "each element (the Hessian's diagonal; its mixed partials ∂²{out}/∂{x}ᵢ∂{x}ⱼ are not 0 and not "
+        "shown), and no higher order is shown.",
+        "zh": "{out} 不是对 {x} 逐元素计算的：这里的 d²{out}/d{x}² 是每个元素的 ∂²{out}/∂{x}ᵢ²"
+        "（Hessian 矩阵的对角线；不为 0 的混合偏导数 ∂²{out}/∂{x}ᵢ∂{x}ⱼ 没有显示），更高阶也不显示。",
+    },
+    "calc.order_big": {
+        "en": "{out} does not work element by element on {x}, and {x} has too many elements to take "
+        "second derivatives one by one ({limit:,} at most): no order above 1 is shown for it.",
+        "zh": "{out} 不是对 {x} 逐元素计算的，且 {x} 的元素太多，无法逐个求二阶导数（最多 {limit:,} 个）："
+        "不显示它的一阶以上导数。",
     },
     "calc.hessian_scalars": {
         "en": "--hessian needs scalar inputs; {names} not a scalar (use torch.func.hessian for tensors)",

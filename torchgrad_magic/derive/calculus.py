@@ -29,27 +29,67 @@ def _inputs(points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {n: v.detach().clone().requires_grad_(True) for n, v in points.items()}
 
 
+DIAGONAL_PASSES = 2048  # a vector input's second derivatives, one pass per element, up to this size
+
+
 def higher_orders(
     replay: Any, points: dict[str, torch.Tensor], order: int
-) -> dict[str, list[torch.Tensor | None]]:
-    """``{name: [d1, d2, ..., dN]}``; order k is the grad of the sum of order k-1."""
+) -> tuple[dict[str, list[torch.Tensor | None]], dict[str, str]]:
+    """``{name: [d1, d2, ..., dN]}``, and the vector inputs whose orders stop early. Order k is the
+    grad of the sum of order k-1: for a vector input that is ``∂ᵏy/∂xᵢᵏ`` element by element when
+    each element of order k-1 depends on its own ``xᵢ`` alone (one probe tells). Where one does not
+    (``softmax``, ``x[0] * x[1]``), order 2 is the diagonal of the Hessian, one pass per element
+    ("mixed"; "big" past :data:`DIAGONAL_PASSES` elements: no order 2), and no higher order."""
     inputs = _inputs(points)
     out = replay(inputs)
     orders: dict[str, list[torch.Tensor | None]] = {}
+    stopped: dict[str, str] = {}
     for name, leaf in inputs.items():
         (g,) = torch.autograd.grad(out, leaf, create_graph=True, retain_graph=True, allow_unused=True)
         found = [None if g is None else g.detach()]
-        for _ in range(2, order + 1):
+        for k in range(2, order + 1):
             if g is None or not g.requires_grad:  # the previous order is a constant
                 g = None if g is None else torch.zeros_like(leaf)
             else:
+                previous = g
                 (g,) = torch.autograd.grad(
                     g.sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True
                 )
                 g = torch.zeros_like(leaf) if g is None else g
+                if leaf.dim() != 0 and not _elementwise(previous, g, leaf):
+                    stopped[name] = "mixed" if k == 2 and leaf.numel() <= DIAGONAL_PASSES else "big"
+                    if stopped[name] == "mixed":
+                        found.append(_diagonal(previous, leaf))
+                    break
             found.append(None if g is None else g.detach())
         orders[name] = found
-    return orders
+    return orders, stopped
+
+
+def _elementwise(previous: torch.Tensor, summed: torch.Tensor, leaf: torch.Tensor) -> bool:
+    """Whether each element of *previous* depends on its own element of *leaf* alone, so that
+    *summed* (the grad of its sum) is its derivative element by element: then the grad of
+    ``previous · v`` is ``summed · v`` for any v (one random v, of a generator of our own)."""
+    v = torch.randn(leaf.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    v = v.to(dtype=leaf.dtype, device=leaf.device)
+    (probe,) = torch.autograd.grad((previous * v).sum(), leaf, retain_graph=True, allow_unused=True)
+    if probe is None:
+        return True
+    expected = summed.detach() * v
+    return bool(torch.allclose(probe, expected, rtol=1e-4, atol=1e-6 * max(1.0, float(expected.abs().max()))))
+
+
+def _diagonal(g: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+    """``∂g[i]/∂leaf[i]`` for each element i: one pass per element."""
+    flat, parts = g.reshape(-1), []
+    for i in range(flat.numel()):
+        row = None
+        if flat[i].requires_grad:
+            (row,) = torch.autograd.grad(flat[i], leaf, retain_graph=True, allow_unused=True)
+        parts.append(
+            torch.zeros((), dtype=leaf.dtype, device=leaf.device) if row is None else row.reshape(-1)[i]
+        )
+    return torch.stack(parts).reshape(leaf.shape)
 
 
 def hessian(replay: Any, points: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -281,9 +281,10 @@ def _calculus(
         opts = opts.replace(order=1, hessian=False, jacobian=False, symbolic=False)
     try:
         if opts.order > 1:
-            found["orders"] = calculus.higher_orders(replay, points, opts.order)
-            if any(v.dim() for v in points.values()):
-                notes.append(note("calc.order_vector"))
+            found["orders"], stopped = calculus.higher_orders(replay, points, opts.order)
+            for name, why in stopped.items():  # (an elementwise function's orders need no note)
+                key = f"calc.order_{why}" + ("_stop" if why == "mixed" and opts.order > 2 else "")
+                notes.append(note(key, x=name, out=out, limit=calculus.DIAGONAL_PASSES))
         if opts.hessian:
             names = list(points)
             matrix = calculus.Matrix(
