@@ -148,3 +148,14 @@ def test_a_leaf_on_the_path_the_call_left_out_is_not_said_to_have_no_path(cell, 
         assert "None (no path to the output)" in next(r for r in text.splitlines() if r.startswith("c "))
     zh = grad(cell, wrt=wrt, namespace={"torch": torch}, lang="zh")
     assert "None（在路径上，但没有要求计算）" in str(zh)
+
+
+def test_a_complex_inputs_grad_says_which_convention_it_is():
+    """r = |z| at 3+4j: PyTorch's z.grad is 0.6+0.8j (∂r/∂a + i·∂r/∂b), which a learner reads as
+    dr/dz; the note says which it is, once."""
+    cell = "z = torch.tensor(3 + 4j, requires_grad=True)\nr = torch.abs(z)\nr.backward()"
+    result = grad(cell, namespace={"torch": torch})
+    assert result.grads["z"].item() == pytest.approx(0.6 + 0.8j)
+    (said,) = [n for n in result.note_texts if "a + bi" in n]
+    assert "∂r/∂a + i·∂r/∂b" in said and "not the complex derivative dr/dz" in said
+    assert not any("a + bi" in n for n in grad("y = 3 * x ** 2", wrt="x=3").note_texts)

@@ -93,6 +93,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{what} 给 {out} 传入了复数权重：PyTorch 对复数求的是共轭 Wirtinger 导数（权重乘在共轭上），"
         "所以显示的是加权后的梯度，不是 d{out}/dz 本身。",
     },
+    "note.complex_grad": {
+        "en": "{names}: complex. For z = a + bi, PyTorch's grad is ∂{out}/∂a + i·∂{out}/∂b (its "
+        "convention: the direction {out} grows fastest), not the complex derivative d{out}/dz.",
+        "zh": "{names} 是复数：对 z = a + bi，PyTorch 的梯度是 ∂{out}/∂a + i·∂{out}/∂b（它的约定："
+        "{out} 增长最快的方向），不是复导数 d{out}/dz。",
+    },
     "note.inner_pass": {
         "en": "{names}: their grads came from a backward pass run inside the one on {out} (a reentrant "
         "checkpoint recomputing its layers, or a custom Function's backward calling backward()).",

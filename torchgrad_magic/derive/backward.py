@@ -307,6 +307,9 @@ def _finish(
     off_path = _off_path(ns, extra, first)
     if off_path is not None:
         notes = (*notes, off_path)
+    complex_grads = [n for n, g in first.grads.items() if isinstance(g, torch.Tensor) and g.is_complex()]
+    if complex_grads and not any(n.id == "note.complex_weight" for n in notes):
+        notes = (*notes, note("note.complex_grad", names=", ".join(complex_grads), out=name or "y"))
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
 
 
