@@ -479,6 +479,27 @@ def test_a_parameter_holding_this_cells_grads_already_is_said_once():
     exec(LOSS + "\nloss.backward()", ns)
     result = grad(LOSS, namespace=ns, wrt="net.0.weight")
     assert result.note_texts == [
-        "net.0.weight.grad already holds these grads, from earlier code; %%grad left it as it was (a "
+        "net.0.weight.grad: already these very grads, from earlier code; %%grad left .grad as it was (a "
         "backward() now would add them again)."
     ]
+    whole = grad(LOSS, namespace=ns)  # every parameter: one note naming them all, not one each
+    (said,) = [n for n in whole.note_texts if "already these very grads" in n]
+    assert said.startswith("net.0.weight.grad, net.0.bias.grad, net.2.weight.grad, net.2.bias.grad:")
+
+
+def test_a_big_grad_clipped_after_the_call_is_said_once_and_not_as_a_change_of_its_data():
+    """``clip_grad_norm_`` after ``backward()`` changes a 90,000-element grad too big to copy: one
+    note (the model's: what changed it and what to do), not a second one saying the layer's data
+    is shown 'as it is now' (its weights did not change)."""
+    ns = namespace("import torch\ntorch.manual_seed(0)\nbig = torch.nn.Sequential(torch.nn.Linear(300, 300), "
+                   "torch.nn.ReLU(), torch.nn.Linear(300, 1))\nX = torch.randn(64, 300)")  # fmt: skip
+    cell = (
+        "loss = big(X).pow(2).mean()\nloss.backward()\ntorch.nn.utils.clip_grad_norm_(big.parameters(), 0.01)"
+    )
+    texts = grad(cell, namespace=ns).note_texts
+    about = [n for n in texts if "big.0.weight" in n]
+    assert len(about) == 1 and "clip_grad_norm_" in about[0], texts
+    assert not any("shown as it is now" in n for n in texts)
+    w = torch.randn(300, 300, requires_grad=True)  # no model: the grad's own note says it
+    (said,) = grad("loss = (w * 2).sum()\nloss.backward()\nw.grad.zero_()", namespace={"w": w}).note_texts
+    assert said.startswith("w: too big to copy at every call, and their grads changed")

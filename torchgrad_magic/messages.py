@@ -171,6 +171,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{names}：太大，无法在每次调用时复制，且在第 {index} 次调用后被原地修改：数据显示的是现在的值，"
         "改动过的梯度不显示。",
     },
+    "note.grad_not_kept": {
+        "en": "{names}: too big to copy at every call, and their grads changed in place after call {index} "
+        "(.grad.zero_(), clip_grad_norm_): those grads are not shown.",
+        "zh": "{names}：太大，无法在每次调用时复制，且它们的梯度在第 {index} 次调用后被原地修改"
+        "（.grad.zero_()、clip_grad_norm_）：这些梯度不显示。",
+    },
     "note.higher_order": {
         "en": "call {index} ({what}) differentiated a grad made with create_graph=True (a second derivative); "
         "the table shows the first derivatives, and .grad now also holds what that call added.",
@@ -196,9 +202,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "表中是 %%grad 算出的 d{out}/d…，没有存进 .grad。",
     },
     "note.stale_same": {
-        "en": "{name}.grad already holds these grads, from earlier code; %%grad left it as it was (a "
+        "en": "{names}: already these very grads, from earlier code; %%grad left .grad as it was (a "
         "backward() now would add them again).",
-        "zh": "{name}.grad 里已经是这些梯度（之前的代码留下的）；%%grad 没有改动它（现在再调用 backward() 会再加一遍）。",
+        "zh": "{names} 里已经是这些梯度（之前的代码留下的）；%%grad 没有改动 .grad（现在再调用 backward() 会再加一遍）。",
     },
     "note.stale": {
         "en": "{name}.grad still holds {old} from earlier code; %%grad left it as it was (the table shows this cell's derivative).",

@@ -124,9 +124,13 @@ class Leaf:
     @property
     def kept(self) -> bool:
         """Whether value and grad are still what they were at the call."""
+        return self.value_kept and self.grad_kept
+
+    @property
+    def value_kept(self) -> bool:
+        """Whether the value is still what it was at the call (copied, or not changed since)."""
         value_ok = self.value is not self.tensor and apart(self.value, self.tensor)
-        value_ok = value_ok or self.tensor._version == self.version
-        return value_ok and self.grad_kept
+        return value_ok or self.tensor._version == self.version
 
     @property
     def grad_kept(self) -> bool:

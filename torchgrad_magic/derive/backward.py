@@ -468,8 +468,11 @@ def _from_call(
         notes.append(note("note.unnamed_leaves", count=call.unnamed, out=out_name))
     notes = _merge_after(notes, _changed_after(caught, call))
     lost = [n for n, c in caught.items() if c is not None and not c.kept]
-    if lost:
-        notes.append(note("note.not_kept", names=", ".join(lost), index=call.index))
+    if lost:  # (only their grads changed: clip_grad_norm_, .grad.zero_(); a model's report says it too)
+        moved = any(not caught[n].value_kept for n in lost)
+        notes.append(
+            note("note.not_kept" if moved else "note.grad_not_kept", names=", ".join(lost), index=call.index)
+        )
     notes += _higher_order_notes(observed)
     rows = _call_rows(call, caught, leaves, values, grads, lost, "input" if wrt else "leaf")
     if retain_grad:
@@ -973,7 +976,7 @@ def _grads_stored(
     """Our own leaves (--wrt) carry their grads; the user's .grad is left as it was, and a note says
     so (with the call that would fill it), or that it still holds an earlier cell's grad."""
     notes = []
-    stale = []
+    stale, same = [], []
     for name, leaf in leaves.items():
         if owned is not None and id(leaf) in owned:
             if leaf.grad is None:  # our own leaf carries its grad (unless the cell gave it one itself)
@@ -982,9 +985,12 @@ def _grads_stored(
             stale.append(name)
             old = leaf.grad.detach()
             if grads[name] is not None and old.shape == grads[name].shape and torch.equal(old, grads[name]):
-                notes.append(note("note.stale_same", name=name))  # (an earlier cell's backward() of it)
+                same.append(f"{name}.grad")  # (an earlier cell's backward() of it)
             else:
                 notes.append(note("note.stale", name=name, old=fmt.values(old)))
+    if same:  # (one note for a model's parameters, not one each)
+        listed = same[:4] + (["…"] if len(same) > 5 else same[4:5])
+        notes.insert(0, note("note.stale_same", names=", ".join(listed), count=len(same)))
     user = [n for n in leaves if (owned is None or id(leaves[n]) not in owned) and n not in stale]
     if user and any(grads[n] is not None for n in user):  # (a stale one's note says it was left as it was)
         listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])

@@ -106,6 +106,8 @@ class GradResult:
         found = list(self.found)
         for make in self.later:
             found += make()
+        if any(n.id == "model.changed_note" for n in found):  # (the model's note says it, and why)
+            found = [n for n in found if n.id != "note.grad_not_kept"]
         return tuple(found)
 
     @classmethod
