@@ -308,6 +308,29 @@ def test_custom_function_backward_runs_once():
     steps = grad(source, wrt="x=torch.tensor([0.0, 3.0])", steps=True, namespace=ns).steps
     assert ns["calls"] == [1]  # the user's backward ran once, with the cell; never again for the steps
     assert any("Double" in s.node for s in steps.steps)
+    assert "= Double.apply(x)" in steps.to_text()  # (as the cell wrote it: not "doublebackward(x)")
+
+
+def test_custom_function_without_backward_gets_one_note():
+    """A custom autograd.Function and no backward() in the cell: the grads are not computed (that
+    would run the user's backward code), said once; not "the grads are of y.sum()" nor --steps'
+    "the cell's own passes differentiated a gradient"."""
+    source = (
+        "class Exp(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, i):\n"
+        "        r = i.exp()\n"
+        "        ctx.save_for_backward(r)\n"
+        "        return r\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, g):\n"
+        "        (r,) = ctx.saved_tensors\n"
+        "        return g * r\n"
+        "x = torch.tensor([0.0, 1.0], requires_grad=True)\ny = Exp.apply(x * 2)"
+    )
+    result = grad(source, steps=True, namespace={"torch": torch})
+    (said,) = result.note_texts
+    assert "your own Python code (Exp)" in said
 
 
 # ---------------------------------------------------------------------------

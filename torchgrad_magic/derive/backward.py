@@ -838,6 +838,8 @@ def _computed(
             target, inputs, out_name, observed, steps, graph
         )
         notes += problems
+        if user_code:  # (no grads: not "the grads are of y.sum()")
+            notes = [n for n in notes if n.id != "note.summed"]
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}

@@ -1268,6 +1268,8 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
         base = kind
         for suffix in ("Backward0", "Backward1", "Backward2"):
             base = base.removesuffix(suffix)
+        if base == kind and kind.endswith("Backward"):  # a Python autograd.Function (Exp: ExpBackward)
+            return f"{kind.removesuffix('Backward')}.apply({args})"
         return f"{base.lower()}({args})"
     if kind in ("MulBackward0", "MulBackward1") and len(operands) > 1 and operands[1] is None:
         fields = _Fields(

@@ -123,7 +123,7 @@ class GradResult:
     ) -> GradResult:
         """The one place the report is put together from each stage's result."""
         notes = list(first.notes)
-        if opts.steps and steps is None and first.output is not None:
+        if opts.steps and steps is None and first.output is not None and not first.withheld:
             weighted = note("steps.weighted", label=first.differentiated or "?")
             notes.append(weighted if first.weighted else note("steps.none"))
         if steps is not None and steps.hooked:
