@@ -486,15 +486,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "note.hooks": {
         "en": "{names}: a hook (register_hook) can change the grads that pass through it; the grads shown "
-        "({grads}) are what PyTorch computed with it, not necessarily d{out}/d… itself: --check shows "
-        "the derivative without it.",
+        "({grads}) are what PyTorch computed with it, not necessarily the derivative of {out} itself: "
+        "--check shows the derivative without it.",
         "zh": "{names}：有一个 hook（register_hook）可能改动经过它的梯度；表中的梯度（{grads}）是 PyTorch 带着 hook "
-        "算出的值，不一定是 d{out}/d… 本身：--check 会给出不带 hook 的导数。",
+        "算出的值，不一定是 {out} 的导数本身：--check 会给出不带 hook 的导数。",
     },
     "note.hooks_not_run": {
-        "en": "{names}: a hook (register_hook) is on the way back; the grads shown ({grads}) are d{out}/d… "
-        "itself, computed without running it. {out}.backward() would run it, and what reaches .grad may differ.",
-        "zh": "{names}：反向路径上有一个 hook（register_hook）；表中的梯度（{grads}）是 d{out}/d… 本身，计算时没有运行"
+        "en": "{names}: a hook (register_hook) is on the way back; the grads shown ({grads}) are the derivative "
+        "of {out} itself, computed without running it. {out}.backward() would run it, and what reaches .grad "
+        "may differ.",
+        "zh": "{names}：反向路径上有一个 hook（register_hook）；表中的梯度（{grads}）是 {out} 的导数本身，计算时没有运行"
         "这个 hook。调用 {out}.backward() 会运行它，存进 .grad 的值可能不同。",
     },
     "note.wrt_copy": {
@@ -1168,10 +1169,11 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "（计算图超过 {limit} 个节点：只跟踪了前 {limit} 个）",
     },
     "steps.hooked": {
-        "en": "the steps show what each node sent; a hook changed a gradient on its way, so the grad of "
-        "{names} is not the sum shown under the steps (the table shows the grad itself)",
-        "zh": "逐步展开显示的是每个节点传出的梯度；钩子在途中改变了梯度，所以 {names} 的梯度"
-        "不等于步骤下方的和（表格里是实际的梯度）",
+        "en": "{names}: a hook (register_hook) changed a gradient on its way back: the table shows what "
+        "PyTorch stored with it ({grads}), the steps what each node sent; --check shows the derivative "
+        "of {out} itself.",
+        "zh": "{names}：一个 hook（register_hook）在反向途中改变了梯度：表格里是 PyTorch 带着它存下的值（{grads}），"
+        "逐步展开里是每个节点传出的值；--check 会给出 {out} 的导数本身。",
     },
     "steps.none": {
         "en": "--steps: no backward pass of the output was run to show step by step "

@@ -126,8 +126,14 @@ class GradResult:
         if opts.steps and steps is None and first.output is not None and not first.withheld:
             weighted = note("steps.weighted", label=first.differentiated or "?")
             notes.append(weighted if first.weighted else note("steps.none"))
-        if steps is not None and steps.hooked:
-            notes.append(note("steps.hooked", names=", ".join(steps.hooked)))
+        if steps is not None and steps.hooked:  # (one note: the table's grads and the steps' differ)
+            notes = [n for n in notes if n.id != "note.hooks"]
+            grads = ", ".join(
+                f"{n}: {fmt.values(first.grads[n])}" for n in steps.hooked if first.grads.get(n) is not None
+            )
+            notes.append(
+                note("steps.hooked", names=", ".join(steps.hooked), grads=grads, out=first.output_name)
+            )
         if steps is not None and steps.where_nan:  # torch.where's NaN trap, the one learners hit
             notes.append(note("steps.where_nan", names=", ".join(steps.where_nan)))
         if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
