@@ -580,6 +580,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "单元格把被跟踪的张量变成了 Python 值（{calls}）；由它们算出的东西对 autograd 来说是常数，"
         "对 --check、--plot、--symbolic 也一样。",
     },
+    "rec.escapes_plot": {
+        "en": "the cell turned tracked values into Python values ({calls}); what is computed from them is a "
+        "constant for autograd (and for --check and --symbolic), so the plot shows only the point and its "
+        "tangent: away from the point the function may differ.",
+        "zh": "单元格把被跟踪的张量变成了 Python 值（{calls}）；由它们算出的东西对 autograd 来说是常数"
+        "（对 --check、--symbolic 也一样），所以图中只画出该点和切线：离开该点后函数可能不同。",
+    },
     "rec.branches": {
         "en": "values left the computation as Python values (.item(), float(), if on a tensor), so the plot shows "
         "only the point and its tangent: away from the point the function may differ.",

@@ -148,6 +148,16 @@ class _Recorded:
     named: dict[str, Any] = field(default_factory=dict)
 
 
+def _say_point_only(notes: list[Note]) -> None:
+    """The plot shows only the point and its tangent: said in the note on the escapes, where there
+    is one (one cause, one note), else on its own."""
+    for i, said in enumerate(notes):
+        if said.id == "rec.escapes":
+            notes[i] = note("rec.escapes_plot", **said.fields)
+            return
+    notes.append(note("rec.branches"))
+
+
 def _recorded(first: Any, recorder: Any, opts: Any, ns: dict[str, Any], notes: list[Note]) -> _Recorded:
     """The record finished and its replays; the notes of what it could not follow."""
     from ..capture.record import replay_for
@@ -193,7 +203,7 @@ def _extras(
         found.update(_calculus(replay, first, points, opts, notes, recorded.whole))
     if opts.plot:
         if record.escapes and _point_figure(first):  # values left the computation: only the tangent
-            notes.append(note("rec.branches"))  # is honest (a 1-D input's plot is the run's own numbers)
+            _say_point_only(notes)  # is honest (a 1-D input's plot is the run's own numbers)
         found["plot"] = _curves(replay if not record.escapes else None, first, window, notes)
     if opts.explore:
         found.update(_explore(dataclasses.replace(recorded, replay=replay), first, opts, notes))
