@@ -159,3 +159,14 @@ def test_a_complex_inputs_grad_says_which_convention_it_is():
     (said,) = [n for n in result.note_texts if "a + bi" in n]
     assert "∂r/∂a + i·∂r/∂b" in said and "not the complex derivative dr/dz" in said
     assert not any("a + bi" in n for n in grad("y = 3 * x ** 2", wrt="x=3").note_texts)
+
+
+def test_a_nonleaf_grad_read_names_the_node_that_made_it():
+    """``print(y.grad)`` on y = x * 2: the note says y was made by MulBackward0, as its row shows
+    (it said "made by an operation")."""
+    cell = "x = torch.tensor(3.0, requires_grad=True)\ny = x * 2\nz = y ** 2\nz.backward()\nprint(y.grad)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = grad(cell, namespace={"torch": torch})
+    (said,) = [n for n in result.note_texts if "the cell read y.grad" in n]
+    assert "(made by MulBackward0)" in said

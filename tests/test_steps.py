@@ -67,13 +67,13 @@ def test_several_paths_sum_at_the_leaf(run):
     assert lines[0].startswith("∂f/∂u = 27 + 16 = 43") and lines[1].startswith("∂f/∂v = 8 + 12 = 20")
     # each term is traced to its branch: the step that sent it undoes u**3, resp. (4·u)·v
     by_index = {s.index: s for s in result.steps.steps}
-    assert [by_index[i].forward for i, _ in sums["u"].parts] == ["a = u ** 3", "d = 4 · u"]
+    assert [by_index[i].forward for i, _ in sums["u"].parts] == ["a = u ** 3", "e = 4 · u"]
 
 
 def test_quadratic_with_constants(run):
     result = run("--wrt x=3 --steps", "y = 6*x**2 + 2*x + 4")
     steps = result.steps
-    assert steps.forward[-1] == "y = d + 4"  # the constant, from the record
+    assert steps.forward[-1] == "y = e + 4"  # the constant, from the record
     assert "2 · x" in " ".join(steps.forward) and "6 · a" in " ".join(steps.forward)
     (leaf,) = steps.leaves
     assert sorted(g.item() for _, g in leaf.parts) == [2, 36] and leaf.total.item() == 38
@@ -638,3 +638,11 @@ def test_a_models_other_parameters_keep_their_names_under_wrt_one_of_them():
     assert "a = net.0.bias + data @ net.0.weightᵀ" in text and "c = net.2.bias + b @ " in text
     assert "leaf(" not in text
     assert "∂loss/∂weight = gᵀ·x," in text
+
+
+def test_made_up_names_skip_d():
+    """Four unnamed results are a, b, c, e: a made-up ``d`` gave ``∂y/∂d`` beside ``dy/db`` (a name
+    starting with d is written with ∂)."""
+    steps = grad("y = torch.tanh(x) ** 2 + torch.log(1 + x)\ny.backward()", wrt="x=0.5", steps=True).steps
+    text = steps.to_text()
+    assert "(a, b, c, e: names made up here" in text and "dy/de = 1 · 1 = 1" in text

@@ -247,7 +247,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "note.nonleaf_read": {
         "en": "the cell read {name}.grad: None, since {name} is not a leaf (made by {fn}) and backward() "
         "fills .grad of leaves only ({leaves}); {name}.retain_grad() before backward() keeps it.",
-        "zh": "单元格读取了 {name}.grad：是 None，因为 {name} 不是叶子（由 {fn} 得到），backward() 只填写叶子"
+        "zh": "单元格读取了 {name}.grad：是 None，因为 {name} 不是叶子（{fn} 得到的），backward() 只填写叶子"
         "（{leaves}）的 .grad；在 backward() 之前调用 {name}.retain_grad() 可保留它。",
     },
     "note.non_finite": {

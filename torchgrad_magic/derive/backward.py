@@ -481,7 +481,7 @@ def _from_call(
             if isinstance(tensor, torch.Tensor):
                 rows.append(TensorRow.of(name, "intermediate", tensor, grad))
     rows += _output_rows([(out_name, output), *others], leaves)
-    notes += _common_notes(out_name, leaves, values, grads, observed, rows)
+    notes += _common_notes(out_name, leaves, values, grads, observed, rows, ns)
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), False, call, observed.call_count,
         call.trace, (_non_finite(values),), differentiated, others,
@@ -784,15 +784,18 @@ def _non_finite(values: dict[str, torch.Tensor]) -> Callable[[], list[Note]]:
     return notes
 
 
-def _common_notes(out_name, leaves, values, grads, observed: Observation, rows) -> list[Note]:
+def _common_notes(out_name, leaves, values, grads, observed: Observation, rows, ns: dict) -> list[Note]:
     notes = []  # (a leaf the output does not use: its grad cell says "no path to the output")
     leaf_names = ", ".join(leaves) or t("word.the_leaves")
     read = set()
     for name in observed.nonleaf_reads:
         read.add(name)
         row = next((r for r in rows if r.name == name), None)
-        fn = row.grad_fn if row is not None and row.grad_fn else t("word.an_operation")
-        notes.append(note("note.nonleaf_read", name=name, fn=fn, leaves=leaf_names))
+        fn = row.grad_fn if row is not None else None
+        if fn is None:  # (a row the table adds later: the cell's own tensor tells)
+            value = value_at(ns, name)
+            fn = type(value.grad_fn).__name__ if is_tensor(value) and value.grad_fn is not None else None
+        notes.append(note("note.nonleaf_read", name=name, fn=fn or t("word.an_operation"), leaves=leaf_names))
     return notes  # (a non-leaf's None grad: its grad cell says why, no note repeats it)
 
 
@@ -854,7 +857,7 @@ def _computed(
     rows = _leaf_rows(leaves, values, grads, "input" if wrt else "leaf", withheld)
     rows += [TensorRow.of(n, "intermediate", tensor, inter_grads[n]) for n, tensor in intermediates.items()]
     rows += _output_rows([(out_name, output)], leaves)
-    notes += _common_notes(out_name, leaves, values, grads, observed, rows)
+    notes += _common_notes(out_name, leaves, values, grads, observed, rows, ns)
     return First(
         output, out_name, leaves, values, grads, tuple(rows), tuple(notes), summed, None, 0,
         tracer if tracer is not None and leaves else None,

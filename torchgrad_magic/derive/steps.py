@@ -991,10 +991,11 @@ def _layer_of(owners: Any, key: int) -> str:
 
 
 def _letters(taken: set[str]) -> Any:
+    """a, b, c, e, ...: made-up names; none starts with d (``dy/dd`` reads as ∂: ``format.d_of``)."""
     for size in itertools.count(1):
         for combo in itertools.product(string.ascii_lowercase, repeat=size):
             name = "".join(combo)
-            if name not in taken:
+            if name not in taken and name[0] != "d":
                 yield name
 
 
