@@ -170,3 +170,11 @@ def test_a_nonleaf_grad_read_names_the_node_that_made_it():
         result = grad(cell, namespace={"torch": torch})
     (said,) = [n for n in result.note_texts if "the cell read y.grad" in n]
     assert "(made by MulBackward0)" in said
+
+
+def test_a_cut_list_never_hides_one_name_behind_an_ellipsis():
+    """("C, W1, b1, …, b2" hid only W2: all five are shorter than that.)"""
+    assert fmt.few(["C", "W1", "b1", "W2", "b2"], 3, last=True) == ["C", "W1", "b1", "W2", "b2"]
+    assert fmt.few(list("abcdef"), 3, last=True) == ["a", "b", "c", "…", "f"]
+    assert fmt.few(list("abcde")) == list("abcde")
+    assert fmt.few(list("abcdef")) == ["a", "b", "c", "d", "…"]

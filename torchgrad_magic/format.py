@@ -153,3 +153,12 @@ def d_of(several: bool, *names: str | None) -> str:
     """The derivative's d: ``∂`` for partial derivatives (several inputs), and where a name starts
     with d (``dy/dd`` reads as a typo; ``∂y/∂d`` does not); else ``d``."""
     return "∂" if several or any((n or "").startswith("d") for n in names) else "d"
+
+
+def few(items: list[str], most: int = 4, last: bool = False) -> list[str]:
+    """*items*, cut after the first *most* with "…" (and the last one, with *last*), but only where
+    that hides two or more: a "…" that stands for one name hides it for nothing."""
+    keep = most + (1 if last else 0)
+    if len(items) <= keep + 1:
+        return list(items)
+    return [*items[:most], "…", *([items[-1]] if last else [])]

@@ -507,7 +507,7 @@ def _call_notes(
     deriv = f"{d}{out_name}/{d}{x}"
     inner = [n for n in call.inner if n in leaves]
     if inner:
-        listed = ", ".join(inner[:4]) + (", …" if len(inner) > 4 else "")
+        listed = ", ".join(fmt.few(inner))
         notes.append(note("note.inner_pass", names=listed, out=out_name))
     if len(outputs) > 1:
         listed = ", ".join(outputs)
@@ -533,7 +533,7 @@ def _accumulation_notes(caught: dict[str, Any], call: Call) -> list[Note]:
         if c is not None and c.grad_before is not None and call.kind == "backward"
     ]
     if len(added) > 2:  # a model's parameters: one note, not one per parameter
-        listed = ", ".join(added[:4]) + (", …" if len(added) > 4 else "")
+        listed = ", ".join(fmt.few(added))
         params = any(isinstance(caught[n].tensor, torch.nn.Parameter) for n in added)
         return [note("note.accumulated_many" if not params else "note.accumulated_params",
                      names=listed, count=len(added))]  # fmt: skip
@@ -555,9 +555,10 @@ def _returned_notes(caught: dict[str, Any], call: Call) -> list[Note]:
     names = [n for n, c in caught.items() if c is not None and c.grad is not None]
     if not names:
         return []
-    now = [(n, kept_grad(caught[n].tensor)) for n in names[:4]]
-    listed = ", ".join(f"{n}.grad = {'None' if g is None else fmt.values(g.detach())}" for n, g in now)
-    return [note("note.grad_returned", listed=listed + (", …" if len(names) > 4 else ""))]
+    shown = [
+        n if n == "…" else f"{n}.grad = {_grad_text(kept_grad(caught[n].tensor))}" for n in fmt.few(names)
+    ]
+    return [note("note.grad_returned", listed=", ".join(shown))]
 
 
 def _higher_order_notes(observed: Observation) -> list[Note]:
@@ -755,10 +756,13 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
     return [note("note.after", index=call.index, changes=words)]
 
 
+def _grad_text(grad: torch.Tensor | None) -> str:
+    return "None" if grad is None else fmt.values(grad.detach())
+
+
 def _few(names: list[str]) -> str:
     """The first few of *names* and the last: ``a, b, c, …, z``."""
-    shown = names if len(names) <= AFTER_LISTED + 1 else [*names[:AFTER_LISTED], "…", names[-1]]
-    return ", ".join(shown)
+    return ", ".join(fmt.few(names, AFTER_LISTED, last=True))
 
 
 def _value_now(name: str, leaf: torch.Tensor) -> str:
@@ -994,11 +998,11 @@ def _grads_stored(
             else:
                 notes.append(note("note.stale", name=name, old=fmt.values(old)))
     if same:  # (one note for a model's parameters, not one each)
-        listed = same[:4] + (["…"] if len(same) > 5 else same[4:5])
+        listed = fmt.few(same)
         notes.insert(0, note("note.stale_same", names=", ".join(listed), count=len(same)))
     user = [n for n in leaves if (owned is None or id(leaves[n]) not in owned) and n not in stale]
     if user and any(grads[n] is not None for n in user):  # (a stale one's note says it was left as it was)
-        listed = [f"{n}.grad" for n in user[:4]] + (["…"] if len(user) > 4 else [])
+        listed = fmt.few([f"{n}.grad" for n in user])
         call = f"{out_name}.backward()" if output.numel() == 1 else f"{out_name}.sum().backward()"
         call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
         notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))

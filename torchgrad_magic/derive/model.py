@@ -150,11 +150,11 @@ class ModelReport:
                 notes.append(note("model.all_zero", module=m.name, kind=m.kind))
         changed = [r.name for r in self.params if not r.frozen and r.changed]
         if changed:
-            listed = ", ".join(changed[:6]) + (" …" if len(changed) > 6 else "")
+            listed = ", ".join(fmt.few(changed, 6))
             notes.append(note("model.changed_note", names=listed))
         frozen = [r.name for r in self.params if r.frozen]
         if frozen:
-            listed = ", ".join(frozen[:6]) + (" …" if len(frozen) > 6 else "")
+            listed = ", ".join(fmt.few(frozen, 6))
             notes.append(note("model.frozen_note", names=listed))
         return tuple(notes)
 

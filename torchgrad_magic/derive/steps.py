@@ -216,8 +216,7 @@ class Steps:
                 text += " " + t(
                     "steps.paths",
                     count=len(parts),
-                    steps=", ".join(f"#{i}" for i, _ in leaf.parts[:8])
-                    + (", …" if len(leaf.parts) > 8 else ""),
+                    steps=", ".join(fmt.few([f"#{i}" for i, _ in leaf.parts], 8)),
                 )
             lines.append(text)
         return lines
@@ -234,9 +233,8 @@ class Steps:
         lines = [t("steps.forward")]
         lines += ["  " + line for line in self.forward_shown()]
         if self.made_up:
-            names = ", ".join(self.made_up[:8]) + (
-                f", … ({len(self.made_up)})" if len(self.made_up) > 8 else ""
-            )
+            names = ", ".join(fmt.few(list(self.made_up), 8))
+            names += f" ({len(self.made_up)})" if len(self.made_up) > 9 else ""
             lines.append(t("steps.made_up", names=names))
         seed = self._v(self.seed) if self.seed is not None else "1"
         lines.append(t("steps.backward", start=f"{self.d(self.output, self.output)} = {seed}"))
