@@ -178,3 +178,14 @@ def test_a_cut_list_never_hides_one_name_behind_an_ellipsis():
     assert fmt.few(list("abcdef"), 3, last=True) == ["a", "b", "c", "…", "f"]
     assert fmt.few(list("abcde")) == list("abcde")
     assert fmt.few(list("abcdef")) == ["a", "b", "c", "d", "…"]
+
+
+def test_a_quoted_error_is_cut_at_a_word():
+    error = NotImplementedError(
+        "Could not run 'aten::eq.Tensor' with arguments from the 'SparseCPU' backend. This could be "
+        "because the operator doesn't exist for this backend, or was omitted during the selective build."
+    )
+    line = fmt.error_line(error)
+    assert line.startswith("NotImplementedError: Could not run") and line.endswith(" …") and len(line) <= 162
+    assert line[:-2].endswith(("this", "for", "exist"))  # (not "back")
+    assert fmt.error_line(ValueError("short\nsecond line")) == "ValueError: short"

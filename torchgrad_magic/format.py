@@ -162,3 +162,13 @@ def few(items: list[str], most: int = 4, last: bool = False) -> list[str]:
     if len(items) <= keep + 1:
         return list(items)
     return [*items[:most], "…", *([items[-1]] if last else [])]
+
+
+def error_line(error: BaseException, limit: int = 160) -> str:
+    """``Kind: message``, its first line, cut at a word with "…" past *limit* characters (a note
+    quotes a library's error: "for this back" was cut mid-word)."""
+    text = f"{type(error).__name__}: {error}".strip().split("\n")[0]
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + " …"

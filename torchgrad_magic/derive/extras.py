@@ -110,7 +110,7 @@ def extras(first: Any, recorder: Any, observer: Any, opts: Any, window: Any, ns:
         except GradError as e:  # a flag only the run could check (--explore z=… without --wrt)
             notes.append(note("extras.refused", error=str(e)))
         except Exception as e:  # an extra that cannot work here is a note, never a lost report
-            notes.append(note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160]))
+            notes.append(note("rec.failed", error=fmt.error_line(e)))
     return Extras(notes=tuple(notes), **found)
 
 
@@ -256,7 +256,7 @@ def _verify(replay: Any, first: Any, points: dict[str, torch.Tensor]) -> Note | 
             else (None,) * len(used)
         )
     except Exception as e:
-        return note("rec.failed", error=f"{type(e).__name__}: {e}".split("\n")[0][:160])
+        return note("rec.failed", error=fmt.error_line(e))
     expected = target_of(first).detach()
     if out.shape != expected.shape or not torch.allclose(
         out.detach(), expected, rtol=1e-4, atol=1e-6, equal_nan=True
@@ -336,7 +336,7 @@ def _check(
     try:
         rows, more, step = calculus.check(replay, points, out, autograd)
     except Exception as e:
-        notes.append(note("check.cannot", error=f"{type(e).__name__}: {e}"[:200]))
+        notes.append(note("check.cannot", error=fmt.error_line(e, 200)))
         return {}
     notes.extend(more)
     if any(not row.ok for row in rows) and _cut(replay):

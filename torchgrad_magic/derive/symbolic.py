@@ -137,7 +137,7 @@ def symbolic(
         if not isinstance(expr, sympy.Expr):
             raise NotSymbolic(type(expr).__name__)
     except (NotSymbolic, TypeError, ValueError, AttributeError) as e:
-        return [], [note("sym.cannot", error=str(e)[:160])]
+        return [], [note("sym.cannot", error=fmt.error_line(e).split(": ", 1)[-1])]
     at_point = {symbols[n]: sympy.nsimplify(float(v)) for n, v in points.items()}
     at = ", ".join(f"{n} = {fmt.number(float(v))}" for n, v in points.items())
     d = fmt.d_of(len(symbols) != 1, out, *symbols)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .. import format as fmt
 from ..derive.extras import Curves, Extras, Sweep
 from ..messages import Note, note
 
@@ -34,7 +35,7 @@ def draw(more: Extras, first: Any, opts: Any) -> Extras:
         try:
             _draw(more, first, opts, found, placed)
         except Exception as e:  # a figure that cannot be drawn is a note, never a lost report
-            error = f"{type(e).__name__}: {e}".split("\n")[0][:160]
+            error = fmt.error_line(e)
             placed.append((len(more.notes), [note("rec.failed", error=error)]))
     return dataclasses.replace(more, notes=_spliced(more.notes, placed), **found)
 

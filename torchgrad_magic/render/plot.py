@@ -455,7 +455,7 @@ def _evaluate(evaluate: Callable | None, name: str, grid: torch.Tensor, notes: l
     try:
         return evaluate(name, grid)
     except Exception as e:  # the cell cannot run on a batch of points
-        notes.append(note("plot.no_vmap", name=name, error=f"{type(e).__name__}: {e}".strip()[:200]))
+        notes.append(note("plot.no_vmap", name=name, error=fmt.error_line(e, 200)))
         return None
 
 
