@@ -365,3 +365,14 @@ def test_the_docs_example_is_what_users_see():
     text = grad(SEED_BACKWARD, wrt="x=3", quiz=True).quiz.to_text()
     for line in example.strip("\n").splitlines():
         assert line.rstrip(" …").replace(" …", "") in text, line
+
+
+def test_once_more_names_the_call_it_adds():
+    """Two backward() calls (y's, then z's): "once more" adds z's grad, and says it is z.backward()
+    (it said "the cell's forward and backward()", which would add both calls' grads: 18, not 12)."""
+    cell = "y = x ** 2\ny.backward(retain_graph=True)\nz = 3 * x\nz.backward()"
+    quiz = grad(cell, wrt="x=3", quiz=True).quiz
+    (question,) = [q for q in quiz.questions if "once more" in q.text]
+    assert "z.backward()" in question.text and question.answer.startswith("12 = 9 (in x.grad now) + 3 ")
+    seed = grad("Y = x ** 2\nY.sum().backward()", wrt="x=3", quiz=True).quiz
+    assert any("forward pass and Y.sum().backward() ran once more" in q.text for q in seed.questions)

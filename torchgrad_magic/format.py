@@ -172,3 +172,14 @@ def error_line(error: BaseException, limit: int = 160) -> str:
         return text
     cut = text[:limit].rsplit(" ", 1)[0]
     return cut.rstrip(",;:") + " …"
+
+
+def is_atom(expression: str) -> bool:
+    """Whether ``{expression}.backward()`` needs no brackets (a name, a call, an attribute)."""
+    import ast
+
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, (ast.Name, ast.Call, ast.Attribute, ast.Subscript))

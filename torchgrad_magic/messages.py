@@ -1411,10 +1411,9 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "{d}：它的 {count} 条路径各传来多少，总和是多少？",
     },
     "quiz.q.once_more": {
-        "en": "If the cell's forward and backward() ran once more on this same {name}, without zeroing "
+        "en": "If the forward pass and {call} ran once more on this same {name}, without zeroing "
         "{name}.grad, {name}.grad = ?",
-        "zh": "如果在同一个 {name} 上把单元格的前向计算和 backward() 再运行一次，且不清零 {name}.grad，"
-        "{name}.grad = ？",
+        "zh": "如果在同一个 {name} 上把前向计算和 {call} 再运行一次，且不清零 {name}.grad，{name}.grad = ？",
     },
     "quiz.a.once_more": {
         "en": "{total} = {now} (in {name}.grad now) + {added} (what one more call adds): PyTorch adds grads up. "

@@ -380,15 +380,6 @@ def _hooked(ns: dict[str, Any], names: list[str], first: First) -> list[str]:
     return found
 
 
-def _atom(expression: str) -> bool:
-    """Whether ``{expression}.backward()`` needs no brackets (a name, a call, an attribute)."""
-    try:
-        node = ast.parse(expression, mode="eval").body
-    except SyntaxError:
-        return False
-    return isinstance(node, (ast.Name, ast.Call, ast.Attribute, ast.Subscript))
-
-
 def _in_graph(leaves: dict[str, torch.Tensor], output: torch.Tensor) -> dict[str, torch.Tensor]:
     """The *leaves* in *output*'s graph (found by a walk: used where autograd is not asked)."""
     found = graph_leaves((output,), limit=100_000)
@@ -1004,7 +995,7 @@ def _grads_stored(
     if user and any(grads[n] is not None for n in user):  # (a stale one's note says it was left as it was)
         listed = fmt.few([f"{n}.grad" for n in user])
         call = f"{out_name}.backward()" if output.numel() == 1 else f"{out_name}.sum().backward()"
-        call = call if _atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
+        call = call if fmt.is_atom(out_name) else f"({out_name}).backward()"  # (Y.sum() * 2: in brackets)
         notes.append(note("note.not_stored", names=", ".join(listed), out=out_name, call=call))
     return notes
 

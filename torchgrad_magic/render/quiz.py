@@ -312,8 +312,16 @@ def _once_more(result: Any, rows: list[TensorRow]) -> list[Question]:
         total = fmt.values(row.grad + grad.to(row.grad.dtype), digits, items)
         now, added = fmt.values(row.grad, digits, items), fmt.values(grad, digits, items)
         answer = t("quiz.a.once_more", total=total, now=now, added=added, name=row.name)
-        questions.append(Question(t("quiz.q.once_more", name=row.name), answer))
+        questions.append(Question(t("quiz.q.once_more", name=row.name, call=_the_call(result)), answer))
     return questions
+
+
+def _the_call(result: Any) -> str:
+    """The call the report shows, as code: ``z.backward()`` (a cell with two calls: "once more"
+    is of this one), ``Y.sum().backward()`` for an output %%grad summed."""
+    name = result.written or result.output_name or "y"
+    name = name if fmt.is_atom(name) else f"({name})"
+    return f"{name}.sum().backward()" if result.summed and not result.written else f"{name}.backward()"
 
 
 def _as_at_the_call(live: torch.Tensor | None, row: TensorRow) -> bool:
