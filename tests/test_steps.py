@@ -646,3 +646,11 @@ def test_made_up_names_skip_d():
     steps = grad("y = torch.tanh(x) ** 2 + torch.log(1 + x)\ny.backward()", wrt="x=0.5", steps=True).steps
     text = steps.to_text()
     assert "(a, b, c, e: names made up here" in text and "dy/de = 1 · 1 = 1" in text
+
+
+def test_trace_has_its_local_derivative():
+    """(It read "∂c/∂a = ? (not explained: TraceBackward0)".)"""
+    text = grad(
+        "c = torch.trace(a)\nc.backward()", wrt="a=torch.tensor([[1., 2.], [3., 4.]])", steps=True
+    ).steps
+    assert "c = trace(a)" in text.to_text() and "∂c/∂a = I (1 on the diagonal, 0 elsewhere)" in text.to_text()

@@ -1099,6 +1099,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "反向传播（按 autograd 实际执行的顺序），起点 {start}：",
     },
     "formula.each": {"en": "1 (each element)", "zh": "1（每个元素）"},
+    "formula.trace": {"en": "I (1 on the diagonal, 0 elsewhere)", "zh": "I（对角线上为 1，其余为 0）"},
     "formula.mean_dim": {"en": "1/n along dim={dim}", "zh": "沿 dim={dim} 为 1/n"},
     "formula.var": {"en": "2·({a} − mean)/(n − {correction})", "zh": "2·({a} − 均值)/(n − {correction})"},
     "formula.std": {
