@@ -654,3 +654,12 @@ def test_trace_has_its_local_derivative():
         "c = torch.trace(a)\nc.backward()", wrt="a=torch.tensor([[1., 2.], [3., 4.]])", steps=True
     ).steps
     assert "c = trace(a)" in text.to_text() and "∂c/∂a = I (1 on the diagonal, 0 elsewhere)" in text.to_text()
+
+
+def test_a_folded_row_does_not_widen_the_node_column():
+    """(Its 'steps 13–1188: [AddBackward0, ...] × 294' set the column's width: about 60 spaces.)"""
+    cell = "y = x\nfor i in range(300):\n    y = y * 1.0001 + 0.0001 * torch.sin(y)\ny.backward()"
+    lines = grad(cell, wrt="x=0.5", steps=True).steps.to_text().splitlines()
+    (header,) = [line for line in lines if "backward node" in line]
+    assert "backward node  undoes" in header
+    assert any(line.lstrip().startswith("…     steps 13–") for line in lines)

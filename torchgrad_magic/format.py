@@ -89,10 +89,20 @@ def pad(text: str, columns: int) -> str:
 # tables, as text and as HTML (the report's, the steps', the model's)
 # ---------------------------------------------------------------------------
 def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(width(r[i]) for r in [header, *body]) for i in range(len(header))]
+    """Columns padded to their widest cell; a folded row (``…`` and one text: "steps 13–5988: ...")
+    runs on past its column instead of widening it."""
+    sized = [r for r in body if not _folded(r)]
+    widths = [max(width(r[i]) for r in [header, *sized]) for i in range(len(header))]
     return [
-        "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in [header, *body]
+        (pad(cells[0], widths[0]) + "  " + cells[1]).rstrip()
+        if _folded(cells)
+        else "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in [header, *body]
     ]
+
+
+def _folded(cells: list[str]) -> bool:
+    return len(cells) > 2 and cells[0] == "…" and not any(cells[2:])
 
 
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z-]*(?:=\S+)?)")
