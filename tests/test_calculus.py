@@ -383,3 +383,29 @@ def test_order_of_a_big_vector_input_that_mixes_its_elements_stops_at_one(run):
     result = run("--wrt x=torch.linspace(-2, 2, 3000) --order 2", "y = torch.softmax(x, 0)[0]")
     assert len(result.orders["x"]) == 1 and "d²y/dx²" not in result.headline
     assert any("too many elements" in n for n in result.note_texts)
+
+
+@pytest.mark.parametrize(
+    ("values", "function"),
+    [
+        ([15.0, 1.0, 2.0], lambda t: torch.exp(t).sum() + t[1] * t[2]),  # a big diagonal beside a mixed term
+        ([1.0, 1.0, 1.0], lambda t: 1e7 * t[0] ** 2 + t[1] * t[2]),
+    ],
+)
+def test_order_probe_sees_a_small_mixed_term_beside_a_big_diagonal(run, values, function):
+    """The probe's tolerance was scaled by the largest element: exp(15) = 3.3e6 hid x[1]·x[2]
+    (d²y/dx² showed [3.269e6, 3.718, 8.389] for [3.269e6, 2.718, 7.389])."""
+    point = torch.tensor(values, dtype=torch.float64)
+    cell = "y = torch.exp(x).sum() + x[1] * x[2]" if values[0] == 15 else "y = 1e7 * x[0] ** 2 + x[1] * x[2]"
+    result = run(f"--wrt x=torch.tensor({values}, dtype=torch.float64) --order 2", cell)
+    oracle = torch.autograd.functional.hessian(function, point).diagonal()
+    torch.testing.assert_close(result.orders["x"][1], oracle, rtol=1e-6, atol=1e-9)
+
+
+def test_order_that_mixes_only_from_three_on_stops_there(run):
+    """y = x0² · x1: d²y/dx² = [2·x1, 0] is the grad of the sum's exactly; order 3 mixes. The note
+    said x had "too many elements" (it has 2) and that no order above 1 is shown."""
+    result = run("--wrt x=torch.tensor([0., 2.]) --order 3", "y = x[0] ** 2 * x[1]")
+    assert [g.tolist() for g in result.orders["x"]] == [[0.0, 0.0], [4.0, 0.0]]
+    (said,) = [n for n in result.note_texts if "order" in n]
+    assert "from order 3 on" in said and "too many" not in said

@@ -274,6 +274,9 @@ def test_a_warning_raised_in_backward_is_placed_filtered_and_shown_once_as_plain
     )
     a, b = run(pair, error + cell + "\nprint('no error')", "--out _r -q")
     assert a.status == b.status == "ok" and "no error" in b.stdout
+    for level in (0, -3):  # (Python takes these as 1: the cell's line, not our wrapper's)
+        a, b = run(pair, f"import warnings\nwarnings.warn('level {level}', UserWarning, stacklevel={level})")
+        assert f":2: UserWarning: level {level}" in b.stderr and "observe.py" not in b.stderr
 
 
 def test_zh_graph_adds_nothing_to_stderr(pair):

@@ -157,8 +157,43 @@ def test_a_complex_inputs_grad_says_which_convention_it_is():
     result = grad(cell, namespace={"torch": torch})
     assert result.grads["z"].item() == pytest.approx(0.6 + 0.8j)
     (said,) = [n for n in result.note_texts if "a + bi" in n]
-    assert "∂r/∂a + i·∂r/∂b" in said and "not the complex derivative dr/dz" in said
+    assert "∂r/∂a + i·∂r/∂b" in said and "not a complex derivative of r" in said
     assert not any("a + bi" in n for n in grad("y = 3 * x ** 2", wrt="x=3").note_texts)
+    square = "z = torch.tensor(1 + 2j, requires_grad=True)\ny = z * z\ny.backward(torch.tensor(1 + 0j))"
+    assert not any("a + bi" in n for n in grad(square, namespace={"torch": torch}).note_texts)  # (complex y)
+
+
+def test_a_custom_function_that_returns_no_grad_for_a_leaf():
+    """backward() asked for every leaf; the Function's backward returned None for b: on the path,
+    no grad reached it (not "not asked for", nor "no path")."""
+
+    class F(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3.0, None
+
+    cell = "a = torch.tensor(1., requires_grad=True)\nb = torch.tensor(2., requires_grad=True)\ny = F.apply(a, b)\ny.backward()"
+    text = str(grad(cell, namespace={"torch": torch, "F": F}))
+    assert "None (on the path, but no grad reached it)" in next(
+        r for r in text.splitlines() if r.startswith("b ")
+    )
+
+
+def test_a_custom_function_without_backward_is_said_to_have_none():
+    class Id(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a.clone()
+
+    cell = "a = torch.tensor([1., 2.], requires_grad=True)\ny = Id.apply(a).sum()"
+    (said,) = grad(cell, namespace={"torch": torch, "Id": Id}).note_texts
+    assert (
+        "defines no backward()" in said and "NotImplementedError" in said and "call y.backward()" not in said
+    )
 
 
 def test_a_nonleaf_grad_read_names_the_node_that_made_it():

@@ -94,10 +94,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "所以显示的是加权后的梯度，不是 d{out}/dz 本身。",
     },
     "note.complex_grad": {
-        "en": "{names}: complex. For z = a + bi, PyTorch's grad is ∂{out}/∂a + i·∂{out}/∂b (its "
-        "convention: the direction {out} grows fastest), not the complex derivative d{out}/dz.",
-        "zh": "{names} 是复数：对 z = a + bi，PyTorch 的梯度是 ∂{out}/∂a + i·∂{out}/∂b（它的约定："
-        "{out} 增长最快的方向），不是复导数 d{out}/dz。",
+        "en": "{names}: complex. The grad shown is PyTorch's convention: for z = a + bi it is "
+        "∂{out}/∂a + i·∂{out}/∂b (the direction {out} grows fastest), not a complex derivative of {out}.",
+        "zh": "{names} 是复数。显示的梯度是 PyTorch 的约定：对 z = a + bi，它是 ∂{out}/∂a + i·∂{out}/∂b"
+        "（{out} 增长最快的方向），不是 {out} 的复导数。",
     },
     "note.inner_pass": {
         "en": "{names}: their grads came from a backward pass run inside the one on {out} (a reentrant "
@@ -684,6 +684,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 不是对 {x} 逐元素计算的：这里的 d²{out}/d{x}² 是每个元素的 ∂²{out}/∂{x}ᵢ²"
         "（Hessian 矩阵的对角线；不为 0 的混合偏导数 ∂²{out}/∂{x}ᵢ∂{x}ⱼ 没有显示），更高阶也不显示。",
     },
+    "calc.order_from": {
+        "en": "from order {k} on, {out}'s derivatives mix the elements of {x} (the grad of the sum is no "
+        "longer ∂ᵏ{out}/∂{x}ᵢᵏ): orders {k} and up are not shown.",
+        "zh": "从第 {k} 阶起，{out} 的导数会混合 {x} 的各个元素（求和后的梯度不再是 ∂ᵏ{out}/∂{x}ᵢᵏ）："
+        "第 {k} 阶及以上不显示。",
+    },
     "calc.order_big": {
         "en": "{out} does not work element by element on {x}, and {x} has too many elements to take "
         "second derivatives one by one ({limit:,} at most): no order above 1 is shown for it.",
@@ -985,6 +991,12 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "--check, --plot and the other extras need those grads too, so they are left out.",
         "zh": "--check、--plot 等附加项也需要这些梯度，所以都略去了。",
     },
+    "note.no_backward_defined": {
+        "en": "{out} was made through {what}, an autograd.Function that defines no backward(): "
+        "{out}.backward() would raise NotImplementedError, so there are no grads to show.",
+        "zh": "{out} 经过了 {what}，这是一个没有定义 backward() 的 autograd.Function："
+        "{out}.backward() 会抛出 NotImplementedError，所以没有梯度可显示。",
+    },
     "note.users_backward": {
         "en": "{out}'s backward pass runs your own Python code ({what}); %%grad does not run it for you "
         "(a plain cell would not), so no grads are shown: call {out}.backward() in the cell to see them",
@@ -1050,6 +1062,10 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     },
     # ---- grad states in the table ------------------------------------------
     "state.no_path": {"en": "None (no path to the output)", "zh": "None（与输出之间没有路径）"},
+    "state.none_came": {
+        "en": "None (on the path, but no grad reached it)",
+        "zh": "None（在路径上，但没有梯度传到它）",
+    },
     "state.not_asked": {
         "en": "None (on the path, not asked for)",
         "zh": "None（在路径上，但没有要求计算）",

@@ -162,6 +162,7 @@ class Call:
     big: bool = False  # it holds a grad by reference (too big to copy): see released()
     unwalked: bool = False  # its leaves were the last call's, not found by a walk: see Observer.result()
     unnamed: int = 0  # leaves it reached that have no name here (not shown: a note counts them)
+    chosen: bool = False  # given its inputs (grad(y, [a]), backward(inputs=[a])): it left the others out
 
     @property
     def output(self) -> torch.Tensor:
@@ -667,6 +668,7 @@ class Observer:
             big=any(by_reference(row[5]) for row in seen),
             unwalked=unwalked,
             unnamed=self._unnamed() if pending.accumulate and not inputs else 0,
+            chosen=bool(inputs),
         )
         # keep the heavy data of the calls the report may show: the latest of each kind
         self._keep_call(call)
@@ -1147,7 +1149,7 @@ def _past_our_frames(warn: Any) -> Any:
     def warn_past_us(
         message: Any, category: Any = None, stacklevel: int = 1, *args: Any, **kwargs: Any
     ) -> Any:
-        level, frame = stacklevel, sys._getframe(1)  # (level 1: the caller of warn)
+        level, frame = max(stacklevel, 1), sys._getframe(1)  # (level 1: the caller of warn; 0 too)
         for _ in range(stacklevel - 1):
             frame = frame.f_back if frame is not None else None
             while frame is not None and frame.f_code.co_filename == __file__:

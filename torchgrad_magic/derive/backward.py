@@ -296,7 +296,9 @@ def _finish(
         shown.update(_parameter_names(ns, shown))
     ordered = [*assigned, *(r.name for r in first.rows if r.role == "intermediate")]
     extra = named_rows(ns, list(dict.fromkeys(ordered)), shown, caught if retain_grad else {})
-    extra = _not_asked(ns, [_as_its_original(row, first, rows) for row in extra], first.output)
+    extra = [_as_its_original(row, first, rows) for row in extra]
+    chosen = first.call is None or first.call.chosen  # (--wrt a, grad(y, [a]), backward(inputs=[a]))
+    extra = _on_path(ns, extra, first.output, "not_asked" if chosen else "none_came")
     at = next((i for i, r in enumerate(rows) if r.role == "output"), len(rows))
     notes = first.notes
     hooked = _hooked(ns, [*first.leaves, *ordered], first) if not first.withheld else []
@@ -308,22 +310,26 @@ def _finish(
     if off_path is not None:
         notes = (*notes, off_path)
     complex_grads = [n for n, g in first.grads.items() if isinstance(g, torch.Tensor) and g.is_complex()]
-    if complex_grads and not any(n.id == "note.complex_weight" for n in notes):
+    real_output = output is not None and not output.is_complex()  # (of a complex one: another convention)
+    if complex_grads and real_output and not any(n.id == "note.complex_weight" for n in notes):
         notes = (*notes, note("note.complex_grad", names=", ".join(complex_grads), out=name or "y"))
     return dataclasses.replace(first, rows=(*rows[:at], *extra, *rows[at:]), notes=notes)
 
 
-def _not_asked(ns: dict[str, Any], rows: list[TensorRow], output: torch.Tensor | None) -> list[TensorRow]:
-    """*rows*, where a leaf of the cell's without a grad is on the output's way back: the call left
-    it out (``backward(inputs=[a])``, ``grad(y, [a])``, ``--wrt a``), so "no path" would be false.
-    The output's graph is walked only when there is such a row."""
+def _on_path(
+    ns: dict[str, Any], rows: list[TensorRow], output: torch.Tensor | None, why: str
+) -> list[TensorRow]:
+    """*rows*, where a leaf of the cell's without a grad is on the output's way back, so "no path"
+    would be false: *why* it has none ("not_asked": the call left it out, ``backward(inputs=[a])``,
+    ``grad(y, [a])``, ``--wrt a``; "none_came": nothing reached it, a custom Function's backward
+    returned None for it). The output's graph is walked only when there is such a row."""
     if output is None or output.grad_fn is None:
         return rows
     if not any(r.role == "leaf" and r.grad is None and r.requires_grad for r in rows):
         return rows
     behind = {id(leaf) for leaf in graph_leaves((output,), WALK_BUDGET) or ()}
     return [
-        dataclasses.replace(r, asked=False)
+        dataclasses.replace(r, on_path=why)
         if r.role == "leaf" and r.grad is None and id(value_at(ns, r.name)) in behind
         else r
         for r in rows
@@ -905,7 +911,10 @@ def _differentiate(
     saved_hooks = observed.saved_hooks or facts.earlier_saved_hooks
     user_code = list(facts.users_code) + (["saved_tensors_hooks"] if saved_hooks else [])
     if user_code:
-        problem = note("note.users_backward", out=out_name, what=", ".join(user_code))
+        missing = [n[:-1] for n in user_code if n.endswith("\0")]  # (a Function without a backward)
+        user_code = [n.removesuffix("\0") for n in user_code]
+        kind = "note.no_backward_defined" if missing else "note.users_backward"
+        problem = note(kind, out=out_name, what=", ".join(missing or user_code))
         return (None,) * len(inputs), [problem], user_code, None
     tracer = None
     if steps:
@@ -1037,8 +1046,17 @@ class GraphFacts:
             for node in nodes:
                 if isinstance(node, custom):
                     name = type(node).__name__.removesuffix("Backward")
-                    found[t("word.module_hook") if name == "BackwardHookFunction" else name] = None
+                    name = t("word.module_hook") if name == "BackwardHookFunction" else name
+                    found[name + ("\0" if _defines_no_backward(node) else "")] = None
         return cls(tuple(found), saved_hooks, hook_free)
+
+
+def _defines_no_backward(node: Any) -> bool:
+    """Whether a custom Function's node has no backward of its own (``backward()`` through it raises
+    NotImplementedError: "You must implement either the backward or vjp method")."""
+    function = torch.autograd.Function
+    kind = getattr(node, "_forward_cls", None)
+    return kind is not None and kind.backward is function.backward and kind.vjp is function.vjp
 
 
 def _no_dependence(

@@ -30,7 +30,8 @@ class TensorRow:
     alias: str | None = None  # another name of a tensor in the report ("W" for model.2.weight)
     withheld: bool = False  # not computed: it would run the user's own backward code (a note says)
     retains: bool = False  # a non-leaf whose retain_grad() was called: backward() would fill its .grad
-    asked: bool = True  # False: a leaf on the output's way back that the call left out (inputs=[a])
+    on_path: str = ""  # a leaf on the output's way back without a grad: "not_asked" (inputs=[a]) or
+    # "none_came" (a custom Function's backward returned None for it); "": no path
 
     @classmethod
     def of(
@@ -69,7 +70,7 @@ class TensorRow:
                 return t("state.retained_empty" if self.retains else "state.not_leaf")
             if not self.requires_grad:
                 return t("state.no_grad")
-            return t("state.no_path" if self.asked else "state.not_asked")
+            return t(f"state.{self.on_path or 'no_path'}")
         text = fmt.values(self.grad, digits, max_items)
         count, held = self.added
         if held:
