@@ -635,9 +635,16 @@ def test_a_models_other_parameters_keep_their_names_under_wrt_one_of_them():
     text = grad(
         "loss = net(data).pow(2).mean()", wrt="net.0.weight", steps=True, namespace=ns
     ).steps.to_text()
-    assert "a = net.0.bias + data @ net.0.weightᵀ" in text and "c = net.2.bias + b @ " in text
+    assert "a = net.0.bias + data @ net.0.weightᵀ" in text and "c = net.2.bias + b @ net.2.weightᵀ" in text
     assert "leaf(" not in text
     assert "∂loss/∂weight = gᵀ·x," in text
+    # --wrt the last bias: the whole pass as backward() runs it (a pass to the bias alone wrote
+    # "a = net.2.bias + b @ c" with b and c never defined)
+    bias = grad("loss = net(data).pow(2).mean()", wrt="net.2.bias", steps=True, namespace=ns)
+    assert (
+        "b = tanh(a)" in bias.steps.to_text() and "c = net.2.bias + b @ net.2.weightᵀ" in bias.steps.to_text()
+    )
+    assert all(p.grad is None for p in net.parameters())  # (nothing stored: --wrt's own pass)
 
 
 def test_made_up_names_skip_d():

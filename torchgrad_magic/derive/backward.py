@@ -922,8 +922,18 @@ def _differentiate(
 
         tracer = Tracer((target,))
     hook_free = facts.hook_free and not observed.hooks_added and observed.first_node >= 0
-    computed, problem = _our_pass(target, inputs, tracer, out_name, hook_free)
-    return computed, [problem] if problem is not None else [], [], tracer
+    everyone = [*inputs, *(_other_leaves(graph, inputs) if steps else ())]  # (--steps: the whole pass)
+    computed, problem = _our_pass(target, everyone, tracer, out_name, hook_free)
+    return computed[: len(inputs)], [problem] if problem is not None else [], [], tracer
+
+
+def _other_leaves(graph: dict[int, Any], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The leaves of *graph* besides *inputs*: ``--steps --wrt net.2.bias`` traces the pass
+    ``backward()`` would run, every node of it (a pass to the bias alone skipped the layers before,
+    and the forward lines read operands it never named)."""
+    have, accumulate = {id(t) for t in inputs}, accumulate_grad_class()
+    found = (node.variable for node in graph.values() if type(node) is accumulate)  # type: ignore[attr-defined]
+    return [leaf for leaf in found if id(leaf) not in have and leaf.requires_grad]
 
 
 def _named_graph_leaves(graph: dict[int, Any], names: Any, assigned: list[str]) -> dict[str, torch.Tensor]:
