@@ -224,3 +224,17 @@ def test_a_quoted_error_is_cut_at_a_word():
     assert line.startswith("NotImplementedError: Could not run") and line.endswith(" …") and len(line) <= 162
     assert line[:-2].endswith(("this", "for", "exist"))  # (not "back")
     assert fmt.error_line(ValueError("short\nsecond line")) == "ValueError: short"
+
+
+def test_a_nonleaf_grad_read_inside_the_cells_function_gets_its_note():
+    """``def f(t): u = t * 2; print(u.grad)``: PyTorch warns, and the note comes with it (u is the
+    function's own variable: it was looked up in the cell's namespace only)."""
+    cell = (
+        "def f(t):\n    u = t * 2\n    print(u.grad)\n    return u\n"
+        "x = torch.tensor(3.0, requires_grad=True)\ny = f(x) ** 2\ny.backward()"
+    )
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = grad(cell, namespace={"torch": torch})
+    assert any(".grad attribute of a Tensor that is not a leaf" in str(w.message) for w in said)
+    assert any(n.startswith("the cell read u.grad: None, since u is not a leaf") for n in result.note_texts)

@@ -589,9 +589,17 @@ class Observer:
 
     # ---- non-leaf .grad reads -------------------------------------------------
     def _nonleaf_read(self, filename: str, lineno: int) -> None:
+        """PyTorch warned of a non-leaf's ``.grad`` read at *filename*:*lineno*: the names read
+        there, looked up in the cell's namespace or, inside a function of the cell's, in that
+        function's own variables (``def f(t): u = t * 2; print(u.grad)``)."""
         line = linecache.getline(filename, lineno)
+        scope: Any = None
         for expr in _GRAD_READ.findall(line):
-            if _is_quiet_nonleaf(_lookup(self.namespace, expr)):
+            value = _lookup(self.namespace, expr)
+            if value is None:
+                scope = _scope_at(filename, lineno) if scope is None else scope
+                value = _lookup(scope, expr)
+            if _is_quiet_nonleaf(value):
                 self.reads.append(expr)
 
     # ---- one engine call ----------------------------------------------------
@@ -1129,6 +1137,17 @@ def _parameters_of(value: Any) -> list[torch.Tensor]:
     watch); nothing for anything else."""
     Module = _module_class()
     return list(value.parameters()) if Module is not None and issubclass(type(value), Module) else []
+
+
+def _scope_at(filename: str, lineno: int) -> dict[str, Any]:
+    """The variables of the frame on the stack now that runs *filename*:*lineno* (a function the
+    cell called: the warning is shown while it runs), or none."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == filename and frame.f_lineno == lineno:
+            return {**frame.f_globals, **frame.f_locals}
+        frame = frame.f_back
+    return {}
 
 
 def _lookup(namespace: dict[str, Any], dotted: str) -> Any:
