@@ -813,10 +813,9 @@ def _computed(
     owned: set[int] | None = None,
     graph: dict[int, Any] | None = None,
 ) -> First:
-    """The cell did not differentiate this output: do it here (``own_pass.py``), without running
-    the user's hooks, writing the user's .grad or freeing the graph. Its leaves are the named ones
-    behind it (with --retain-grad, the named intermediates too). *graph*: the output's walk, when
-    finding the output made it."""
+    """The cell did not differentiate this output: do it here (``own_pass.py``), running none of the
+    user's hooks, writing no user's .grad, freeing no graph; for the named leaves behind it (and with
+    --retain-grad the named intermediates). *graph*: the output's walk, if finding it made one."""
     graph = graph if graph is not None else nodes_behind([output])[0]  # (one walk for all)
     leaves = dict(wrt) if wrt else _named_graph_leaves(graph, names, assigned)
     notes: list[Note] = []
@@ -826,24 +825,20 @@ def _computed(
     values, summed = _values(leaves), False
     grads: dict[str, torch.Tensor | None] = dict.fromkeys(leaves)
     inter_grads: dict[str, torch.Tensor | None] = dict.fromkeys(intermediates)
-    tracer: Any = None
-    user_code: list[str] = []
-    if output.is_complex():
+    tracer, user_code = None, list[str]()
+    if output.is_complex():  # (its grads are not computed: the leaves it is made from, no others)
         notes.append(note("err.complex", out=out_name))
-        if not wrt:  # (its grads are not computed: the leaves it is made from, no others)
-            leaves = _in_graph(leaves, output)
-            values, grads = _values(leaves), dict.fromkeys(leaves)
+        leaves = leaves if wrt else _in_graph(leaves, output)
+        values, grads = _values(leaves), dict.fromkeys(leaves)
     else:
         target, summed = (output, False) if output.numel() == 1 else (output.sum(), True)
-        if summed:
-            notes.append(note("note.summed", out=out_name, count=output.numel()))
         inputs = [*leaves.values(), *intermediates.values()]
         computed, problems, user_code, tracer = _differentiate(
             target, inputs, out_name, observed, steps, graph
         )
+        if summed and not user_code:  # (no grads: not "the grads are of y.sum()")
+            notes.append(note("note.summed", out=out_name, count=output.numel()))
         notes += problems
-        if user_code:  # (no grads: not "the grads are of y.sum()")
-            notes = [n for n in notes if n.id != "note.summed"]
         grads = dict(zip(leaves, computed[: len(leaves)], strict=True))
         inter_grads = dict(zip(intermediates, computed[len(leaves) :], strict=True))
         intermediates = {n: t for n, t in intermediates.items() if inter_grads[n] is not None}
@@ -911,8 +906,7 @@ def _differentiate(
     saved_hooks = observed.saved_hooks or facts.earlier_saved_hooks
     user_code = list(facts.users_code) + (["saved_tensors_hooks"] if saved_hooks else [])
     if user_code:
-        missing = [n[:-1] for n in user_code if n.endswith("\0")]  # (a Function without a backward)
-        user_code = [n.removesuffix("\0") for n in user_code]
+        missing = facts.no_backward  # (a Function without a backward: backward() would raise)
         kind = "note.no_backward_defined" if missing else "note.users_backward"
         problem = note(kind, out=out_name, what=", ".join(missing or user_code))
         return (None,) * len(inputs), [problem], user_code, None
@@ -1030,11 +1024,13 @@ class GraphFacts:
       ``saved_tensors_hooks`` or non-reentrant ``checkpoint``; this cell's own are watched);
     - *hook_free*: every node was made by this cell (an earlier cell's node may carry a hook:
       nodes are numbered in the order they are made) and no leaf in it has a hook, so autograd's
-      engine may run it (the cell's own ``register_hook()`` calls are watched while it runs)."""
+      engine may run it (the cell's own ``register_hook()`` calls are watched while it runs);
+    - *no_backward*: those of *users_code* that define no backward at all (backward() would raise)."""
 
     users_code: tuple[str, ...]
     earlier_saved_hooks: bool
     hook_free: bool
+    no_backward: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, graph: dict[int, Any], first_node: int) -> GraphFacts:
@@ -1052,13 +1048,16 @@ class GraphFacts:
         hook_free = first_node >= 0 and not earlier and not hooked
         saved_hooks = any(has_unpack_hook(node) for node in earlier)
         found: dict[str, None] = {}
+        missing: dict[str, None] = {}
         if any(issubclass(kind, custom) for kind in set(map(type, nodes))):  # (rare: look at each)
             for node in nodes:
                 if isinstance(node, custom):
                     name = type(node).__name__.removesuffix("Backward")
                     name = t("word.module_hook") if name == "BackwardHookFunction" else name
-                    found[name + ("\0" if _defines_no_backward(node) else "")] = None
-        return cls(tuple(found), saved_hooks, hook_free)
+                    found[name] = None
+                    if _defines_no_backward(node):
+                        missing[name] = None
+        return cls(tuple(found), saved_hooks, hook_free, tuple(missing))
 
 
 def _defines_no_backward(node: Any) -> bool:

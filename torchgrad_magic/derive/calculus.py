@@ -34,17 +34,17 @@ DIAGONAL_PASSES = 2048  # a vector input's second derivatives, one pass per elem
 
 def higher_orders(
     replay: Any, points: dict[str, torch.Tensor], order: int
-) -> tuple[dict[str, list[torch.Tensor | None]], dict[str, str]]:
+) -> tuple[dict[str, list[torch.Tensor | None]], dict[str, tuple[str, int]]]:
     """``{name: [d1, d2, ..., dN]}``, and the vector inputs whose orders stop early. Order k is the
     grad of the sum of order k-1: for a vector input that is ``∂ᵏy/∂xᵢᵏ`` element by element when
     each element of order k-1 depends on its own ``xᵢ`` alone (one probe tells). Where one does not
     (``softmax``, ``x[0] * x[1]``), order 2 is the diagonal of the Hessian, one pass per element
     ("mixed"; "big" past :data:`DIAGONAL_PASSES` elements: no order 2), and no higher order; where
-    only a higher order k mixes them, the orders stop before it ("from k")."""
+    only a higher order k mixes them, the orders stop before it ("from"). *stopped*: name -> (why, k)."""
     inputs = _inputs(points)
     out = replay(inputs)
     orders: dict[str, list[torch.Tensor | None]] = {}
-    stopped: dict[str, str] = {}
+    stopped: dict[str, tuple[str, int]] = {}
     for name, leaf in inputs.items():
         (g,) = torch.autograd.grad(out, leaf, create_graph=True, retain_graph=True, allow_unused=True)
         found = [None if g is None else g.detach()]
@@ -58,14 +58,9 @@ def higher_orders(
                 )
                 g = torch.zeros_like(leaf) if g is None else g
                 if leaf.dim() != 0 and not _elementwise(previous, g, leaf):
-                    stopped[name] = (
-                        "mixed"
-                        if k == 2 and leaf.numel() <= DIAGONAL_PASSES
-                        else "big"
-                        if k == 2
-                        else f"from {k}"
-                    )
-                    if stopped[name] == "mixed":
+                    why = "from" if k > 2 else "mixed" if leaf.numel() <= DIAGONAL_PASSES else "big"
+                    stopped[name] = (why, k)
+                    if why == "mixed":
                         found.append(_diagonal(previous, leaf))
                     break
             found.append(None if g is None else g.detach())

@@ -292,12 +292,9 @@ def _calculus(
     try:
         if opts.order > 1:
             found["orders"], stopped = calculus.higher_orders(replay, points, opts.order)
-            for name, why in stopped.items():  # (an elementwise function's orders need no note)
-                if why.startswith("from "):
-                    notes.append(note("calc.order_from", x=name, out=out, k=int(why[5:])))
-                    continue
+            for name, (why, k) in stopped.items():  # (an elementwise function's orders need no note)
                 key = f"calc.order_{why}" + ("_stop" if why == "mixed" and opts.order > 2 else "")
-                notes.append(note(key, x=name, out=out, limit=calculus.DIAGONAL_PASSES))
+                notes.append(note(key, x=name, out=out, k=k, limit=calculus.DIAGONAL_PASSES))
         if opts.hessian:
             names = list(points)
             matrix = calculus.Matrix(

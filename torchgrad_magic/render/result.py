@@ -122,22 +122,7 @@ class GradResult:
         model: Any = None,
     ) -> GradResult:
         """The one place the report is put together from each stage's result."""
-        notes = list(first.notes)
-        if opts.steps and steps is None and first.output is not None and not first.withheld:
-            weighted = note("steps.weighted", label=first.differentiated or "?")
-            notes.append(weighted if first.weighted else note("steps.none"))
-        if steps is not None and steps.hooked:  # (one note: the table's grads and the steps' differ)
-            notes = [n for n in notes if n.id != "note.hooks"]
-            grads = ", ".join(
-                f"{n}: {fmt.values(first.grads[n])}" for n in steps.hooked if first.grads.get(n) is not None
-            )
-            notes.append(
-                note("steps.hooked", names=", ".join(steps.hooked), grads=grads, out=first.output_name)
-            )
-        if steps is not None and steps.where_nan:  # torch.where's NaN trap, the one learners hit
-            notes.append(note("steps.where_nan", names=", ".join(steps.where_nan)))
-        if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
-            notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
+        notes = _assembled_notes(first, extras, opts, steps)
         from .graph import drawn  # (the graph's pictures: render/graph.py)
 
         return cls(
@@ -443,3 +428,22 @@ def _corner(n: int) -> list[int]:
         return list(range(n))
     half = MATRIX_ITEMS // 2
     return [*range(half), -1, *range(n - half, n)]
+
+
+def _assembled_notes(first: Any, extras: Any, opts: Any, steps: Any) -> list[Note]:
+    """The first derivatives' notes, with what the steps and extras add or make redundant."""
+    notes = list(first.notes)
+    if opts.steps and steps is None and first.output is not None and not first.withheld:
+        weighted = note("steps.weighted", label=first.differentiated or "?")
+        notes.append(weighted if first.weighted else note("steps.none"))
+    if steps is not None and steps.hooked:  # (one note: the table's grads and the steps' differ)
+        notes = [n for n in notes if n.id != "note.hooks"]
+        grads = ", ".join(
+            f"{n}: {fmt.values(first.grads[n])}" for n in steps.hooked if first.grads.get(n) is not None
+        )
+        notes.append(note("steps.hooked", names=", ".join(steps.hooked), grads=grads, out=first.output_name))
+    if steps is not None and steps.where_nan:  # torch.where's NaN trap, the one learners hit
+        notes.append(note("steps.where_nan", names=", ".join(steps.where_nan)))
+    if extras.matrices and any(m.kind == "jacobian" for m in extras.matrices):
+        notes = [n for n in notes if n.id != "note.summed"]  # the Jacobian shows every element
+    return notes
