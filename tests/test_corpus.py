@@ -276,7 +276,13 @@ class Pair:
 
         def start(magic: bool) -> None:
             try:
-                sessions[magic] = Session(magic)
+                for attempt in range(3):  # (two kernels start at once: jupyter_client may give both
+                    try:  # the same free port, and one dies with "Address already in use")
+                        sessions[magic] = Session(magic)
+                        break
+                    except RuntimeError as e:
+                        if attempt == 2 or "Kernel died" not in str(e):
+                            raise
             except BaseException as e:
                 errors.append(e)
             finally:
