@@ -195,6 +195,11 @@ def test_the_caption_is_the_first_line_of_the_graph_not_of_the_report(shell):
     assert sum(1 for p in above if max(p) < 100) > 200  # the caption's dark letters above the boxes
 
 
+def test_an_edge_label_keeps_a_factor_near_one(shell):
+    _, drawing = shown(shell, "%%grad --wrt x=2 --graph --steps\ny = x * 1.0001")
+    assert "[×1.0001 → 1.0001] x (AccumulateGrad)" in drawing["text/plain"], drawing["text/plain"]
+
+
 def test_edge_labels_come_with_a_legend(shell):
     legend = MESSAGES["graph.legend"]
     _, drawing = shown(shell, f"%%grad --wrt u=3 v=4 --graph --steps\n{TUTORIAL}")

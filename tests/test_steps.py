@@ -12,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from torchgrad_magic import format as fmt
 from torchgrad_magic import grad
 from torchgrad_magic.derive.steps import SHOWN, TRACE_LIMIT, Fold, Steps
 
@@ -211,6 +212,20 @@ def test_relu_kink_at_zero_is_called_out():
     steps = grad("y = torch.relu(x)", wrt="x=0.0", steps=True).steps
     assert steps.steps[0].kink and "kink" in steps.to_text()
     assert not grad("y = torch.relu(x)", wrt="x=1.0", steps=True).steps.steps[0].kink
+
+
+def test_a_factor_near_one_is_not_shown_as_one():
+    # y = x·1.0001 twice: at 4 digits every factor read "1" and the grads "1 · 1 = 1.001"
+    steps = grad("a = x * 1.0001\ny = a * 1.0001", wrt="x=1.0004", steps=True).steps
+    text = steps.to_text()
+    assert "∂y/∂a = 1.0001 " in text and "= 1.0001 = 1 " not in text, text
+    assert "dy/da = 1 · 1.0001 = 1.0001" in text and "dy/dx = 1.0001 · 1.0001 = 1.0002" in text, text
+
+
+def test_float_noise_still_reads_whole():
+    assert fmt.number_unrounded(0.99999994) == "1" and fmt.number_unrounded(18.0) == "18"
+    assert fmt.number_unrounded(1.0001) == "1.0001" and fmt.number_unrounded(1234.5) == "1234.5"
+    assert fmt.number_unrounded(2.71828) == "2.718" and fmt.number_unrounded(-3.00002) == "-3.00002"
 
 
 # ---------------------------------------------------------------------------

@@ -27,6 +27,28 @@ def number(value: object, digits: int = 4) -> str:
     return str(value)
 
 
+def number_unrounded(value: float, digits: int = 4, most: int = 8) -> str:
+    """:func:`number`, with more digits (up to *most*) where *digits* would make a number that is
+    not whole read as one: ``1.0001`` stays ``1.0001``, not ``1`` (a factor of a chain rule shown
+    as 1 hides what it multiplies by); float noise (``0.99999994``) still reads ``1``."""
+    text = number(value, digits)
+    while digits < most and _reads_whole(text) and abs(value - float(text)) > 1e-6 * max(1.0, abs(value)):
+        digits += 1
+        text = number(value, digits)
+    return text
+
+
+def values_unrounded(t: torch.Tensor, digits: int = 4, max_items: int = 6) -> str:
+    """:func:`values`, a one-element float tensor with :func:`number_unrounded`'s digits."""
+    if t.numel() == 1 and t.is_floating_point() and t.layout == torch.strided and t.device.type != "meta":
+        return number_unrounded(t.item(), digits)
+    return values(t, digits, max_items)
+
+
+def _reads_whole(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
 def operand(name: str) -> str:
     """*name* as the top of a derivative: ``y`` as it is, an expression in brackets: d(Y.sum())/dx."""
     plain = name.replace(".", "_").isidentifier() and not any(c in name for c in "·()")

@@ -119,6 +119,8 @@ class Steps:
     def _v(self, tensor: torch.Tensor | None) -> str:
         if tensor is None:
             return "None"
+        if tensor.numel() == 1:  # (a factor read as 1 hides what it multiplies by)
+            return fmt.values_unrounded(tensor, self.digits)
         if tensor.numel() > self.max_items:
             return f"{fmt.values(tensor, self.digits, self.max_items)} {fmt.shape(tensor)}"
         return fmt.values(tensor, self.digits, self.max_items)
@@ -972,7 +974,9 @@ def graph_flow(tracer: Tracer, digits: int = 4) -> dict[int, tuple[str | None, l
             if sent is None:
                 labels.append(None)
             elif local is not None and local.numel() == 1:
-                labels.append(f"×{fmt.values(local, digits)} → {fmt.values(sent, digits)}")
+                labels.append(
+                    f"×{fmt.values_unrounded(local, digits)} → {fmt.values_unrounded(sent, digits)}"
+                )
             else:
                 labels.append(f"→ {fmt.values(sent, digits, 3)}")
         found[id(raw.node)] = (None if arrived is None else fmt.values(arrived, digits, 3), labels)
