@@ -19,11 +19,20 @@ def test_numbers(value, text):
     assert fmt.number(value) == text
 
 
+def test_a_number_near_a_whole_one_keeps_its_digits_in_the_table():
+    # torch prints tensor(2.0002); the table read "y = 2, dy/dx = 1" for y = 1.0001·x at x = 2
+    text = grad("y = x * 1.0001", wrt="x=2").text()
+    assert text.startswith("y = 2.0002, dy/dx = 1.0001 (at x = 2)"), text
+    assert grad("y = x * 1.000001", wrt="x=2").text().startswith("y = 2, dy/dx = 1 ")  # float noise
+    assert grad("y = x + 1", wrt="x=12345").text().startswith("y = 12346, dy/dx = 1 (at x = 12345)")
+    assert grad("y = x ** 2 + 1", wrt="x=1000").text().startswith("y = 1000001, dy/dx = 2000 ")  # not 1e+06
+
+
 def test_values_are_summarised_whatever_the_size():
     small = fmt.values(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     assert small == "[[1, 2], [3, 4]]"
     big = fmt.values(torch.arange(10_000_000, dtype=torch.float32))
-    assert big == "[0, 1, 2, …, 1e+07, 1e+07, 1e+07]"
+    assert big == "[0, 1, 2, …, 9999997, 9999998, 9999999]"  # (it read 1e+07 three times)
     assert fmt.values(torch.arange(7.0), max_items=4) == "[0, 1, …, 5, 6]"
 
 

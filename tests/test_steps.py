@@ -214,6 +214,22 @@ def test_relu_kink_at_zero_is_called_out():
     assert not grad("y = torch.relu(x)", wrt="x=1.0", steps=True).steps.steps[0].kink
 
 
+@pytest.mark.parametrize(
+    ("cell", "wrt"),
+    [("y = torch.relu(x)", "x=-1"), ("y = torch.relu(x * 2 - 10)", "x=1"),
+     ("y = torch.relu(x).sum()", "x=torch.tensor([-1.0, -2.0, 3.0])")],
+)  # fmt: skip
+def test_a_negative_input_is_not_called_a_kink(cell, wrt):
+    # relu saves its output, 0 for every input <= 0: "at exactly 0 there is a kink" was said of -1
+    steps = grad(cell, wrt=wrt, steps=True).steps
+    assert not any(s.kink for s in steps.steps) and "kink" not in steps.to_text()
+
+
+def test_a_kink_behind_another_node_is_found_from_what_it_saved():
+    steps = grad("y = torch.relu(torch.tanh(x))", wrt="x=0.0", steps=True).steps
+    assert [s.kink for s in steps.steps] == [True, False]
+
+
 def test_a_factor_near_one_is_not_shown_as_one():
     # y = x·1.0001 twice: at 4 digits every factor read "1" and the grads "1 · 1 = 1.001"
     steps = grad("a = x * 1.0001\ny = a * 1.0001", wrt="x=1.0004", steps=True).steps
@@ -222,10 +238,10 @@ def test_a_factor_near_one_is_not_shown_as_one():
     assert "dy/da = 1 · 1.0001 = 1.0001" in text and "dy/dx = 1.0001 · 1.0001 = 1.0002" in text, text
 
 
-def test_float_noise_still_reads_whole():
-    assert fmt.number_unrounded(0.99999994) == "1" and fmt.number_unrounded(18.0) == "18"
-    assert fmt.number_unrounded(1.0001) == "1.0001" and fmt.number_unrounded(1234.5) == "1234.5"
-    assert fmt.number_unrounded(2.71828) == "2.718" and fmt.number_unrounded(-3.00002) == "-3.00002"
+def test_float_noise_still_reads_whole():  # (the table too: y = x·1.0001 read y = 2, dy/dx = 1)
+    assert fmt.number(0.99999994) == "1" and fmt.number(18.0) == "18"
+    assert fmt.number(1.0001) == "1.0001" and fmt.number(1234.5) == "1234.5"
+    assert fmt.number(2.71828) == "2.718" and fmt.number(-3.0002) == "-3.0002"
 
 
 # ---------------------------------------------------------------------------

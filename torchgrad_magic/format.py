@@ -14,7 +14,10 @@ ELLIPSIS = "…"
 
 
 def number(value: object, digits: int = 4) -> str:
-    """``18.0 -> '18'``, ``1/3 -> '0.3333'``, ``nan -> 'nan'``; complex kept complex."""
+    """``18.0 -> '18'``, ``1/3 -> '0.3333'``, ``nan -> 'nan'``; complex kept complex. A number that
+    is not whole never reads as one (``1.0001``, not ``1``: a factor of the chain rule shown as 1
+    hides what it multiplies by), but float noise does (``0.99999994 -> '1'``); below 10⁷ a number
+    has no exponent (``12345``, ``1000001``: the +1 of x² + 1 at x = 1000 stays)."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, complex):
@@ -23,26 +26,23 @@ def number(value: object, digits: int = 4) -> str:
         if math.isnan(value) or math.isinf(value):
             return str(value)
         text = f"{value:.{digits}g}"
+        if "e+" in text and abs(value) < 1e7:  # (12345 reads 12345, not 1.234e+04)
+            digits = len(str(int(abs(value))))
+            text = f"{value:.{digits}g}"
+        if _reads_whole(text) and abs(value - float(text)) > 1e-5 * max(1.0, abs(value)):
+            return _unrounded(value, digits)  # (2.0002 is not 2: torch itself prints 2.0002)
         return "0" if text == "-0" else text
     return str(value)
 
 
-def number_unrounded(value: float, digits: int = 4, most: int = 8) -> str:
-    """:func:`number`, with more digits (up to *most*) where *digits* would make a number that is
-    not whole read as one: ``1.0001`` stays ``1.0001``, not ``1`` (a factor of a chain rule shown
-    as 1 hides what it multiplies by); float noise (``0.99999994``) still reads ``1``."""
-    text = number(value, digits)
-    while digits < most and _reads_whole(text) and abs(value - float(text)) > 1e-6 * max(1.0, abs(value)):
+def _unrounded(value: float, digits: int) -> str:
+    """*value* with more digits than asked (up to 8), the fewest that do not read as a whole
+    number: ``1.0001``, ``1234.5``."""
+    text = f"{value:.{digits}g}"
+    while digits < 8 and _reads_whole(text):
         digits += 1
-        text = number(value, digits)
+        text = f"{value:.{digits}g}"
     return text
-
-
-def values_unrounded(t: torch.Tensor, digits: int = 4, max_items: int = 6) -> str:
-    """:func:`values`, a one-element float tensor with :func:`number_unrounded`'s digits."""
-    if t.numel() == 1 and t.is_floating_point() and t.layout == torch.strided and t.device.type != "meta":
-        return number_unrounded(t.item(), digits)
-    return values(t, digits, max_items)
 
 
 def _reads_whole(text: str) -> bool:

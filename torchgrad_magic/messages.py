@@ -1165,7 +1165,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "steps.routing": {"en": "(routing: no arithmetic)", "zh": "（搬运：不做运算）"},
     "steps.kink": {
         "en": "(at exactly 0 there is a kink: PyTorch uses 0 there)",
-        "zh": "（恰好在 0 处有拐点：PyTorch 在那里取 0）",
+        "zh": "（在 0 处是折点、不可导：PyTorch 在那里取 0）",
     },
     "steps.fold_block": {
         "en": "steps {start}–{stop}: [{block}] × {count}",

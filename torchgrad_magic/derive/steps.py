@@ -119,8 +119,6 @@ class Steps:
     def _v(self, tensor: torch.Tensor | None) -> str:
         if tensor is None:
             return "None"
-        if tensor.numel() == 1:  # (a factor read as 1 hides what it multiplies by)
-            return fmt.values_unrounded(tensor, self.digits)
         if tensor.numel() > self.max_items:
             return f"{fmt.values(tensor, self.digits, self.max_items)} {fmt.shape(tensor)}"
         return fmt.values(tensor, self.digits, self.max_items)
@@ -741,6 +739,7 @@ class _Walk:
     modules: list[str] = field(default_factory=list)
     module_kinds: list[str] = field(default_factory=list)
     made: dict[int, tuple[_Fields, str]] = field(default_factory=dict)  # id(node) -> (fields, line)
+    positions: dict[int, int] | None = None  # id(node) -> its step (from 0), made when first asked
 
     def route(self) -> None:
         """Every step once, in order, cheaply: its kind and layer, the names of the nodes it reaches
@@ -818,10 +817,28 @@ class _Walk:
             parts=parts if len(parts) > 1 else (),
             edges=self.edges(raw, fields),
             routing=kind in ROUTING,
-            kink=kind in ("ReluBackward0", "AbsBackward0") and _at_kink(raw.saved_now()),
+            kink=self._at_kink(kind, raw),
             module=module,
             module_kind=self.module_kinds[position - 1],
         )
+
+    def _at_kink(self, kind: str, raw: Any) -> bool:
+        """Whether a relu's or abs's input is exactly 0 somewhere (abs saved its input; relu only its
+        output, which is 0 for every input ≤ 0: its input is read from the leaf or from what the
+        node that made it saved, and where neither tells, no kink is claimed)."""
+        if kind == "AbsBackward0":
+            return _zero_in(raw.saved_now().get("self"))
+        if kind != "ReluBackward0" or not _zero_in(raw.saved_now().get("result")):
+            return False
+        made_by = raw.node.next_functions[0][0] if raw.node.next_functions else None
+        variable = getattr(made_by, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            with torch.no_grad():
+                return bool((variable == 0).any())
+        if self.positions is None:
+            self.positions = {id(node): i for i, node in enumerate(self.tracer.ran)}
+        position = self.positions.get(id(made_by))
+        return position is not None and _zero_in(self.tracer.raws[position].saved_now().get("result"))
 
     def edges(self, raw: Any, fields: _Fields) -> tuple[Edge, ...]:
         """One edge per input of *raw*'s node that exists."""
@@ -974,9 +991,7 @@ def graph_flow(tracer: Tracer, digits: int = 4) -> dict[int, tuple[str | None, l
             if sent is None:
                 labels.append(None)
             elif local is not None and local.numel() == 1:
-                labels.append(
-                    f"×{fmt.values_unrounded(local, digits)} → {fmt.values_unrounded(sent, digits)}"
-                )
+                labels.append(f"×{fmt.values(local, digits)} → {fmt.values(sent, digits)}")
             else:
                 labels.append(f"→ {fmt.values(sent, digits, 3)}")
         found[id(raw.node)] = (None if arrived is None else fmt.values(arrived, digits, 3), labels)
@@ -1002,13 +1017,12 @@ def _letters(taken: set[str]) -> Any:
                 yield name
 
 
-def _at_kink(saved: dict[str, Any]) -> bool:
-    for key in ("self", "result"):
-        value = saved.get(key)
-        if isinstance(value, SavedTensor):
-            with torch.no_grad():
-                return bool((value.tensor == 0).any())
-    return False
+def _zero_in(saved: Any) -> bool:
+    """Whether a saved tensor (:class:`SavedTensor`) holds a 0."""
+    if not isinstance(saved, SavedTensor):
+        return False
+    with torch.no_grad():
+        return bool((saved.tensor == 0).any())
 
 
 class _Ops:
