@@ -230,6 +230,16 @@ def test_a_kink_behind_another_node_is_found_from_what_it_saved():
     assert [s.kink for s in steps.steps] == [True, False]
 
 
+def test_one_paths_part_is_added_not_called_the_derivative():
+    # the seed's y = 6x² + 2x + 4 read "dy/dx = 6 · 6 = 36 → x.grad", then "dy/dx = 36 + 2 = 38"
+    steps = grad("y = 6 * x ** 2 + 2 * x + 4", wrt="x=3", steps=True, quiz=True)
+    text = steps.steps.to_text()
+    assert "dy/dx += 6 · 6 = 36 → x.grad" in text and "dy/dx += 1 · 2 = 2 → x.grad" in text, text
+    assert "dy/dx = 36 + 2 = 38" in text and "dy/da = 1 · 6 = 6" in text  # (one path: =)
+    asked = [q.text for q in steps.quiz.questions if "sends on dy/dx" in q.text]
+    assert asked and all("dy/dx += arriving · local = ?" in q for q in asked), asked
+
+
 def test_a_factor_near_one_is_not_shown_as_one():
     # y = x·1.0001 twice: at 4 digits every factor read "1" and the grads "1 · 1 = 1.001"
     steps = grad("a = x * 1.0001\ny = a * 1.0001", wrt="x=1.0004", steps=True).steps

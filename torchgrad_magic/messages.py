@@ -1420,8 +1420,8 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "zh": "第 {index} 步（{node}，对应 {forward}）：{local} = ？",
     },
     "quiz.q.sent": {
-        "en": "step {index} sends on {sent} = arriving · local = ?",
-        "zh": "第 {index} 步传下去的 {sent} = 传来的梯度 · 局部导数 = ？",
+        "en": "step {index} sends on {sent} arriving · local = ?",
+        "zh": "第 {index} 步传下去的 {sent} 传来的梯度 · 局部导数 = ？",
     },
     "quiz.q.paths": {
         "en": "{d}: what does each of its {count} paths send, and what is the sum?",

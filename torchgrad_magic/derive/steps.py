@@ -59,6 +59,7 @@ class Edge:
     local: torch.Tensor | None  # its value, from autograd's numbers (None: not element-wise)
     sent: torch.Tensor | None  # the gradient the node sent to this input (None: not needed)
     into_grad: bool = False  # a leaf whose .grad this pass added it to
+    shared: bool = False  # the input got gradients by more than one path: this is one of them
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Steps:
             local += " = ? " + t("steps.not_explained", node=step.node)
         if step.routing:
             local += " " + t("steps.routing")
-        sent = self.d(self.output, edge.to) + " = "
+        sent = self.d(self.output, edge.to) + (" += " if edge.shared else " = ")  # (one path's part)
         if edge.sent is None:
             sent += t("steps.not_needed")
         elif edge.local is not None and step.arriving is not None and edge.local.numel() == 1:
@@ -854,7 +855,9 @@ class _Walk:
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
             local = local_all[i] if i < len(local_all) else None
             formula = _edge_formula(kind, formulas[i] if i < len(formulas) else None, fields, saved)
-            edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in self.to_grad))
+            target = getattr(nxt, "variable", None) if is_leaf else nxt
+            shared = isinstance(self.arrivals.get(id(target)), list)  # (several paths: this is one)
+            edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in self.to_grad, shared))
         return tuple(edges)
 
 

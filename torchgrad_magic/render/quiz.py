@@ -288,7 +288,8 @@ def _step_questions(steps: Any) -> list[Question]:
             fields = {"index": step.index, "node": step.node, "forward": step.forward}
             questions.append(Question(t("quiz.q.local", local=head, **fields), answer))
             if edge.sent is not None:
-                head, _, answer = sent.partition(" = ")
+                head, _, answer = sent.partition(" += " if edge.shared else " = ")
+                head += " +=" if edge.shared else " ="  # (one path's part: ∂f/∂v += arriving · local)
                 questions.append(Question(t("quiz.q.sent", index=step.index, sent=head), answer))
     for leaf, line in zip(steps.leaves, steps.leaf_lines(), strict=True):
         if len(leaf.parts) > 1:
