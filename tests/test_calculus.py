@@ -144,11 +144,36 @@ def test_check_says_where_the_function_has_a_kink(run):
         "not differentiable at x = 0" in n and "1 from the right and -1 from the left" in n
         for n in abs_result.note_texts
     )
-    relu = run("--wrt x=0 --check", "y = torch.relu(x)")
-    assert not relu.checks[0].ok and "FAIL" in str(relu)
+    assert abs_result.checks[0].ok and abs_result.checks[0].kink
+    relu = run("--wrt x=0 --check", "y = torch.relu(x)")  # (differences: 0.5, autograd 0: one side)
+    assert relu.checks[0].ok and relu.checks[0].kink and "FAIL" not in str(relu)
+    assert str(relu).count("kink: see note") == str(abs_result).count("kink: see note") == 1  # alike
     assert any("not differentiable at x = 0" in n for n in relu.note_texts)
+    # a kink does not excuse a value outside the two slopes (2 and 3): a hook made it 10 times that
+    hooked = "x = torch.tensor(0.0, requires_grad=True)\nu = x * 1\nh = u.register_hook(lambda g: g * 10)\n"
+    wrong = run("--check", hooked + "y = torch.relu(u) + 2 * u\ny.backward()")
+    assert not wrong.checks[0].ok and "FAIL" in str(wrong), str(wrong)
     smooth = run("--wrt x=1 --check", "y = torch.abs(x)")
     assert smooth.checks[0].ok and not any("not differentiable" in n for n in smooth.note_texts)
+
+
+def test_check_of_a_big_input_names_its_numbers_directional_derivatives(run):
+    result = run("--wrt x=torch.linspace(-3, 3, 1000) --check", "y = torch.sin(x).sum()")
+    assert result.checks[0].directions == 8 and "x along 8 directions  [" in str(result), str(result)
+    assert any("not x.grad" in n for n in result.note_texts)
+    small = run("--wrt x=torch.tensor([1.0, 2.0]) --check", "y = (x ** 2).sum()")
+    assert small.checks[0].directions == 0 and "\nx       [2, 4]" in str(small), str(small)
+
+
+def test_symbolic_at_a_kink_says_why_it_differs_once(run):
+    alone = run("--wrt x=0 --symbolic", "y = torch.relu(x)")
+    (text,) = alone.note_texts
+    assert text.startswith("SymPy gives 0.5 for dy/dx but autograd gives 0: at x = 0 y has a kink"), text
+    both = run("--wrt x=0 --symbolic --check", "y = torch.relu(x)")
+    assert sum("kink" in n or "not differentiable" in n for n in both.note_texts) == 1, both.note_texts
+    assert both.note_texts[-1] == "SymPy gives 0.5 for dy/dx there: its Heaviside(0) is 1/2."
+    (smooth,) = run("--wrt x=1 --symbolic", "y = torch.relu(x)").symbolic  # (agrees: no note)
+    assert smooth.value == 1
 
 
 def test_expect(run, capsys):

@@ -663,9 +663,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "差异来自这个切断，而不是 autograd 的错误。",
     },
     "check.directions": {
-        "en": "{name} has {count} elements; the check compared {used} random directions (as gradcheck's fast mode does).",
-        "zh": "{name} 有 {count} 个元素；检验比较了 {used} 个随机方向（与 gradcheck 的快速模式相同）。",
+        "en": "{name} has {count} elements; the check compared {used} random directions (as gradcheck's fast mode "
+        "does): its row shows the derivative along each direction u ({name}.grad · u), not {name}.grad.",
+        "zh": "{name} 有 {count} 个元素；检验比较了 {used} 个随机方向（与 gradcheck 的快速模式相同）："
+        "它那一行是沿每个方向 u 的方向导数（{name}.grad · u），不是 {name}.grad 本身。",
     },
+    "check.along": {"en": "{name} along {count} directions", "zh": "{name}（沿 {count} 个方向）"},
+    "check.at_kink": {"en": "kink: see note", "zh": "不可导点：见注释"},
     "calc.bad_order": {
         "en": "--order {order}: use a whole number from 1 to 10",
         "zh": "--order {order}：请用 1 到 10 之间的整数",
@@ -790,6 +794,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "sym.mismatch": {
         "en": "SymPy gives {symbolic} for {d}{out}/{d}{name} but autograd gives {auto}.",
         "zh": "SymPy 算出 {d}{out}/{d}{name} = {symbolic}，autograd 给出 {auto}，两者不一致。",
+    },
+    "sym.mismatch_kink": {
+        "en": "SymPy gives {symbolic} for {d}{out}/{d}{name} but autograd gives {auto}: at {at} {out} has a kink "
+        "(no derivative), and the two pick different values there (SymPy's Heaviside(0) is 1/2; PyTorch takes one "
+        "side).",
+        "zh": "SymPy 算出 {d}{out}/{d}{name} = {symbolic}，autograd 给出 {auto}：{out} 在 {at} 处是折点（不可导），"
+        "两者在这里取的值不同（SymPy 的 Heaviside(0) 是 1/2；PyTorch 取一侧的值）。",
+    },
+    "sym.mismatch_heaviside": {
+        "en": "SymPy gives {symbolic} for {d}{out}/{d}{name} there: its Heaviside(0) is 1/2.",
+        "zh": "SymPy 在那里给出 {d}{out}/{d}{name} = {symbolic}：它的 Heaviside(0) 是 1/2。",
     },
     # ---- plain-language help for PyTorch's autograd errors ----------------
     "hint.prefix": {"en": "what it means: {hint}", "zh": "这是什么意思：{hint}"},

@@ -320,6 +320,10 @@ def _calculus(
 
         lines, more = symbolic(replay, points, first.grads, out, found.get("orders"))
         found["symbolic"] = tuple(lines)
+        if any(n.id == "check.kink" for n in notes):  # (the kink is said once: --check's note)
+            more = [
+                note("sym.mismatch_heaviside", **n.fields) if n.id == "sym.mismatch_kink" else n for n in more
+            ]
         notes.extend(more)
     return found
 

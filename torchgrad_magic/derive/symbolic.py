@@ -152,8 +152,10 @@ def symbolic(
             lines.append(line)
             auto_value = 0.0 if auto is None else float(auto.detach())
             if not math.isclose(line.value, auto_value, rel_tol=1e-4, abs_tol=1e-6):
-                notes.append(note("sym.mismatch", d=line.d + power_of(k), out=out, name=name + power_of(k),
-                                  symbolic=fmt.number(line.value), auto=fmt.number(auto_value)))  # fmt: skip
+                kink = derivative.has(sympy.Heaviside, sympy.sign, sympy.DiracDelta)  # (a kink's conventions)
+                notes.append(note("sym.mismatch_kink" if kink else "sym.mismatch", d=line.d + power_of(k), out=out,
+                                  name=name + power_of(k), symbolic=fmt.number(line.value),
+                                  auto=fmt.number(auto_value), at=at))  # fmt: skip
     return lines, notes
 
 

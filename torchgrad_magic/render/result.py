@@ -300,8 +300,9 @@ class GradResult:
                     t("col.tensor"), "autograd", t("check.col.numeric"), t("check.col.error"), t("check.col.result")
                 ]  # fmt: skip
                 rows = [
-                    [c.name, self._values(c.autograd), self._values(c.numeric), f"{c.max_error:.2e}",
-                     t("check.pass") if c.ok else t("check.fail")]
+                    [t("check.along", name=c.name, count=c.directions) if c.directions else c.name,
+                     self._values(c.autograd), self._values(c.numeric), f"{c.max_error:.2e}",
+                     t("check.fail") if not c.ok else t("check.at_kink") if c.kink else t("check.pass")]
                     for c in self.checks
                 ]  # fmt: skip
                 blocks.append(Block(t("check.title", step=f"{self.check_step:g}"), header, rows))
