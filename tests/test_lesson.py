@@ -295,7 +295,7 @@ def test_layer_rules_and_accumulation_in_chinese(shell, capsys):
     shell.run_cell("w = torch.tensor([1.0, 2.0], requires_grad=True)")
     capsys.readouterr()
     assert shell.run_cell("%%grad --lang zh\nfor _ in range(2):\n    (w * w).sum().backward()").success
-    assert "] （2 次 backward() 累加）" in capsys.readouterr().out  # (not glued to the value)
+    assert "]（2 次 backward() 累加）" in capsys.readouterr().out  # (no space before a full-width bracket)
 
 
 def test_a_sparse_embedding_step_is_reported(run):
@@ -545,3 +545,32 @@ def test_a_tensor_off_the_outputs_way_back_is_said_once(run, cell):
         if row.role == "intermediate":
             (g,) = torch.autograd.grad(plain[out], plain[row.name], allow_unused=True, retain_graph=True)
             assert (g is None) == (row.name in off), row.name
+
+
+DESCENT_TWO_STEPS = (
+    "w = torch.tensor(1.0, requires_grad=True)\n"
+    "for _ in range(2):\n"
+    "    loss = (w * 2 - 8) ** 2\n"
+    "    loss.backward()\n"
+    "    with torch.no_grad():\n"
+    "        w -= 0.1 * w.grad\n"
+    "    w.grad.zero_()"
+)
+
+
+def test_a_change_after_the_call_is_listed_with_and(run):
+    text = " ".join(run("", DESCENT_TWO_STEPS).note_texts)
+    assert "changed w (now 3.88) and w.grad (zeroed: now 0)." in text, text
+    text = " ".join(run("--lang zh", DESCENT_TWO_STEPS).note_texts)
+    assert "改动了 w（现在是 3.88）和w.grad（已清零：现在是 0）" in text, text
+
+
+def test_chinese_brackets_take_no_space_before_them(shell, capsys):
+    shell.run_cell(
+        "import torch\nu = torch.tensor(3.0, requires_grad=True)\nv = torch.tensor(4.0, requires_grad=True)"
+    )
+    capsys.readouterr()
+    assert shell.run_cell("%%grad --steps --graph --lang zh\nf = u ** 3 + v ** 2 + 4 * u * v").success
+    out = capsys.readouterr().out
+    assert "（2 条路径：步骤 #6, #3）" in out and "第 #" not in out, out
+    assert " （" not in out, [line for line in out.splitlines() if " （" in line]

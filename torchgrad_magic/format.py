@@ -49,6 +49,12 @@ def _reads_whole(text: str) -> bool:
     return text.lstrip("-").isdigit()
 
 
+def beside(text: str, words: str) -> str:
+    """*words* after *text*, a space between unless *words* opens with a full-width bracket
+    (Chinese puts none before one)."""
+    return f"{text}{'' if words.startswith('（') else ' '}{words}"
+
+
 def operand(name: str) -> str:
     """*name* as the top of a derivative: ``y`` as it is, an expression in brackets: d(Y.sum())/dx."""
     plain = name.replace(".", "_").isidentifier() and not any(c in name for c in "·()")

@@ -31,6 +31,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "role.alias": {"en": "= {name}", "zh": "即 {name}"},
     "headline.at": {"en": "{text} (at {points})", "zh": "{text}（在 {points} 处）"},
     "headline.sep": {"en": ", ", "zh": "，"},
+    "list.and": {"en": "{first} and {last}", "zh": "{first}和{last}"},
     "note.prefix": {"en": "note: {note}", "zh": "提示：{note}"},
     # ---- notes ---------------------------------------------------------
     "note.backward_many": {
@@ -930,7 +931,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "help.dtype": {
         "en": "dtype of the --wrt leaves and the default dtype inside the cell (default: GradMagic.dtype, "
         "else PyTorch's default, float32)",
-        "zh": "--wrt 叶子张量的 dtype，也是单元格运行时的默认 dtype （默认： GradMagic.dtype， 否则用 PyTorch 默认的 float32）",
+        "zh": "--wrt 叶子张量的 dtype，也是单元格运行时的默认 dtype（默认：GradMagic.dtype，否则用 PyTorch 默认的 float32）",
     },
     "help.device": {
         "en": "device of the --wrt leaves, e.g. cpu or cuda",
@@ -939,7 +940,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "help.plot": {
         "en": "draw the output and its derivative: against a 1-D input, or around scalar points with the tangent "
         "(default: GradMagic.plot)",
-        "zh": "画出输出和导数：一维输入时画随输入的变化，标量输入时在该点附近画出并加切线 （默认： GradMagic.plot）",
+        "zh": "画出输出和导数：一维输入时画随输入的变化，标量输入时在该点附近画出并加切线（默认：GradMagic.plot）",
     },
     "help.range": {
         "en": "the window of --plot around scalar points, e.g. --range -2:5; implies --plot",
@@ -979,7 +980,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "also what each node saved; a model's modules are folded into one box per layer, --graph 2 unfolds "
         "one level deeper, --graph full shows every operation; the same ops repeated one after another, "
         "as a loop makes them, are one box × N, --graph unfold draws each of them)",
-        "zh": "从输出到叶子的反向计算图，标出名字、数值和梯度 （--graph full： 另加每个节点保存的值；"
+        "zh": "从输出到叶子的反向计算图，标出名字、数值和梯度（--graph full：另加每个节点保存的值；"
         "模型的每一层折叠成一个方框，--graph 2 再展开一层，--graph full 显示每个运算；循环产生的一再重复的"
         "同样运算合成一个 × N 的方框，--graph unfold 逐个画出）",
     },
@@ -1094,15 +1095,15 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "state.no_grad": {"en": "None (requires_grad=False)", "zh": "None（requires_grad=False）"},
     "state.added": {
         "en": "{value} (added up over {count} backward() calls)",
-        "zh": "{value} （{count} 次 backward() 累加）",
+        "zh": "{value}（{count} 次 backward() 累加）",
     },
     "state.added_before": {
         "en": "{value} (this call's grad added to what .grad held before)",
-        "zh": "{value} （本次梯度加到了 .grad 原有的值上）",
+        "zh": "{value}（本次梯度加到了 .grad 原有的值上）",
     },
     "state.added_before_many": {
         "en": "{value} ({count} backward() calls here, added to what .grad held before)",
-        "zh": "{value} （本单元格 {count} 次 backward()，加到了 .grad 原有的值上）",
+        "zh": "{value}（本单元格 {count} 次 backward()，加到了 .grad 原有的值上）",
     },
     # ---- --steps: the chain rule ------------------------------------------
     "help.steps": {
@@ -1175,7 +1176,7 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
         "en": "each leaf's grad is the sum of what every path sent it:",
         "zh": "每个叶子的梯度 = 各条路径传给它的梯度之和：",
     },
-    "steps.paths": {"en": "({count} paths: steps {steps})", "zh": "（{count} 条路径：第 {steps} 步）"},
+    "steps.paths": {"en": "({count} paths: steps {steps})", "zh": "（{count} 条路径：步骤 {steps}）"},
     "steps.not_needed": {"en": "not computed (not needed)", "zh": "未计算（不需要）"},
     "steps.routing": {"en": "(routing: no arithmetic)", "zh": "（搬运：不做运算）"},
     "steps.kink": {

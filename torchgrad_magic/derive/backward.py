@@ -749,7 +749,12 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
                 parts.append(t(says, count=len(grads), names=_few(grads)))
             words = t("headline.sep").join(parts)
     else:
-        words = t("headline.sep").join(say() for _, _, say in changes)
+        said = [say() for _, _, say in changes]  # (w (now 2.92) and w.grad (zeroed: now 0))
+        words = (
+            said[0]
+            if len(said) == 1
+            else t("list.and", first=t("headline.sep").join(said[:-1]), last=said[-1])
+        )
     return [note("note.after", index=call.index, changes=words)]
 
 

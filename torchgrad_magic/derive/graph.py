@@ -145,7 +145,7 @@ class Graph:
                 ref = node.name or node.op
                 if node.kind == "loop":  # which run: its count and the values it shows
                     ref = " · ".join([node.lines()[0], *node.lines()[2:]])
-                lines.append(f"{lead}{branch}↑ {ref} {shared}")
+                lines.append(fmt.beside(f"{lead}{branch}↑ {ref}", shared))
                 continue
             if len(seen) >= limit:
                 lines.append(f"{lead}{branch}{self.more(len(self.nodes) - len(seen))}")

@@ -142,7 +142,7 @@ class Steps:
         elif edge.formula is None:  # an op with no formula here: said so, the grad it sent is still shown
             local += " = ? " + t("steps.not_explained", node=step.node)
         if step.routing:
-            local += " " + t("steps.routing")
+            local = fmt.beside(local, t("steps.routing"))
         sent = self.d(self.output, edge.to) + (" += " if edge.shared else " = ")  # (one path's part)
         if edge.sent is None:
             sent += t("steps.not_needed")
@@ -174,7 +174,7 @@ class Steps:
             for k, edge in enumerate(step.edges):
                 local, sent = self.edge_text(step, edge)
                 if step.kink and k == 0:
-                    local += " " + t("steps.kink")
+                    local = fmt.beside(local, t("steps.kink"))
                 rows.append([*(head if k == 0 else ["", "", ""]), local, sent])
         return rows
 
@@ -214,10 +214,13 @@ class Steps:
                 text += _sum_text(parts) + " = "
             text += self._v(leaf.total)
             if len(parts) > 1:
-                text += " " + t(
-                    "steps.paths",
-                    count=len(parts),
-                    steps=", ".join(fmt.few([f"#{i}" for i, _ in leaf.parts], 8)),
+                text = fmt.beside(
+                    text,
+                    t(
+                        "steps.paths",
+                        count=len(parts),
+                        steps=", ".join(fmt.few([f"#{i}" for i, _ in leaf.parts], 8)),
+                    ),
                 )
             lines.append(text)
         return lines
