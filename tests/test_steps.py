@@ -240,6 +240,23 @@ def test_one_paths_part_is_added_not_called_the_derivative():
     assert asked and all("dy/dx += arriving · local = ?" in q for q in asked), asked
 
 
+def test_g_is_said_once_where_a_formula_uses_it():
+    text = grad("y = (W @ v).sum()", wrt="W=torch.ones(2, 2) v=torch.ones(2)", steps=True).steps.to_text()
+    assert "  a = W @ v\n" in text and "∂a/∂W = g ⊗ v" in text, text  # (the cell wrote @, not matmul)
+    assert text.count("g in a formula: the gradient arriving at that step") == 1, text
+    assert "g in a formula" not in grad("y = 3 * x ** 2", wrt="x=3", steps=True).steps.to_text()
+
+
+def test_a_broadcast_input_gets_the_sum_and_says_so():
+    steps = grad("y = (x * b).sum()", wrt="x=torch.tensor([1.0, 2.0, 3.0]) b=2.0", steps=True).steps
+    assert "∂y/∂b = 6 (summed: b was broadcast to 3 elements) → b.grad" in steps.to_text()
+    assert "broadcast" not in grad("y = (x * x).sum()", wrt="x=torch.ones(3)", steps=True).steps.to_text()
+
+
+def test_a_minus_sign_reads_as_written():
+    assert "  a = -x\n" in grad("y = torch.exp(-x)", wrt="x=1.0", steps=True).steps.to_text()
+
+
 def test_a_factor_near_one_is_not_shown_as_one():
     # y = x·1.0001 twice: at 4 digits every factor read "1" and the grads "1 · 1 = 1.001"
     steps = grad("a = x * 1.0001\ny = a * 1.0001", wrt="x=1.0004", steps=True).steps

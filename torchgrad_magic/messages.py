@@ -1172,6 +1172,14 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "steps.col.forward": {"en": "undoes", "zh": "对应的前向计算"},
     "steps.col.local": {"en": "local derivative", "zh": "局部导数"},
     "steps.col.grad": {"en": "gradient: arriving · local = sent on", "zh": "梯度：传入 · 局部导数 = 传出"},
+    "steps.g": {
+        "en": "g in a formula: the gradient arriving at that step (the last column's 'arriving').",
+        "zh": "公式里的 g：传到这一步的梯度（最后一列的“传入”）。",
+    },
+    "steps.broadcast": {
+        "en": "(summed: {name} was broadcast to {count} elements)",
+        "zh": "（求和：{name} 被广播到 {count} 个元素）",
+    },
     "steps.leaves": {
         "en": "each leaf's grad is the sum of what every path sent it:",
         "zh": "每个叶子的梯度 = 各条路径传给它的梯度之和：",

@@ -36,7 +36,12 @@ import torch
 
 from .. import format as fmt
 from ..capture.internals import sequence_number
-from ..capture.tracer import TRACE_LIMIT, SavedTensor, Tracer  # (TRACE_LIMIT: the limit --steps reports)
+from ..capture.tracer import (
+    ELEMENTWISE,
+    TRACE_LIMIT,
+    SavedTensor,
+    Tracer,
+)  # (TRACE_LIMIT: the limit --steps reports)
 from ..messages import t, template
 
 CONST_DIGITS = 8  # constants of the cell are shown as written (1.0001 is not 1)
@@ -150,6 +155,9 @@ class Steps:
             sent += f"{self._factor(step.arriving)} · {self._factor(edge.local)} = {self._v(edge.sent)}"
         else:
             sent += self._v(edge.sent)
+            arrived = step.arriving.numel() if step.arriving is not None else 0
+            if step.node in ELEMENTWISE and edge.sent.numel() < arrived:  # (b broadcast over x: summed)
+                sent = fmt.beside(sent, t("steps.broadcast", name=edge.to, count=arrived))
         if edge.into_grad and edge.sent is not None:
             sent += f" → {edge.to}.grad"
         return local, sent
@@ -263,9 +271,17 @@ class Steps:
         return list(cached)
 
     # ---- views ---------------------------------------------------------------
+    def legend(self, rows: list[list[str]]) -> list[str]:
+        """What a letter of the table's formulas stands for, where one is used: g."""
+        if any(_G.search(row[3]) for row in rows):
+            return [t("steps.g")]
+        return []
+
     def to_text(self) -> str:
         lines = self.intro()
-        lines += ["  " + line for line in fmt._text_table(self.header(), self.step_rows())]
+        rows = self.step_rows()
+        lines += ["  " + line for line in fmt._text_table(self.header(), rows)]
+        lines += self.legend(rows)
         leaves = self._sums()
         if leaves:
             lines.append(t("steps.leaves"))
@@ -279,7 +295,9 @@ class Steps:
         intro = self.intro()
         parts = [f"<p>{esc(intro[0])}</p>", "<pre>" + esc("\n".join(self.forward_shown())) + "</pre>"]
         parts += [f"<p>{esc(line)}</p>" for line in intro[1 + len(self.forward_shown()) :]]
-        parts.append(fmt._html_table(self.header(), self.step_rows()))
+        rows = self.step_rows()
+        parts.append(fmt._html_table(self.header(), rows))
+        parts += [f"<p>{esc(line)}</p>" for line in self.legend(rows)]
         leaves = self._sums()
         if leaves:
             parts.append(f"<p>{esc(t('steps.leaves'))}</p>")
@@ -545,6 +563,10 @@ BINARY_OPS = {
     "true_divide", "__truediv__", "__rtruediv__", "__div__", "pow", "__pow__", "__rpow__", "subtract", "multiply",
     "divide",
 }  # fmt: skip
+
+
+_G = re.compile(r"(?<![\w.])g(?![\w(])")  # g in a formula: the gradient arriving (g ⊗ v, Σ g, gᵀ·x)
+OPERATORS = {"neg": "-{}", "negative": "-{}", "matmul": "{} @ {}"}  # calls a cell mostly writes as operators
 
 
 def _superscript(n: Any) -> str:
@@ -1282,6 +1304,9 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
         index = op.shown[1]
         return f"{op.shown[0]}[{index[1:-1] if index.startswith('(') else index}]"  # x[:, 0], not a call
     if op is not None and op.shown and op.name not in BINARY_OPS and op.refs <= names and op.refs:
+        operator = OPERATORS.get(op.name)  # (-x and W @ v as the cell most likely wrote them)
+        if operator is not None and operator.count("{}") == len(op.shown):
+            return operator.format(*op.shown)
         return f"{op.name}({', '.join(op.shown)})"
     if kind == "WhereBackward0":  # the condition is no operand of the node (no grad): from the record
         cond = op.shown[0] if op is not None and op.name == "where" and op.shown else "condition"
