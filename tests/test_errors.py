@@ -52,8 +52,12 @@ LEAF = "x = torch.tensor(3.0, requires_grad=True)\n"
 NOTHING = [
     ("--wrt x=3", "print('hi')", ["made no tensor output from x", "y = 3 * x ** 2"]),
     ("--wrt x=3", "y = torch.tensor(5.0) * 2", ["y does not depend on x", "torch.tensor"]),
-    ("--wrt x=3", "y = x.detach() * 2", ["y does not depend on x"]),
-    ("--wrt x=3", "with torch.no_grad():\n    y = x * 2", ["y does not depend on x", "no_grad"]),
+    ("--wrt x=3", "y = x.detach() * 2", ["y comes from x.detach()", "no path back to x"]),
+    (
+        "--wrt x=3",
+        "with torch.no_grad():\n    y = x * 2",
+        ["inside a torch.no_grad() block", "y has no path back to x"],
+    ),
     ("--wrt x=3", "y = (3 * x ** 2).item()", ["y is of type float, not a tensor", ".item()"]),
     ("--wrt x=3", "[3 * x, x]", ["last value is of type list"]),
     ("--wrt x=3 --of nope", "y = x * 2", ["--of nope", "no variable 'nope'"]),
@@ -62,8 +66,12 @@ NOTHING = [
     ("", "y = torch.tensor(3.0) * 2", ["does not depend on any leaf tensor", "requires_grad=True"]),
     ("", "x = torch.tensor(3.0, requires_grad=True)", ["x is a leaf and the cell computed nothing from it"]),
     # the cell's own leaf, cut off from the output: the note names it and the likely cut
-    ("", f"{LEAF}with torch.no_grad():\n    y = 3 * x ** 2", ["y does not depend on x", "no_grad"]),
-    ("", f"{LEAF}z = x.detach()\ny = 3 * z ** 2", ["y does not depend on x", ".detach()"]),
+    (
+        "",
+        f"{LEAF}with torch.no_grad():\n    y = 3 * x ** 2",
+        ["inside a torch.no_grad() block", "y has no path back to x"],
+    ),
+    ("", f"{LEAF}z = x.detach()\ny = 3 * z ** 2", ["y comes from x.detach()", "y has no path back to x"]),
     ("", f"{LEAF}y = x.item() ** 2", ["y is a Python number (9)", "back to x", ".item()", "y = x ** 2"]),
     ("", f"{LEAF}v = x.item()\ny = v ** 2", ["y is a Python number (9)", "back to x"]),
     ("", f"{LEAF}lr = 0.01\nepochs = 10", ["x is a leaf and the cell computed nothing from it"]),  # (set, not

@@ -574,3 +574,24 @@ def test_chinese_brackets_take_no_space_before_them(shell, capsys):
     out = capsys.readouterr().out
     assert "（2 条路径：步骤 #6, #3）" in out and "第 #" not in out, out
     assert " （" not in out, [line for line in out.splitlines() if " （" in line]
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [
+        ("with torch.no_grad():\n    y = 3 * x ** 2",
+         "y was computed inside a torch.no_grad() block, where autograd records nothing: y has no path back to x."),
+        ("with torch.no_grad():\n    z = x * 2\ny = z + 1",
+         "z was computed inside a torch.no_grad() block, where autograd records nothing: y has no path back to x."),
+        ("y = (3 * x ** 2).detach()",
+         "y comes from (3 * x ** 2).detach(): detach() cuts the graph there, so y has no path back to x."),
+        ("z = x.detach()\ny = z * 2", "y comes from x.detach(): detach() cuts the graph there"),
+        ("y = torch.tensor(3.0) * 2", "was it made with torch.tensor(...), .detach(), .item() or under torch.no_grad()?"),
+    ],
+)  # fmt: skip
+def test_a_cut_path_names_its_cause_where_the_code_shows_it(run, cell, said):
+    """It asked "was it made with torch.tensor(...), .detach(), .item() or under torch.no_grad()?"
+    of a cell whose `with torch.no_grad():` was in plain sight."""
+    result = run("--wrt x=3", cell)
+    (text,) = result.note_texts
+    assert said in text, text

@@ -29,7 +29,7 @@ from .capture.paths import parse_path, value_at
 from .capture.runner import CellError, PlainRunner, ShellRunner
 from .capture.spec import GradError, WrtSpec, check_name, parse_wrt
 from .capture.syntax import loop_targets, nodes, parse
-from .derive.backward import dense, first_derivatives, names_assigned, number_note_checked
+from .derive.backward import checked_against_code, dense, first_derivatives, names_assigned
 from .derive.names import differentiated_texts
 from .derive.scaler import with_scaling_note
 from .messages import note, t, using
@@ -444,7 +444,7 @@ def _first(cell: _Cell, opts: GradOptions) -> Any:
         opts.steps, cell.owned, differentiated_texts(tree, cell.code), observer.written,
     )  # fmt: skip
     first = with_scaling_note(first, ns, observer.written)
-    first = number_note_checked(first, tree)
+    first = checked_against_code(first, tree)
     if tree is not None and not tree.body:  # only comments and blank lines: it ran, one note
         return dataclasses.replace(first, notes=(note("note.cell_empty"),), later=())
     if cell.originals and observer.count:  # (the cell's backward() filled the copy's .grad)

@@ -517,6 +517,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "--of {name}: the cell did not assign {name}; this {name} was left by an earlier cell.",
         "zh": "--of {name}：本单元格没有给 {name} 赋值；这个 {name} 是之前的单元格留下的。",
     },
+    "err.no_path_no_grad": {
+        "en": "{cut} was computed inside a torch.no_grad() block, where autograd records nothing: {name} has no "
+        "path back to {wrt}. Compute {cut} outside the block to get grads.",
+        "zh": "{cut} 是在 torch.no_grad() 块里算出来的，那里 autograd 什么都不记录：{name} 没有通向 {wrt} 的路径。"
+        "在块外计算 {cut} 才能得到梯度。",
+    },
+    "err.no_path_detached": {
+        "en": "{name} comes from {source}: detach() cuts the graph there, so {name} has no path back to {wrt}.",
+        "zh": "{name} 来自 {source}：detach() 在那里切断了计算图，所以 {name} 没有通向 {wrt} 的路径。",
+    },
     "err.no_path": {
         "en": "{name} does not depend on {wrt}: there is no path back to it; "
         "was it made with torch.tensor(...), .detach(), .item() or under torch.no_grad()?",

@@ -40,3 +40,47 @@ def loop_targets(tree: ast.AST | None) -> frozenset[str]:
         if isinstance(node, (ast.For, ast.AsyncFor)):
             found.update(n.id for n in ast.walk(node.target) if isinstance(n, ast.Name))
     return frozenset(found)
+
+
+def detached_source(value: ast.expr) -> str | None:
+    """``y.detach()`` when *value* is that call itself, ``y`` when it is computed from one (the
+    first detach() in *value*), else None."""
+    for node in ast.walk(value):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "detach":
+            inner = node.func.value
+            source = ast.unparse(inner)
+            if not isinstance(inner, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
+                source = f"({source})"  # ((3 * x ** 2).detach(), as written)
+            return f"{source}.detach()" if node is value else source
+    return None
+
+
+def is_no_grad(expr: ast.expr) -> bool:
+    """``torch.no_grad()``, ``no_grad()``, ``torch.inference_mode()``."""
+    func = expr.func if isinstance(expr, ast.Call) else expr
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("no_grad", "inference_mode")
+
+
+def no_grad_names(tree: ast.AST | None) -> set[str]:
+    """The names the cell assigned inside a ``no_grad``/``inference_mode`` block (autograd records
+    nothing there)."""
+    found: set[str] = set()
+    for node in nodes(tree) if tree is not None else ():
+        if isinstance(node, (ast.With, ast.AsyncWith)) and any(
+            is_no_grad(i.context_expr) for i in node.items
+        ):
+            stores = (n for inner in node.body for n in ast.walk(inner))
+            found.update(n.id for n in stores if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return found
+
+
+def detached_names(tree: ast.AST | None) -> dict[str, str]:
+    """The names the cell assigned from a ``detach()``: name -> :func:`detached_source`."""
+    found: dict[str, str] = {}
+    for node in nodes(tree) if tree is not None else ():
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            source = detached_source(node.value)
+            if source is not None:
+                found[node.targets[0].id] = source
+    return found

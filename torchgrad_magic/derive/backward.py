@@ -45,6 +45,7 @@ from ..capture.observe import (
     leaves_in,
 )
 from ..capture.paths import is_tensor, value_at
+from ..capture.syntax import detached_names, no_grad_names
 from ..messages import Note, note, t
 from .names import Reduced, Written, named_rows, read_into, reduction_of
 from .own_pass import own_grads
@@ -1182,7 +1183,37 @@ class _Dependence:
         return found
 
 
-def number_note_checked(first: Any, tree: Any) -> Any:
+def checked_against_code(first: Any, tree: Any) -> Any:
+    """*first*'s notes told against the cell's code: where it cut the graph, and whether a
+    Python number was computed from a leaf (:func:`_number_note_checked`)."""
+    return _number_note_checked(_cut_said(first, tree), tree)
+
+
+def _cut_said(first: Any, tree: Any) -> Any:
+    """ "y has no path back to x" said with its cause where the code shows it: y was computed in a
+    ``no_grad`` block, or from a ``detach()`` (instead of asking which of four it was)."""
+    said = [n for n in first.notes if n.id == "err.no_path"]
+    if not said or tree is None:
+        return first
+    no_grad, detached = no_grad_names(tree), detached_names(tree)
+    todo, seen = [said[0].fields["name"]], set[str]()  # (z = x.detach(); y = z * 2: y is cut through z)
+    while todo and len(seen) < 50:
+        name = todo.pop(0)
+        seen.add(name)
+        if name in no_grad:
+            better = note("err.no_path_no_grad", cut=name, **said[0].fields)
+            break
+        if name in detached:
+            source = detached[name] if detached[name].endswith(".detach()") else f"{detached[name]}.detach()"
+            better = note("err.no_path_detached", source=source, **said[0].fields)
+            break
+        todo += sorted(read_into(tree, name) - seen - {"*"})
+    else:
+        return first
+    return dataclasses.replace(first, notes=tuple(better if n is said[0] else n for n in first.notes))
+
+
+def _number_note_checked(first: Any, tree: Any) -> Any:
     """The "y is a Python number" note only where y was computed from the leaf it names (``y =
     x.item() ** 2``); a number the cell just set (``epochs = 10``) leaves the leaf computed nothing."""
     said = [n for n in first.notes if n.id == "err.number_output"]

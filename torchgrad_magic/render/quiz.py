@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import format as fmt
-from ..capture.syntax import nodes
+from ..capture.syntax import detached_names, no_grad_names, nodes
 from ..derive.rows import TensorRow
 from ..messages import t, using
 
@@ -137,51 +137,16 @@ class CellFacts:
 
     @classmethod
     def of(cls, tree: ast.Module | None) -> CellFacts:
-        detached: dict[str, str] = {}
-        no_grad: set[str] = set()
         in_place: dict[str, str] = {}
         for node in nodes(tree) if tree is not None else ():
-            if (
-                isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-            ):
-                source = _detached_source(node.value)
-                if source is not None:
-                    detached[node.targets[0].id] = source
-            elif isinstance(node, (ast.With, ast.AsyncWith)) and any(
-                _is_no_grad(i.context_expr) for i in node.items
-            ):
-                no_grad |= {
-                    n.id
-                    for s in node.body
-                    for n in ast.walk(s)
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-                }
-            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
                 in_place.setdefault(node.target.id, _short(ast.unparse(node)))
             elif _in_place_call(node):
                 assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 assert isinstance(node.func.value, ast.Name)
                 in_place.setdefault(node.func.value.id, _short(ast.unparse(node)))
-        return cls(detached, no_grad, in_place)
-
-
-def _detached_source(value: ast.expr) -> str | None:
-    """``y.detach()`` when *value* is that call itself, ``y`` when it is computed from one (the
-    first detach() in *value*), else None."""
-    for node in ast.walk(value):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "detach":
-            source = _short(ast.unparse(node.func.value))
-            return f"{source}.detach()" if node is value else source
-    return None
-
-
-def _is_no_grad(expr: ast.expr) -> bool:
-    """``torch.no_grad()``, ``no_grad()``, ``torch.inference_mode()``."""
-    func = expr.func if isinstance(expr, ast.Call) else expr
-    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    return name in ("no_grad", "inference_mode")
+        detached = {name: _short(source) for name, source in detached_names(tree).items()}
+        return cls(detached, no_grad_names(tree), in_place)
 
 
 def _in_place_call(node: ast.AST) -> bool:
