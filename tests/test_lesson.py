@@ -595,3 +595,21 @@ def test_a_cut_path_names_its_cause_where_the_code_shows_it(run, cell, said):
     result = run("--wrt x=3", cell)
     (text,) = result.note_texts
     assert said in text, text
+
+
+def test_two_backward_calls_in_a_cell_are_one_note(run):
+    """Three sayings of one fact: the grad column, "the cell called backward() 2 times" and
+    "x.grad already held 18, so backward() added this call's 18: x.grad = 36"."""
+    cell = "x = torch.tensor(3.0, requires_grad=True)\ny = 3 * x ** 2\ny.backward()\ny = 3 * x ** 2\ny.backward()"
+    result = run("", cell)
+    (text,) = result.note_texts
+    assert text.startswith("the cell called backward() 2 times; shown: call 2 (on y), as it ran: it added its 18 "
+                           "to the 18 x.grad held."), text  # fmt: skip
+    assert "36 (added up over 2 backward() calls)" in str(result)
+    before = (
+        "x = torch.tensor(3.0, requires_grad=True)\n(3 * x ** 2).backward()"  # (held from before the cell)
+    )
+    run.ns["torch"] = torch
+    exec(before, run.ns)
+    later = run("", "y = 3 * x ** 2\ny.backward()\ny = 3 * x ** 2\ny.backward()")
+    assert any(n.startswith("x.grad already held 36") for n in later.note_texts), later.note_texts

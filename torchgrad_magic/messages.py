@@ -44,6 +44,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "单元格调用了 {count} 次 {what}；这里显示第 {index} 次（对 {out}），即它运行当时的值。"
         "之后单元格又改动了 {changes}。",
     },
+    "note.backward_many_added": {
+        "en": "the cell called {what} {count} times; shown: call {index} (on {out}), as it ran: it added its {new} "
+        "to the {old} {name}.grad held. PyTorch adds grads up; clear them between calls ({name}.grad = None or "
+        "optimizer.zero_grad()) to get one call's.",
+        "zh": "单元格调用了 {count} 次 {what}；这里显示第 {index} 次（对 {out}），即它运行当时的值：它把自己的 {new} "
+        "加到了 {name}.grad 原有的 {old} 上。PyTorch 会累加梯度；想只要一次的梯度，请在两次调用之间清零"
+        "（{name}.grad = None 或 optimizer.zero_grad()）。",
+    },
+    "note.backward_many_added_after": {
+        "en": "the cell called {what} {count} times; shown: call {index} (on {out}), as it ran: it added its {new} "
+        "to the {old} {name}.grad held. PyTorch adds grads up; clear them between calls ({name}.grad = None or "
+        "optimizer.zero_grad()) to get one call's. After it, the cell changed {changes}.",
+        "zh": "单元格调用了 {count} 次 {what}；这里显示第 {index} 次（对 {out}），即它运行当时的值：它把自己的 {new} "
+        "加到了 {name}.grad 原有的 {old} 上。PyTorch 会累加梯度；想只要一次的梯度，请在两次调用之间清零"
+        "（{name}.grad = None 或 optimizer.zero_grad()）。之后单元格又改动了 {changes}。",
+    },
     "note.vjp": {
         "en": "{what} was given the weights {v} for {out}, so each grad is {v}·({deriv}) for that {v} "
         "(a vector-Jacobian product), not the grad of one number.",

@@ -459,7 +459,7 @@ def _from_call(
     grads = {n: (dense(c.grad) if c is not None else None) for n, c in caught.items()}
     values = {n: (c.value if c is not None else leaves[n].detach()) for n, c in caught.items()}
     notes = _call_notes(call, observed, (out_name, *(n for n, _ in others)), differentiated, leaves)
-    notes += _accumulation_notes(caught, call)
+    notes = _merge_accumulated(notes, _accumulation_notes(caught, call), caught)
     if call.index == observed.call_count and not observed.higher:  # (a later call may have filled .grad)
         notes += _returned_notes(caught, call)
     if call.unnamed and not wrt:
@@ -616,14 +616,31 @@ def _copy_differs(leaf: torch.Tensor, value: torch.Tensor) -> bool:
         return False
 
 
+def _merge_accumulated(notes: list[Note], added: list[Note], caught: dict[str, Any]) -> list[Note]:
+    """ "the cell called backward() 2 times" and "x.grad already held 18, so backward() added this
+    call's 18: x.grad = 36" in one note where what .grad held came from the cell's own calls (the
+    grad column says "added up over 2 backward() calls" and shows the 36)."""
+    many = next((i for i, n in enumerate(notes) if n.id == "note.backward_many"), None)
+    if many is None or len(added) != 1 or added[0].id != "note.accumulated":
+        return [*notes, *added]
+    fields = added[0].fields
+    leaf = caught.get(fields["name"])
+    if leaf is None or leaf.held_before or leaf.added_calls < 2:
+        return [*notes, *added]
+    merged = note("note.backward_many_added", **notes[many].fields, **fields)
+    return [*notes[:many], merged, *notes[many + 1 :]]
+
+
 def _merge_after(notes: list[Note], after: list[Note]) -> list[Note]:
     """ "call 50 of 50" and "after it the cell changed w" in one note: one fact, one line."""
     if not after:
         return notes
-    many = next((i for i, n in enumerate(notes) if n.id == "note.backward_many"), None)
+    many = next(
+        (i for i, n in enumerate(notes) if n.id in ("note.backward_many", "note.backward_many_added")), None
+    )
     if many is None:
         return [*notes, *after]
-    merged = note("note.backward_many_after", **notes[many].fields, changes=after[0].fields["changes"])
+    merged = note(notes[many].id + "_after", **notes[many].fields, changes=after[0].fields["changes"])
     return [*notes[:many], merged, *notes[many + 1 :]]
 
 
