@@ -109,7 +109,7 @@ def test_an_alias_of_a_parameter_says_what_it_aliases(run):
     )
     result = run("", cell)
     w = row(result, "W")
-    assert w.alias == "model.2.weight" and w.cells(4, 6, False, False)[1] == "= model.2.weight"
+    assert w.alias == "model.2.weight" and w.cells(4, 6, (), False)[1] == "= model.2.weight"
     assert torch.equal(w.grad, run.ns["model"][2].weight.grad) if run.kind == "magic" else w.grad is not None
 
 

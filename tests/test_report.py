@@ -79,8 +79,10 @@ def test_pretty_text_equals_str():
 
 def test_shape_and_dtype_columns_appear_only_when_useful():
     assert "shape" not in str(grad("y = 3 * x ** 2", wrt="x=3"))
-    text = str(grad("y = 3 * x ** 2", wrt="x=3", dtype="float64"))
-    assert "shape" in text and "float64" in text
+    text = str(grad("y = 3 * x ** 2", wrt="x=3", dtype="float64"))  # (scalars: their shape says nothing)
+    assert "shape" not in text and "  dtype\n" in text and "float64" in text, text
+    text = str(grad("y = (x ** 2).sum()", wrt="x=[1.0, 2.0, 3.0]"))  # (float32, the default: nothing to say)
+    assert "  shape\n" in text and "dtype" not in text and "float32" not in text, text
 
 
 def test_getitem_and_grads_mapping():

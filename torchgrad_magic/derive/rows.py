@@ -85,7 +85,8 @@ class TensorRow:
     def is_scalar(self) -> bool:
         return self.data.dim() == 0
 
-    def cells(self, digits: int, max_items: int, extra: bool, times_input: bool) -> list[str]:
+    def cells(self, digits: int, max_items: int, extra: tuple[str, ...], times_input: bool) -> list[str]:
+        """The row's cells; *extra*: which of "shape" and "dtype" the table has."""
         cells = [
             self.name,
             t("role.alias", name=self.alias) if self.alias else t(f"role.{self.role}"),
@@ -95,8 +96,10 @@ class TensorRow:
             str(self.is_leaf),
             str(self.requires_grad),
         ]
-        if extra:
-            cells += [fmt.shape(self.data), fmt.dtype(self.data)]
+        if "shape" in extra:
+            cells.append(fmt.shape(self.data))
+        if "dtype" in extra:
+            cells.append(fmt.dtype(self.data))
         if times_input:  # (right after the grad column)
             grad = self.grad if self.role in ("input", "leaf") else None
             cells.insert(4, "" if grad is None else fmt.values(grad * self.data, digits, max_items))

@@ -22,7 +22,17 @@ from ..messages import Note, note, t, using
 
 # Only "tensor" and "role" are translated: the rest are PyTorch's own attribute names.
 COLUMNS = ("col.tensor", "col.role", "data", "grad", "grad_fn", "is_leaf", "requires_grad")
-EXTRA_COLUMNS = ("shape", "dtype")
+EXTRA_COLUMNS = ("shape", "dtype")  # shown where they tell something: a tensor not a scalar, not float32
+
+
+def _extra_columns(rows: tuple[Any, ...]) -> tuple[str, ...]:
+    """Which of :data:`EXTRA_COLUMNS` the table has: shape where a tensor is not a scalar, dtype
+    where one is not float32 on the CPU (PyTorch's default says nothing)."""
+    shape = any(not row.is_scalar for row in rows)
+    dtype = any(row.data.dtype != torch.float32 or row.data.device.type != "cpu" for row in rows)
+    return tuple(c for c, shown in zip(EXTRA_COLUMNS, (shape, dtype), strict=True) if shown)
+
+
 GRAD_COLUMN = COLUMNS.index("grad")
 TIMES_INPUT = "grad×input"
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -257,9 +267,9 @@ class GradResult:
     def _table(self) -> tuple[list[str], list[list[str]]]:
         """:meth:`table`, made once: a display shows both the text and the HTML (so do the parts
         below, each made once in the report's language)."""
-        extra = any(not row.is_scalar or row.data.dtype != torch.float32 for row in self._rows())
+        extra = _extra_columns(self._rows())
         with using(self.language):
-            header = [t(c) if c.startswith("col.") else c for c in COLUMNS + (EXTRA_COLUMNS if extra else ())]
+            header = [t(c) if c.startswith("col.") else c for c in COLUMNS + extra]
             if self.times_input:  # (beside the grad it multiplies: in view where a wide table scrolls)
                 header.insert(GRAD_COLUMN + 1, TIMES_INPUT)
             rows = [row.cells(self.digits, self.max_items, extra, self.times_input) for row in self._rows()]
