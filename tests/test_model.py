@@ -319,7 +319,12 @@ def test_steps_on_a_model_are_per_layer():
         ("net.0", "Linear"),
     ]
     text = steps.to_text()
-    assert "∂loss/∂weight = gᵀ·b" in text and "→ net.2.weight.grad" in text and "e = c − target" in text
+    assert (
+        "∂loss/∂net.2.weight = gᵀ·b" in text
+        and "∂loss/∂b = g·net.2.weight" in text
+        and "→ net.2.weight.grad" in text
+        and "e = c − target" in text
+    )
     sent = {e.to: e.sent for layer in layers for e in layer.leaving}
     for name in ("net.0.weight", "net.2.bias"):
         torch.testing.assert_close(sent[name], result.grads[name])

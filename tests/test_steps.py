@@ -695,7 +695,7 @@ def test_a_models_other_parameters_keep_their_names_under_wrt_one_of_them():
     ).steps.to_text()
     assert "a = net.0.bias + data @ net.0.weightᵀ" in text and "c = net.2.bias + b @ net.2.weightᵀ" in text
     assert "leaf(" not in text
-    assert "∂loss/∂weight = gᵀ·x," in text
+    assert "∂loss/∂net.0.weight = gᵀ·data,  ∂loss/∂net.0.bias = Σ g  " in text, text  # (data needs no grad)
     # --wrt the last bias: the whole pass as backward() runs it (a pass to the bias alone wrote
     # "a = net.2.bias + b @ c" with b and c never defined)
     bias = grad("loss = net(data).pow(2).mean()", wrt="net.2.bias", steps=True, namespace=ns)
@@ -728,3 +728,16 @@ def test_a_folded_row_does_not_widen_the_node_column():
     (header,) = [line for line in lines if "backward node" in line]
     assert "backward node  undoes" in header
     assert any(line.lstrip().startswith("…     steps 13–") for line in lines)
+
+
+def test_a_loss_layers_rule_names_its_target_and_n():
+    torch.manual_seed(0)
+    ns = {"torch": torch, "net": torch.nn.Linear(3, 4), "X": torch.randn(5, 3),
+          "labels": torch.tensor([0, 1, 2, 3, 0]), "crit": torch.nn.CrossEntropyLoss(), "mse": torch.nn.MSELoss()}  # fmt: skip
+    text = grad("loss = crit(net(X), labels)\nloss.backward()", steps=True, namespace=ns).steps.to_text()
+    assert "(softmax(a) − onehot(labels))/n (n = 5)" in text, text  # (n: the samples)
+    ns["goal"] = torch.zeros(5, 4)
+    text = grad(
+        "out = net(X)\nloss = mse(out, goal)\nloss.backward()", steps=True, namespace=ns
+    ).steps.to_text()
+    assert "∂loss/∂out = 2·(out − goal)/n (n = 20)" in text, text  # (n: the elements)

@@ -192,11 +192,7 @@ class Steps:
         first = layer.steps[0]
         index = f"{first.index}–{layer.steps[-1].index}" if len(layer.steps) > 1 else str(first.index)
         head = [index, f"{layer.module} ({layer.kind})", first.forward]
-        rule = LAYER_RULES.get(layer.kind)
-        inputs = [n for n in layer.inputs if not n.startswith(layer.module + ".")]
-        x = inputs[0] if len(inputs) == 1 else "x"
-        if rule is not None:
-            rule = t(rule, x=x) if rule.startswith("steps.rule.") else rule.format(x=x)
+        rule = _layer_rule(layer)
         local = (
             rule.replace("∂L/", f"∂{fmt.operand(self.output)}/")
             if rule
@@ -333,6 +329,50 @@ LAYER_RULES = {
     "Dropout": "∂L/∂{x} = g·mask/(1 − p)",
     "Embedding": "steps.rule.embedding",
 }
+
+
+def _layer_rule(layer: Layer) -> str | None:
+    """What *layer*'s backward computes (:data:`LAYER_RULES`), in the cell's names: its input
+    (``data``), its parameters (``net.weight``), the loss's target (``y``) and n; the part for the
+    input left out where nothing goes back to it (it needs no grad)."""
+    rule = LAYER_RULES.get(layer.kind)
+    if rule is None:
+        return None
+    forward = layer.steps[0].forward
+    inputs = [n for n in layer.inputs if not n.startswith(layer.module + ".")]
+    x = inputs[0] if len(inputs) == 1 else _matmul_operand(forward) if not inputs else "x"
+    rule = t(rule, x=x) if rule.startswith("steps.rule.") else rule.format(x=x)
+    rule = _with_module_names(rule, layer.module, x, sends_back=bool(inputs))
+    if layer.kind in ("MSELoss", "CrossEntropyLoss"):
+        target = re.search(r"_loss\([^,]+, ([\w.\[\]]+)", forward)  # (the cell's name for it)
+        rule = rule.replace("target", target.group(1) if target else "target") + _n_of(layer)
+    return rule
+
+
+def _n_of(layer: Layer) -> str:
+    """`` (n = 2)`` after a loss's rule that divides by n: what n was (MSE: the elements; cross
+    entropy: the samples)."""
+    sent = next((e.sent for e in layer.leaving if e.sent is not None and not e.leaf), None)
+    if sent is None:
+        return ""
+    n = sent.numel() if layer.kind == "MSELoss" or sent.dim() < 2 else sent.shape[0]
+    return f" (n = {n})"
+
+
+def _matmul_operand(forward: str) -> str:
+    """The layer's input in its forward line (``data`` of ``a = net.bias + data @ net.weightᵀ``),
+    where no gradient goes back to it (it needs none); else "x"."""
+    found = re.search(r"([\w.\[\]]+) @ ", forward)
+    return found.group(1) if found else "x"
+
+
+def _with_module_names(rule: str, module: str, x: str, sends_back: bool) -> str:
+    """A layer's rule with its parameters' names as the cell has them (``net.weight``); the part
+    for the layer's input left out where nothing is sent back to it (it needs no grad)."""
+    rule = re.sub(r"(?<=∂)(weight|bias)\b|(?<=·)weight\b", lambda m: f"{module}.{m.group(0)}", rule)
+    if sends_back:
+        return rule
+    return ",  ".join(part for part in rule.split(",  ") if not part.startswith(f"∂L/∂{x} ="))
 
 
 def _shown(steps: Sequence[Step]) -> list[Step | Fold | Layer]:
