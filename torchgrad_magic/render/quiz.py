@@ -252,7 +252,8 @@ def _step_questions(steps: Any) -> list[Question]:
             head, _, answer = local.partition(" = ")
             fields = {"index": step.index, "node": step.node, "forward": step.forward}
             questions.append(Question(t("quiz.q.local", local=head, **fields), answer))
-            if edge.sent is not None:
+            passed_on = edge.local is not None and edge.local.numel() == 1 and float(edge.local) == 1
+            if edge.sent is not None and not passed_on:  # (× 1: what arrived goes on, asked once above)
                 head, _, answer = sent.partition(" += " if edge.shared else " = ")
                 head += " +=" if edge.shared else " ="  # (one path's part: ∂f/∂v += arriving · local)
                 questions.append(Question(t("quiz.q.sent", index=step.index, sent=head), answer))
