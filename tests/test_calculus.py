@@ -157,6 +157,36 @@ def test_check_says_where_the_function_has_a_kink(run):
     assert smooth.checks[0].ok and not any("not differentiable" in n for n in smooth.note_texts)
 
 
+def test_a_steep_smooth_function_is_no_kink(run):
+    # 1e7·x² at 0: the one-sided slopes over h = 1e-6 are 10 and -10 (f''·h), not a kink
+    result = run("--wrt x=0 --check", "y = 1e7 * x ** 2")
+    assert result.checks[0].ok and not result.checks[0].kink and "pass" in str(result)
+    assert not any("differentiable" in n for n in result.note_texts), result.note_texts
+
+
+def test_a_kink_inside_a_big_input_is_found_along_the_directions(run):
+    # relu over a linspace with 0 in it (checked along 8 random directions) read FAIL, no note
+    result = run("--wrt x=torch.linspace(-1, 1, 101) --check", "y = torch.relu(x).sum()")
+    (row,) = result.checks
+    assert row.directions == 8 and row.ok and row.kink and "kink: see note" in str(result)
+    assert any("along one of the random directions of x" in n for n in result.note_texts)
+
+
+def test_a_wrong_custom_backward_is_not_blamed_on_a_cut(run):
+    """A Function's forward runs without grad: its ops read as a no_grad cut, and a buggy backward()
+    (the textbook exercise) got "the difference comes from that cut, not from an autograd error"."""
+    run.ns["torch"] = torch
+    exec(
+        "class MySquare(torch.autograd.Function):\n"
+        "    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n        return x * x\n"
+        "    @staticmethod\n    def backward(ctx, g):\n        (x,) = ctx.saved_tensors\n        return g * 3 * x\n",
+        run.ns,
+    )
+    result = run("--wrt x=3 --check", "y = MySquare.apply(x)\ny.backward()")
+    assert not result.checks[0].ok and "FAIL" in str(result)
+    assert not any("cut" in n for n in result.note_texts), result.note_texts
+
+
 def test_check_of_a_big_input_names_its_numbers_directional_derivatives(run):
     result = run("--wrt x=torch.linspace(-3, 3, 1000) --check", "y = torch.sin(x).sum()")
     assert result.checks[0].directions == 8 and "x along 8 directions  [" in str(result), str(result)

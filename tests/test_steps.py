@@ -741,3 +741,20 @@ def test_a_loss_layers_rule_names_its_target_and_n():
         "out = net(X)\nloss = mse(out, goal)\nloss.backward()", steps=True, namespace=ns
     ).steps.to_text()
     assert "∂loss/∂out = 2·(out − goal)/n (n = 20)" in text, text  # (n: the elements)
+
+
+def test_a_loss_rule_follows_its_reduction_and_weights():
+    torch.manual_seed(0)
+    ns = {"torch": torch, "net": torch.nn.Linear(3, 1), "X": torch.randn(4, 3), "Y": torch.randn(4, 1)}
+    ns["mse"] = torch.nn.MSELoss(reduction="sum")
+    text = grad("loss = mse(net(X), Y)\nloss.backward()", steps=True, namespace=ns).steps.to_text()
+    assert "∂loss/∂a = 2·(a − Y)  " in text and "(n =" not in text, text  # (a sum: no /n)
+    ns["mse"] = torch.nn.MSELoss()
+    text = grad(
+        "loss = mse(net(X), torch.zeros(4, 1))\nloss.backward()", steps=True, namespace=ns
+    ).steps.to_text()
+    assert "2·(a − target)/n (n = 4)" in text and "[[" not in text.split("∂loss/∂a = ")[1][:20], text
+    ns.update(net=torch.nn.Linear(3, 2), labels=torch.tensor([0, 1, 1, 0]))
+    ns["ce"] = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0]))  # (its rule is not the plain one)
+    text = grad("loss = ce(net(X), labels)\nloss.backward()", steps=True, namespace=ns).steps.to_text()
+    assert "onehot" not in text and "NllLossBackward0" in text, text

@@ -760,6 +760,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{out} 在 {name} = {point} 处不可导：右侧斜率是 {right}，左侧斜率是 {left}。"
         "autograd 给出 {auto}，这是 PyTorch 在这种点上的约定。",
     },
+    "check.kink_outside": {
+        "en": "{out} is not differentiable at {name} = {point}: the slope is {right} from the right and {left} "
+        "from the left. autograd reports {auto}, outside both: no side's slope.",
+        "zh": "{out} 在 {name} = {point} 处不可导：右侧斜率是 {right}，左侧斜率是 {left}。"
+        "autograd 给出 {auto}，不在两者之间：不是任何一侧的斜率。",
+    },
+    "check.kink_along": {
+        "en": "{out} is not differentiable here along one of the random directions of {name}: the slope is "
+        "{right} one way and {left} the other (an element at a kink, like relu's or abs's 0). autograd "
+        "reports {auto} along it, between the two: PyTorch's convention at such a point.",
+        "zh": "{out} 在这里沿 {name} 的某个随机方向不可导：一侧斜率是 {right}，另一侧是 {left}"
+        "（某个元素正处在折点上，比如 relu 或 abs 的 0）。autograd 沿这个方向给出 {auto}，在两者之间："
+        "这是 PyTorch 在这种点上的约定。",
+    },
+    "check.kink_along_outside": {
+        "en": "{out} is not differentiable here along one of the random directions of {name}: the slope is "
+        "{right} one way and {left} the other. autograd reports {auto} along it, outside both: no side's slope.",
+        "zh": "{out} 在这里沿 {name} 的某个随机方向不可导：一侧斜率是 {right}，另一侧是 {left}。"
+        "autograd 沿这个方向给出 {auto}，不在两者之间：不是任何一侧的斜率。",
+    },
     "check.sampled": {
         "en": "{name} has {count} elements; the check used {used} of them.",
         "zh": "{name} 有 {count} 个元素；检验只用了其中 {used} 个。",

@@ -310,25 +310,49 @@ class _Checker:
         chosen = float(along.real if unit == 1 else along.imag)
         tolerance = 64 * EPS64 * max(abs(f_plus), abs(f_minus), abs(self.center), 1.0) / h
         slopes = ((f_plus - self.center) / h, (self.center - f_minus) / h)
-        at_kink = i is not None and self.kink(name, point, i, slopes, chosen)
-        side = at_kink and min(slopes) - tolerance - ATOL <= chosen <= max(slopes) + tolerance + ATOL
+        side = False
+        if self.is_kink(name, point, move, slopes):
+            side = min(slopes) - tolerance - ATOL <= chosen <= max(slopes) + tolerance + ATOL
+            self.say_kink(name, point, i, slopes, (chosen, side))
         return (f_plus - f_minus) / (2 * h), chosen, tolerance, side
 
-    def kink(self, name: str, point: torch.Tensor, i: int, slopes: tuple[float, float], auto: float) -> bool:
-        """Whether the right and left slopes (*slopes*) differ there; the first such place gets a
-        note (autograd took one side there, *auto*)."""
+    def is_kink(
+        self, name: str, point: torch.Tensor, move: torch.Tensor, slopes: tuple[float, float]
+    ) -> bool:
+        """Whether the slopes from the right and the left (*slopes*, over *move*) differ there, and
+        still do over a tenth of it: a smooth function's differ by f''·h, which shrinks with h (10⁷·x²
+        at 0: 10 and -10 at h = 10⁻⁶), a kink's do not."""
         right, left = slopes
         if not abs(right - left) > 1e-3 * max(1.0, abs(right), abs(left)):
             return False
+        h = float(move.abs().max())
+        small = ((self.value(name, point + move / 10) - self.center) / (h / 10),
+                 (self.center - self.value(name, point - move / 10)) / (h / 10))  # fmt: skip
+        return abs(small[0] - small[1]) > 0.5 * abs(right - left)
+
+    def say_kink(
+        self,
+        name: str,
+        point: torch.Tensor,
+        i: int | None,
+        slopes: tuple[float, float],
+        auto: tuple[float, bool],
+    ) -> None:
+        """The note of the first kink: where (an element, or along a random direction), its slopes,
+        and autograd's value *auto* (between them: PyTorch took a side; outside both: wrong)."""
         if self.kink_said:
-            return True
+            return
         self.kink_said = True
+        right, left = (fmt.number(v) for v in slopes)
+        value, between = fmt.number(auto[0]), auto[1]
+        if i is None:
+            key = "check.kink_along" if between else "check.kink_along_outside"
+            self.notes.append(note(key, out=self.out, name=name, right=right, left=left, auto=value))
+            return
         where = name if point.dim() == 0 else f"{name}[{i}]"
-        self.notes.append(
-            note("check.kink", out=self.out, name=where, point=fmt.number(float(point.reshape(-1)[i].real)),
-                 right=fmt.number(right), left=fmt.number(left), auto=fmt.number(auto))
-        )  # fmt: skip
-        return True
+        at = fmt.number(float(point.reshape(-1)[i].real))
+        key = "check.kink" if between else "check.kink_outside"
+        self.notes.append(note(key, out=self.out, name=where, point=at, right=right, left=left, auto=value))
 
 
 def _float64(value: torch.Tensor) -> torch.Tensor:

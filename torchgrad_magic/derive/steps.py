@@ -82,6 +82,7 @@ class Step:
     kink: bool = False  # relu/abs evaluated exactly at 0
     module: str = ""  # the model's layer that made this node (net.2), when the cell called a model
     module_kind: str = ""  # its type (Linear)
+    reduction: int | None = None  # a loss node's: 0 none, 1 mean, 2 sum; -1 weighted (a rule of its own)
 
 
 @dataclass(frozen=True)
@@ -344,8 +345,12 @@ def _layer_rule(layer: Layer) -> str | None:
     rule = t(rule, x=x) if rule.startswith("steps.rule.") else rule.format(x=x)
     rule = _with_module_names(rule, layer.module, x, sends_back=bool(inputs))
     if layer.kind in ("MSELoss", "CrossEntropyLoss"):
-        target = re.search(r"_loss\([^,]+, ([\w.\[\]]+)", forward)  # (the cell's name for it)
-        rule = rule.replace("target", target.group(1) if target else "target") + _n_of(layer)
+        call = re.search(r"= (?:mse|nll)_loss\([\w.]+, ([A-Za-z_][\w.]*)[,)]", forward)  # (its target's name)
+        reduction = next((s.reduction for s in layer.steps if s.reduction is not None), None)
+        if reduction not in (1, 2) or not re.search(r"= (?:mse|nll)_loss\(", forward):
+            return None  # (weights, label smoothing, no reduction: not the rule shown)
+        rule = rule.replace("target", call.group(1) if call else "target")
+        rule = rule + _n_of(layer) if reduction == 1 else rule.replace(")/n", ")")
     return rule
 
 
@@ -357,6 +362,17 @@ def _n_of(layer: Layer) -> str:
         return ""
     n = sent.numel() if layer.kind == "MSELoss" or sent.dim() < 2 else sent.shape[0]
     return f" (n = {n})"
+
+
+def _reduction(kind: str, raw: Any) -> int | None:
+    """A loss node's reduction (0 none, 1 mean, 2 sum), -1 where it was weighted."""
+    if kind not in ("MseLossBackward0", "NllLossBackward0", "NllLoss2DBackward0"):
+        return None
+    saved = raw.saved_now()
+    if isinstance(saved.get("weight"), SavedTensor):
+        return -1
+    reduction = saved.get("reduction")
+    return reduction if isinstance(reduction, int) else None
 
 
 def _matmul_operand(forward: str) -> str:
@@ -886,6 +902,7 @@ class _Walk:
             kink=self._at_kink(kind, raw),
             module=module,
             module_kind=self.module_kinds[position - 1],
+            reduction=_reduction(kind, raw),
         )
 
     def _at_kink(self, kind: str, raw: Any) -> bool:
