@@ -562,7 +562,7 @@ def test_a_change_after_the_call_is_listed_with_and(run):
     text = " ".join(run("", DESCENT_TWO_STEPS).note_texts)
     assert "changed w (now 3.88) and w.grad (zeroed: now 0)." in text, text
     text = " ".join(run("--lang zh", DESCENT_TWO_STEPS).note_texts)
-    assert "改动了 w（现在是 3.88）和w.grad（已清零：现在是 0）" in text, text
+    assert "改动了 w（现在是 3.88）和 w.grad（已清零：现在是 0）" in text, text
 
 
 def test_chinese_brackets_take_no_space_before_them(shell, capsys):
@@ -587,6 +587,7 @@ def test_chinese_brackets_take_no_space_before_them(shell, capsys):
          "y comes from (3 * x ** 2).detach(): detach() cuts the graph there, so y has no path back to x."),
         ("z = x.detach()\ny = z * 2", "y comes from x.detach(): detach() cuts the graph there"),
         ("y = torch.tensor(3.0) * 2", "was it made with torch.tensor(...), .detach(), .item() or under torch.no_grad()?"),
+        ("with torch.inference_mode():\n    y = x * 2", "y was computed inside a torch.inference_mode() block"),
     ],
 )  # fmt: skip
 def test_a_cut_path_names_its_cause_where_the_code_shows_it(run, cell, said):

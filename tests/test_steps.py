@@ -269,6 +269,8 @@ def test_float_noise_still_reads_whole():  # (the table too: y = x·1.0001 read 
     assert fmt.number(0.99999994) == "1" and fmt.number(18.0) == "18"
     assert fmt.number(1.0001) == "1.0001" and fmt.number(1234.5) == "1234.5"
     assert fmt.number(2.71828) == "2.718" and fmt.number(-3.0002) == "-3.0002"
+    assert fmt.number(99999.5) == "99999.5" and fmt.number(-9999.8) == "-9999.8"  # (a carry: no 1e+05)
+    assert fmt.number(1.00001) == "1.00001" and fmt.number(12.00004) == "12.00004"  # (float64's, too)
 
 
 # ---------------------------------------------------------------------------
@@ -758,3 +760,29 @@ def test_a_loss_rule_follows_its_reduction_and_weights():
     ns["ce"] = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0]))  # (its rule is not the plain one)
     text = grad("loss = ce(net(X), labels)\nloss.backward()", steps=True, namespace=ns).steps.to_text()
     assert "onehot" not in text and "NllLossBackward0" in text, text
+
+
+def test_a_tensor_used_twice_adds_its_parts_where_it_sends_on():
+    # a·a: "dy/da += 3" twice, then "dy/dx = 6 · 3": the 6 came from nowhere the table said
+    text = grad("a = x * 3\ny = a * a", wrt="x=1.0", steps=True).steps.to_text()
+    assert text.count("dy/da += 1 · 3 = 3") == 2 and "dy/dx = (3 + 3) · 3 = 18 → x.grad" in text, text
+
+
+def test_a_tensor_named_g_keeps_its_name_and_the_gradient_is_g_bar():
+    text = grad(
+        "y = (W @ g).sum()", wrt="W=torch.ones(2, 2) g=torch.tensor([1.0, 2.0])", steps=True
+    ).steps.to_text()
+    assert "∂a/∂W = ḡ ⊗ g " in text and "∂a/∂g = Wᵀ @ ḡ " in text, text
+    assert "ḡ in a formula: the gradient arriving" in text, text
+    made_up = grad(
+        "y = x * 2 * 3 * 4 * 5 * 6 * 7 * 8 * 9 * 10 * 11 * 12 * 13", wrt="x=1.0", steps=True
+    ).steps.made_up
+    assert len(made_up) == 11 and "f" in made_up and not {"d", "g", "n"} & set(made_up), made_up
+
+
+def test_a_property_and_a_librarys_default_keyword_read_as_written():
+    text = grad("y = (x @ W.T).sum() + torch.nn.functional.relu(x).sum()",
+                wrt="W=torch.ones(2, 2) x=torch.tensor([1.0, 2.0])", steps=True).steps.to_text()  # fmt: skip
+    assert "  a = W.T\n" in text and "relu(x)\n" in text and ".T(W)" not in text and "inplace" not in text, (
+        text
+    )

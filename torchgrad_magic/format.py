@@ -13,6 +13,9 @@ import torch
 ELLIPSIS = "…"
 
 
+NOISE = 1e-6  # relative: a number this close to a whole one reads whole (float32 rounding: 1.2e-7 a step)
+
+
 def number(value: object, digits: int = 4) -> str:
     """``18.0 -> '18'``, ``1/3 -> '0.3333'``, ``nan -> 'nan'``; complex kept complex. A number that
     is not whole never reads as one (``1.0001``, not ``1``: a factor of the chain rule shown as 1
@@ -29,7 +32,10 @@ def number(value: object, digits: int = 4) -> str:
         if "e+" in text and abs(value) < 1e7:  # (12345 reads 12345, not 1.234e+04)
             digits = len(str(int(abs(value))))
             text = f"{value:.{digits}g}"
-        if _reads_whole(text) and abs(value - float(text)) > 1e-5 * max(1.0, abs(value)):
+            if "e+" in text:  # (99999.5 rounds up to 100000: one digit more)
+                digits += 1
+                text = f"{value:.{digits}g}"
+        if _reads_whole(text) and abs(value - float(text)) > NOISE * max(1.0, abs(value)):
             return _unrounded(value, digits)  # (2.0002 is not 2: torch itself prints 2.0002)
         return "0" if text == "-0" else text
     return str(value)

@@ -31,7 +31,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "role.alias": {"en": "= {name}", "zh": "即 {name}"},
     "headline.at": {"en": "{text} (at {points})", "zh": "{text}（在 {points} 处）"},
     "headline.sep": {"en": ", ", "zh": "，"},
-    "list.and": {"en": "{first} and {last}", "zh": "{first}和{last}"},
+    "list.and": {"en": "{first} and {last}", "zh": "{first} 和 {last}"},
     "note.prefix": {"en": "note: {note}", "zh": "提示：{note}"},
     # ---- notes ---------------------------------------------------------
     "note.backward_many": {
@@ -534,9 +534,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "--of {name}：本单元格没有给 {name} 赋值；这个 {name} 是之前的单元格留下的。",
     },
     "err.no_path_no_grad": {
-        "en": "{cut} was computed inside a torch.no_grad() block, where autograd records nothing: {name} has no "
+        "en": "{cut} was computed inside a {block} block, where autograd records nothing: {name} has no "
         "path back to {wrt}. Compute {cut} outside the block to get grads.",
-        "zh": "{cut} 是在 torch.no_grad() 块里算出来的，那里 autograd 什么都不记录：{name} 没有通向 {wrt} 的路径。"
+        "zh": "{cut} 是在 {block} 块里算出来的，那里 autograd 什么都不记录：{name} 没有通向 {wrt} 的路径。"
         "在块外计算 {cut} 才能得到梯度。",
     },
     "err.no_path_detached": {
@@ -1219,8 +1219,8 @@ backward() 或 torch.autograd.grad() 时，表中的梯度就是那次调用当�
     "steps.col.local": {"en": "local derivative", "zh": "局部导数"},
     "steps.col.grad": {"en": "gradient: arriving · local = sent on", "zh": "梯度：传入 · 局部导数 = 传出"},
     "steps.g": {
-        "en": "g in a formula: the gradient arriving at that step (the last column's 'arriving').",
-        "zh": "公式里的 g：传到这一步的梯度（最后一列的“传入”）。",
+        "en": "{g} in a formula: the gradient arriving at that step (the last column's 'arriving').",
+        "zh": "公式里的 {g}：传到这一步的梯度（最后一列的“传入”）。",
     },
     "steps.broadcast": {
         "en": "(summed: {name} was broadcast to {count} elements)",

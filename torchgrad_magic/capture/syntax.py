@@ -62,16 +62,21 @@ def is_no_grad(expr: ast.expr) -> bool:
     return name in ("no_grad", "inference_mode")
 
 
-def no_grad_names(tree: ast.AST | None) -> set[str]:
+def no_grad_names(tree: ast.AST | None) -> dict[str, str]:
     """The names the cell assigned inside a ``no_grad``/``inference_mode`` block (autograd records
-    nothing there)."""
-    found: set[str] = set()
+    nothing there): name -> the block's call as written (``torch.no_grad()``)."""
+    found: dict[str, str] = {}
     for node in nodes(tree) if tree is not None else ():
-        if isinstance(node, (ast.With, ast.AsyncWith)) and any(
-            is_no_grad(i.context_expr) for i in node.items
-        ):
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            block = next(
+                (ast.unparse(i.context_expr) for i in node.items if is_no_grad(i.context_expr)), None
+            )
+            if block is None:
+                continue
             stores = (n for inner in node.body for n in ast.walk(inner))
-            found.update(n.id for n in stores if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+            found.update(
+                (n.id, block) for n in stores if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            )
     return found
 
 

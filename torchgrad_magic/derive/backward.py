@@ -772,7 +772,7 @@ def _changed_after(caught: dict, call: Call) -> list[Note]:
             said[0]
             if len(said) == 1
             else t("list.and", first=t("headline.sep").join(said[:-1]), last=said[-1])
-        )
+        ).replace("） 和", "）和")  # (Chinese: no space after a full-width bracket)
     return [note("note.after", index=call.index, changes=words)]
 
 
@@ -1218,7 +1218,7 @@ def _cut_said(first: Any, tree: Any) -> Any:
         name = todo.pop(0)
         seen.add(name)
         if name in no_grad:
-            better = note("err.no_path_no_grad", cut=name, **said[0].fields)
+            better = note("err.no_path_no_grad", cut=name, block=no_grad[name], **said[0].fields)
             break
         if name in detached:
             source = detached[name] if detached[name].endswith(".detach()") else f"{detached[name]}.detach()"

@@ -109,6 +109,7 @@ class Steps:
     max_items: int = 6
     several: bool = field(default=False)  # several leaves: partial derivatives (∂)
     hooked: tuple[str, ...] = ()  # leaves whose grad is not the sum the steps show (a hook changed it)
+    g: str = "g"  # the arriving gradient in the formulas (ḡ where the cell has a tensor named g)
 
     @property
     def where_nan(self) -> tuple[str, ...]:
@@ -153,7 +154,10 @@ class Steps:
         if edge.sent is None:
             sent += t("steps.not_needed")
         elif edge.local is not None and step.arriving is not None and edge.local.numel() == 1:
-            sent += f"{self._factor(step.arriving)} · {self._factor(edge.local)} = {self._v(edge.sent)}"
+            arriving = self._factor(step.arriving)
+            if step.parts and step.arriving.numel() == 1:  # (what its paths sent, added: (3 + 3) · 3)
+                arriving = "(" + _sum_text([self._v(g) for _, g in step.parts]) + ")"
+            sent += f"{arriving} · {self._factor(edge.local)} = {self._v(edge.sent)}"
         else:
             sent += self._v(edge.sent)
             arrived = step.arriving.numel() if step.arriving is not None else 0
@@ -193,7 +197,7 @@ class Steps:
         first = layer.steps[0]
         index = f"{first.index}–{layer.steps[-1].index}" if len(layer.steps) > 1 else str(first.index)
         head = [index, f"{layer.module} ({layer.kind})", first.forward]
-        rule = _layer_rule(layer)
+        rule = _layer_rule(layer, self.g)
         local = (
             rule.replace("∂L/", f"∂{fmt.operand(self.output)}/")
             if rule
@@ -270,8 +274,8 @@ class Steps:
     # ---- views ---------------------------------------------------------------
     def legend(self, rows: list[list[str]]) -> list[str]:
         """What a letter of the table's formulas stands for, where one is used: g."""
-        if any(_G.search(row[3]) for row in rows):
-            return [t("steps.g")]
+        if any(_G.search(row[3]) if self.g == "g" else self.g in row[3] for row in rows):
+            return [t("steps.g", g=self.g)]
         return []
 
     def to_text(self) -> str:
@@ -332,13 +336,14 @@ LAYER_RULES = {
 }
 
 
-def _layer_rule(layer: Layer) -> str | None:
+def _layer_rule(layer: Layer, g: str = "g") -> str | None:
     """What *layer*'s backward computes (:data:`LAYER_RULES`), in the cell's names: its input
     (``data``), its parameters (``net.weight``), the loss's target (``y``) and n; the part for the
     input left out where nothing goes back to it (it needs no grad)."""
     rule = LAYER_RULES.get(layer.kind)
     if rule is None:
         return None
+    rule = rule if g == "g" else _G.sub(g, rule)  # (ḡ: the cell has a tensor named g)
     forward = layer.steps[0].forward
     inputs = [n for n in layer.inputs if not n.startswith(layer.module + ".")]
     x = inputs[0] if len(inputs) == 1 else _matmul_operand(forward) if not inputs else "x"
@@ -622,6 +627,7 @@ BINARY_OPS = {
 
 
 _G = re.compile(r"(?<![\w.])g(?![\w(])")  # g in a formula: the gradient arriving (g ⊗ v, Σ g, gᵀ·x)
+_DEFAULTS = {"inplace=False"}  # keyword arguments a library passes at their defaults: not the cell's
 OPERATORS = {"neg": "-{}", "negative": "-{}", "matmul": "{} @ {}"}  # calls a cell mostly writes as operators
 
 
@@ -687,7 +693,8 @@ def build(
     ordered = sorted(range(len(ran)), key=lambda i: sequence_number(ran[i]))  # the steps in code order
     naming.name_nodes([ran[i] for i in ordered])  # in code order: a, b, c read in the order made
     ops = _Ops(recorder, naming, digits)  # (the names known before the pass is walked, as the calls read)
-    walk = _Walk(naming, ops, digits, to_grad, owners, tracer)
+    g = "ḡ" if "g" in naming.names.values() else "g"  # the arriving gradient in the formulas
+    walk = _Walk(naming, ops, digits, to_grad, owners, tracer, g=g)
     walk.route()  # in autograd's order: the names of the nodes it did not run, and the arrivals
     leaves = _leaf_sums(tracer, walk.parts, naming.names, list(named))
     steps: Sequence[Step] = _StepList(walk)
@@ -706,6 +713,7 @@ def build(
         digits=digits,
         max_items=max_items,
         several=len(leaves) > 1,
+        g=g,
     )
 
 
@@ -822,6 +830,7 @@ class _Walk:
     module_kinds: list[str] = field(default_factory=list)
     made: dict[int, tuple[_Fields, str]] = field(default_factory=dict)  # id(node) -> (fields, line)
     positions: dict[int, int] | None = None  # id(node) -> its step (from 0), made when first asked
+    g: str = "g"  # the arriving gradient in the formulas (Steps.g)
 
     def route(self) -> None:
         """Every step once, in order, cheaply: its kind and layer, the names of the nodes it reaches
@@ -936,7 +945,9 @@ class _Walk:
             to, is_leaf = self.naming.input(nxt, nr)
             sent = raw.grad_in[i] if i < len(raw.grad_in) else None
             local = local_all[i] if i < len(local_all) else None
-            formula = _edge_formula(kind, formulas[i] if i < len(formulas) else None, fields, saved)
+            formula = formulas[i] if i < len(formulas) else None
+            formula = _edge_formula(kind, formula if self.g == "g" or formula is None else _G.sub(self.g, formula),
+                                    fields, saved)  # fmt: skip
             target = getattr(nxt, "variable", None) if is_leaf else nxt
             shared = isinstance(self.arrivals.get(id(target)), list)  # (several paths: this is one)
             edges.append(Edge(to, is_leaf, formula, local, sent, is_leaf and to in self.to_grad, shared))
@@ -1098,7 +1109,7 @@ def _letters(taken: set[str]) -> Any:
     for size in itertools.count(1):
         for combo in itertools.product(string.ascii_lowercase, repeat=size):
             name = "".join(combo)
-            if name not in taken and name[0] != "d":
+            if name not in taken and name[0] != "d" and name not in ("g", "n"):  # (g, n: in formulas)
                 yield name
 
 
@@ -1364,7 +1375,10 @@ def _forward(kind: str, fields: _Fields, op: Op | None, operands: list) -> str:
         operator = OPERATORS.get(op.name)  # (-x and W @ v as the cell most likely wrote them)
         if operator is not None and operator.count("{}") == len(op.shown):
             return operator.format(*op.shown)
-        return f"{op.name}({', '.join(op.shown)})"
+        if op.name.startswith(".") and len(op.shown) == 1:  # a property: W.T, W.mT
+            return f"{op.shown[0]}{op.name}"
+        shown = [a for a in op.shown if a not in _DEFAULTS]  # (F.relu passes inplace=False itself)
+        return f"{op.name}({', '.join(shown)})"
     if kind == "WhereBackward0":  # the condition is no operand of the node (no grad): from the record
         cond = op.shown[0] if op is not None and op.name == "where" and op.shown else "condition"
         a, b = (o if o is not None else "const" for o in [*operands, None, None][:2])

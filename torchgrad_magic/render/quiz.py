@@ -146,7 +146,7 @@ class CellFacts:
                 assert isinstance(node.func.value, ast.Name)
                 in_place.setdefault(node.func.value.id, _short(ast.unparse(node)))
         detached = {name: _short(source) for name, source in detached_names(tree).items()}
-        return cls(detached, no_grad_names(tree), in_place)
+        return cls(detached, set(no_grad_names(tree)), in_place)
 
 
 def _in_place_call(node: ast.AST) -> bool:
