@@ -532,3 +532,21 @@ def test_the_picture_is_the_plot_when_there_is_one():
     assert both.explorer.png == plot.png(both.figure)
     alone = grad("y = x ** 3", wrt="x=1", explore=True)
     assert alone.figure is None and alone.explorer.png.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("cell", "wrt", "headline"),
+    [("y = 1.0001 * x", "x=1", "y = 1.0001, dy/dx = 1.0001 (at x = 1)"),  # (read y = 1, dy/dx = 1)
+     ("y = x + 1", "x=12345", "y = 12346, dy/dx = 1 (at x = 12345)"),  # (read 1.235e+4)
+     ("y = x ** 3", "x=1", "y = 1, dy/dx = 3 (at x = 1)")],
+)  # fmt: skip
+def test_the_charts_numbers_read_as_the_tables(cell, wrt, headline):
+    """The spec's own number format, run by Vega itself (vl-convert: Vega's JavaScript, no browser)."""
+    import html
+    import re
+
+    import vl_convert
+
+    svg = vl_convert.vegalite_to_svg(grad(cell, wrt=wrt, explore=True).explorer.bundle()[VEGA])
+    texts = [html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+    assert headline in texts, [t for t in texts if "=" in t]

@@ -82,7 +82,12 @@ class _Names:
         return " + ".join(reversed(parts))
 
     def number(self, value: str) -> str:
-        return f"(isValid({value}) ? replace(format({value}, '.{self.ex.digits}~g'), '\\u2212', '-') : 'nan')"
+        """*value* as :func:`..format.number` writes it: its digits, more where they would make a
+        number that is not whole read as one (1.0001), no exponent below 10⁷ (12345)."""
+        short, long = f"format({value}, '.{self.ex.digits}~g')", f"format({value}, '.8~g')"
+        whole = f"test(regexp('^-?[0-9]+$'), {short}) && abs({value} - round({value})) > 1e-6 * max(1, abs({value}))"
+        chosen = f"(abs({value}) >= 1e4 && abs({value}) < 1e7) || ({whole}) ? {long} : {short}"
+        return f"(isValid({value}) ? replace({chosen}, '\\u2212', '-') : 'nan')"
 
 
 def _say(ex: Explorer, message_id: str, **fields: object) -> str:
