@@ -786,3 +786,10 @@ def test_a_property_and_a_librarys_default_keyword_read_as_written():
     assert "  a = W.T\n" in text and "relu(x)\n" in text and ".T(W)" not in text and "inplace" not in text, (
         text
     )
+
+
+def test_a_constant_tensor_in_a_forward_line_has_the_tables_digits():
+    ns = {"torch": torch, "goal": None}
+    text = grad("y = ((x - torch.tensor([0.123456789, 2.0])) ** 2).sum()", wrt="x=[1.0, 1.0]", steps=True,
+                namespace=ns).steps.to_text()  # fmt: skip
+    assert "x − [0.1235, 2]" in text and "0.12345" not in text, text

@@ -1265,7 +1265,7 @@ def _const(value: Any, digits: int, names: dict[int, str] | None = None) -> str:
         if name is not None:
             return name
         if value.numel() <= 4:
-            return fmt.values(value, max(digits, CONST_DIGITS), 4)
+            return fmt.values(value, digits, 4)  # (a tensor's values: as the table writes them)
         return "const[" + "×".join(str(n) for n in value.shape) + "]"  # (not torch.tensor(2, 3))
     if isinstance(value, bool | int | float | complex):
         return fmt.number(value, max(digits, CONST_DIGITS))
