@@ -218,11 +218,11 @@ def test_graph_nodes_have_the_names_the_steps_made_up(shell):
     _, drawing = shown(shell, f"%%grad --wrt u=3 v=4 --graph --steps --out r\n{TUTORIAL}")
     result = shell.user_ns["r"]
     g, steps = result.graph, result.steps
-    assert steps.made_up == ("a", "b", "c", "e", "g")  # (no d: it would read as ∂; f is the cell's)
+    assert steps.made_up == ("a", "b", "c", "e", "h")  # (no d: it reads as ∂; no g: the gradient in formulas)
     by_name = {n.name: n for n in g.nodes}
     assert {n.name for n in g.nodes if n.kind == "function"} == set(steps.made_up)
     kids = g.children()
-    for line in steps.forward:  # "g = e · v": the graph's node g reads e and v
+    for line in steps.forward:  # "h = e · v": the graph's node h reads e and v
         name, expression = line.split(" = ", 1)
         operands = set(re.findall(r"[a-z]\w*", expression)) & set(by_name)
         assert {g.nodes[k].name for k in kids[by_name[name].id]} == operands, line

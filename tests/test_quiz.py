@@ -203,7 +203,7 @@ def test_steps_hide_local_derivatives_and_paths():
 
 
 def test_a_step_that_passes_the_gradient_on_is_asked_once():
-    # step 1 of f = c + g: "∂f/∂c = ?" (1) and "step 1 sends on ∂f/∂c = arriving · local = ?" (1 · 1 = 1)
+    # step 1 of f = c + h: "∂f/∂c = ?" (1) and "step 1 sends on ∂f/∂c = arriving · local = ?" (1 · 1 = 1)
     quiz = grad("f = u**3 + v**2 + 4*u*v", wrt="u=3 v=4", quiz=True, steps=True).quiz
     asked = [q.text for q in quiz.questions]
     assert "step 1 (AddBackward0, undoes f = c + h): ∂f/∂c = ?" in asked
