@@ -211,6 +211,12 @@ def test_a_step_that_passes_the_gradient_on_is_asked_once():
     assert "step 2 sends on ∂f/∂e = arriving · local = ?" in asked and len(asked) == 22
 
 
+def test_the_answer_at_a_kink_carries_the_kink_remark():
+    quiz = grad("y = torch.relu(x)", wrt="x=0.0", quiz=True, steps=True).quiz
+    (answer,) = [q.answer for q in quiz.questions if q.text.startswith("step 1 (ReluBackward0")]
+    assert answer.endswith("= 0 (at exactly 0 there is a kink: PyTorch uses 0 there)"), answer
+
+
 def test_detach(shell):
     (quiz,) = shown(shell, f"%%grad --wrt x=3 --quiz\n{DETACH}")
     assert detach_grad() == 9

@@ -150,6 +150,8 @@ class Steps:
             local += " = ? " + t("steps.not_explained", node=step.node)
         if step.routing:
             local = fmt.beside(local, t("steps.routing"))
+        if step.kink and edge is step.edges[0]:  # (relu, abs: one input; the table and the quiz say it)
+            local = fmt.beside(local, t("steps.kink"))
         sent = self.d(self.output, edge.to) + (" += " if edge.shared else " = ")  # (one path's part)
         if edge.sent is None:
             sent += t("steps.not_needed")
@@ -186,8 +188,6 @@ class Steps:
                 rows.append([*head, arriving, ""])
             for k, edge in enumerate(step.edges):
                 local, sent = self.edge_text(step, edge)
-                if step.kink and k == 0:
-                    local = fmt.beside(local, t("steps.kink"))
                 rows.append([*(head if k == 0 else ["", "", ""]), local, sent])
         return rows
 
