@@ -336,6 +336,9 @@ LAYER_RULES = {
 }
 
 
+_LOSS_CALL = re.compile(r"= (?:mse|nll)_loss\([\w.]+, (?:([A-Za-z_][\w.]*)[,)])?")  # (1: the target's name)
+
+
 def _layer_rule(layer: Layer, g: str = "g") -> str | None:
     """What *layer*'s backward computes (:data:`LAYER_RULES`), in the cell's names: its input
     (``data``), its parameters (``net.weight``), the loss's target (``y``) and n; the part for the
@@ -350,11 +353,11 @@ def _layer_rule(layer: Layer, g: str = "g") -> str | None:
     rule = t(rule, x=x) if rule.startswith("steps.rule.") else rule.format(x=x)
     rule = _with_module_names(rule, layer.module, x, sends_back=bool(inputs))
     if layer.kind in ("MSELoss", "CrossEntropyLoss"):
-        call = re.search(r"= (?:mse|nll)_loss\([\w.]+, ([A-Za-z_][\w.]*)[,)]", forward)  # (its target's name)
+        call = _LOSS_CALL.search(forward)
         reduction = next((s.reduction for s in layer.steps if s.reduction is not None), None)
-        if reduction not in (1, 2) or not re.search(r"= (?:mse|nll)_loss\(", forward):
+        if reduction not in (1, 2) or call is None:
             return None  # (weights, label smoothing, no reduction: not the rule shown)
-        rule = rule.replace("target", call.group(1) if call else "target")
+        rule = rule.replace("target", call.group(1) or "target")
         rule = rule + _n_of(layer) if reduction == 1 else rule.replace(")/n", ")")
     return rule
 
